@@ -1,0 +1,100 @@
+package scone
+
+import (
+	"context"
+	"crypto/rand"
+	"math"
+)
+
+// Outcome is what Commit did with a request's state.
+type Outcome uint8
+
+// The outcomes of Commit.
+const (
+	// Unchanged: nothing to send; the holder keeps the SCONE it has.
+	Unchanged Outcome = iota
+	// Updated: a new SCONE was sealed; the holder replaces its copy.
+	Updated
+	// Dropped: the session ended; the holder deletes its copy.
+	Dropped
+)
+
+var outcomeNames = [...]string{"unchanged", "updated", "dropped"}
+
+// String returns "unchanged", "updated" or "dropped".
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "outcome?"
+}
+
+// Restore returns the State of a request: empty when token is empty (the
+// first call of a session), or restored from the SCONE it holds. A SCONE that
+// does not open is an error, never an empty state: the caller must fail the
+// request, so the holder keeps its SCONE. scope is where the holder should
+// attach the SCONE sealed from this state.
+func (s *Sealer) Restore(ctx context.Context, token []byte, want Expect, scope string) (*State, error) {
+	st := NewState(want, scope)
+	if len(token) == 0 {
+		return st, nil
+	}
+	o, err := s.Open(ctx, &st.sc, token, want)
+	if err != nil {
+		return nil, err
+	}
+	st.restored = true
+	st.stale = o.Stale
+	return st, nil
+}
+
+// Commit seals the state a handler left and appends the SCONE, if any, to
+// dst. Updated: a new version was sealed (the handler changed the state, or
+// the SCONE needed a re-seal; see WithResealUnchanged). Dropped: the handler
+// ended a restored session. Unchanged: nothing to send.
+//
+// Each seal sets the version to one more than the restored one, the issue
+// time to now, the expiry to now plus the TTL, and the current revocation
+// epoch; a new session gets a random session ID, the service, and (with
+// WithClientBinding) the caller's identity.
+func (s *Sealer) Commit(dst []byte, st *State) (Outcome, []byte, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := s.cfg.clock()
+	ttl := s.cfg.ttl
+	if st.ttl > 0 && st.ttl < ttl {
+		ttl = st.ttl
+	}
+	switch {
+	case st.dropped && st.restored:
+		return Dropped, dst, nil
+	case st.dropped, !st.changed && !st.restored:
+		return Unchanged, dst, nil
+	case !st.changed && !s.cfg.resealUnchanged && !st.stale &&
+		st.sc.Scope == st.scope && st.sc.Expires.Sub(now) > ttl/2:
+		return Unchanged, dst, nil
+	}
+	sc := &st.sc
+	if !st.restored {
+		rand.Read(sc.Session[:])
+		sc.Service = st.want.Service
+		if s.cfg.bind {
+			sc.Client = st.want.Client
+		}
+	}
+	if sc.Version == math.MaxUint64 {
+		return Unchanged, dst, errorf(CodeInternal, "SCONE version exhausted")
+	}
+	sc.Scope = st.scope
+	sc.Version++
+	sc.IssuedAt = now
+	sc.Expires = now.Add(ttl)
+	if s.cfg.epochs != nil {
+		sc.Epoch = s.cfg.epochs.Epoch(sc.Service)
+	}
+	out, err := s.Seal(dst, sc)
+	if err != nil {
+		return Unchanged, dst, err
+	}
+	return Updated, out, nil
+}

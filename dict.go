@@ -1,0 +1,262 @@
+package scone
+
+import (
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Holder keeps the SCONEs servers entrust to a client (or to a relay on its
+// behalf), like a cookie jar: by service and scope, newest version only, until
+// they expire. It never opens them: it reads only the cleartext header.
+// Implementations must be safe for concurrent use.
+type Holder interface {
+	// Put stores a sealed SCONE under its (service, scope). An older version
+	// than the one held is ignored (stored is false); an equal or newer one
+	// replaces it. A holder that is full of live SCONEs refuses with
+	// CodeExhausted rather than evicting one.
+	Put(token []byte) (stored bool, err error)
+	// Match appends to dst the live SCONEs whose scope matches target (see
+	// ScopeMatches). The returned tokens must not be modified.
+	Match(dst [][]byte, target string) [][]byte
+	// Delete removes the SCONE of (service, scope), if any.
+	Delete(service, scope string)
+}
+
+// Defaults of a Dict.
+const (
+	// DefaultDictEntries is how many SCONEs a Dict holds at most.
+	DefaultDictEntries = 4096
+	// DefaultDictBytes is how many bytes of SCONEs a Dict holds at most.
+	DefaultDictBytes = 64 << 20
+)
+
+// Dict is the in-memory Holder: the patent's dictionary of SCONEs, keyed by
+// service ID and scope.
+//
+// It is bounded by entries and bytes. When a new SCONE does not fit, Dict
+// first drops expired SCONEs; if it still does not fit, Put fails with
+// CodeExhausted and nothing is evicted: the holder may be the only copy of
+// that state, so the caller must learn that the new state was not kept.
+type Dict struct {
+	maxEntries int
+	maxBytes   int
+	clock      func() time.Time
+
+	mu      sync.Mutex
+	byScope map[string]map[string]*dictEntry // scope → service → entry
+	entries int
+	bytes   int
+}
+
+type dictEntry struct {
+	hdr   Header
+	token []byte
+}
+
+// DictOption configures a Dict.
+type DictOption interface{ applyDict(*Dict) }
+
+type dictOptionFunc func(*Dict)
+
+func (f dictOptionFunc) applyDict(d *Dict) { f(d) }
+
+// WithDictLimits bounds a Dict to entries SCONEs and bytes bytes of them.
+func WithDictLimits(entries, bytes int) DictOption {
+	return dictOptionFunc(func(d *Dict) { d.maxEntries, d.maxBytes = entries, bytes })
+}
+
+// WithDictClock sets the clock a Dict expires SCONEs by (default time.Now).
+func WithDictClock(now func() time.Time) DictOption {
+	return dictOptionFunc(func(d *Dict) { d.clock = now })
+}
+
+// NewDict returns an empty Dict.
+func NewDict(opts ...DictOption) *Dict {
+	d := &Dict{
+		maxEntries: DefaultDictEntries,
+		maxBytes:   DefaultDictBytes,
+		clock:      time.Now,
+		byScope:    make(map[string]map[string]*dictEntry),
+	}
+	for _, o := range opts {
+		o.applyDict(d)
+	}
+	return d
+}
+
+// Put implements Holder. It stores a copy of token.
+func (d *Dict) Put(token []byte) (bool, error) {
+	h, err := ParseHeader(token)
+	if err != nil {
+		return false, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.clock()
+	if h.Expired(now) {
+		return false, nil
+	}
+	services := d.byScope[h.Scope]
+	old := services[h.Service]
+	if old != nil && old.hdr.Version > h.Version {
+		return false, nil
+	}
+	grow := len(token)
+	if old != nil {
+		grow -= len(old.token)
+	}
+	fits := func() bool {
+		return (old != nil || d.entries < d.maxEntries) && d.bytes+grow <= d.maxBytes
+	}
+	if !fits() {
+		d.sweep(now)
+		services = d.byScope[h.Scope]
+		if old = services[h.Service]; old != nil {
+			grow = len(token) - len(old.token)
+		} else {
+			grow = len(token)
+		}
+		if !fits() {
+			return false, errorf(CodeExhausted, "holder full: "+strconv.Itoa(d.entries)+
+				" live SCONEs, "+strconv.Itoa(d.bytes)+" bytes")
+		}
+	}
+	if services == nil {
+		services = make(map[string]*dictEntry)
+		d.byScope[h.Scope] = services
+	}
+	if old == nil {
+		d.entries++
+	}
+	d.bytes += grow
+	services[h.Service] = &dictEntry{hdr: h, token: append([]byte(nil), token...)}
+	return true, nil
+}
+
+// Match implements Holder. It drops the expired SCONEs it comes across.
+func (d *Dict) Match(dst [][]byte, target string) [][]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.clock()
+	for scope := range candidateScopes(target) {
+		for service, e := range d.byScope[scope] {
+			if e.hdr.Expired(now) {
+				d.remove(scope, service, e)
+				continue
+			}
+			dst = append(dst, e.token)
+		}
+	}
+	return dst
+}
+
+// Get returns the SCONE held for (service, scope), if live.
+func (d *Dict) Get(service, scope string) ([]byte, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.byScope[scope][service]
+	if e == nil || e.hdr.Expired(d.clock()) {
+		return nil, false
+	}
+	return e.token, true
+}
+
+// Delete implements Holder.
+func (d *Dict) Delete(service, scope string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e := d.byScope[scope][service]; e != nil {
+		d.remove(scope, service, e)
+	}
+}
+
+func (d *Dict) remove(scope, service string, e *dictEntry) {
+	delete(d.byScope[scope], service)
+	if len(d.byScope[scope]) == 0 {
+		delete(d.byScope, scope)
+	}
+	d.entries--
+	d.bytes -= len(e.token)
+}
+
+// Sweep drops every expired SCONE and returns how many it dropped.
+func (d *Dict) Sweep() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.sweep(d.clock())
+}
+
+func (d *Dict) sweep(now time.Time) int {
+	n := 0
+	for scope, services := range d.byScope {
+		for service, e := range services {
+			if e.hdr.Expired(now) {
+				d.remove(scope, service, e)
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Len returns the number of SCONEs held, and their total size in bytes.
+func (d *Dict) Len() (entries, bytes int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.entries, d.bytes
+}
+
+// Headers returns the cleartext headers of the SCONEs held, for display.
+func (d *Dict) Headers() []Header {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Header, 0, d.entries)
+	for _, services := range d.byScope {
+		for _, e := range services {
+			out = append(out, e.hdr)
+		}
+	}
+	return out
+}
+
+// ScopeMatches reports whether a SCONE of the given scope is attached to a
+// request for target, by the path-match rule of cookies (RFC 6265 §5.1.4):
+// the scope equals the target, or is a prefix of it that ends in '/' or is
+// followed in the target by '/'. The empty scope matches every target.
+//
+// gRPC targets are method paths: the scope "/shop.Gateway/" matches
+// "/shop.Gateway/AddItem" but not "/shop.GatewayAdmin/Reset".
+func ScopeMatches(scope, target string) bool {
+	switch {
+	case scope == "" || scope == target:
+		return true
+	case len(scope) > len(target) || target[:len(scope)] != scope:
+		return false
+	}
+	return scope[len(scope)-1] == '/' || target[len(scope)] == '/'
+}
+
+// candidateScopes yields every scope that ScopeMatches target, each once:
+// "", the target, and the target cut before and after each '/'.
+func candidateScopes(target string) func(yield func(string) bool) {
+	return func(yield func(string) bool) {
+		if !yield("") {
+			return
+		}
+		for i := 0; i < len(target); i++ {
+			if target[i] != '/' {
+				continue
+			}
+			if i > 0 && target[i-1] != '/' && !yield(target[:i]) {
+				return
+			}
+			if i+1 < len(target) && !yield(target[:i+1]) {
+				return
+			}
+		}
+		if target != "" {
+			yield(target)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package scone
+
+import (
+	"encoding/hex"
+	"time"
+)
+
+// SCONE is a state-caching object: the state one server keeps for one
+// client, sealed and handed to a holder (the client, a relay, or cluster
+// peers) between requests.
+//
+// Service, Scope, Version and Expires travel in cleartext, authenticated,
+// because holders route, order and evict by them. Every other field is
+// sealed and only the servers holding the key can read it.
+type SCONE struct {
+	// Service is the service ID this state belongs to; a server only opens
+	// SCONEs of its own service. 1 to MaxServiceLen bytes.
+	Service string
+	// Scope names the target the holder attaches the SCONE to: a path
+	// prefix matched like a cookie's path (see ScopeMatches). A front end's
+	// back ends seal their SCONEs with the front end's scope, so the client
+	// sends them back on its next call to the front end. At most
+	// MaxScopeLen bytes; empty matches every target.
+	Scope string
+	// Version grows by one at every seal of the session. Holders keep the
+	// newest version; anti-rollback compares against it.
+	Version uint64
+	// Expires is when the SCONE stops opening. Holders evict it then
+	// without needing a key. Stored with millisecond precision.
+	Expires time.Time
+
+	// Session identifies the session across versions; it is drawn at random
+	// when the first SCONE of a session is sealed.
+	Session SessionID
+	// IssuedAt is when this version was sealed (millisecond precision).
+	IssuedAt time.Time
+	// Epoch is the service's revocation epoch at sealing; raising the epoch
+	// of the service (see Epochs) revokes every SCONE sealed before.
+	Epoch uint64
+	// Endpoint is the network endpoint ID of the patent: which endpoint of
+	// the service the state is about (for example a port or a shard).
+	Endpoint string
+	// Object is the object ID of the patent: the object the client works
+	// with (for example a cart ID).
+	Object string
+	// Status is the status of the current operation, app-defined.
+	Status string
+	// Client binds the SCONE to one client identity (an mTLS peer or a
+	// client ID); a bound SCONE only opens for that client. Empty: unbound.
+	Client string
+	// Data is the application's state, opaque to everything but the
+	// service's own handlers.
+	Data []byte
+}
+
+// Limits of the envelope. The size budget a Sealer enforces (WithMaxSize)
+// is usually far below MaxEnvelopeSize.
+const (
+	// MaxServiceLen is the longest service ID.
+	MaxServiceLen = 255
+	// MaxScopeLen is the longest scope.
+	MaxScopeLen = 255
+	// MaxFieldLen is the longest Endpoint, Object, Status or Client.
+	MaxFieldLen = 1<<16 - 1
+	// MaxEnvelopeSize is the largest envelope any Sealer seals or opens,
+	// whatever its configured budget.
+	MaxEnvelopeSize = 1 << 20
+)
+
+// SessionID identifies one session across the versions of its SCONE.
+type SessionID [16]byte
+
+// String returns the ID in hex.
+func (id SessionID) String() string { return hex.EncodeToString(id[:]) }
+
+// IsZero reports whether id is the zero ID (no session yet).
+func (id SessionID) IsZero() bool { return id == SessionID{} }
+
+// Header is the cleartext part of a sealed SCONE: what a holder may read
+// without a key. ParseHeader reads it; it is authenticated only when the
+// SCONE is opened.
+type Header struct {
+	// Format is the envelope format version; it fixes the AEAD and layout.
+	Format uint8
+	// KeyID names the key of the ring that sealed the SCONE.
+	KeyID   uint32
+	Version uint64
+	Expires time.Time
+	Service string
+	Scope   string
+}
+
+// Expired reports whether the SCONE has expired at now.
+func (h *Header) Expired(now time.Time) bool { return !now.Before(h.Expires) }
