@@ -1,0 +1,273 @@
+package scone
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestScopeMatches(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		scope, target string
+		want          bool
+	}{
+		{"", "/shop.Gateway/AddItem", true},
+		{"/shop.Gateway/", "/shop.Gateway/AddItem", true},
+		{"/shop.Gateway", "/shop.Gateway/AddItem", true},
+		{"/shop.Gateway/AddItem", "/shop.Gateway/AddItem", true},
+		{"/", "/shop.Gateway/AddItem", true},
+		{"/shop.Gate", "/shop.Gateway/AddItem", false},
+		{"/shop.GatewayAdmin/", "/shop.Gateway/AddItem", false},
+		{"/shop.Gateway/AddItemX", "/shop.Gateway/AddItem", false},
+		{"/shop.Gateway/", "/shop.GatewayAdmin/Reset", false},
+		{"/bookstore/compsci", "/bookstore/compsci/knuth", true},
+		{"/bookstore/compsci", "/bookstore/compscience", false},
+	} {
+		if got := ScopeMatches(tc.scope, tc.target); got != tc.want {
+			t.Errorf("ScopeMatches(%q, %q) = %v, want %v", tc.scope, tc.target, got, tc.want)
+		}
+	}
+}
+
+// TestCandidateScopes checks that candidateScopes yields exactly the
+// prefixes of a target that ScopeMatches, each once.
+func TestCandidateScopes(t *testing.T) {
+	t.Parallel()
+	for _, target := range []string{"", "/", "/a", "/a/", "/a/b", "//a//b/", "/shop.Gateway/AddItem", "a//"} {
+		var want []string
+		for i := 0; i <= len(target); i++ {
+			if ScopeMatches(target[:i], target) {
+				want = append(want, target[:i])
+			}
+		}
+		var got []string
+		for s := range candidateScopes(target) {
+			got = append(got, s)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("candidateScopes(%q) = %q, want %q", target, got, want)
+		}
+	}
+}
+
+// sealHdr seals a SCONE with the given routing fields.
+func sealHdr(t testing.TB, s *Sealer, service, scope string, version uint64, expires time.Time) []byte {
+	t.Helper()
+	sc := sampleSCONE(s.Now(), nil)
+	sc.Service, sc.Scope, sc.Version, sc.Expires = service, scope, version, expires
+	return mustSeal(t, s, sc)
+}
+
+func TestDictNewestWins(t *testing.T) {
+	t.Parallel()
+	s, clk := newTestSealer(t)
+	d := NewDict(WithDictClock(clk.Now))
+	exp := clk.Now().Add(time.Hour)
+	v2 := sealHdr(t, s, "cart", "/shop.Gateway/", 2, exp)
+	v1 := sealHdr(t, s, "cart", "/shop.Gateway/", 1, exp)
+	v2b := sealHdr(t, s, "cart", "/shop.Gateway/", 2, exp)
+	if ok, err := d.Put(v2); !ok || err != nil {
+		t.Fatalf("Put v2 = %v %v", ok, err)
+	}
+	if ok, err := d.Put(v1); ok || err != nil {
+		t.Fatalf("a late v1 overwrote v2: %v %v", ok, err)
+	}
+	if got, _ := d.Get("cart", "/shop.Gateway/"); string(got) != string(v2) {
+		t.Fatal("holder lost v2")
+	}
+	if ok, _ := d.Put(v2b); !ok {
+		t.Fatal("an equal version (a re-seal) was refused")
+	}
+	if n, b := d.Len(); n != 1 || b != len(v2b) {
+		t.Fatalf("Len = %d, %d", n, b)
+	}
+}
+
+func TestDictMatchByScope(t *testing.T) {
+	t.Parallel()
+	s, clk := newTestSealer(t)
+	d := NewDict(WithDictClock(clk.Now))
+	exp := clk.Now().Add(time.Hour)
+	// The gateway's own SCONE, and its back ends' SCONEs scoped to it.
+	for _, svc := range []string{"gateway", "cart", "inventory"} {
+		if _, err := d.Put(sealHdr(t, s, svc, "/shop.Gateway/", 1, exp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.Put(sealHdr(t, s, "admin", "/shop.GatewayAdmin/", 1, exp)); err != nil {
+		t.Fatal(err)
+	}
+	services := func(target string) []string {
+		var out []string
+		for _, tok := range d.Match(nil, target) {
+			h, _ := ParseHeader(tok)
+			out = append(out, h.Service)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got := services("/shop.Gateway/AddItem"); !slices.Equal(got, []string{"cart", "gateway", "inventory"}) {
+		t.Errorf("Match gateway = %v", got)
+	}
+	if got := services("/shop.GatewayAdmin/Reset"); !slices.Equal(got, []string{"admin"}) {
+		t.Errorf("Match admin = %v", got)
+	}
+	if got := services("/other.Service/Call"); len(got) != 0 {
+		t.Errorf("Match other = %v", got)
+	}
+	d.Delete("cart", "/shop.Gateway/")
+	if got := services("/shop.Gateway/AddItem"); !slices.Equal(got, []string{"gateway", "inventory"}) {
+		t.Errorf("after Delete = %v", got)
+	}
+}
+
+func TestDictExpiry(t *testing.T) {
+	t.Parallel()
+	s, clk := newTestSealer(t)
+	d := NewDict(WithDictClock(clk.Now))
+	now := clk.Now()
+	for i, ttl := range []time.Duration{time.Minute, time.Hour, 2 * time.Hour} {
+		if _, err := d.Put(sealHdr(t, s, fmt.Sprint("svc", i), "/s/", 1, now.Add(ttl))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, _ := d.Put(sealHdr(t, s, "late", "/s/", 1, now)); ok {
+		t.Fatal("an already expired SCONE was stored")
+	}
+	clk.Advance(time.Minute)
+	if got := len(d.Match(nil, "/s/x")); got != 2 {
+		t.Fatalf("after 1m: %d live", got)
+	}
+	if _, ok := d.Get("svc0", "/s/"); ok {
+		t.Fatal("Get returned an expired SCONE")
+	}
+	clk.Advance(time.Hour)
+	if n := d.Sweep(); n != 1 {
+		t.Fatalf("Sweep dropped %d", n)
+	}
+	if n, _ := d.Len(); n != 1 {
+		t.Fatalf("%d left", n)
+	}
+	if hs := d.Headers(); len(hs) != 1 || hs[0].Service != "svc2" {
+		t.Fatalf("Headers = %+v", hs)
+	}
+}
+
+// TestDictBound checks what happens at the bound: expired SCONEs make room;
+// live ones are never evicted, the new one is refused with CodeExhausted.
+func TestDictBound(t *testing.T) {
+	t.Parallel()
+	s, clk := newTestSealer(t)
+	d := NewDict(WithDictClock(clk.Now), WithDictLimits(2, 1<<20))
+	now := clk.Now()
+	a := sealHdr(t, s, "a", "/", 1, now.Add(time.Minute))
+	b := sealHdr(t, s, "b", "/", 1, now.Add(time.Hour))
+	c := sealHdr(t, s, "c", "/", 1, now.Add(time.Hour))
+	for _, tok := range [][]byte{a, b} {
+		if _, err := d.Put(tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := d.Put(c)
+	wantCode(t, err, CodeExhausted)
+	if _, ok := d.Get("a", "/"); !ok {
+		t.Fatal("a live SCONE was evicted")
+	}
+	// Replacing a held SCONE always fits the entry bound.
+	if _, err := d.Put(sealHdr(t, s, "b", "/", 2, now.Add(time.Hour))); err != nil {
+		t.Fatalf("replacing b: %v", err)
+	}
+	clk.Advance(time.Minute) // a expires: room for c
+	if _, err := d.Put(c); err != nil {
+		t.Fatalf("after a expired: %v", err)
+	}
+
+	// The byte bound works the same way.
+	small := NewDict(WithDictClock(clk.Now), WithDictLimits(100, len(b)+10))
+	if _, err := small.Put(b); err != nil {
+		t.Fatal(err)
+	}
+	_, err = small.Put(c)
+	wantCode(t, err, CodeExhausted)
+}
+
+func TestDictRefusesGarbage(t *testing.T) {
+	t.Parallel()
+	d := NewDict()
+	_, err := d.Put([]byte("not a scone"))
+	wantCode(t, err, CodeMalformed)
+	_, err = d.Put(make([]byte, MaxEnvelopeSize+1))
+	wantCode(t, err, CodeTooLarge)
+	if n, _ := d.Len(); n != 0 {
+		t.Fatal("garbage was stored")
+	}
+}
+
+func TestDictConcurrent(t *testing.T) {
+	t.Parallel()
+	s, clk := newTestSealer(t)
+	d := NewDict(WithDictClock(clk.Now))
+	exp := clk.Now().Add(time.Hour)
+	var toks [][]byte
+	for v := uint64(1); v <= 50; v++ {
+		toks = append(toks, sealHdr(t, s, "cart", "/shop.Gateway/", v, exp))
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range toks {
+				tok := toks[(i*7+g*13)%len(toks)]
+				if _, err := d.Put(tok); err != nil {
+					t.Error(err)
+				}
+				d.Match(nil, "/shop.Gateway/AddItem")
+			}
+		})
+	}
+	wg.Wait()
+	got, _ := d.Get("cart", "/shop.Gateway/")
+	if h, _ := ParseHeader(got); h.Version != 50 {
+		t.Fatalf("holder kept v%d, want the newest, v50", h.Version)
+	}
+}
+
+func TestMemoryHighWater(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	h := NewMemoryHighWater(2, clk.Now)
+	ctx := t.Context()
+	a, b, c := SessionID{1}, SessionID{2}, SessionID{3}
+	exp := clk.Now().Add(time.Minute)
+	for _, step := range []struct {
+		id      SessionID
+		version uint64
+		code    Code
+	}{
+		{a, 5, CodeUnknown},
+		{a, 5, CodeUnknown}, // the same version again: a retry
+		{a, 6, CodeUnknown},
+		{a, 5, CodeRolledBack},
+		{b, 1, CodeUnknown},
+		{c, 1, CodeExhausted}, // full of live sessions
+	} {
+		err := h.Admit(ctx, step.id, step.version, exp)
+		if CodeOf(err) != step.code {
+			t.Fatalf("Admit(%x, %d) = %v, want %v", step.id[:1], step.version, err, step.code)
+		}
+	}
+	clk.Advance(time.Minute)
+	if err := h.Admit(ctx, c, 1, clk.Now().Add(time.Minute)); err != nil {
+		t.Fatalf("after the marks expired: %v", err)
+	}
+	if h.Len() != 1 {
+		t.Fatalf("Len = %d", h.Len())
+	}
+	if !strings.Contains(SessionID{0xab}.String(), "ab") || !(SessionID{}).IsZero() {
+		t.Fatal("SessionID helpers")
+	}
+}
