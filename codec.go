@@ -187,7 +187,7 @@ func setString(s *string, b []byte) {
 
 // Text form: transports that carry text (gRPC metadata, cookies, headers)
 // use the envelope in unpadded base64url.
-var textEncoding = base64.RawURLEncoding
+var textEncoding = base64.RawURLEncoding.Strict()
 
 // AppendText appends the text form of a sealed SCONE to dst.
 func AppendText(dst, token []byte) []byte {
