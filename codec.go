@@ -3,6 +3,7 @@ package scone
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"strings"
 	"time"
 )
 
@@ -207,6 +208,10 @@ func DecodeText(s string) ([]byte, error) {
 func AppendDecodeText(dst []byte, s string) ([]byte, error) {
 	if len(s) > textEncoding.EncodedLen(MaxEnvelopeSize) {
 		return dst, errorf(CodeTooLarge, "text form over the maximum size")
+	}
+	// The decoder skips CR and LF; a canonical text form has none.
+	if strings.ContainsAny(s, "\r\n") {
+		return dst, errorf(CodeMalformed, "text form contains a line break")
 	}
 	out, err := textEncoding.AppendDecode(dst, []byte(s))
 	if err != nil {
