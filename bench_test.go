@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
@@ -71,7 +72,7 @@ func BenchmarkRestoreCommit(b *testing.B) {
 // BenchmarkAEAD compares, in one run, the AEAD constructions considered for
 // the envelope (seal+open of size bytes, caller-owned buffers):
 //
-//	alg=xaes-cached         XAES-256-GCM, derived key reused per nonce prefix (what Seal does)
+//	alg=xaes-cached         XAES-256-GCM, derived key reused per nonce prefix, counter suffix (what Seal does)
 //	alg=xaes-per-message    XAES-256-GCM deriving a key on every seal and open
 //	alg=xchacha20poly1305   XChaCha20-Poly1305 (x/crypto)
 //	alg=aes256gcm-random96  AES-256-GCM with random 96-bit nonces (unsafe past ~2^32 seals per key)
@@ -100,8 +101,8 @@ func BenchmarkAEAD(b *testing.B) {
 			})
 		}
 		run("xaes-cached", func() error {
-			d := x.sealKey()
-			rand.Read(nonce[prefixSize:])
+			d, n := x.sealKey()
+			binary.BigEndian.PutUint64(nonce[prefixSize+4:], n)
 			ct = d.aead.Seal(ct[:0], nonce[prefixSize:], pt, aad)
 			o, _ := x.openKey(&d.prefix)
 			var err error
