@@ -1,0 +1,161 @@
+package shop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc"
+
+	"github.com/scone-project/scone"
+	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+)
+
+// Deployment runs the whole bookstore on 127.0.0.1 in this process: several
+// replicas of each tier, each a gRPC server on its own port, every front end
+// reaching its back ends round-robin. Replicas can be killed and restarted
+// while it serves. Tests and the demo use it.
+type Deployment struct {
+	sealer *scone.Sealer
+	tiers  map[Role][]*Replica
+	conns  []*grpc.ClientConn
+}
+
+// Replica is one server process of a tier (here, one gRPC server).
+type Replica struct {
+	Role Role
+	Name string // for example "cart-2"
+	Addr string
+
+	served atomic.Int64
+	d      *Deployment
+	b      Backends
+
+	mu  sync.Mutex
+	srv *grpc.Server // nil while down
+}
+
+// Deploy starts n replicas of each tier, all sealing with sealer.
+func Deploy(sealer *scone.Sealer, n int) (*Deployment, error) {
+	d := &Deployment{sealer: sealer, tiers: map[Role][]*Replica{}}
+	// Listen first, so every tier knows the addresses of the one below.
+	var listeners []net.Listener
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+		d.Close()
+	}
+	for _, role := range []Role{RoleInventory, RoleCart, RoleGateway} {
+		for i := range n {
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				closeAll()
+				return nil, err
+			}
+			listeners = append(listeners, lis)
+			r := &Replica{Role: role, Name: fmt.Sprintf("%s-%d", role, i+1), Addr: lis.Addr().String(), d: d}
+			d.tiers[role] = append(d.tiers[role], r)
+		}
+	}
+	for _, role := range []Role{RoleInventory, RoleCart} {
+		conn, err := DialBackend(d.Addrs(role))
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		d.conns = append(d.conns, conn)
+	}
+	b := Backends{Inventory: pb.NewInventoryClient(d.conns[0]), Cart: pb.NewCartClient(d.conns[1])}
+	i := 0
+	for _, role := range []Role{RoleInventory, RoleCart, RoleGateway} {
+		for _, r := range d.tiers[role] {
+			r.b = b
+			if err := r.serve(listeners[i]); err != nil {
+				closeAll()
+				return nil, err
+			}
+			i++
+		}
+	}
+	return d, nil
+}
+
+// Replicas returns the replicas of a tier.
+func (d *Deployment) Replicas(role Role) []*Replica { return d.tiers[role] }
+
+// Addrs returns the addresses of a tier's replicas.
+func (d *Deployment) Addrs(role Role) []string {
+	var out []string
+	for _, r := range d.tiers[role] {
+		out = append(out, r.Addr)
+	}
+	return out
+}
+
+// Close stops every replica and connection.
+func (d *Deployment) Close() {
+	for _, rs := range d.tiers {
+		for _, r := range rs {
+			r.Kill()
+		}
+	}
+	for _, c := range d.conns {
+		c.Close()
+	}
+}
+
+func (r *Replica) serve(lis net.Listener) error {
+	srv, err := NewServer(r.Role, r.d.sealer, r.b, grpc.ChainUnaryInterceptor(r.count))
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	r.mu.Lock()
+	r.srv = srv
+	r.mu.Unlock()
+	go srv.Serve(lis)
+	return nil
+}
+
+func (r *Replica) count(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	r.served.Add(1)
+	return h(ctx, req)
+}
+
+// Served returns how many unary calls the replica has served.
+func (r *Replica) Served() int64 { return r.served.Load() }
+
+// Up reports whether the replica is serving.
+func (r *Replica) Up() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.srv != nil
+}
+
+// Kill stops the replica at once, as a crash would: open connections are
+// closed and calls in flight fail. It holds no state to lose.
+func (r *Replica) Kill() {
+	r.mu.Lock()
+	srv := r.srv
+	r.srv = nil
+	r.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+	}
+}
+
+// Restart starts a killed replica again on the same address.
+func (r *Replica) Restart() error {
+	if r.Up() {
+		return errors.New("shop: " + r.Name + " is already up")
+	}
+	lis, err := net.Listen("tcp", r.Addr)
+	if err != nil {
+		return err
+	}
+	return r.serve(lis)
+}

@@ -1,0 +1,148 @@
+package sconegrpc
+
+import (
+	"context"
+	"sync"
+
+	"google.golang.org/grpc/status"
+
+	"github.com/scone-project/scone"
+)
+
+// carry is what a front end holds for the request it is serving: the
+// SCONEs of other services that came with the request (its back ends',
+// entrusted to the client), and what its back ends send back during the
+// request. Calls to back ends made with the request's context attach all of
+// them, so a back end of a back end gets its SCONE too; the front end's reply
+// returns what changed, to be kept by the client.
+type carry struct {
+	scope string // where the client files the SCONEs of this request
+	locks keyedMutex
+
+	mu      sync.Mutex
+	held    map[holderKey]held
+	changed map[holderKey]bool // new versions to send up
+	dropped map[holderKey]bool // sessions ended, to send up
+}
+
+type holderKey struct{ service, scope string }
+
+type held struct {
+	version uint64
+	token   []byte
+}
+
+type carryKey struct{}
+
+func withCarry(ctx context.Context, c *carry) context.Context {
+	return context.WithValue(ctx, carryKey{}, c)
+}
+
+func carryFrom(ctx context.Context) *carry {
+	c, _ := ctx.Value(carryKey{}).(*carry)
+	return c
+}
+
+// newCarry makes the carry of a request from its passengers' SCONEs.
+func newCarry(scope string, passengers [][]byte) (*carry, error) {
+	c := &carry{scope: scope, held: make(map[holderKey]held, len(passengers))}
+	for _, tok := range passengers {
+		h, err := scone.ParseHeader(tok)
+		if err != nil {
+			return nil, err
+		}
+		k := holderKey{h.Service, h.Scope}
+		if old, ok := c.held[k]; !ok || old.version <= h.Version {
+			c.held[k] = held{h.Version, tok}
+		}
+	}
+	return c, nil
+}
+
+func (c *carry) lock(ctx context.Context, key string) (func(), error) {
+	return c.locks.lock(ctx, key)
+}
+
+// attach appends every SCONE the request holds: the front end does not know
+// which back end serves which service, and each back end takes its own.
+func (c *carry) attach(dst [][]byte, _ string) [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.held {
+		dst = append(dst, h.token)
+	}
+	return dst
+}
+
+func (c *carry) requestScope() string { return c.scope }
+
+// apply takes in what a back end returned.
+func (c *carry) apply(f *frame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range f.dropped {
+		k := holderKey(d)
+		delete(c.held, k)
+		delete(c.changed, k)
+		if c.dropped == nil {
+			c.dropped = make(map[holderKey]bool)
+		}
+		c.dropped[k] = true
+	}
+	for _, tok := range f.scones {
+		h, err := scone.ParseHeader(tok)
+		if err != nil {
+			return err
+		}
+		k := holderKey{h.Service, h.Scope}
+		if old, ok := c.held[k]; ok && old.version > h.Version {
+			continue
+		}
+		c.held[k] = held{h.Version, append([]byte(nil), tok...)}
+		if c.changed == nil {
+			c.changed = make(map[holderKey]bool)
+		}
+		c.changed[k] = true
+	}
+	return nil
+}
+
+// changes returns what the request's reply must carry up: the new versions
+// back ends sealed, and the sessions they dropped (drops first: a session
+// dropped and then started again is sent as both).
+func (c *carry) changes(f *frame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.dropped {
+		f.dropped = append(f.dropped, drop(k))
+	}
+	for k := range c.changed {
+		f.scones = append(f.scones, c.held[k].token)
+	}
+}
+
+// keyedMutex serialises calls by key, waiting no longer than the caller's
+// context allows.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = make(map[string]chan struct{})
+	}
+	ch := k.m[key]
+	if ch == nil {
+		ch = make(chan struct{}, 1)
+		k.m[key] = ch
+	}
+	k.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}

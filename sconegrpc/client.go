@@ -1,0 +1,208 @@
+package sconegrpc
+
+import (
+	"context"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/scone-project/scone"
+)
+
+// DialOptions returns the grpc.DialOptions that install the client hook for
+// unary and streaming calls, sharing one holder. Put them last among the
+// client's interceptors, so the others see the caller's own messages.
+func DialOptions(opts ...ClientOption) []grpc.DialOption {
+	c := newClient(opts)
+	return []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(c.unary),
+		grpc.WithChainStreamInterceptor(c.stream),
+	}
+}
+
+// UnaryClientInterceptor returns the client hook for unary calls. It
+// attaches the SCONEs its holder keeps for the target method (by scope, see
+// scone.ScopeMatches), keeps the ones the reply brings (newest version wins)
+// and deletes the ones the reply drops. Calls to one service are serialised
+// unless WithConcurrentCalls is given.
+//
+// Inside a server handler, with the handler's context, it works for the
+// request being served instead: it attaches the SCONEs the request brought
+// for back ends, and what the back end returns goes up with the reply.
+func UnaryClientInterceptor(opts ...ClientOption) grpc.UnaryClientInterceptor {
+	return newClient(opts).unary
+}
+
+// StreamClientInterceptor returns the client hook for streaming calls; the
+// SCONEs go in the request headers and come back in the trailers, which are
+// read when the stream ends. A stream holds its service's turn (see
+// WithConcurrentCalls) until it ends or its context is done.
+func StreamClientInterceptor(opts ...ClientOption) grpc.StreamClientInterceptor {
+	return newClient(opts).stream
+}
+
+type client struct {
+	cfg    clientConfig
+	origin *originHolder
+}
+
+func newClient(opts []ClientOption) *client {
+	c := &client{cfg: newClientConfig(opts)}
+	if c.cfg.holder != nil {
+		c.origin = &originHolder{h: c.cfg.holder}
+	}
+	return c
+}
+
+// callHolder is where a call's SCONEs come from and go to: the client's own
+// holder, or, inside a served request, that request's carry.
+type callHolder interface {
+	lock(ctx context.Context, key string) (func(), error)
+	attach(dst [][]byte, method string) [][]byte
+	requestScope() string
+	apply(f *frame) error
+}
+
+func (c *client) holderFor(ctx context.Context) (callHolder, error) {
+	if cr := carryFrom(ctx); cr != nil {
+		return cr, nil
+	}
+	if c.origin == nil {
+		return nil, statusError(scone.NewError(scone.CodeInternal,
+			"a back-end call (WithoutHolder) outside a served request: pass the handler's context"))
+	}
+	return c.origin, nil
+}
+
+func (c *client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	h, err := c.holderFor(ctx)
+	if err != nil {
+		return err
+	}
+	if !c.cfg.concurrent {
+		release, err := h.lock(ctx, ServiceName(method))
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	out := frame{scones: h.attach(nil, method), scope: h.requestScope()}
+	enc := appendFrame(nil, &out)
+
+	var trailer metadata.MD
+	callOpts := make([]grpc.CallOption, 0, len(opts)+2)
+	callOpts = append(append(callOpts, opts...), grpc.Trailer(&trailer))
+	var in bodyIn
+	if c.cfg.metadata {
+		ctx = metadata.AppendToOutgoingContext(ctx, MetadataKey, string(enc))
+		err = invoker(ctx, method, req, reply, cc, callOpts...)
+	} else {
+		in.msg = reply
+		callOpts = append(callOpts, grpc.ForceCodecV2(theCodec))
+		err = invoker(ctx, method, &bodyOut{msg: req, frame: enc}, &in, cc, callOpts...)
+	}
+	if aerr := applyReply(h, in.frame, in.found, trailer); aerr != nil && err == nil {
+		err = aerr
+	}
+	return err
+}
+
+// applyReply takes in the SCONEs of a reply, from its body and trailers.
+func applyReply(h callHolder, body []byte, inBody bool, trailer metadata.MD) error {
+	if inBody {
+		f, err := parseFrame(body)
+		if err != nil {
+			return statusError(err)
+		}
+		if err := h.apply(&f); err != nil {
+			return statusError(err)
+		}
+	}
+	f, present, err := framesFromMetadata(trailer)
+	if err != nil {
+		return statusError(err)
+	}
+	if present {
+		if err := h.apply(&f); err != nil {
+			return statusError(err)
+		}
+	}
+	return nil
+}
+
+func (c *client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	h, err := c.holderFor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	release := func() {}
+	if !c.cfg.concurrent {
+		if release, err = h.lock(ctx, ServiceName(method)); err != nil {
+			return nil, err
+		}
+	}
+	out := frame{scones: h.attach(nil, method), scope: h.requestScope()}
+	ctx = metadata.AppendToOutgoingContext(ctx, MetadataKey, string(appendFrame(nil, &out)))
+	cs, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	s := &clientStream{ClientStream: cs, h: h, serverStreams: desc.ServerStreams}
+	s.release = sync.OnceFunc(release)
+	s.stop = context.AfterFunc(ctx, s.release)
+	return s, nil
+}
+
+// clientStream applies the trailers' SCONEs when the stream ends.
+type clientStream struct {
+	grpc.ClientStream
+	h             callHolder
+	serverStreams bool
+	release       func()
+	stop          func() bool
+	once          sync.Once
+}
+
+func (s *clientStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err != nil || !s.serverStreams {
+		s.once.Do(func() {
+			if aerr := applyReply(s.h, nil, false, s.ClientStream.Trailer()); aerr != nil && err == nil {
+				err = aerr
+			}
+			s.stop()
+			s.release()
+		})
+	}
+	return err
+}
+
+// originHolder is a client's own holder, with its per-service turns.
+type originHolder struct {
+	h     scone.Holder
+	locks keyedMutex
+}
+
+func (o *originHolder) lock(ctx context.Context, key string) (func(), error) {
+	return o.locks.lock(ctx, key)
+}
+
+func (o *originHolder) attach(dst [][]byte, method string) [][]byte {
+	return o.h.Match(dst, method)
+}
+
+func (o *originHolder) requestScope() string { return "" }
+
+func (o *originHolder) apply(f *frame) error {
+	for _, d := range f.dropped {
+		o.h.Delete(d.service, d.scope)
+	}
+	for _, tok := range f.scones {
+		if _, err := o.h.Put(tok); err != nil {
+			return err
+		}
+	}
+	return nil
+}

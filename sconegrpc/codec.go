@@ -1,0 +1,112 @@
+package sconegrpc
+
+import (
+	"fmt"
+
+	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/proto" // registers the base codec
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
+)
+
+// The body carrier. A unary message goes out as
+//
+//	[frame field (tag, length, frame)] [the message's own fields]
+//
+// which is still one valid protobuf message of the same type: a peer without
+// the hook parses the frame as an unknown field and ignores it. The codec is
+// gRPC's protobuf codec plus two wrapper types: bodyOut writes a frame before
+// a message, bodyIn takes it off before decoding one. Its name is "proto", so
+// the content-type on the wire does not change.
+
+// bodyOut is a message to send with a frame before it.
+type bodyOut struct {
+	msg   any
+	frame []byte
+}
+
+// bodyIn is a message to receive, and the frame that came before it.
+type bodyIn struct {
+	msg   any
+	frame []byte
+	found bool
+}
+
+type codec struct{ base encoding.CodecV2 }
+
+var theCodec = codec{base: encoding.GetCodecV2("proto")}
+
+// Codec returns the gRPC codec that carries SCONEs in unary message bodies.
+// Servers install it with grpc.ForceServerCodecV2 (ServerOptions does) so
+// replies can carry SCONEs in their body; clients need not install it, the
+// client interceptors select it per call. For every other message it is
+// gRPC's protobuf codec.
+func Codec() encoding.CodecV2 { return theCodec }
+
+// Name returns "proto": the codec is wire-compatible with protobuf.
+func (codec) Name() string { return "proto" }
+
+// Marshal implements encoding.CodecV2.
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	out, ok := v.(*bodyOut)
+	if !ok {
+		return c.base.Marshal(v)
+	}
+	m := messageV2Of(out.msg)
+	if m == nil {
+		return nil, fmt.Errorf("sconegrpc: failed to marshal, message is %T, want proto.Message", out.msg)
+	}
+	size := proto.Size(m)
+	total := protowire.SizeTag(frameField) + protowire.SizeBytes(len(out.frame)) + size
+	var buf *[]byte
+	if mem.IsBelowBufferPoolingThreshold(total) {
+		b := make([]byte, 0, total)
+		buf = &b
+	} else {
+		buf = mem.DefaultBufferPool().Get(total)
+	}
+	b := protowire.AppendTag((*buf)[:0], frameField, protowire.BytesType)
+	b = protowire.AppendBytes(b, out.frame)
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
+	if err != nil {
+		return nil, err
+	}
+	*buf = b
+	if mem.IsBelowBufferPoolingThreshold(total) {
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, mem.DefaultBufferPool())}, nil
+}
+
+// Unmarshal implements encoding.CodecV2.
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	in, ok := v.(*bodyIn)
+	if !ok {
+		return c.base.Unmarshal(data, v)
+	}
+	m := messageV2Of(in.msg)
+	if m == nil {
+		return fmt.Errorf("sconegrpc: failed to unmarshal, message is %T, want proto.Message", in.msg)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	b := buf.ReadOnlyData()
+	if fr, rest, ok := takeField(b); ok {
+		in.frame = append(in.frame[:0], fr...)
+		in.found = true
+		b = rest
+	}
+	return proto.Unmarshal(b, m)
+}
+
+func messageV2Of(v any) proto.Message {
+	switch v := v.(type) {
+	case protoadapt.MessageV2:
+		return v
+	case protoadapt.MessageV1:
+		return protoadapt.MessageV2Of(v)
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+package sconegrpc
+
+import (
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/scone-project/scone"
+)
+
+// A frame is what the hook carries beside a message: the SCONEs attached to a
+// request or returned with a reply, the sessions a reply ends, and, on a
+// request from a front end to its back end, the scope the client files the
+// back end's SCONEs under. It is a protobuf message, written by hand with
+// protowire:
+//
+//	message Frame {
+//	  repeated bytes scones  = 1; // sealed SCONE envelopes
+//	  repeated Drop  dropped = 2; // sessions that ended
+//	  string         scope   = 3; // request only: where replies are filed
+//	}
+//	message Drop {
+//	  string service = 1;
+//	  string scope   = 2;
+//	}
+//
+// In a unary message body the frame is field frameField of the message, the
+// first field written; in metadata it is the value of the key "scone-bin".
+type frame struct {
+	scones  [][]byte
+	dropped []drop
+	scope   string
+}
+
+// drop names a session that ended: the holder deletes its SCONE.
+type drop struct{ service, scope string }
+
+// frameField is the field number the frame takes inside a request or reply
+// message: the largest valid field number, which schemas do not use. A peer
+// without the hook keeps it as an unknown field and ignores it.
+const frameField protowire.Number = protowire.MaxValidNumber
+
+// Limits of a frame, checked before anything else is decoded.
+const (
+	// maxFrameSCONEs bounds the SCONEs of one frame.
+	maxFrameSCONEs = 64
+	// maxFrameSize bounds the encoded frame.
+	maxFrameSize = 64 * scone.MaxEnvelopeSize / 16
+)
+
+const (
+	fieldSCONEs  protowire.Number = 1
+	fieldDropped protowire.Number = 2
+	fieldScope   protowire.Number = 3
+
+	fieldDropService protowire.Number = 1
+	fieldDropScope   protowire.Number = 2
+)
+
+// empty reports whether the frame carries nothing.
+func (f *frame) empty() bool {
+	return len(f.scones) == 0 && len(f.dropped) == 0 && f.scope == ""
+}
+
+// appendFrame appends the encoding of f to b.
+func appendFrame(b []byte, f *frame) []byte {
+	for _, s := range f.scones {
+		b = protowire.AppendTag(b, fieldSCONEs, protowire.BytesType)
+		b = protowire.AppendBytes(b, s)
+	}
+	for _, d := range f.dropped {
+		b = protowire.AppendTag(b, fieldDropped, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(dropSize(d)))
+		b = protowire.AppendTag(b, fieldDropService, protowire.BytesType)
+		b = protowire.AppendString(b, d.service)
+		b = protowire.AppendTag(b, fieldDropScope, protowire.BytesType)
+		b = protowire.AppendString(b, d.scope)
+	}
+	if f.scope != "" {
+		b = protowire.AppendTag(b, fieldScope, protowire.BytesType)
+		b = protowire.AppendString(b, f.scope)
+	}
+	return b
+}
+
+func dropSize(d drop) int {
+	return protowire.SizeTag(fieldDropService) + protowire.SizeBytes(len(d.service)) +
+		protowire.SizeTag(fieldDropScope) + protowire.SizeBytes(len(d.scope))
+}
+
+// parseFrame decodes a frame. The SCONEs it returns alias b. Unknown fields
+// are skipped, so later versions may add fields; a malformed frame, too many
+// SCONEs or an oversized one fail with the scone code for it.
+func parseFrame(b []byte) (frame, error) {
+	var f frame
+	if len(b) > maxFrameSize {
+		return f, scone.NewError(scone.CodeTooLarge, "SCONE frame over the size limit")
+	}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return f, malformedFrame
+		}
+		b = b[n:]
+		if typ != protowire.BytesType || num < fieldSCONEs || num > fieldScope {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return f, malformedFrame
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return f, malformedFrame
+		}
+		b = b[n:]
+		switch num {
+		case fieldSCONEs:
+			if len(f.scones) == maxFrameSCONEs {
+				return f, scone.NewError(scone.CodeTooLarge, "too many SCONEs in one frame")
+			}
+			f.scones = append(f.scones, v)
+		case fieldDropped:
+			d, err := parseDrop(v)
+			if err != nil {
+				return f, err
+			}
+			if len(f.dropped) == maxFrameSCONEs {
+				return f, scone.NewError(scone.CodeTooLarge, "too many dropped sessions in one frame")
+			}
+			f.dropped = append(f.dropped, d)
+		case fieldScope:
+			if len(v) > scone.MaxScopeLen {
+				return f, scone.NewError(scone.CodeMalformed, "scope longer than 255 bytes")
+			}
+			f.scope = string(v)
+		}
+	}
+	return f, nil
+}
+
+func parseDrop(b []byte) (drop, error) {
+	var d drop
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return d, malformedFrame
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return d, malformedFrame
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return d, malformedFrame
+		}
+		b = b[n:]
+		switch num {
+		case fieldDropService:
+			d.service = string(v)
+		case fieldDropScope:
+			d.scope = string(v)
+		}
+	}
+	if d.service == "" || len(d.service) > scone.MaxServiceLen || len(d.scope) > scone.MaxScopeLen {
+		return d, scone.NewError(scone.CodeMalformed, "dropped session with a bad service or scope")
+	}
+	return d, nil
+}
+
+var malformedFrame = scone.NewError(scone.CodeMalformed, "SCONE frame is not valid protobuf")
+
+// takeField finds the frame field in a message's encoding. It returns the
+// frame's bytes (aliasing b), b without the field, and whether it was found.
+// Only the first field is looked at: writers put the frame first.
+func takeField(b []byte) (fr, rest []byte, ok bool) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num != frameField || typ != protowire.BytesType {
+		return nil, b, false
+	}
+	v, m := protowire.ConsumeBytes(b[n:])
+	if m < 0 {
+		return nil, b, false
+	}
+	return v, b[n+m:], true
+}
+
+// extractUnknown removes the frame field from a message's unknown fields,
+// wherever it sits among them, and returns it.
+func extractUnknown(u []byte) (fr, rest []byte, ok bool) {
+	for off := 0; off < len(u); {
+		num, typ, n := protowire.ConsumeTag(u[off:])
+		if n < 0 {
+			return nil, u, false
+		}
+		m := protowire.ConsumeFieldValue(num, typ, u[off+n:])
+		if m < 0 {
+			return nil, u, false
+		}
+		if num == frameField && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(u[off+n:])
+			end := off + n + m
+			switch {
+			case off == 0:
+				rest = u[end:]
+			case end == len(u):
+				rest = u[:off]
+			default:
+				rest = append(append([]byte(nil), u[:off]...), u[end:]...)
+			}
+			return v, rest, true
+		}
+		off += n + m
+	}
+	return nil, u, false
+}

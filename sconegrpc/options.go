@@ -1,0 +1,154 @@
+package sconegrpc
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+
+	"github.com/scone-project/scone"
+)
+
+// ServerOption configures the server hook.
+type ServerOption interface{ applyServer(*serverConfig) }
+
+// ClientOption configures the client hook.
+type ClientOption interface{ applyClient(*clientConfig) }
+
+type serverOptionFunc func(*serverConfig)
+
+func (f serverOptionFunc) applyServer(c *serverConfig) { f(c) }
+
+type clientOptionFunc func(*clientConfig)
+
+func (f clientOptionFunc) applyClient(c *clientConfig) { f(c) }
+
+type serverConfig struct {
+	serviceID    func(fullMethod string) string
+	identity     func(ctx context.Context) string
+	bodyReplies  bool
+	resetOnError bool
+}
+
+func newServerConfig(opts []ServerOption) serverConfig {
+	c := serverConfig{serviceID: ServiceName, identity: PeerIdentity}
+	for _, o := range opts {
+		o.applyServer(&c)
+	}
+	return c
+}
+
+// WithServiceID sets how the server hook names the service a method belongs
+// to (default ServiceName: the gRPC service name). A deployment may group
+// several gRPC services under one service ID so they share one SCONE.
+func WithServiceID(f func(fullMethod string) string) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.serviceID = f })
+}
+
+// WithClientIdentity sets how the server hook identifies the caller, for
+// SCONEs bound to a client (scone.WithClientBinding). The default,
+// PeerIdentity, uses the verified mTLS client certificate.
+func WithClientIdentity(f func(ctx context.Context) string) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.identity = f })
+}
+
+// WithBodyReplies makes unary replies carry SCONEs in the message body when
+// the request did. It requires the server to use Codec (install it with
+// grpc.ForceServerCodecV2); ServerOptions sets both. Without it, replies
+// carry SCONEs in trailers, which costs more on the wire.
+func WithBodyReplies() ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.bodyReplies = true })
+}
+
+// WithResetOnFailure treats SCONEs as a pure cache: a SCONE that does not
+// open starts an empty state instead of failing the call, and the reply tells
+// the holder to drop the bad SCONE. Off by default, because it silently
+// loses the client's state; turn it on only for state that can be rebuilt.
+func WithResetOnFailure() ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.resetOnError = true })
+}
+
+// ServiceName returns the gRPC service name of a full method name:
+// "/shop.v1.Cart/Add" gives "shop.v1.Cart".
+func ServiceName(fullMethod string) string {
+	s := strings.TrimPrefix(fullMethod, "/")
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// DefaultScope returns the scope a service's SCONEs get when a client calls
+// it directly: "/shop.v1.Cart/Add" gives "/shop.v1.Cart/".
+func DefaultScope(fullMethod string) string {
+	if i := strings.LastIndexByte(fullMethod, '/'); i > 0 {
+		return fullMethod[:i+1]
+	}
+	return "/"
+}
+
+// PeerIdentity returns "x509-sha256:<hex>", the SHA-256 of the caller's
+// verified mTLS client certificate, or "" when the call has none.
+func PeerIdentity(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(info.State.VerifiedChains[0][0].Raw)
+	return "x509-sha256:" + hex.EncodeToString(sum[:])
+}
+
+type clientConfig struct {
+	holder     scone.Holder
+	noHolder   bool
+	concurrent bool
+	metadata   bool
+}
+
+func newClientConfig(opts []ClientOption) clientConfig {
+	var c clientConfig
+	for _, o := range opts {
+		o.applyClient(&c)
+	}
+	if c.holder == nil && !c.noHolder {
+		c.holder = scone.NewDict()
+	}
+	return c
+}
+
+// WithHolder sets where the client keeps its SCONEs (default: a new
+// scone.Dict per interceptor). Share one holder between the unary and stream
+// interceptors of a client; DialOptions does.
+func WithHolder(h scone.Holder) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.holder = h })
+}
+
+// WithoutHolder is for a front end's connections to its back ends: calls
+// carry only the SCONEs of the request being served (taken from the
+// context), and a call made outside a served request fails instead of
+// keeping its back end's SCONEs in the front end, mixed across clients.
+func WithoutHolder() ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.noHolder, c.holder = true, nil })
+}
+
+// WithConcurrentCalls lets calls from one client to one service run at the
+// same time. By default the client hook serialises them, because two calls
+// that start from the same SCONE each seal a successor, and the holder can
+// keep only one: the other call's change would be lost.
+func WithConcurrentCalls() ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.concurrent = true })
+}
+
+// WithMetadataCarrier makes unary calls carry SCONEs in metadata instead of
+// the message body: for servers whose messages are not protobuf. Streams
+// always use metadata.
+func WithMetadataCarrier() ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.metadata = true })
+}

@@ -1,0 +1,207 @@
+package sconegrpc
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/scone-project/scone"
+)
+
+// ServerOptions returns the grpc.ServerOptions that install the server hook:
+// the unary and stream interceptors, and Codec so unary replies carry
+// SCONEs in their body. Put the options first among the server's
+// interceptors, so the others see the handler's own replies.
+func ServerOptions(s *scone.Sealer, opts ...ServerOption) []grpc.ServerOption {
+	opts = append(opts[:len(opts):len(opts)], WithBodyReplies())
+	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(Codec()),
+		grpc.ChainUnaryInterceptor(UnaryServerInterceptor(s, opts...)),
+		grpc.ChainStreamInterceptor(StreamServerInterceptor(s, opts...)),
+	}
+}
+
+// UnaryServerInterceptor returns the server hook for unary calls. For each
+// call it opens the SCONE of this service that came with the request into
+// the context's scone.State (a SCONE that does not open fails the call with
+// its mapped status, see Status), runs the handler, and, when the handler
+// succeeds, seals what changed and attaches it to the reply, with what the
+// back ends called during the request sent back. A failed handler leaves
+// every holder's SCONE as it was, unless it called State.ApplyOnError.
+//
+// Calls from clients without the hook run with an empty State each time:
+// their state is not carried, and their replies carry nothing extra.
+func UnaryServerInterceptor(s *scone.Sealer, opts ...ServerOption) grpc.UnaryServerInterceptor {
+	h := &server{sealer: s, cfg: newServerConfig(opts)}
+	return h.unary
+}
+
+// StreamServerInterceptor returns the server hook for streaming calls. The
+// SCONEs come in the request headers and go back in the trailers, so the
+// state is restored before the handler runs and sealed after it returns.
+func StreamServerInterceptor(s *scone.Sealer, opts ...ServerOption) grpc.StreamServerInterceptor {
+	h := &server{sealer: s, cfg: newServerConfig(opts)}
+	return h.stream
+}
+
+type server struct {
+	sealer *scone.Sealer
+	cfg    serverConfig
+}
+
+// call is one request being served.
+type call struct {
+	ctx      context.Context
+	st       *scone.State
+	carry    *carry
+	ownScope string // the scope of the SCONE restored, for a drop
+	reset    *drop  // a SCONE that did not open, dropped under WithResetOnFailure
+}
+
+func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	in, hooked, body, err := requestFrame(ctx, req)
+	if err != nil {
+		return nil, statusError(err)
+	}
+	if !hooked {
+		return handler(h.plainContext(ctx, info.FullMethod), req)
+	}
+	c, err := h.begin(ctx, info.FullMethod, &in)
+	if err != nil {
+		return nil, err
+	}
+	resp, herr := handler(c.ctx, req)
+	out, err := h.finish(c, herr)
+	switch {
+	case err != nil:
+		return nil, err
+	case out == nil:
+		return resp, herr
+	case herr == nil && body && h.cfg.bodyReplies:
+		return &bodyOut{msg: resp, frame: out}, nil
+	}
+	if terr := grpc.SetTrailer(ctx, metadata.Pairs(MetadataKey, string(out))); terr != nil {
+		return nil, statusError(scone.WrapError(scone.CodeInternal, "cannot attach SCONEs to the reply", terr))
+	}
+	return resp, herr
+}
+
+func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx := ss.Context()
+	md, _ := metadata.FromIncomingContext(ctx)
+	in, hooked, err := framesFromMetadata(md)
+	if err != nil {
+		return statusError(err)
+	}
+	if !hooked {
+		return handler(srv, &serverStream{ss, h.plainContext(ctx, info.FullMethod)})
+	}
+	c, err := h.begin(ctx, info.FullMethod, &in)
+	if err != nil {
+		return err
+	}
+	herr := handler(srv, &serverStream{ss, c.ctx})
+	out, err := h.finish(c, herr)
+	if err != nil {
+		return err
+	}
+	if out != nil {
+		ss.SetTrailer(metadata.Pairs(MetadataKey, string(out)))
+	}
+	return herr
+}
+
+// plainContext gives a call from a client without the hook an empty state,
+// so handlers work the same; nothing is sealed after it.
+func (h *server) plainContext(ctx context.Context, method string) context.Context {
+	want := scone.Expect{Service: h.cfg.serviceID(method), Client: h.cfg.identity(ctx)}
+	return scone.NewContext(ctx, scone.NewState(want, DefaultScope(method)))
+}
+
+// begin restores the state of a request and prepares its carry.
+func (h *server) begin(ctx context.Context, method string, in *frame) (*call, error) {
+	service := h.cfg.serviceID(method)
+	scope := in.scope
+	if scope == "" {
+		scope = DefaultScope(method)
+	}
+	want := scone.Expect{Service: service, Client: h.cfg.identity(ctx)}
+	own, ownScope, passengers, err := splitSCONEs(in.scones, service, scope)
+	if err != nil {
+		return nil, statusError(err)
+	}
+	c := &call{ownScope: ownScope}
+	c.st, err = h.sealer.Restore(ctx, own, want, scope)
+	if err != nil {
+		if !h.cfg.resetOnError {
+			return nil, statusError(err)
+		}
+		c.reset = &drop{service, ownScope}
+		c.st = scone.NewState(want, scope)
+	}
+	if c.carry, err = newCarry(scope, passengers); err != nil {
+		return nil, statusError(err)
+	}
+	c.ctx = withCarry(scone.NewContext(ctx, c.st), c.carry)
+	return c, nil
+}
+
+// finish seals the state after the handler and returns the reply's frame,
+// or nil when there is nothing to send.
+func (h *server) finish(c *call, herr error) ([]byte, error) {
+	if herr != nil && !c.st.AppliesOnError() {
+		return nil, nil
+	}
+	var out frame
+	if c.reset != nil {
+		out.dropped = append(out.dropped, *c.reset)
+	}
+	outcome, tok, err := h.sealer.Commit(nil, c.st)
+	if err != nil {
+		return nil, statusError(err)
+	}
+	switch outcome {
+	case scone.Updated:
+		out.scones = append(out.scones, tok)
+	case scone.Dropped:
+		out.dropped = append(out.dropped, drop{c.st.Service(), c.ownScope})
+	}
+	c.carry.changes(&out)
+	if out.empty() {
+		return nil, nil
+	}
+	return appendFrame(nil, &out), nil
+}
+
+// splitSCONEs picks this service's SCONE out of a request's SCONEs (the one
+// filed under the request's scope, else the newest) and returns the others,
+// the passengers for back ends.
+func splitSCONEs(tokens [][]byte, service, scope string) (own []byte, ownScope string, passengers [][]byte, err error) {
+	var ownVersion uint64
+	for _, tok := range tokens {
+		hdr, err := scone.ParseHeader(tok)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		if hdr.Service != service {
+			passengers = append(passengers, tok)
+			continue
+		}
+		better := own == nil ||
+			(hdr.Scope == scope) != (ownScope == scope) && hdr.Scope == scope ||
+			(hdr.Scope == scope) == (ownScope == scope) && hdr.Version > ownVersion
+		if better {
+			own, ownScope, ownVersion = tok, hdr.Scope, hdr.Version
+		}
+	}
+	return own, ownScope, passengers, nil
+}
+
+// serverStream gives a stream handler the context with its state.
+type serverStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *serverStream) Context() context.Context { return s.ctx }
