@@ -17,6 +17,7 @@ import (
 // returns what changed, to be kept by the client.
 type carry struct {
 	scope string // where the client files the SCONEs of this request
+	plain bool   // the request came from a client without the hook
 	locks keyedMutex
 
 	mu      sync.Mutex

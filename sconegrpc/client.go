@@ -64,8 +64,13 @@ type callHolder interface {
 	apply(f *frame) error
 }
 
+// holderFor returns the holder of a call, or nil for a call on behalf of a
+// client without the hook, which carries no state.
 func (c *client) holderFor(ctx context.Context) (callHolder, error) {
 	if cr := carryFrom(ctx); cr != nil {
+		if cr.plain {
+			return nil, nil
+		}
 		return cr, nil
 	}
 	if c.origin == nil {
@@ -77,7 +82,10 @@ func (c *client) holderFor(ctx context.Context) (callHolder, error) {
 
 func (c *client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	h, err := c.holderFor(ctx)
-	if err != nil {
+	if err != nil || h == nil {
+		if err == nil {
+			err = invoker(ctx, method, req, reply, cc, opts...)
+		}
 		return err
 	}
 	if !c.cfg.concurrent {
@@ -135,6 +143,9 @@ func (c *client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 	h, err := c.holderFor(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if h == nil {
+		return streamer(ctx, desc, cc, method, opts...)
 	}
 	release := func() {}
 	if !c.cfg.concurrent {

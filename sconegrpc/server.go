@@ -113,9 +113,11 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 }
 
 // plainContext gives a call from a client without the hook an empty state,
-// so handlers work the same; nothing is sealed after it.
+// so handlers work the same; nothing is sealed after it, and its calls to
+// back ends carry no state either.
 func (h *server) plainContext(ctx context.Context, method string) context.Context {
 	want := scone.Expect{Service: h.cfg.serviceID(method), Client: h.cfg.identity(ctx)}
+	ctx = withCarry(ctx, &carry{plain: true})
 	return scone.NewContext(ctx, scone.NewState(want, DefaultScope(method)))
 }
 
