@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -558,3 +559,126 @@ func (h *fixedHolder) Put([]byte) (bool, error) {
 }
 func (h *fixedHolder) Match(dst [][]byte, _ string) [][]byte { return append(dst, h.tok) }
 func (h *fixedHolder) Delete(string, string)                 {}
+
+// TestResetOnFailure: with the opt-in cache semantics, a SCONE that does not
+// open starts an empty state, and the reply replaces the bad SCONE.
+func TestResetOnFailure(t *testing.T) {
+	t.Parallel()
+	const svc, scope = "bookstore.v1.Inventory", "/bookstore.v1.Inventory/"
+	s := newSealer(t)
+	_, addr := serveInventory(t, shop.Inventory{}, sconegrpc.ServerOptions(s, sconegrpc.WithResetOnFailure())...)
+	c := dialInventory(t, addr)
+	ctx := context.Background()
+	for range 3 {
+		if _, err := c.Reserve(ctx, &pb.Reservation{Isbn: dune, Quantity: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Corrupt the held SCONE in place, as a disk error would.
+	tok, _ := c.dict.Get(svc, scope)
+	tok[len(tok)-1] ^= 1
+	r, err := c.Reserve(ctx, &pb.Reservation{Isbn: dune, Quantity: 1})
+	if err != nil {
+		t.Fatalf("with reset on failure: %v", err)
+	}
+	if len(r.Items) != 1 || r.Items[0].Quantity != 1 {
+		t.Fatalf("the state did not start over: %v", r)
+	}
+	now, _ := c.dict.Get(svc, scope)
+	if h, _ := scone.ParseHeader(now); h.Version != 1 {
+		t.Fatalf("the holder keeps version %d, want the new session's 1", h.Version)
+	}
+}
+
+// TestBackendCallOutsideRequest: a front end's back-end connection
+// (WithoutHolder) refuses a call made without a served request's context,
+// rather than keeping back-end SCONEs in the front end.
+func TestBackendCallOutsideRequest(t *testing.T) {
+	t.Parallel()
+	_, addr := serveInventory(t, shop.Inventory{}, sconegrpc.ServerOptions(newSealer(t))...)
+	conn, err := grpc.NewClient(addr, append(sconegrpc.DialOptions(sconegrpc.WithoutHolder()),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = pb.NewInventoryClient(conn).Held(context.Background(), &pb.HeldRequest{})
+	if status.Code(err) != codes.Internal || sconegrpc.CodeOf(err) != scone.CodeInternal {
+		t.Fatalf("back-end call without a request: %v", err)
+	}
+}
+
+// TestServiceIDGrouping: two gRPC services under one service ID share one
+// SCONE.
+func TestServiceIDGrouping(t *testing.T) {
+	t.Parallel()
+	s := newSealer(t)
+	one := sconegrpc.WithServiceID(func(string) string { return "bookstore" })
+	_, addr := serveInventory(t, shop.Inventory{}, sconegrpc.ServerOptions(s, one)...)
+	c := dialInventory(t, addr)
+	if _, err := c.Reserve(context.Background(), &pb.Reservation{Isbn: dune, Quantity: 2}); err != nil {
+		t.Fatal(err)
+	}
+	hs := c.dict.Headers()
+	if len(hs) != 1 || hs[0].Service != "bookstore" {
+		t.Fatalf("held: %+v", hs)
+	}
+}
+
+// TestHeapFlatWithSessions: the server keeps nothing per client, so its heap
+// does not grow with the number of sessions it has served.
+func TestHeapFlatWithSessions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("serves 100,000 sessions")
+	}
+	s := newSealer(t)
+	_, addr := serveInventory(t, shop.Inventory{}, sconegrpc.ServerOptions(s)...)
+	conn, err := grpc.NewClient(addr, append(sconegrpc.DialOptions(sconegrpc.WithHolder(discard{}), sconegrpc.WithConcurrentCalls()),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewInventoryClient(conn)
+	ctx := context.Background()
+	run := func(n int) {
+		var wg sync.WaitGroup
+		for w := range 16 {
+			wg.Go(func() {
+				for i := w; i < n; i += 16 {
+					// Each call starts a new session: the holder keeps nothing.
+					if _, err := c.Reserve(ctx, &pb.Reservation{Isbn: shop.Catalog[i%len(shop.Catalog)].Isbn, Quantity: 1}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	run(2000) // warm up connections and pools
+	before := heapInuse()
+	const sessions = 100_000
+	run(sessions)
+	after := heapInuse()
+	growth := int64(after) - int64(before)
+	t.Logf("heap in use: %d KiB before, %d KiB after %d sessions (%+d KiB)", before>>10, after>>10, sessions, growth>>10)
+	if growth > 1<<20 {
+		t.Fatalf("heap grew by %d KiB over %d sessions", growth>>10, sessions)
+	}
+}
+
+func heapInuse() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// discard is a Holder that keeps nothing: every call is a new session.
+type discard struct{}
+
+func (discard) Put([]byte) (bool, error)              { return true, nil }
+func (discard) Match(dst [][]byte, _ string) [][]byte { return dst }
+func (discard) Delete(string, string)                 {}

@@ -1,0 +1,157 @@
+package sconegrpc
+
+import (
+	"bytes"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/scone-project/scone"
+)
+
+func sampleFrame() frame {
+	return frame{
+		scones:  [][]byte{[]byte("first sealed scone"), []byte("second")},
+		dropped: []drop{{"bookstore.v1.Cart", "/bookstore.v1.Gateway/"}},
+		scope:   "/bookstore.v1.Gateway/",
+	}
+}
+
+func TestFrameRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, f := range []frame{{}, sampleFrame(), {scope: "/x/"}, {dropped: []drop{{"s", ""}}}} {
+		got, err := parseFrame(appendFrame(nil, &f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !framesEqual(&f, &got) {
+			t.Fatalf("round trip: %+v → %+v", f, got)
+		}
+	}
+}
+
+func framesEqual(a, b *frame) bool {
+	if len(a.scones) != len(b.scones) || len(a.dropped) != len(b.dropped) || a.scope != b.scope {
+		return false
+	}
+	for i := range a.scones {
+		if !bytes.Equal(a.scones[i], b.scones[i]) {
+			return false
+		}
+	}
+	for i := range a.dropped {
+		if a.dropped[i] != b.dropped[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestFrameLimits(t *testing.T) {
+	t.Parallel()
+	var many frame
+	for range maxFrameSCONEs + 1 {
+		many.scones = append(many.scones, []byte("x"))
+	}
+	if _, err := parseFrame(appendFrame(nil, &many)); scone.CodeOf(err) != scone.CodeTooLarge {
+		t.Errorf("too many SCONEs: %v", err)
+	}
+	if _, err := parseFrame(make([]byte, maxFrameSize+1)); scone.CodeOf(err) != scone.CodeTooLarge {
+		t.Errorf("oversized frame: %v", err)
+	}
+	long := frame{scope: string(make([]byte, 256))}
+	if _, err := parseFrame(appendFrame(nil, &long)); scone.CodeOf(err) != scone.CodeMalformed {
+		t.Errorf("long scope: %v", err)
+	}
+	for _, bad := range [][]byte{{0x0a}, {0x0a, 0x05, 1}, {0xff}, {0x12, 0x00}} {
+		if _, err := parseFrame(bad); scone.CodeOf(err) != scone.CodeMalformed {
+			t.Errorf("parseFrame(%x) = %v", bad, err)
+		}
+	}
+	// Unknown fields are skipped, so frames can grow.
+	b := protowire.AppendTag(nil, 9, protowire.VarintType)
+	b = protowire.AppendVarint(b, 7)
+	f := sampleFrame()
+	b = appendFrame(b, &f)
+	if got, err := parseFrame(b); err != nil || !framesEqual(&got, &f) {
+		t.Errorf("frame with an unknown field: %v", err)
+	}
+}
+
+func TestExtractUnknown(t *testing.T) {
+	t.Parallel()
+	field := func(num protowire.Number, v string) []byte {
+		b := protowire.AppendTag(nil, num, protowire.BytesType)
+		return protowire.AppendString(b, v)
+	}
+	fr := field(frameField, "FRAME")
+	a, b := field(7, "aaa"), field(8, "bbb")
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	for _, tc := range []struct {
+		name     string
+		in, rest []byte
+		found    bool
+	}{
+		{"alone", fr, nil, true},
+		{"first", cat(fr, a, b), cat(a, b), true},
+		{"middle", cat(a, fr, b), cat(a, b), true},
+		{"last", cat(a, b, fr), cat(a, b), true},
+		{"absent", cat(a, b), cat(a, b), false},
+		{"garbage", []byte{0xff, 0xff}, []byte{0xff, 0xff}, false},
+	} {
+		got, rest, ok := extractUnknown(tc.in)
+		if ok != tc.found || !bytes.Equal(rest, tc.rest) || ok && string(got) != "FRAME" {
+			t.Errorf("%s: %q %x %v", tc.name, got, rest, ok)
+		}
+	}
+}
+
+// FuzzParseFrame: any bytes parse or fail with a code, and what parses
+// encodes back to a frame that parses the same.
+func FuzzParseFrame(f *testing.F) {
+	s := sampleFrame()
+	f.Add(appendFrame(nil, &s))
+	f.Add([]byte{})
+	f.Add([]byte{0x12, 0x03, 0x0a, 0x01, 0x78})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := parseFrame(b)
+		if err != nil {
+			if c := scone.CodeOf(err); c != scone.CodeMalformed && c != scone.CodeTooLarge {
+				t.Fatalf("parseFrame error with code %v", c)
+			}
+			return
+		}
+		again, err := parseFrame(appendFrame(nil, &fr))
+		if err != nil || !framesEqual(&fr, &again) {
+			t.Fatalf("re-encoded frame differs: %v", err)
+		}
+	})
+}
+
+// FuzzBodyField: takeField and extractUnknown never panic, and what they
+// take out plus what they leave adds up to the input.
+func FuzzBodyField(f *testing.F) {
+	s := sampleFrame()
+	msg := protowire.AppendTag(nil, frameField, protowire.BytesType)
+	msg = protowire.AppendBytes(msg, appendFrame(nil, &s))
+	msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+	msg = protowire.AppendString(msg, "isbn")
+	f.Add(msg)
+	f.Add([]byte{0x0a, 0x01, 0x61})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if fr, rest, ok := takeField(b); ok {
+			if len(rest)+len(fr) > len(b) {
+				t.Fatal("takeField returned more than its input")
+			}
+		} else if !bytes.Equal(rest, b) {
+			t.Fatal("takeField changed an input without a frame")
+		}
+		if fr, rest, ok := extractUnknown(b); ok {
+			if len(rest)+len(fr) >= len(b) {
+				t.Fatal("extractUnknown did not remove a field")
+			}
+		} else if !bytes.Equal(rest, b) {
+			t.Fatal("extractUnknown changed an input without a frame")
+		}
+	})
+}
