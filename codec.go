@@ -96,6 +96,35 @@ func parseHeader(b []byte) (headerView, error) {
 // maxUnixMilli bounds timestamps to what time.UnixMilli represents safely.
 const maxUnixMilli = 1 << 62
 
+// HeaderView is a Header whose service and scope alias the envelope they
+// were read from, so reading it allocates nothing. See Peek.
+type HeaderView struct {
+	KeyID   uint32
+	Version uint64
+	Expires time.Time
+	Service []byte
+	Scope   []byte
+}
+
+// Peek is ParseHeader without copying: the view's byte slices alias token
+// and are valid only as long as token is unchanged.
+func Peek(token []byte) (HeaderView, error) {
+	if len(token) > MaxEnvelopeSize {
+		return HeaderView{}, errorf(CodeTooLarge, "envelope over the maximum size")
+	}
+	v, err := parseHeader(token)
+	if err != nil {
+		return HeaderView{}, err
+	}
+	return HeaderView{
+		KeyID:   v.keyID,
+		Version: v.version,
+		Expires: time.UnixMilli(int64(v.expires)),
+		Service: v.service,
+		Scope:   v.scope,
+	}, nil
+}
+
 // ParseHeader reads the cleartext header of a sealed SCONE without a key.
 // It checks the layout only: nothing is authenticated until the SCONE is
 // opened, so a holder must treat the header as a claim.

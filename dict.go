@@ -87,20 +87,37 @@ func NewDict(opts ...DictOption) *Dict {
 
 // Put implements Holder. It stores a copy of token.
 func (d *Dict) Put(token []byte) (bool, error) {
-	h, err := ParseHeader(token)
+	return d.put(token, true)
+}
+
+// Adopt is Put without the copy: the Dict keeps token itself, and the
+// caller must not change it afterwards.
+func (d *Dict) Adopt(token []byte) (bool, error) {
+	return d.put(token, false)
+}
+
+func (d *Dict) put(token []byte, copyToken bool) (bool, error) {
+	v, err := Peek(token)
 	if err != nil {
 		return false, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.clock()
-	if h.Expired(now) {
+	if !now.Before(v.Expires) {
 		return false, nil
 	}
-	services := d.byScope[h.Scope]
-	old := services[h.Service]
-	if old != nil && old.hdr.Version > h.Version {
+	services := d.byScope[string(v.Scope)]
+	old := services[string(v.Service)]
+	if old != nil && old.hdr.Version > v.Version {
 		return false, nil
+	}
+	// Reuse the held entry's strings: replacing allocates no new key.
+	h := Header{Format: token[0], KeyID: v.KeyID, Version: v.Version, Expires: v.Expires}
+	if old != nil {
+		h.Service, h.Scope = old.hdr.Service, old.hdr.Scope
+	} else {
+		h.Service, h.Scope = string(v.Service), string(v.Scope)
 	}
 	grow := len(token)
 	if old != nil {
@@ -130,7 +147,10 @@ func (d *Dict) Put(token []byte) (bool, error) {
 		d.entries++
 	}
 	d.bytes += grow
-	services[h.Service] = &dictEntry{hdr: h, token: append([]byte(nil), token...)}
+	if copyToken {
+		token = append([]byte(nil), token...)
+	}
+	services[h.Service] = &dictEntry{hdr: h, token: token}
 	return true, nil
 }
 

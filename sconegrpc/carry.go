@@ -18,7 +18,7 @@ import (
 type carry struct {
 	scope string // where the client files the SCONEs of this request
 	plain bool   // the request came from a client without the hook
-	locks keyedMutex
+	locks keyedMutex[string]
 
 	mu      sync.Mutex
 	held    map[holderKey]held
@@ -48,11 +48,11 @@ func carryFrom(ctx context.Context) *carry {
 func newCarry(scope string, passengers [][]byte) (*carry, error) {
 	c := &carry{scope: scope, held: make(map[holderKey]held, len(passengers))}
 	for _, tok := range passengers {
-		h, err := scone.ParseHeader(tok)
+		h, err := scone.Peek(tok)
 		if err != nil {
 			return nil, err
 		}
-		k := holderKey{h.Service, h.Scope}
+		k := holderKey{string(h.Service), string(h.Scope)}
 		if old, ok := c.held[k]; !ok || old.version <= h.Version {
 			c.held[k] = held{h.Version, tok}
 		}
@@ -91,11 +91,11 @@ func (c *carry) apply(f *frame) error {
 		c.dropped[k] = true
 	}
 	for _, tok := range f.scones {
-		h, err := scone.ParseHeader(tok)
+		h, err := scone.Peek(tok)
 		if err != nil {
 			return err
 		}
-		k := holderKey{h.Service, h.Scope}
+		k := holderKey{string(h.Service), string(h.Scope)}
 		if old, ok := c.held[k]; ok && old.version > h.Version {
 			continue
 		}
@@ -123,27 +123,46 @@ func (c *carry) changes(f *frame) {
 }
 
 // keyedMutex serialises calls by key, waiting no longer than the caller's
-// context allows.
-type keyedMutex struct {
+// context allows. A key's entry lives only while someone holds or waits for
+// it, so keys may be as many as sessions.
+type keyedMutex[K comparable] struct {
 	mu sync.Mutex
-	m  map[string]chan struct{}
+	m  map[K]*turn
 }
 
-func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
+type turn struct {
+	ch   chan struct{}
+	refs int
+}
+
+func (k *keyedMutex[K]) lock(ctx context.Context, key K) (func(), error) {
 	k.mu.Lock()
 	if k.m == nil {
-		k.m = make(map[string]chan struct{})
+		k.m = make(map[K]*turn)
 	}
-	ch := k.m[key]
-	if ch == nil {
-		ch = make(chan struct{}, 1)
-		k.m[key] = ch
+	t := k.m[key]
+	if t == nil {
+		t = &turn{ch: make(chan struct{}, 1)}
+		k.m[key] = t
 	}
+	t.refs++
 	k.mu.Unlock()
 	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }, nil
+	case t.ch <- struct{}{}:
+		return func() {
+			<-t.ch
+			k.leave(key, t)
+		}, nil
 	case <-ctx.Done():
+		k.leave(key, t)
 		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+func (k *keyedMutex[K]) leave(key K, t *turn) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if t.refs--; t.refs == 0 {
+		delete(k.m, key)
 	}
 }

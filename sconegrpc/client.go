@@ -44,16 +44,25 @@ func StreamClientInterceptor(opts ...ClientOption) grpc.StreamClientInterceptor 
 
 type client struct {
 	cfg    clientConfig
-	origin *originHolder
+	locks  keyedMutex[originKey] // turns of (holder, service)
+	origin *originHolder         // for the fixed holder, if any
+}
+
+type originKey struct {
+	h       scone.Holder
+	service string
 }
 
 func newClient(opts []ClientOption) *client {
 	c := &client{cfg: newClientConfig(opts)}
 	if c.cfg.holder != nil {
-		c.origin = &originHolder{h: c.cfg.holder}
+		c.origin = &originHolder{h: c.cfg.holder, c: c}
 	}
 	return c
 }
+
+// forceCodec selects the body-carrier codec for a call.
+var forceCodec = grpc.ForceCodecV2(theCodec)
 
 // callHolder is where a call's SCONEs come from and go to: the client's own
 // holder, or, inside a served request, that request's carry.
@@ -73,11 +82,21 @@ func (c *client) holderFor(ctx context.Context) (callHolder, error) {
 		}
 		return cr, nil
 	}
-	if c.origin == nil {
-		return nil, statusError(scone.NewError(scone.CodeInternal,
-			"a back-end call (WithoutHolder) outside a served request: pass the handler's context"))
+	if c.cfg.holderFrom == nil && c.origin != nil {
+		return c.origin, nil
 	}
-	return c.origin, nil
+	var h scone.Holder
+	if c.cfg.holderFrom != nil {
+		h = c.cfg.holderFrom(ctx)
+	}
+	if h == nil {
+		if c.cfg.noHolder {
+			return nil, statusError(scone.NewError(scone.CodeInternal,
+				"a back-end call (WithoutHolder) outside a served request: pass the handler's context"))
+		}
+		return nil, statusError(scone.NewError(scone.CodeInternal, "no holder for this call's context"))
+	}
+	return &originHolder{h: h, c: c}, nil
 }
 
 func (c *client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -96,19 +115,18 @@ func (c *client) unary(ctx context.Context, method string, req, reply any, cc *g
 		defer release()
 	}
 	out := frame{scones: h.attach(nil, method), scope: h.requestScope()}
-	enc := appendFrame(nil, &out)
 
 	var trailer metadata.MD
-	callOpts := make([]grpc.CallOption, 0, len(opts)+2)
+	callOpts := make([]grpc.CallOption, 0, len(opts)+2) // the caller's slice stays as it was
 	callOpts = append(append(callOpts, opts...), grpc.Trailer(&trailer))
 	var in bodyIn
 	if c.cfg.metadata {
-		ctx = metadata.AppendToOutgoingContext(ctx, MetadataKey, string(enc))
+		ctx = metadata.AppendToOutgoingContext(ctx, MetadataKey, string(encodeFrame(&out)))
 		err = invoker(ctx, method, req, reply, cc, callOpts...)
 	} else {
 		in.msg = reply
-		callOpts = append(callOpts, grpc.ForceCodecV2(theCodec))
-		err = invoker(ctx, method, &bodyOut{msg: req, frame: enc}, &in, cc, callOpts...)
+		callOpts = append(callOpts, forceCodec)
+		err = invoker(ctx, method, &bodyOut{msg: req, frame: &out}, &in, cc, callOpts...)
 	}
 	if aerr := applyReply(h, in.frame, in.found, trailer); aerr != nil && err == nil {
 		err = aerr
@@ -154,7 +172,7 @@ func (c *client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 		}
 	}
 	out := frame{scones: h.attach(nil, method), scope: h.requestScope()}
-	ctx = metadata.AppendToOutgoingContext(ctx, MetadataKey, string(appendFrame(nil, &out)))
+	ctx = metadata.AppendToOutgoingContext(ctx, MetadataKey, string(encodeFrame(&out)))
 	cs, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil {
 		release()
@@ -190,14 +208,14 @@ func (s *clientStream) RecvMsg(m any) error {
 	return err
 }
 
-// originHolder is a client's own holder, with its per-service turns.
+// originHolder is a client's own holder, taking turns per service.
 type originHolder struct {
-	h     scone.Holder
-	locks keyedMutex
+	h scone.Holder
+	c *client
 }
 
-func (o *originHolder) lock(ctx context.Context, key string) (func(), error) {
-	return o.locks.lock(ctx, key)
+func (o *originHolder) lock(ctx context.Context, service string) (func(), error) {
+	return o.c.locks.lock(ctx, originKey{o.h, service})
 }
 
 func (o *originHolder) attach(dst [][]byte, method string) [][]byte {
@@ -210,10 +228,23 @@ func (o *originHolder) apply(f *frame) error {
 	for _, d := range f.dropped {
 		o.h.Delete(d.service, d.scope)
 	}
+	adopt, _ := o.h.(adopter)
 	for _, tok := range f.scones {
-		if _, err := o.h.Put(tok); err != nil {
+		var err error
+		if adopt != nil {
+			_, err = adopt.Adopt(tok) // tok is this call's own copy
+		} else {
+			_, err = o.h.Put(tok)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// adopter is a Holder that can take a token without copying it, as
+// scone.Dict can.
+type adopter interface {
+	Adopt(token []byte) (bool, error)
 }

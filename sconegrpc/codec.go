@@ -21,10 +21,12 @@ import (
 // a message, bodyIn takes it off before decoding one. Its name is "proto", so
 // the content-type on the wire does not change.
 
-// bodyOut is a message to send with a frame before it.
+// bodyOut is a message to send with a frame before it. done, if set, is
+// called once the frame is written, to recycle the buffers it points into.
 type bodyOut struct {
 	msg   any
-	frame []byte
+	frame *frame
+	done  func()
 }
 
 // bodyIn is a message to receive, and the frame that came before it.
@@ -59,7 +61,8 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		return nil, fmt.Errorf("sconegrpc: failed to marshal, message is %T, want proto.Message", out.msg)
 	}
 	size := proto.Size(m)
-	total := protowire.SizeTag(frameField) + protowire.SizeBytes(len(out.frame)) + size
+	fsize := frameSize(out.frame)
+	total := protowire.SizeTag(frameField) + protowire.SizeBytes(fsize) + size
 	var buf *[]byte
 	if mem.IsBelowBufferPoolingThreshold(total) {
 		b := make([]byte, 0, total)
@@ -68,7 +71,12 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		buf = mem.DefaultBufferPool().Get(total)
 	}
 	b := protowire.AppendTag((*buf)[:0], frameField, protowire.BytesType)
-	b = protowire.AppendBytes(b, out.frame)
+	b = protowire.AppendVarint(b, uint64(fsize))
+	b = appendFrame(b, out.frame)
+	if out.done != nil {
+		out.done()
+		out.done = nil
+	}
 	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
 	if err != nil {
 		return nil, err

@@ -81,6 +81,24 @@ func appendFrame(b []byte, f *frame) []byte {
 	return b
 }
 
+// frameSize returns the length of f's encoding.
+func frameSize(f *frame) int {
+	n := 0
+	for _, s := range f.scones {
+		n += protowire.SizeTag(fieldSCONEs) + protowire.SizeBytes(len(s))
+	}
+	for _, d := range f.dropped {
+		n += protowire.SizeTag(fieldDropped) + protowire.SizeBytes(dropSize(d))
+	}
+	if f.scope != "" {
+		n += protowire.SizeTag(fieldScope) + protowire.SizeBytes(len(f.scope))
+	}
+	return n
+}
+
+// encodeFrame returns f's encoding in a buffer of its own.
+func encodeFrame(f *frame) []byte { return appendFrame(make([]byte, 0, frameSize(f)), f) }
+
 func dropSize(d drop) int {
 	return protowire.SizeTag(fieldDropService) + protowire.SizeBytes(len(d.service)) +
 		protowire.SizeTag(fieldDropScope) + protowire.SizeBytes(len(d.scope))

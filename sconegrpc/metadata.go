@@ -15,7 +15,10 @@ const MetadataKey = "scone-bin"
 // framesFromMetadata decodes every frame under MetadataKey in md into one.
 // present reports whether the key was there at all (a peer with the hook).
 func framesFromMetadata(md metadata.MD) (f frame, present bool, err error) {
-	vals := md.Get(MetadataKey)
+	return framesFromValues(md.Get(MetadataKey))
+}
+
+func framesFromValues(vals []string) (f frame, present bool, err error) {
 	for _, v := range vals {
 		g, err := parseFrame([]byte(v))
 		if err != nil {
@@ -45,8 +48,7 @@ func requestFrame(ctx context.Context, req any) (f frame, hooked, body bool, err
 			hooked, body = true, true
 		}
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	g, present, err := framesFromMetadata(md)
+	g, present, err := framesFromValues(metadata.ValueFromIncomingContext(ctx, MetadataKey))
 	if err != nil {
 		return f, true, body, err
 	}

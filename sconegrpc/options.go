@@ -107,6 +107,7 @@ func PeerIdentity(ctx context.Context) string {
 
 type clientConfig struct {
 	holder     scone.Holder
+	holderFrom func(context.Context) scone.Holder
 	noHolder   bool
 	concurrent bool
 	metadata   bool
@@ -117,7 +118,7 @@ func newClientConfig(opts []ClientOption) clientConfig {
 	for _, o := range opts {
 		o.applyClient(&c)
 	}
-	if c.holder == nil && !c.noHolder {
+	if c.holder == nil && c.holderFrom == nil && !c.noHolder {
 		c.holder = scone.NewDict()
 	}
 	return c
@@ -128,6 +129,14 @@ func newClientConfig(opts []ClientOption) clientConfig {
 // interceptors of a client; DialOptions does.
 func WithHolder(h scone.Holder) ClientOption {
 	return clientOptionFunc(func(c *clientConfig) { c.holder = h })
+}
+
+// WithHolderFromContext picks the holder of each call from its context:
+// for a process that is the SCONE client of many users over one connection
+// (a web back end holding each browser session's SCONEs, say). Calls are
+// serialised per holder and service. A call whose context gives nil fails.
+func WithHolderFromContext(f func(ctx context.Context) scone.Holder) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.holderFrom = f })
 }
 
 // WithoutHolder is for a front end's connections to its back ends: calls

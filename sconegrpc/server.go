@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/scone-project/scone"
@@ -57,6 +58,7 @@ type call struct {
 	carry    *carry
 	ownScope string // the scope of the SCONE restored, for a drop
 	reset    *drop  // a SCONE that did not open, dropped under WithResetOnFailure
+	sealSize int    // the buffer to seal the new SCONE into
 }
 
 func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -72,16 +74,18 @@ func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 		return nil, err
 	}
 	resp, herr := handler(c.ctx, req)
-	out, err := h.finish(c, herr)
+	out, done, err := h.finish(c, herr)
 	switch {
 	case err != nil:
 		return nil, err
 	case out == nil:
 		return resp, herr
 	case herr == nil && body && h.cfg.bodyReplies:
-		return &bodyOut{msg: resp, frame: out}, nil
+		return &bodyOut{msg: resp, frame: out, done: done}, nil
 	}
-	if terr := grpc.SetTrailer(ctx, metadata.Pairs(MetadataKey, string(out))); terr != nil {
+	enc := encodeFrame(out)
+	done()
+	if terr := grpc.SetTrailer(ctx, metadata.Pairs(MetadataKey, string(enc))); terr != nil {
 		return nil, statusError(scone.WrapError(scone.CodeInternal, "cannot attach SCONEs to the reply", terr))
 	}
 	return resp, herr
@@ -89,8 +93,7 @@ func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 
 func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx := ss.Context()
-	md, _ := metadata.FromIncomingContext(ctx)
-	in, hooked, err := framesFromMetadata(md)
+	in, hooked, err := framesFromValues(metadata.ValueFromIncomingContext(ctx, MetadataKey))
 	if err != nil {
 		return statusError(err)
 	}
@@ -102,12 +105,14 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 		return err
 	}
 	herr := handler(srv, &serverStream{ss, c.ctx})
-	out, err := h.finish(c, herr)
+	out, done, err := h.finish(c, herr)
 	if err != nil {
 		return err
 	}
 	if out != nil {
-		ss.SetTrailer(metadata.Pairs(MetadataKey, string(out)))
+		enc := encodeFrame(out)
+		done()
+		ss.SetTrailer(metadata.Pairs(MetadataKey, string(enc)))
 	}
 	return herr
 }
@@ -133,7 +138,8 @@ func (h *server) begin(ctx context.Context, method string, in *frame) (*call, er
 	if err != nil {
 		return nil, statusError(err)
 	}
-	c := &call{ownScope: ownScope}
+	// A new seal is usually about the size of the last one.
+	c := &call{ownScope: ownScope, sealSize: max(len(own)+256, 1024)}
 	c.st, err = h.sealer.Restore(ctx, own, want, scope)
 	if err != nil {
 		if !h.cfg.resetOnError {
@@ -150,18 +156,27 @@ func (h *server) begin(ctx context.Context, method string, in *frame) (*call, er
 }
 
 // finish seals the state after the handler and returns the reply's frame,
-// or nil when there is nothing to send.
-func (h *server) finish(c *call, herr error) ([]byte, error) {
+// or nil when there is nothing to send. Call done once the frame is encoded:
+// the new SCONE is sealed into a pooled buffer.
+func (h *server) finish(c *call, herr error) (out *frame, done func(), err error) {
 	if herr != nil && !c.st.AppliesOnError() {
-		return nil, nil
+		return nil, nil, nil
 	}
-	var out frame
+	out = &frame{}
 	if c.reset != nil {
 		out.dropped = append(out.dropped, *c.reset)
 	}
-	outcome, tok, err := h.sealer.Commit(nil, c.st)
+	pool := mem.DefaultBufferPool()
+	buf := pool.Get(c.sealSize)
+	outcome, tok, err := h.sealer.Commit((*buf)[:0], c.st)
 	if err != nil {
-		return nil, statusError(err)
+		pool.Put(buf)
+		return nil, nil, statusError(err)
+	}
+	done = func() { pool.Put(buf) }
+	if cap(tok) != cap(*buf) {
+		done() // the SCONE outgrew the buffer and has a slice of its own
+		done = func() {}
 	}
 	switch outcome {
 	case scone.Updated:
@@ -169,11 +184,12 @@ func (h *server) finish(c *call, herr error) ([]byte, error) {
 	case scone.Dropped:
 		out.dropped = append(out.dropped, drop{c.st.Service(), c.ownScope})
 	}
-	c.carry.changes(&out)
+	c.carry.changes(out)
 	if out.empty() {
-		return nil, nil
+		done()
+		return nil, nil, nil
 	}
-	return appendFrame(nil, &out), nil
+	return out, done, nil
 }
 
 // splitSCONEs picks this service's SCONE out of a request's SCONEs (the one
@@ -181,23 +197,25 @@ func (h *server) finish(c *call, herr error) ([]byte, error) {
 // the passengers for back ends.
 func splitSCONEs(tokens [][]byte, service, scope string) (own []byte, ownScope string, passengers [][]byte, err error) {
 	var ownVersion uint64
+	var ownScopeB []byte
 	for _, tok := range tokens {
-		hdr, err := scone.ParseHeader(tok)
+		hdr, err := scone.Peek(tok)
 		if err != nil {
 			return nil, "", nil, err
 		}
-		if hdr.Service != service {
+		if string(hdr.Service) != service {
 			passengers = append(passengers, tok)
 			continue
 		}
-		better := own == nil ||
-			(hdr.Scope == scope) != (ownScope == scope) && hdr.Scope == scope ||
-			(hdr.Scope == scope) == (ownScope == scope) && hdr.Version > ownVersion
-		if better {
-			own, ownScope, ownVersion = tok, hdr.Scope, hdr.Version
+		inScope, ownInScope := string(hdr.Scope) == scope, own != nil && string(ownScopeB) == scope
+		if own == nil || inScope && !ownInScope || inScope == ownInScope && hdr.Version > ownVersion {
+			own, ownScopeB, ownVersion = tok, hdr.Scope, hdr.Version
 		}
 	}
-	return own, ownScope, passengers, nil
+	if string(ownScopeB) == scope {
+		return own, scope, passengers, nil
+	}
+	return own, string(ownScopeB), passengers, nil
 }
 
 // serverStream gives a stream handler the context with its state.
