@@ -39,6 +39,8 @@ func (s *Sealer) Restore(ctx context.Context, token []byte, want Expect, scope s
 	if len(token) == 0 {
 		return st, nil
 	}
+	// Expected values first: Open then keeps these strings, not copies.
+	st.sc.Service, st.sc.Scope = want.Service, scope
 	o, err := s.Open(ctx, &st.sc, token, want)
 	if err != nil {
 		return nil, err

@@ -46,7 +46,10 @@ func carryFrom(ctx context.Context) *carry {
 
 // newCarry makes the carry of a request from its passengers' SCONEs.
 func newCarry(scope string, passengers [][]byte) (*carry, error) {
-	c := &carry{scope: scope, held: make(map[holderKey]held, len(passengers))}
+	c := &carry{scope: scope}
+	if len(passengers) > 0 {
+		c.held = make(map[holderKey]held, len(passengers))
+	}
 	for _, tok := range passengers {
 		h, err := scone.Peek(tok)
 		if err != nil {
@@ -99,6 +102,9 @@ func (c *carry) apply(f *frame) error {
 		if old, ok := c.held[k]; ok && old.version > h.Version {
 			continue
 		}
+		if c.held == nil {
+			c.held = make(map[holderKey]held)
+		}
 		c.held[k] = held{h.Version, append([]byte(nil), tok...)}
 		if c.changed == nil {
 			c.changed = make(map[holderKey]bool)
@@ -135,6 +141,10 @@ type turn struct {
 	refs int
 }
 
+// turns recycles turns: most calls find no one ahead of them, and an idle
+// key's turn is freed at once.
+var turns = sync.Pool{New: func() any { return &turn{ch: make(chan struct{}, 1)} }}
+
 func (k *keyedMutex[K]) lock(ctx context.Context, key K) (func(), error) {
 	k.mu.Lock()
 	if k.m == nil {
@@ -142,7 +152,7 @@ func (k *keyedMutex[K]) lock(ctx context.Context, key K) (func(), error) {
 	}
 	t := k.m[key]
 	if t == nil {
-		t = &turn{ch: make(chan struct{}, 1)}
+		t = turns.Get().(*turn)
 		k.m[key] = t
 	}
 	t.refs++
@@ -164,5 +174,6 @@ func (k *keyedMutex[K]) leave(key K, t *turn) {
 	defer k.mu.Unlock()
 	if t.refs--; t.refs == 0 {
 		delete(k.m, key)
+		turns.Put(t) // empty: its holder took its token back before leaving
 	}
 }

@@ -21,12 +21,11 @@ import (
 // a message, bodyIn takes it off before decoding one. Its name is "proto", so
 // the content-type on the wire does not change.
 
-// bodyOut is a message to send with a frame before it. done, if set, is
-// called once the frame is written, to recycle the buffers it points into.
+// bodyOut is a message to send with a frame before it. Marshal releases
+// the frame once it is written.
 type bodyOut struct {
 	msg   any
 	frame *frame
-	done  func()
 }
 
 // bodyIn is a message to receive, and the frame that came before it.
@@ -63,29 +62,20 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	size := proto.Size(m)
 	fsize := frameSize(out.frame)
 	total := protowire.SizeTag(frameField) + protowire.SizeBytes(fsize) + size
-	var buf *[]byte
-	if mem.IsBelowBufferPoolingThreshold(total) {
-		b := make([]byte, 0, total)
-		buf = &b
-	} else {
-		buf = mem.DefaultBufferPool().Get(total)
-	}
+	// Always pooled: with the frame, messages are rarely small.
+	pool := mem.DefaultBufferPool()
+	buf := pool.Get(total)
 	b := protowire.AppendTag((*buf)[:0], frameField, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(fsize))
 	b = appendFrame(b, out.frame)
-	if out.done != nil {
-		out.done()
-		out.done = nil
-	}
+	out.frame.release()
 	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
 	if err != nil {
+		pool.Put(buf)
 		return nil, err
 	}
 	*buf = b
-	if mem.IsBelowBufferPoolingThreshold(total) {
-		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
-	}
-	return mem.BufferSlice{mem.NewBuffer(buf, mem.DefaultBufferPool())}, nil
+	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
 // Unmarshal implements encoding.CodecV2.

@@ -1,6 +1,7 @@
 package sconegrpc
 
 import (
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/scone-project/scone"
@@ -28,6 +29,16 @@ type frame struct {
 	scones  [][]byte
 	dropped []drop
 	scope   string
+
+	pooled *[]byte // a pooled buffer one of the scones lives in, if any
+}
+
+// release returns the frame's pooled buffer, once the frame is encoded.
+func (f *frame) release() {
+	if f.pooled != nil {
+		mem.DefaultBufferPool().Put(f.pooled)
+		f.pooled = nil
+	}
 }
 
 // drop names a session that ended: the holder deletes its SCONE.

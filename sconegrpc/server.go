@@ -74,17 +74,17 @@ func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 		return nil, err
 	}
 	resp, herr := handler(c.ctx, req)
-	out, done, err := h.finish(c, herr)
+	out, err := h.finish(c, herr)
 	switch {
 	case err != nil:
 		return nil, err
 	case out == nil:
 		return resp, herr
 	case herr == nil && body && h.cfg.bodyReplies:
-		return &bodyOut{msg: resp, frame: out, done: done}, nil
+		return &bodyOut{msg: resp, frame: out}, nil
 	}
 	enc := encodeFrame(out)
-	done()
+	out.release()
 	if terr := grpc.SetTrailer(ctx, metadata.Pairs(MetadataKey, string(enc))); terr != nil {
 		return nil, statusError(scone.WrapError(scone.CodeInternal, "cannot attach SCONEs to the reply", terr))
 	}
@@ -105,13 +105,13 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 		return err
 	}
 	herr := handler(srv, &serverStream{ss, c.ctx})
-	out, done, err := h.finish(c, herr)
+	out, err := h.finish(c, herr)
 	if err != nil {
 		return err
 	}
 	if out != nil {
 		enc := encodeFrame(out)
-		done()
+		out.release()
 		ss.SetTrailer(metadata.Pairs(MetadataKey, string(enc)))
 	}
 	return herr
@@ -156,27 +156,24 @@ func (h *server) begin(ctx context.Context, method string, in *frame) (*call, er
 }
 
 // finish seals the state after the handler and returns the reply's frame,
-// or nil when there is nothing to send. Call done once the frame is encoded:
-// the new SCONE is sealed into a pooled buffer.
-func (h *server) finish(c *call, herr error) (out *frame, done func(), err error) {
+// or nil when there is nothing to send. The new SCONE is sealed into a
+// pooled buffer: release the frame once it is encoded.
+func (h *server) finish(c *call, herr error) (*frame, error) {
 	if herr != nil && !c.st.AppliesOnError() {
-		return nil, nil, nil
+		return nil, nil
 	}
-	out = &frame{}
+	out := &frame{}
 	if c.reset != nil {
 		out.dropped = append(out.dropped, *c.reset)
 	}
-	pool := mem.DefaultBufferPool()
-	buf := pool.Get(c.sealSize)
-	outcome, tok, err := h.sealer.Commit((*buf)[:0], c.st)
+	out.pooled = mem.DefaultBufferPool().Get(c.sealSize)
+	outcome, tok, err := h.sealer.Commit((*out.pooled)[:0], c.st)
 	if err != nil {
-		pool.Put(buf)
-		return nil, nil, statusError(err)
+		out.release()
+		return nil, statusError(err)
 	}
-	done = func() { pool.Put(buf) }
-	if cap(tok) != cap(*buf) {
-		done() // the SCONE outgrew the buffer and has a slice of its own
-		done = func() {}
+	if cap(tok) != cap(*out.pooled) {
+		out.release() // the SCONE outgrew the buffer and has a slice of its own
 	}
 	switch outcome {
 	case scone.Updated:
@@ -186,10 +183,10 @@ func (h *server) finish(c *call, herr error) (out *frame, done func(), err error
 	}
 	c.carry.changes(out)
 	if out.empty() {
-		done()
-		return nil, nil, nil
+		out.release()
+		return nil, nil
 	}
-	return out, done, nil
+	return out, nil
 }
 
 // splitSCONEs picks this service's SCONE out of a request's SCONEs (the one
