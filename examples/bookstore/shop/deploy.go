@@ -109,14 +109,18 @@ func (d *Deployment) Close() {
 }
 
 func (r *Replica) serve(lis net.Listener) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.serveLocked(lis)
+}
+
+func (r *Replica) serveLocked(lis net.Listener) error {
 	srv, err := NewServer(r.Role, r.d.sealer, r.b, grpc.ChainUnaryInterceptor(r.count))
 	if err != nil {
 		lis.Close()
 		return err
 	}
-	r.mu.Lock()
 	r.srv = srv
-	r.mu.Unlock()
 	go srv.Serve(lis)
 	return nil
 }
@@ -148,14 +152,19 @@ func (r *Replica) Kill() {
 	}
 }
 
+// ErrUp is what Restart returns for a replica that is up.
+var ErrUp = errors.New("shop: the replica is up")
+
 // Restart starts a killed replica again on the same address.
 func (r *Replica) Restart() error {
-	if r.Up() {
-		return errors.New("shop: " + r.Name + " is already up")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srv != nil {
+		return ErrUp
 	}
 	lis, err := net.Listen("tcp", r.Addr)
 	if err != nil {
 		return err
 	}
-	return r.serve(lis)
+	return r.serveLocked(lis)
 }

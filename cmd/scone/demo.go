@@ -1,0 +1,451 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/scone-project/scone"
+	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/sconegrpc"
+)
+
+var errUsage = errors.New("usage")
+
+type demoConfig struct {
+	mode      string
+	sessions  int
+	duration  time.Duration
+	seed      uint64
+	replicas  int
+	killEvery time.Duration
+	quiet     bool
+}
+
+func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
+	var c demoConfig
+	fs := flag.NewFlagSet("scone demo", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.mode, "mode", "client", "where state lives: client (the client holds every tier's SCONEs)")
+	fs.IntVar(&c.sessions, "sessions", 32, "concurrent shopper sessions")
+	fs.DurationVar(&c.duration, "duration", 20*time.Second, "how long the sessions shop")
+	fs.Uint64Var(&c.seed, "seed", 0, "seed of every random choice (0: pick one and print it)")
+	fs.IntVar(&c.replicas, "replicas", 3, "server replicas per tier (gateway, cart, inventory)")
+	fs.DurationVar(&c.killEvery, "kill-every", 2*time.Second, "kill a random server replica this often, and restart it half as long later (0: never)")
+	fs.BoolVar(&c.quiet, "quiet", false, "print only the summary")
+	fs.Usage = func() {
+		fmt.Fprintln(out, "usage: scone demo [flags]")
+		fmt.Fprintln(out)
+		fmt.Fprintln(out, "Runs the bookstore example (gateway → cart → inventory, every tier keeping its")
+		fmt.Fprintln(out, "per-session state in SCONEs held by the client) on 127.0.0.1, with several")
+		fmt.Fprintln(out, "replicas per tier behind round-robin. Shopper sessions add and remove books and")
+		fmt.Fprintln(out, "check out while server replicas are killed and restarted. Every reply is checked")
+		fmt.Fprintln(out, "against a model of the session's acknowledged operations, and so is every")
+		fmt.Fprintln(out, "session's final state. The last line reads")
+		fmt.Fprintln(out, "  verified: sessions=N calls=M restarts=K lost=L")
+		fmt.Fprintln(out, "where lost counts replies and final states that disagree with the model; the")
+		fmt.Fprintln(out, "exit status is non-zero unless lost=0.")
+		fmt.Fprintln(out)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, errUsage
+		}
+		return c, errUsage
+	}
+	switch {
+	case c.mode != "client":
+		return c, fmt.Errorf("--mode=%q: this build has the client mode only", c.mode)
+	case c.sessions < 1:
+		return c, fmt.Errorf("--sessions=%d: need at least 1", c.sessions)
+	case c.replicas < 2:
+		return c, fmt.Errorf("--replicas=%d: need at least 2, so one can be killed", c.replicas)
+	case c.duration <= 0:
+		return c, fmt.Errorf("--duration=%v: must be positive", c.duration)
+	case c.killEvery < 0:
+		return c, fmt.Errorf("--kill-every=%v: must not be negative", c.killEvery)
+	}
+	if c.seed == 0 {
+		c.seed = uint64(time.Now().UnixNano())
+	}
+	return c, nil
+}
+
+func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
+	cfg, err := parseDemoFlags(args, stdout)
+	if err != nil {
+		return err
+	}
+	d := &demo{cfg: cfg, out: stdout, start: time.Now()}
+	return d.run(ctx)
+}
+
+// demo is one run of the demo.
+type demo struct {
+	cfg   demoConfig
+	out   io.Writer
+	start time.Time
+	mu    sync.Mutex // serialises output
+
+	dep      *shop.Deployment
+	sessions []*session
+	restarts atomic.Int64
+	kills    atomic.Int64
+}
+
+func (d *demo) say(format string, a ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "%6.1fs  %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, a...))
+}
+
+func (d *demo) narrate(format string, a ...any) {
+	if !d.cfg.quiet {
+		d.say(format, a...)
+	}
+}
+
+func (d *demo) run(ctx context.Context) error {
+	cfg := d.cfg
+	d.narrate("seed %d: the same seed makes the same choices (operations, which replica to kill)", cfg.seed)
+	ring, err := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
+	if err != nil {
+		return err
+	}
+	sealer, err := scone.NewSealer(ring, scone.WithTTL(time.Hour))
+	if err != nil {
+		return err
+	}
+	d.narrate("made an ephemeral key (ID 1) shared by every replica; it is never written anywhere")
+	if d.dep, err = shop.Deploy(sealer, cfg.replicas); err != nil {
+		return err
+	}
+	defer d.dep.Close()
+	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
+		var names []string
+		for _, r := range d.dep.Replicas(role) {
+			names = append(names, r.Name+"@"+r.Addr)
+		}
+		d.narrate("%-9s replicas: %s", role, strings.Join(names, ", "))
+	}
+	d.narrate("the gateway calls cart and inventory; cart calls inventory; every tier keeps its")
+	d.narrate("per-session state in a SCONE that the shopper's client holds, and no replica keeps any")
+
+	holders := func(ctx context.Context) scone.Holder { return ctx.Value(sessionKey{}).(*session).dict }
+	conn, err := shop.DialReplicas(d.dep.Addrs(shop.RoleGateway), sconegrpc.DialOptions(sconegrpc.WithHolderFromContext(holders))...)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	gw := pb.NewGatewayClient(conn)
+
+	for i := range cfg.sessions {
+		d.sessions = append(d.sessions, &session{
+			id:    i + 1,
+			rng:   rand.New(rand.NewPCG(cfg.seed, uint64(i+1))),
+			model: newCartModel(),
+			dict:  scone.NewDict(),
+		})
+	}
+	d.followFirstSession()
+	d.narrate("%d shopper sessions start, for %v; a replica is killed every %v", cfg.sessions, cfg.duration, cfg.killEvery)
+
+	shopCtx, stopShopping := context.WithTimeout(ctx, cfg.duration)
+	defer stopShopping()
+	var wg sync.WaitGroup
+	for _, s := range d.sessions {
+		wg.Go(func() { s.shop(context.WithValue(shopCtx, sessionKey{}, s), gw) })
+	}
+	wg.Go(func() { d.nemesis(shopCtx) })
+	wg.Go(func() { d.ticker(shopCtx) })
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	// Bring every replica back and read every session's final state.
+	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
+		for _, r := range d.dep.Replicas(role) {
+			switch err := r.Restart(); {
+			case err == nil:
+				d.restarts.Add(1)
+				d.narrate("restart %s for the final check", r.Name)
+			case !errors.Is(err, shop.ErrUp):
+				return err
+			}
+		}
+	}
+	d.narrate("shopping over: reading every session's final cart and comparing it with its model")
+	for _, s := range d.sessions {
+		wg.Go(func() { s.finalCheck(context.WithValue(ctx, sessionKey{}, s), gw) })
+	}
+	wg.Wait()
+	return d.summary()
+}
+
+// followFirstSession narrates session 1's first operations: which replica
+// served each, and which SCONEs the client holds after it.
+func (d *demo) followFirstSession() {
+	names := map[string]string{}
+	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
+		for _, r := range d.dep.Replicas(role) {
+			names[r.Addr] = r.Name
+		}
+	}
+	s := d.sessions[0]
+	left := 6
+	s.tell = func(o op, addr string, err error) {
+		if left--; left < 0 {
+			s.tell = nil
+			return
+		}
+		outcome := "ok"
+		if err != nil {
+			outcome = status.Code(err).String() + ": " + status.Convert(err).Message()
+		}
+		var held []string
+		for _, h := range s.dict.Headers() {
+			svc := h.Service[strings.LastIndexByte(h.Service, '.')+1:]
+			held = append(held, fmt.Sprintf("%s v%d", svc, h.Version))
+		}
+		slices.Sort(held)
+		n, b := s.dict.Len()
+		holds := "nothing yet"
+		if n > 0 {
+			holds = fmt.Sprintf("%d SCONEs, %d B, scoped to /bookstore.v1.Gateway/: %s", n, b, strings.Join(held, ", "))
+		}
+		d.narrate("session 1: %s via %s → %s; the client holds %s", o, names[addr], outcome, holds)
+	}
+}
+
+// nemesis kills a random replica every killEvery, and restarts it half a
+// period later; at least one replica of each tier stays up.
+func (d *demo) nemesis(ctx context.Context) {
+	if d.cfg.killEvery == 0 {
+		return
+	}
+	r := rand.New(rand.NewPCG(d.cfg.seed, 0))
+	roles := []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory}
+	tick := time.NewTicker(d.cfg.killEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		role := roles[r.IntN(len(roles))]
+		reps := d.dep.Replicas(role)
+		victim := reps[r.IntN(len(reps))]
+		up := 0
+		for _, x := range reps {
+			if x.Up() {
+				up++
+			}
+		}
+		if !victim.Up() || up < 2 {
+			continue
+		}
+		victim.Kill()
+		d.kills.Add(1)
+		d.narrate("kill %s: its connections drop and calls in flight through it fail; it held no session state", victim.Name)
+		time.AfterFunc(d.cfg.killEvery/2, func() {
+			if ctx.Err() != nil {
+				return // the final check restarts it
+			}
+			switch err := victim.Restart(); {
+			case err == nil:
+				d.restarts.Add(1)
+				d.narrate("restart %s on %s", victim.Name, victim.Addr)
+			case !errors.Is(err, shop.ErrUp):
+				d.say("restart %s failed: %v", victim.Name, err)
+			}
+		})
+	}
+}
+
+// ticker narrates progress once a second: calls, where they were served,
+// and where the state is.
+func (d *demo) ticker(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := map[string]int64{}
+	var lastCalls int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var calls, scones, bytes int64
+		for _, s := range d.sessions {
+			calls += s.calls.Load()
+			n, b := s.dict.Len()
+			scones += int64(n)
+			bytes += int64(b)
+		}
+		var served []string
+		for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
+			for _, r := range d.dep.Replicas(role) {
+				n := r.Served()
+				mark := ""
+				if !r.Up() {
+					mark = " (down)"
+				}
+				served = append(served, fmt.Sprintf("%s %d%s", r.Name, n-last[r.Name], mark))
+				last[r.Name] = n
+			}
+		}
+		d.narrate("%d calls/s; served: %s", calls-lastCalls, strings.Join(served, ", "))
+		d.narrate("state: %d SCONEs (%.1f KiB) held by %d clients; 0 bytes in the servers", scones, float64(bytes)/1024, len(d.sessions))
+		lastCalls = calls
+	}
+}
+
+func (d *demo) summary() error {
+	var calls, ok, refused, failed, lost int64
+	var problems []string
+	for _, s := range d.sessions {
+		calls += s.calls.Load()
+		ok += s.ok
+		refused += s.refused
+		failed += s.failed
+		lost += int64(len(s.problems))
+		for _, p := range s.problems {
+			problems = append(problems, fmt.Sprintf("session %d: %s", s.id, p))
+		}
+	}
+	for i, p := range problems {
+		if i == 20 {
+			d.say("... and %d more", len(problems)-20)
+			break
+		}
+		d.say("LOST %s", p)
+	}
+	d.say("%d calls: %d acknowledged, %d refused by the shop's rules as the model predicted, %d failed in flight (replica killed; retried, never applied)",
+		calls, ok, refused, failed)
+	d.say("%d kills, %d restarts; seed %d", d.kills.Load(), d.restarts.Load(), d.cfg.seed)
+	fmt.Fprintf(d.out, "verified: sessions=%d calls=%d restarts=%d lost=%d\n", len(d.sessions), calls, d.restarts.Load(), lost)
+	if lost > 0 {
+		return fmt.Errorf("%d replies or final states disagree with the model", lost)
+	}
+	return nil
+}
+
+type sessionKey struct{}
+
+// session is one shopper: a holder of SCONEs, a model, and counters.
+type session struct {
+	id    int
+	rng   *rand.Rand
+	model *cartModel
+	dict  *scone.Dict
+
+	calls               atomic.Int64
+	ok, refused, failed int64
+	problems            []string
+	// tell, if set, narrates an operation: session 1's first few.
+	tell func(o op, servedBy string, err error)
+}
+
+// shop makes operations until ctx is done.
+func (s *session) shop(ctx context.Context, gw pb.GatewayClient) {
+	for ctx.Err() == nil {
+		o := s.model.nextOp(s.rng)
+		s.do(ctx, gw, o)
+	}
+}
+
+// do makes one operation and checks its outcome against the model.
+func (s *session) do(ctx context.Context, gw pb.GatewayClient, o op) {
+	want := s.model.expectError(o)
+	before := make(map[string]int32, len(s.model.items))
+	for k, v := range s.model.items {
+		before[k] = v
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var p peer.Peer
+	var view *pb.CartView
+	var order *pb.Order
+	var err error
+	switch o.kind {
+	case opAdd:
+		view, err = gw.AddItem(cctx, &pb.AddItemRequest{Isbn: o.isbn, Quantity: o.quantity}, grpc.Peer(&p))
+	case opRemove:
+		view, err = gw.RemoveItem(cctx, &pb.RemoveItemRequest{Isbn: o.isbn, Quantity: o.quantity}, grpc.Peer(&p))
+	case opGet:
+		view, err = gw.GetCart(cctx, &pb.GetCartRequest{}, grpc.Peer(&p))
+	case opCheckout:
+		order, err = gw.Checkout(cctx, &pb.CheckoutRequest{}, grpc.Peer(&p))
+	}
+	s.calls.Add(1)
+	if s.tell != nil {
+		addr := ""
+		if p.Addr != nil {
+			addr = p.Addr.String()
+		}
+		s.tell(o, addr, err)
+	}
+	code := status.Code(err)
+	switch {
+	case err == nil && want == codes.OK:
+		s.ok++
+		s.model.apply(o)
+		var problem string
+		if order != nil {
+			problem = s.model.checkOrder(order, before)
+		} else {
+			problem = s.model.checkView(view)
+		}
+		if problem != "" {
+			s.problems = append(s.problems, fmt.Sprintf("%s %s×%d: %s", o.kind, o.isbn, o.quantity, problem))
+		}
+	case err == nil:
+		s.model.apply(o) // keep following the server, but report it
+		s.problems = append(s.problems, fmt.Sprintf("%s %s×%d succeeded, must fail with %v", o.kind, o.isbn, o.quantity, want))
+	case code == want:
+		s.refused++
+	case code == codes.Unavailable || code == codes.DeadlineExceeded || code == codes.Canceled:
+		s.failed++ // the client kept its SCONEs: the call had no effect
+	default:
+		s.problems = append(s.problems, fmt.Sprintf("%s %s×%d: unexpected %v", o.kind, o.isbn, o.quantity, err))
+	}
+}
+
+// finalCheck reads the session's cart until a replica answers (10 s at
+// most) and compares it with the model.
+func (s *session) finalCheck(ctx context.Context, gw pb.GatewayClient) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, err := gw.GetCart(cctx, &pb.GetCartRequest{})
+		cancel()
+		if err == nil {
+			if problem := s.model.checkView(v); problem != "" {
+				s.problems = append(s.problems, "final state: "+problem)
+			}
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			s.problems = append(s.problems, "final state unreadable: "+err.Error())
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"regexp"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+
+	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+	"github.com/scone-project/scone/examples/bookstore/shop"
+)
+
+// TestDemo runs the demo for a few seconds, with kills, and checks its
+// verdict.
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	code := run([]string{"demo", "--duration=3s", "--sessions=6", "--kill-every=400ms", "--seed=42"}, &out, &out)
+	text := out.String()
+	if code != 0 {
+		t.Fatalf("demo exited %d:\n%s", code, text)
+	}
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	last := lines[len(lines)-1]
+	m := regexp.MustCompile(`^verified: sessions=6 calls=(\d+) restarts=(\d+) lost=0$`).FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("last line %q", last)
+	}
+	if m[2] == "0" {
+		t.Fatalf("no replica was restarted:\n%s", text)
+	}
+	for _, want := range []string{"kill ", "session 1:", "0 bytes in the servers"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the narration lacks %q", want)
+		}
+	}
+}
+
+func TestDemoFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"demo", "--mode=relay"}, 1, `--mode="relay"`},
+		{[]string{"demo", "--sessions=0"}, 1, "--sessions=0"},
+		{[]string{"demo", "--replicas=1"}, 1, "--replicas=1"},
+		{[]string{"demo", "--nope"}, 2, "flag provided but not defined"},
+		{[]string{"demo", "--help"}, 2, "verified: sessions=N"},
+		{[]string{"nope"}, 2, `unknown command "nope"`},
+		{[]string{}, 2, "usage: scone"},
+	} {
+		var out bytes.Buffer
+		if code := run(tc.args, &out, &out); code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("scone %v: exit %d, output %q; want exit %d and %q", tc.args, code, out.String(), tc.code, tc.want)
+		}
+	}
+}
+
+func TestCartModel(t *testing.T) {
+	t.Parallel()
+	dune, neu := "9780441013593", "9780441569595"
+	m := newCartModel()
+	steps := []struct {
+		o    op
+		want codes.Code
+	}{
+		{op{opCheckout, "", 0}, codes.FailedPrecondition},
+		{op{opAdd, dune, 3}, codes.OK},
+		{op{opAdd, dune, 3}, codes.FailedPrecondition}, // 6 > MaxPerTitle
+		{op{opRemove, neu, 1}, codes.FailedPrecondition},
+		{op{opAdd, neu, 1}, codes.OK},
+		{op{opRemove, dune, 3}, codes.OK},
+		{op{opCheckout, "", 0}, codes.OK},
+	}
+	for i, s := range steps {
+		if got := m.expectError(s.o); got != s.want {
+			t.Fatalf("step %d (%v): expect %v, want %v", i, s.o, got, s.want)
+		}
+		if s.want == codes.OK {
+			m.apply(s.o)
+		}
+	}
+	if len(m.items) != 0 || m.ops != 4 {
+		t.Fatalf("model after the steps: %v, %d ops", m.items, m.ops)
+	}
+	m.apply(op{opAdd, neu, 2})
+	good := &pb.CartView{Lines: []*pb.CartLine{{Book: shop.Book(neu), Quantity: 2}}, Reserved: 2, Operations: 5}
+	if p := m.checkView(good); p != "" {
+		t.Fatalf("a matching view: %s", p)
+	}
+	for _, bad := range []*pb.CartView{
+		{Lines: good.Lines, Reserved: 1, Operations: 5},
+		{Lines: good.Lines, Reserved: 2, Operations: 4},
+		{Reserved: 0, Operations: 5},
+	} {
+		if m.checkView(bad) == "" {
+			t.Errorf("a wrong view passed: %v", bad)
+		}
+	}
+}
+
+// TestNextOpDrawsAlike: the same seed gives the same draws whatever the
+// model holds, so runs with one seed make the same choices.
+func TestNextOpDrawsAlike(t *testing.T) {
+	t.Parallel()
+	a, b := newCartModel(), newCartModel()
+	b.items["9780441013593"] = 2
+	ra, rb := rand.New(rand.NewPCG(1, 2)), rand.New(rand.NewPCG(1, 2))
+	for range 100 {
+		oa, ob := a.nextOp(ra), b.nextOp(rb)
+		if oa.kind != ob.kind || oa.quantity != ob.quantity {
+			t.Fatalf("draws diverged: %v vs %v", oa, ob)
+		}
+	}
+}
