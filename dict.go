@@ -227,6 +227,23 @@ func (d *Dict) Len() (entries, bytes int) {
 	return d.entries, d.bytes
 }
 
+// Tokens returns the live SCONEs held, to save them (a client that stops
+// and starts again Puts them back). The tokens must not be modified.
+func (d *Dict) Tokens() [][]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.clock()
+	out := make([][]byte, 0, d.entries)
+	for _, services := range d.byScope {
+		for _, e := range services {
+			if !e.hdr.Expired(now) {
+				out = append(out, e.token)
+			}
+		}
+	}
+	return out
+}
+
 // Headers returns the cleartext headers of the SCONEs held, for display.
 func (d *Dict) Headers() []Header {
 	d.mu.Lock()

@@ -52,41 +52,68 @@ func BenchmarkUnary(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			var sopts []grpc.ServerOption
-			dopts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+			var dopts []grpc.DialOption
 			if size > 0 {
 				sopts = sconegrpc.ServerOptions(newSealer(b))
 				holders := func(ctx context.Context) scone.Holder { return ctx.Value(sessionKey{}).(scone.Holder) }
-				dopts = append(dopts, sconegrpc.DialOptions(sconegrpc.WithHolderFromContext(holders))...)
+				dopts = sconegrpc.DialOptions(sconegrpc.WithHolderFromContext(holders))
 			}
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := grpc.NewServer(sopts...)
-			pb.RegisterInventoryServer(srv, rmw{size: size})
-			go srv.Serve(lis)
-			defer srv.Stop()
-			conn, err := grpc.NewClient(lis.Addr().String(), dopts...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			c := pb.NewInventoryClient(conn)
-			req := &pb.LookupRequest{Isbn: benchBook.Isbn}
-			var failed atomic.Int64
-			b.SetParallelism(32) // 64 callers on 2 CPUs
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.WithValue(context.Background(), sessionKey{}, scone.Holder(scone.NewDict()))
-				for pb.Next() {
-					if _, err := c.Lookup(ctx, req); err != nil {
-						failed.Add(1)
-					}
-				}
-			})
-			if n := failed.Load(); n > 0 {
-				b.Fatalf("%d calls failed", n)
-			}
+			benchUnary(b, size, sopts, dopts)
 		})
+	}
+}
+
+// benchUnary serves rmw{size} with sopts and calls it from 64 goroutines,
+// each its own session, over one connection made with dopts.
+func benchUnary(b *testing.B, size int, sopts []grpc.ServerOption, dopts []grpc.DialOption) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer(sopts...)
+	pb.RegisterInventoryServer(srv, rmw{size: size})
+	go srv.Serve(lis)
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), append(dopts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewInventoryClient(conn)
+	req := &pb.LookupRequest{Isbn: benchBook.Isbn}
+	var failed atomic.Int64
+	b.SetParallelism(32) // 64 callers on 2 CPUs
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.WithValue(context.Background(), sessionKey{}, scone.Holder(scone.NewDict()))
+		for pb.Next() {
+			if _, err := c.Lookup(ctx, req); err != nil {
+				failed.Add(1)
+			}
+		}
+	})
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d calls failed", n)
+	}
+}
+
+// BenchmarkCarrier compares the two carriers in one run, 64 callers with a
+// read-modify-write of the state per call, as BenchmarkUnary:
+//
+//	carrier=body      the frame in the message body (the default)
+//	carrier=metadata  the frame in "scone-bin" metadata both ways
+func BenchmarkCarrier(b *testing.B) {
+	for _, carrier := range []string{"body", "metadata"} {
+		for _, size := range []int{256, 4096} {
+			b.Run(fmt.Sprintf("carrier=%s/state=%d", carrier, size), func(b *testing.B) {
+				opts := []sconegrpc.ClientOption{sconegrpc.WithHolderFromContext(func(ctx context.Context) scone.Holder {
+					return ctx.Value(sessionKey{}).(scone.Holder)
+				})}
+				if carrier == "metadata" {
+					opts = append(opts, sconegrpc.WithMetadataCarrier())
+				}
+				benchUnary(b, size, sconegrpc.ServerOptions(newSealer(b)), sconegrpc.DialOptions(opts...))
+			})
+		}
 	}
 }

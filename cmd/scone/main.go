@@ -2,6 +2,7 @@
 //
 //	scone demo    run the bookstore example on 127.0.0.1, kill and restart
 //	              servers under load, and verify that no session lost state
+//	scone keygen  write a new key file
 //
 // Run "scone <command> --help" for a command's flags.
 package main
@@ -25,6 +26,7 @@ type command struct {
 
 var commands = []command{
 	{"demo", "run the bookstore on 127.0.0.1 with servers killed under load, and verify nothing was lost", runDemo},
+	{"keygen", "write a new key file", runKeygen},
 }
 
 func usage(w io.Writer) {

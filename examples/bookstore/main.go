@@ -1,0 +1,244 @@
+// Command bookstore runs one process of the bookstore example by hand: a
+// server of one tier (gateway, cart or inventory), or a shopper that keeps
+// its SCONEs in a file between runs. See README.md beside it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/scone-project/scone"
+	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/sconegrpc"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bookstore:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("bookstore", flag.ContinueOnError)
+	role := fs.String("role", "", "gateway, cart, inventory (servers), or shopper (a client)")
+	listen := fs.String("listen", "127.0.0.1:0", "servers: address to serve on")
+	keys := fs.String("keys", "", "servers: key file (make one with: go run ./cmd/scone keygen --out keys.json)")
+	cart := fs.String("cart", "", "gateway: cart replica addresses, comma-separated")
+	inventory := fs.String("inventory", "", "gateway, cart: inventory replica addresses, comma-separated")
+	gateway := fs.String("gateway", "", "shopper: gateway replica addresses, comma-separated")
+	jar := fs.String("jar", "shopper.scones", "shopper: file that keeps the shopper's SCONEs between runs")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: bookstore -role=gateway|cart|inventory [flags]")
+		fmt.Fprintln(fs.Output(), "       bookstore -role=shopper -gateway=ADDRS [-jar=FILE] add ISBN N | remove ISBN N | cart | list | checkout | books")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch shop.Role(*role) {
+	case shop.RoleGateway, shop.RoleCart, shop.RoleInventory:
+		return serve(shop.Role(*role), *listen, *keys, split(*cart), split(*inventory))
+	case "shopper":
+		return shopper(split(*gateway), *jar, fs.Args())
+	}
+	fs.Usage()
+	return fmt.Errorf("-role=%q: want gateway, cart, inventory or shopper", *role)
+}
+
+func split(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func serve(role shop.Role, listen, keys string, cartAddrs, invAddrs []string) error {
+	if keys == "" {
+		return errors.New("-keys is required: every replica of every tier needs the same key file")
+	}
+	ring, err := scone.ReadKeyFile(keys)
+	if err != nil {
+		return err
+	}
+	sealer, err := scone.NewSealer(ring)
+	if err != nil {
+		return err
+	}
+	var b shop.Backends
+	if len(invAddrs) > 0 {
+		conn, err := shop.DialBackend(invAddrs)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		b.Inventory = pb.NewInventoryClient(conn)
+	}
+	if len(cartAddrs) > 0 {
+		conn, err := shop.DialBackend(cartAddrs)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		b.Cart = pb.NewCartClient(conn)
+	}
+	srv, err := shop.NewServer(role, sealer, b)
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s serving on %s\n", role, lis.Addr())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		srv.GracefulStop()
+	}()
+	return srv.Serve(lis)
+}
+
+// shopper runs one shopper command, with its SCONEs loaded from and saved
+// to the jar file: the client is the holder, even across restarts.
+func shopper(addrs []string, jar string, args []string) error {
+	if len(args) == 0 {
+		return errors.New("shopper: want a command: add ISBN N, remove ISBN N, cart, list, checkout, books")
+	}
+	if args[0] == "books" {
+		for _, b := range shop.Catalog {
+			fmt.Printf("%s  %-50s %6.2f\n", b.Isbn, b.Title, float64(b.PriceCents)/100)
+		}
+		return nil
+	}
+	if len(addrs) == 0 {
+		return errors.New("-gateway is required")
+	}
+	dict := scone.NewDict()
+	if err := loadJar(dict, jar); err != nil {
+		return err
+	}
+	conn, err := shop.DialReplicas(addrs, sconegrpc.DialOptions(sconegrpc.WithHolder(dict))...)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	gw := pb.NewGatewayClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := shopperCommand(ctx, gw, args); err != nil {
+		return err
+	}
+	return saveJar(dict, jar)
+}
+
+func shopperCommand(ctx context.Context, gw pb.GatewayClient, args []string) error {
+	change := func() (string, int32, error) {
+		if len(args) != 3 {
+			return "", 0, fmt.Errorf("%s: want ISBN and a quantity", args[0])
+		}
+		n, err := strconv.Atoi(args[2])
+		return args[1], int32(n), err
+	}
+	var v *pb.CartView
+	var err error
+	switch args[0] {
+	case "add":
+		isbn, n, cerr := change()
+		if cerr != nil {
+			return cerr
+		}
+		v, err = gw.AddItem(ctx, &pb.AddItemRequest{Isbn: isbn, Quantity: n})
+	case "remove":
+		isbn, n, cerr := change()
+		if cerr != nil {
+			return cerr
+		}
+		v, err = gw.RemoveItem(ctx, &pb.RemoveItemRequest{Isbn: isbn, Quantity: n})
+	case "cart":
+		v, err = gw.GetCart(ctx, &pb.GetCartRequest{})
+	case "list":
+		return list(ctx, gw)
+	case "checkout":
+		o, err := gw.Checkout(ctx, &pb.CheckoutRequest{})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("order: %d lines, %.2f total (change #%d of this session)\n", len(o.Lines), float64(o.TotalCents)/100, o.Operations)
+		return nil
+	default:
+		return fmt.Errorf("unknown shopper command %q", args[0])
+	}
+	if err != nil {
+		return err
+	}
+	for _, l := range v.Lines {
+		fmt.Printf("%3d × %s\n", l.Quantity, l.Book.Title)
+	}
+	fmt.Printf("total %.2f; %d copies reserved; %d changes this session\n", float64(v.TotalCents)/100, v.Reserved, v.Operations)
+	return nil
+}
+
+func list(ctx context.Context, gw pb.GatewayClient) error {
+	stream, err := gw.ListItems(ctx, &pb.GetCartRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		return err
+	}
+	for {
+		l, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%3d × %s\n", l.Quantity, l.Book.Title)
+	}
+}
+
+// The jar holds one SCONE per line, in text form.
+func loadJar(d *scone.Dict, path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, scone.TextLen(scone.MaxEnvelopeSize)+1)
+	for sc.Scan() {
+		tok, err := scone.DecodeText(sc.Text())
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if _, err := d.Put(tok); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return sc.Err()
+}
+
+func saveJar(d *scone.Dict, path string) error {
+	var b []byte
+	for _, tok := range d.Tokens() {
+		b = append(scone.AppendText(b, tok), '\n')
+	}
+	return os.WriteFile(path, b, 0o600)
+}
