@@ -114,8 +114,8 @@ func (s *Sealer) check(sc *SCONE) error {
 		return errorf(CodeTooLarge, "endpoint, object, status and client must each be under 64 KiB")
 	case sc.Expires.UnixMilli() <= 0 || sc.IssuedAt.UnixMilli() < 0:
 		return errorf(CodeInternal, "SCONE needs an expiry and an issue time after 1970")
-	case sc.Expires.After(s.cfg.clock().Add(s.cfg.ttl)):
-		return errorf(CodeInternal, "SCONE expiry is beyond the sealer's TTL")
+	case sc.Expires.Sub(sc.IssuedAt) > s.cfg.ttl:
+		return errorf(CodeInternal, "SCONE lifetime (expiry minus issue time) is beyond the sealer's TTL")
 	}
 	return nil
 }

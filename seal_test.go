@@ -298,7 +298,7 @@ func TestSealLimits(t *testing.T) {
 		{"scope too long", func(sc *SCONE) { sc.Scope = long }, CodeInternal},
 		{"object too long", func(sc *SCONE) { sc.Object = strings.Repeat("o", MaxFieldLen+1) }, CodeTooLarge},
 		{"no expiry", func(sc *SCONE) { sc.Expires = time.Time{} }, CodeInternal},
-		{"expiry beyond TTL", func(sc *SCONE) { sc.Expires = clk.Now().Add(DefaultTTL + time.Second) }, CodeInternal},
+		{"lifetime beyond TTL", func(sc *SCONE) { sc.Expires = sc.IssuedAt.Add(DefaultTTL + time.Second) }, CodeInternal},
 	} {
 		sc := sampleSCONE(clk.Now(), nil)
 		tc.edit(sc)
