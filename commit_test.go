@@ -99,6 +99,32 @@ func TestSessionLifecycle(t *testing.T) {
 	}
 }
 
+func TestUpdateInPlace(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestSealer(t)
+	want := Expect{Service: "cart"}
+	_, tok := serve(t, s, nil, want, func(ctx context.Context) {
+		st, _ := FromContext(ctx)
+		st.Update(func(d []byte) []byte { return append(d, "abc"...) })
+	})
+	_, tok = serve(t, s, tok, want, func(ctx context.Context) {
+		st, _ := FromContext(ctx)
+		st.Update(func(d []byte) []byte {
+			d[0] = 'A'
+			return d
+		})
+		if !st.Changed() {
+			t.Fatal("Update did not mark the state changed")
+		}
+	})
+	serve(t, s, tok, want, func(ctx context.Context) {
+		st, _ := FromContext(ctx)
+		if got := string(st.Data()); got != "Abc" {
+			t.Fatalf("data after two updates: %q", got)
+		}
+	})
+}
+
 func TestResealUnchangedByDefault(t *testing.T) {
 	t.Parallel()
 	s, _ := newTestSealer(t)

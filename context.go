@@ -77,6 +77,18 @@ func (st *State) SetData(b []byte) {
 	st.touch()
 }
 
+// Update replaces the application data with what f returns, given the
+// current data, without copying either: f may change the bytes it gets in
+// place and return them (or a longer slice). Neither slice may be kept after
+// f returns. It is the allocation-free read-modify-write; the State stays
+// locked while f runs, so f must not call the State's methods.
+func (st *State) Update(f func(data []byte) []byte) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.sc.Data = f(st.sc.Data)
+	st.touch()
+}
+
 // Object returns the object ID.
 func (st *State) Object() string { return st.get(&st.sc.Object) }
 

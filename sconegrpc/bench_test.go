@@ -26,12 +26,13 @@ var benchBook = &pb.Book{Isbn: "9780441013593", Title: "Dune", PriceCents: 1099}
 
 func (r rmw) Lookup(ctx context.Context, _ *pb.LookupRequest) (*pb.Book, error) {
 	if st, ok := scone.FromContext(ctx); ok && r.size > 0 {
-		d := st.Data()
-		if len(d) != r.size {
-			d = make([]byte, r.size) // a new session
-		}
-		d[0]++
-		st.SetData(d)
+		st.Update(func(d []byte) []byte {
+			if len(d) != r.size {
+				d = make([]byte, r.size) // a new session
+			}
+			d[0]++
+			return d
+		})
 	}
 	return benchBook, nil
 }
