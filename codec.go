@@ -62,31 +62,31 @@ type headerView struct {
 func parseHeader(b []byte) (headerView, error) {
 	var h headerView
 	if len(b) < envelopeMin {
-		return h, errorf(CodeMalformed, "envelope shorter than the minimum")
+		return h, errCode(CodeMalformed, "envelope shorter than the minimum")
 	}
 	if b[0] != FormatV1 {
-		return h, errorf(CodeMalformed, "unknown envelope format")
+		return h, errCode(CodeMalformed, "unknown envelope format")
 	}
 	h.keyID = binary.BigEndian.Uint32(b[1:])
 	h.version = binary.BigEndian.Uint64(b[5:])
 	h.expires = binary.BigEndian.Uint64(b[13:])
 	if h.expires == 0 || h.expires > maxUnixMilli {
-		return h, errorf(CodeMalformed, "expiry out of range")
+		return h, errCode(CodeMalformed, "expiry out of range")
 	}
 	s := int(b[hdrFixed])
 	if s == 0 {
-		return h, errorf(CodeMalformed, "empty service ID")
+		return h, errCode(CodeMalformed, "empty service ID")
 	}
 	off := hdrFixed + 1
 	if len(b) < off+s+1 {
-		return h, errorf(CodeMalformed, "header truncated")
+		return h, errCode(CodeMalformed, "header truncated")
 	}
 	h.service = b[off : off+s]
 	off += s
 	c := int(b[off])
 	off++
 	if len(b) < off+c+nonceSize+bodyMin+tagSize {
-		return h, errorf(CodeMalformed, "header truncated")
+		return h, errCode(CodeMalformed, "header truncated")
 	}
 	h.scope = b[off : off+c]
 	h.end = off + c
@@ -99,18 +99,18 @@ const maxUnixMilli = 1 << 62
 // HeaderView is a Header whose service and scope alias the envelope they
 // were read from, so reading it allocates nothing. See Peek.
 type HeaderView struct {
-	KeyID   uint32
-	Version uint64
-	Expires time.Time
-	Service []byte
-	Scope   []byte
+	KeyID   uint32    // the key that sealed the SCONE
+	Version uint64    // the SCONE's version
+	Expires time.Time // the SCONE's expiry
+	Service []byte    // the service ID, aliasing the envelope
+	Scope   []byte    // the scope, aliasing the envelope
 }
 
 // Peek is ParseHeader without copying: the view's byte slices alias token
 // and are valid only as long as token is unchanged.
 func Peek(token []byte) (HeaderView, error) {
 	if len(token) > MaxEnvelopeSize {
-		return HeaderView{}, errorf(CodeTooLarge, "envelope over the maximum size")
+		return HeaderView{}, errCode(CodeTooLarge, "envelope over the maximum size")
 	}
 	v, err := parseHeader(token)
 	if err != nil {
@@ -130,7 +130,7 @@ func Peek(token []byte) (HeaderView, error) {
 // opened, so a holder must treat the header as a claim.
 func ParseHeader(token []byte) (Header, error) {
 	if len(token) > MaxEnvelopeSize {
-		return Header{}, errorf(CodeTooLarge, "envelope over the maximum size")
+		return Header{}, errCode(CodeTooLarge, "envelope over the maximum size")
 	}
 	v, err := parseHeader(token)
 	if err != nil {
@@ -179,27 +179,27 @@ func appendBody(b []byte, flags byte, sc *SCONE, data []byte) []byte {
 // flags and the (possibly compressed) data, which aliases body.
 func decodeBody(sc *SCONE, body []byte) (flags byte, data []byte, err error) {
 	if len(body) < bodyMin {
-		return 0, nil, errorf(CodeMalformed, "body truncated")
+		return 0, nil, errCode(CodeMalformed, "body truncated")
 	}
 	flags = body[0]
 	if flags&^flagsKnown != 0 {
-		return 0, nil, errorf(CodeMalformed, "unknown body flags")
+		return 0, nil, errCode(CodeMalformed, "unknown body flags")
 	}
 	copy(sc.Session[:], body[1:17])
 	issued := binary.BigEndian.Uint64(body[17:])
 	if issued > maxUnixMilli {
-		return 0, nil, errorf(CodeMalformed, "issue time out of range")
+		return 0, nil, errCode(CodeMalformed, "issue time out of range")
 	}
 	sc.IssuedAt = time.UnixMilli(int64(issued))
 	sc.Epoch = binary.BigEndian.Uint64(body[25:])
 	rest := body[bodyFixed:]
 	for _, f := range [...]*string{&sc.Endpoint, &sc.Object, &sc.Status, &sc.Client} {
 		if len(rest) < 2 {
-			return 0, nil, errorf(CodeMalformed, "body truncated")
+			return 0, nil, errCode(CodeMalformed, "body truncated")
 		}
 		n := int(binary.BigEndian.Uint16(rest))
 		if len(rest) < 2+n {
-			return 0, nil, errorf(CodeMalformed, "body field overruns the body")
+			return 0, nil, errCode(CodeMalformed, "body field overruns the body")
 		}
 		setString(f, rest[2:2+n])
 		rest = rest[2+n:]
@@ -236,11 +236,11 @@ func DecodeText(s string) ([]byte, error) {
 // AppendDecodeText is DecodeText appending to dst.
 func AppendDecodeText(dst []byte, s string) ([]byte, error) {
 	if len(s) > textEncoding.EncodedLen(MaxEnvelopeSize) {
-		return dst, errorf(CodeTooLarge, "text form over the maximum size")
+		return dst, errCode(CodeTooLarge, "text form over the maximum size")
 	}
 	// The decoder skips CR and LF; a canonical text form has none.
 	if strings.ContainsAny(s, "\r\n") {
-		return dst, errorf(CodeMalformed, "text form contains a line break")
+		return dst, errCode(CodeMalformed, "text form contains a line break")
 	}
 	out, err := textEncoding.AppendDecode(dst, []byte(s))
 	if err != nil {

@@ -76,27 +76,28 @@ func (s *Sealer) Commit(dst []byte, st *State) (Outcome, []byte, error) {
 		st.sc.Scope == st.scope && st.sc.Expires.Sub(now) > ttl/2:
 		return Unchanged, dst, nil
 	}
-	sc := &st.sc
+	next := st.sc // sealed from a copy: a failed seal leaves the State as it was
 	if !st.restored {
-		rand.Read(sc.Session[:])
-		sc.Service = st.want.Service
+		rand.Read(next.Session[:])
+		next.Service = st.want.Service
 		if s.cfg.bind {
-			sc.Client = st.want.Client
+			next.Client = st.want.Client
 		}
 	}
-	if sc.Version == math.MaxUint64 {
-		return Unchanged, dst, errorf(CodeInternal, "SCONE version exhausted")
+	if next.Version == math.MaxUint64 {
+		return Unchanged, dst, errCode(CodeInternal, "SCONE version exhausted")
 	}
-	sc.Scope = st.scope
-	sc.Version++
-	sc.IssuedAt = now
-	sc.Expires = now.Add(ttl)
+	next.Scope = st.scope
+	next.Version++
+	next.IssuedAt = now
+	next.Expires = now.Add(ttl)
 	if s.cfg.epochs != nil {
-		sc.Epoch = s.cfg.epochs.Epoch(sc.Service)
+		next.Epoch = s.cfg.epochs.Epoch(next.Service)
 	}
-	out, err := s.Seal(dst, sc)
+	out, err := s.Seal(dst, &next)
 	if err != nil {
 		return Unchanged, dst, err
 	}
+	st.sc = next
 	return Updated, out, nil
 }

@@ -2,6 +2,7 @@ package scone
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -193,13 +194,19 @@ func TestEpochStampedAtCommit(t *testing.T) {
 	if err := epochs.Set("cart", 3); err == nil {
 		t.Fatal("an epoch went down")
 	}
-	if got := epochs.Revoke("cart"); got != 5 {
+	if got, err := epochs.Revoke("cart"); err != nil || got != 5 {
 		t.Fatalf("Revoke = %d", got)
 	}
 	_, err := s.Open(context.Background(), &sc, tok, Expect{Service: "cart"})
 	wantCode(t, err, CodeRevoked)
 	if epochs.Epoch("inventory") != 0 {
 		t.Fatal("revoking cart touched inventory")
+	}
+	if err := epochs.Set("max", math.MaxUint64); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := epochs.Revoke("max"); CodeOf(err) != CodeInternal {
+		t.Fatalf("Revoke past the maximum epoch: %v", err)
 	}
 }
 
@@ -291,5 +298,33 @@ func TestCodeNames(t *testing.T) {
 	}
 	if CodeOf(nil) != CodeUnknown || CodeOf(context.Canceled) != CodeUnknown {
 		t.Error("CodeOf of a foreign error")
+	}
+}
+
+// TestFailedCommitLeavesState: a seal that fails (over the budget) leaves
+// the State as it was, so a retry does not skip a version.
+func TestFailedCommitLeavesState(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestSealer(t, WithMaxSize(400))
+	want := Expect{Service: "cart"}
+	_, tok := serve(t, s, nil, want, func(ctx context.Context) {
+		st, _ := FromContext(ctx)
+		st.SetData([]byte("small"))
+	})
+	st, err := s.Restore(context.Background(), tok, want, "/shop.Cart/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetData(make([]byte, 1000))
+	if _, _, err := s.Commit(nil, st); CodeOf(err) != CodeTooLarge {
+		t.Fatalf("Commit over the budget: %v", err)
+	}
+	if st.Version() != 1 {
+		t.Fatalf("a failed commit moved the version to %d", st.Version())
+	}
+	st.SetData([]byte("fits"))
+	_, tok2, err := s.Commit(nil, st)
+	if h, _ := ParseHeader(tok2); err != nil || h.Version != 2 {
+		t.Fatalf("commit after the failure: v%d, %v", h.Version, err)
 	}
 }

@@ -48,7 +48,7 @@ func inflate(dst, src []byte, max int) ([]byte, error) {
 		return dst, WrapError(CodeMalformed, "compressed data does not inflate", err)
 	}
 	if n > int64(max) {
-		return dst, errorf(CodeTooLarge, "compressed data inflates past the limit")
+		return dst, errCode(CodeTooLarge, "compressed data inflates past the limit")
 	}
 	return buf.Bytes(), nil
 }

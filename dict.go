@@ -109,6 +109,10 @@ func (d *Dict) put(token []byte, copyToken bool) (bool, error) {
 	}
 	services := d.byScope[string(v.Scope)]
 	old := services[string(v.Service)]
+	if old != nil && old.hdr.Expired(now) {
+		d.remove(old.hdr.Scope, old.hdr.Service, old) // an expired entry is no rival
+		services, old = d.byScope[string(v.Scope)], nil
+	}
 	if old != nil && old.hdr.Version > v.Version {
 		return false, nil
 	}
@@ -135,7 +139,7 @@ func (d *Dict) put(token []byte, copyToken bool) (bool, error) {
 			grow = len(token)
 		}
 		if !fits() {
-			return false, errorf(CodeExhausted, "holder full: "+strconv.Itoa(d.entries)+
+			return false, errCode(CodeExhausted, "holder full: "+strconv.Itoa(d.entries)+
 				" live SCONEs, "+strconv.Itoa(d.bytes)+" bytes")
 		}
 	}

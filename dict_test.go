@@ -271,3 +271,45 @@ func TestMemoryHighWater(t *testing.T) {
 		t.Fatal("SessionID helpers")
 	}
 }
+
+// TestHighWaterKeepsLatestExpiry: a newer version sealed with a shorter
+// lifetime must not shorten the mark that keeps an older version out.
+func TestHighWaterKeepsLatestExpiry(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	h := NewMemoryHighWater(10, clk.Now)
+	ctx := t.Context()
+	id := SessionID{7}
+	if err := h.Admit(ctx, id, 4, clk.Now().Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Admit(ctx, id, 5, clk.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Minute)
+	// Fill the store until it sweeps: the mark must survive the sweep.
+	for i := range 10 {
+		h.Admit(ctx, SessionID{byte(100 + i)}, 1, clk.Now().Add(time.Hour))
+	}
+	if err := h.Admit(ctx, id, 4, clk.Now().Add(time.Hour)); CodeOf(err) != CodeRolledBack {
+		t.Fatalf("version 4 after version 5 with a shorter life: %v", err)
+	}
+}
+
+// TestDictExpiredEntryIsNoRival: a new session's SCONE replaces an expired
+// one of a higher version.
+func TestDictExpiredEntryIsNoRival(t *testing.T) {
+	t.Parallel()
+	s, clk := newTestSealer(t)
+	d := NewDict(WithDictClock(clk.Now))
+	if _, err := d.Put(sealHdr(t, s, "cart", "/s/", 9, clk.Now().Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	if ok, err := d.Put(sealHdr(t, s, "cart", "/s/", 1, clk.Now().Add(time.Hour))); !ok || err != nil {
+		t.Fatalf("a new session behind an expired entry: %v %v", ok, err)
+	}
+	if n, _ := d.Len(); n != 1 {
+		t.Fatalf("%d entries", n)
+	}
+}

@@ -1,6 +1,8 @@
 package scone
 
 import (
+	"maps"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,27 +48,36 @@ func (e *Epochs) Set(service string, epoch uint64) error {
 		cur = (*old)[service]
 	}
 	if epoch < cur {
-		return errorf(CodeInternal, "epoch of "+strconv.Quote(service)+" is "+
+		return errCode(CodeInternal, "epoch of "+strconv.Quote(service)+" is "+
 			strconv.FormatUint(cur, 10)+": epochs only grow")
 	}
+	e.setLocked(service, epoch)
+	return nil
+}
+
+// setLocked installs a copy of the epochs with service at epoch; e.mu is held.
+func (e *Epochs) setLocked(service string, epoch uint64) {
+	old := e.m.Load()
 	m := make(map[string]uint64, 1)
 	if old != nil {
-		for k, v := range *old {
-			m[k] = v
-		}
+		maps.Copy(m, *old)
 	}
 	m[service] = epoch
 	e.m.Store(&m)
-	return nil
 }
 
 // Revoke raises the epoch of service by one, revoking every SCONE of the
 // service sealed so far, and returns the new epoch.
-func (e *Epochs) Revoke(service string) uint64 {
-	for {
-		next := e.Epoch(service) + 1
-		if e.Set(service, next) == nil {
-			return next
-		}
+func (e *Epochs) Revoke(service string) (uint64, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var cur uint64
+	if m := e.m.Load(); m != nil {
+		cur = (*m)[service]
 	}
+	if cur == math.MaxUint64 {
+		return cur, errCode(CodeInternal, "epoch of "+strconv.Quote(service)+" is at its maximum")
+	}
+	e.setLocked(service, cur+1)
+	return cur + 1, nil
 }

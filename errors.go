@@ -161,4 +161,5 @@ func CodeOf(err error) Code {
 	return CodeUnknown
 }
 
-func errorf(c Code, msg string) error { return &Error{code: c, msg: msg} }
+// errCode returns an *Error with code c and message msg, as an error.
+func errCode(c Code, msg string) error { return &Error{code: c, msg: msg} }

@@ -22,8 +22,10 @@ type HighWater interface {
 	// Admit records that the given version of session is being used. It
 	// fails with CodeRolledBack when a newer version was admitted before,
 	// and with CodeUnavailable or CodeExhausted when it cannot keep the
-	// mark. expires is the SCONE's expiry: the mark may be forgotten after
-	// it. Admit must be safe for concurrent use.
+	// mark. expires is the SCONE's expiry: the mark must be kept until the
+	// latest expiry of any version admitted for the session (an older version
+	// may outlive a newer one sealed with a shorter TTL), and may be
+	// forgotten after it. Admit must be safe for concurrent use.
 	Admit(ctx context.Context, session SessionID, version uint64, expires time.Time) error
 }
 
@@ -62,18 +64,17 @@ func (h *MemoryHighWater) Admit(_ context.Context, session SessionID, version ui
 	m, ok := h.marks[session]
 	if ok {
 		if version < m.version {
-			return errorf(CodeRolledBack, "version "+strconv.FormatUint(version, 10)+
+			return errCode(CodeRolledBack, "version "+strconv.FormatUint(version, 10)+
 				" is older than version "+strconv.FormatUint(m.version, 10)+" already presented")
 		}
-		if version > m.version || expires.After(m.expires) {
-			h.marks[session] = mark{version, expires}
-		}
+		// The mark must outlive every version it guards: keep the later expiry.
+		h.marks[session] = mark{max(version, m.version), latest(expires, m.expires)}
 		return nil
 	}
 	if len(h.marks) >= h.max {
 		h.sweep()
 		if len(h.marks) >= h.max {
-			return errorf(CodeExhausted, "anti-rollback store full of live sessions")
+			return errCode(CodeExhausted, "anti-rollback store full of live sessions")
 		}
 	}
 	h.marks[session] = mark{version, expires}
@@ -81,6 +82,13 @@ func (h *MemoryHighWater) Admit(_ context.Context, session SessionID, version ui
 		h.nextSweep = expires
 	}
 	return nil
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // sweep drops expired marks; it scans at most once per earliest expiry.

@@ -62,7 +62,7 @@ func MarshalKeyFile(primary uint32, keys []Key) []byte {
 // the offending key.
 func ParseKeyFile(b []byte) (primary uint32, keys []Key, err error) {
 	if len(b) > maxKeyFileSize {
-		return 0, nil, errorf(CodeTooLarge, "key file over 1 MiB")
+		return 0, nil, errCode(CodeTooLarge, "key file over 1 MiB")
 	}
 	var f keyFileJSON
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -71,25 +71,25 @@ func ParseKeyFile(b []byte) (primary uint32, keys []Key, err error) {
 		return 0, nil, WrapError(CodeMalformed, "key file is not valid JSON of the key file format", err)
 	}
 	if dec.More() {
-		return 0, nil, errorf(CodeMalformed, "key file has data after its JSON object")
+		return 0, nil, errCode(CodeMalformed, "key file has data after its JSON object")
 	}
 	if f.Format != keyFileFormat {
-		return 0, nil, errorf(CodeMalformed, "key file format is "+strconv.Quote(f.Format)+", want "+strconv.Quote(keyFileFormat))
+		return 0, nil, errCode(CodeMalformed, "key file format is "+strconv.Quote(f.Format)+", want "+strconv.Quote(keyFileFormat))
 	}
 	if len(f.Keys) == 0 {
-		return 0, nil, errorf(CodeMalformed, "key file has no keys")
+		return 0, nil, errCode(CodeMalformed, "key file has no keys")
 	}
 	seen := make(map[uint32]bool, len(f.Keys))
 	var primaryOK bool
 	for _, kj := range f.Keys {
 		name := "key " + strconv.FormatUint(uint64(kj.ID), 10)
 		if seen[kj.ID] {
-			return 0, nil, errorf(CodeMalformed, "key file: duplicate "+name)
+			return 0, nil, errCode(CodeMalformed, "key file: duplicate "+name)
 		}
 		seen[kj.ID] = true
 		secret, err := base64.StdEncoding.DecodeString(kj.Secret)
 		if err != nil || len(secret) != KeySize {
-			return 0, nil, errorf(CodeMalformed, "key file: "+name+": secret must be 32 bytes in standard base64")
+			return 0, nil, errCode(CodeMalformed, "key file: "+name+": secret must be 32 bytes in standard base64")
 		}
 		k := Key{ID: kj.ID, Created: kj.Created, RetireAt: kj.RetireAt}
 		copy(k.Secret[:], secret)
@@ -97,13 +97,13 @@ func ParseKeyFile(b []byte) (primary uint32, keys []Key, err error) {
 		keys = append(keys, k)
 		if kj.ID == f.Primary {
 			if !kj.RetireAt.IsZero() {
-				return 0, nil, errorf(CodeMalformed, "key file: primary "+name+" has a retire_at")
+				return 0, nil, errCode(CodeMalformed, "key file: primary "+name+" has a retire_at")
 			}
 			primaryOK = true
 		}
 	}
 	if !primaryOK {
-		return 0, nil, errorf(CodeMalformed, "key file: primary key "+strconv.FormatUint(uint64(f.Primary), 10)+" is not among its keys")
+		return 0, nil, errCode(CodeMalformed, "key file: primary key "+strconv.FormatUint(uint64(f.Primary), 10)+" is not among its keys")
 	}
 	return f.Primary, keys, nil
 }

@@ -27,6 +27,19 @@ type Key struct {
 	RetireAt time.Time
 }
 
+// String describes the key without its secret, so printing a Key (%v, %+v)
+// never leaks it.
+func (k Key) String() string {
+	s := "Key{ID: " + strconv.FormatUint(uint64(k.ID), 10) + ", Secret: REDACTED"
+	if !k.RetireAt.IsZero() {
+		s += ", RetireAt: " + k.RetireAt.UTC().Format(time.RFC3339)
+	}
+	return s + "}"
+}
+
+// GoString is String, for %#v.
+func (k Key) GoString() string { return k.String() }
+
 // GenerateKey returns a new key with the given ID and a secret from
 // crypto/rand.
 func GenerateKey(id uint32, now time.Time) Key {
@@ -37,10 +50,10 @@ func GenerateKey(id uint32, now time.Time) Key {
 
 // KeyInfo describes a key of a ring without its secret.
 type KeyInfo struct {
-	ID       uint32
-	Created  time.Time
-	RetireAt time.Time
-	Primary  bool
+	ID       uint32    // the key's ID
+	Created  time.Time // when it was generated
+	RetireAt time.Time // when it stops opening; zero if not retired
+	Primary  bool      // whether it seals
 }
 
 // KeyRing holds the keys a server seals and opens with. The primary key
@@ -82,7 +95,7 @@ func buildRing(old *ringState, primary uint32, keys []Key) (*ringState, error) {
 	seen := make(map[uint32]bool, len(keys))
 	for _, k := range keys {
 		if seen[k.ID] {
-			return nil, errorf(CodeInternal, "key ring: duplicate key ID "+strconv.FormatUint(uint64(k.ID), 10))
+			return nil, errCode(CodeInternal, "key ring: duplicate key ID "+strconv.FormatUint(uint64(k.ID), 10))
 		}
 		seen[k.ID] = true
 		rk := &ringKey{Key: k}
@@ -100,10 +113,10 @@ func buildRing(old *ringState, primary uint32, keys []Key) (*ringState, error) {
 		}
 	}
 	if st.primary == nil {
-		return nil, errorf(CodeInternal, "key ring: primary key "+strconv.FormatUint(uint64(primary), 10)+" is not in the ring")
+		return nil, errCode(CodeInternal, "key ring: primary key "+strconv.FormatUint(uint64(primary), 10)+" is not in the ring")
 	}
 	if !st.primary.RetireAt.IsZero() {
-		return nil, errorf(CodeInternal, "key ring: the primary key cannot be retired")
+		return nil, errCode(CodeInternal, "key ring: the primary key cannot be retired")
 	}
 	slices.SortFunc(st.keys, func(a, b *ringKey) int { return cmpUint32(a.ID, b.ID) })
 	return st, nil
@@ -164,7 +177,7 @@ func (r *KeyRing) update(f func(primary *uint32, keys []Key) ([]Key, error)) err
 }
 
 func noKey(id uint32) error {
-	return errorf(CodeUnknownKey, "key ring: no key with ID "+strconv.FormatUint(uint64(id), 10))
+	return errCode(CodeUnknownKey, "key ring: no key with ID "+strconv.FormatUint(uint64(id), 10))
 }
 
 // Add adds a key that opens at once and seals once promoted.
@@ -208,7 +221,7 @@ func (r *KeyRing) Remove(id uint32) error {
 			return nil, noKey(id)
 		}
 		if id == *primary {
-			return nil, errorf(CodeInternal, "key ring: the primary key cannot be removed")
+			return nil, errCode(CodeInternal, "key ring: the primary key cannot be removed")
 		}
 		return slices.Delete(keys, i, i+1), nil
 	})

@@ -43,14 +43,14 @@ func defaultConfig() config {
 func (c *config) validate() error {
 	switch {
 	case c.ttl < time.Millisecond:
-		return errorf(CodeInternal, "sealer: TTL must be at least 1ms, got "+c.ttl.String())
+		return errCode(CodeInternal, "sealer: TTL must be at least 1ms, got "+c.ttl.String())
 	case c.maxSize < envelopeMin || c.maxSize > MaxEnvelopeSize:
-		return errorf(CodeInternal, "sealer: max size must be between "+strconv.Itoa(envelopeMin)+
+		return errCode(CodeInternal, "sealer: max size must be between "+strconv.Itoa(envelopeMin)+
 			" and "+strconv.Itoa(MaxEnvelopeSize)+" bytes, got "+strconv.Itoa(c.maxSize))
 	case c.clock == nil:
-		return errorf(CodeInternal, "sealer: nil clock")
+		return errCode(CodeInternal, "sealer: nil clock")
 	case c.compressAt < 0:
-		return errorf(CodeInternal, "sealer: negative compression threshold")
+		return errCode(CodeInternal, "sealer: negative compression threshold")
 	}
 	return nil
 }

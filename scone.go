@@ -83,7 +83,9 @@ type Header struct {
 	// Format is the envelope format version; it fixes the AEAD and layout.
 	Format uint8
 	// KeyID names the key of the ring that sealed the SCONE.
-	KeyID   uint32
+	KeyID uint32
+	// Version, Expires, Service and Scope are the SCONE's fields of the
+	// same names.
 	Version uint64
 	Expires time.Time
 	Service string

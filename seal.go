@@ -19,7 +19,7 @@ type Sealer struct {
 // with every key of the ring.
 func NewSealer(ring *KeyRing, opts ...Option) (*Sealer, error) {
 	if ring == nil {
-		return nil, errorf(CodeInternal, "sealer: nil key ring")
+		return nil, errCode(CodeInternal, "sealer: nil key ring")
 	}
 	s := &Sealer{ring: ring, cfg: defaultConfig()}
 	for _, o := range opts {
@@ -64,7 +64,8 @@ type Opened struct {
 // Seal appends the sealed envelope of sc to dst, under the ring's primary
 // key and a fresh nonce. It fails with CodeTooLarge when the envelope would
 // be over the size budget, and CodeInternal when sc breaks a limit of the
-// format (see SCONE). Seal allocates nothing when dst has room.
+// format (see SCONE). Without compression, Seal allocates nothing when dst
+// has room.
 func (s *Sealer) Seal(dst []byte, sc *SCONE) ([]byte, error) {
 	return s.seal(dst, sc, nil)
 }
@@ -76,6 +77,11 @@ func (s *Sealer) seal(dst []byte, sc *SCONE, nonce *[nonceSize]byte) ([]byte, er
 	}
 	k := s.ring.state.Load().primary
 	flags, data := byte(0), sc.Data
+	if len(data) > s.maxData() {
+		// Open would refuse to inflate it: state that seals must open again.
+		return dst, errCode(CodeTooLarge, "state of "+strconv.Itoa(len(data))+
+			" bytes is over the limit of "+strconv.Itoa(s.maxData()))
+	}
 	var zbuf []byte
 	if s.cfg.compressAt > 0 && len(data) >= s.cfg.compressAt {
 		zbuf = deflate(nil, data)
@@ -86,7 +92,7 @@ func (s *Sealer) seal(dst []byte, sc *SCONE, nonce *[nonceSize]byte) ([]byte, er
 	hl := headerLen(sc)
 	total := hl + nonceSize + bodyLen(sc, len(data)) + tagSize
 	if total > s.cfg.maxSize {
-		return dst, errorf(CodeTooLarge, "sealed SCONE would be "+strconv.Itoa(total)+
+		return dst, errCode(CodeTooLarge, "sealed SCONE would be "+strconv.Itoa(total)+
 			" bytes, over the budget of "+strconv.Itoa(s.cfg.maxSize))
 	}
 	dst = slices.Grow(dst, total)
@@ -106,16 +112,16 @@ func (s *Sealer) seal(dst []byte, sc *SCONE, nonce *[nonceSize]byte) ([]byte, er
 func (s *Sealer) check(sc *SCONE) error {
 	switch {
 	case len(sc.Service) == 0 || len(sc.Service) > MaxServiceLen:
-		return errorf(CodeInternal, "service ID must be 1 to 255 bytes")
+		return errCode(CodeInternal, "service ID must be 1 to 255 bytes")
 	case len(sc.Scope) > MaxScopeLen:
-		return errorf(CodeInternal, "scope must be at most 255 bytes")
+		return errCode(CodeInternal, "scope must be at most 255 bytes")
 	case len(sc.Endpoint) > MaxFieldLen || len(sc.Object) > MaxFieldLen ||
 		len(sc.Status) > MaxFieldLen || len(sc.Client) > MaxFieldLen:
-		return errorf(CodeTooLarge, "endpoint, object, status and client must each be under 64 KiB")
+		return errCode(CodeTooLarge, "endpoint, object, status and client must each be under 64 KiB")
 	case sc.Expires.UnixMilli() <= 0 || sc.IssuedAt.UnixMilli() < 0:
-		return errorf(CodeInternal, "SCONE needs an expiry and an issue time after 1970")
+		return errCode(CodeInternal, "SCONE needs an expiry and an issue time after 1970")
 	case sc.Expires.Sub(sc.IssuedAt) > s.cfg.ttl:
-		return errorf(CodeInternal, "SCONE lifetime (expiry minus issue time) is beyond the sealer's TTL")
+		return errCode(CodeInternal, "SCONE lifetime (expiry minus issue time) is beyond the sealer's TTL")
 	}
 	return nil
 }
@@ -131,7 +137,7 @@ func (s *Sealer) check(sc *SCONE) error {
 // Open reuses sc.Data's storage; on error sc's contents are unspecified.
 func (s *Sealer) Open(ctx context.Context, sc *SCONE, token []byte, want Expect) (Opened, error) {
 	if len(token) > s.cfg.maxSize {
-		return Opened{}, errorf(CodeTooLarge, "SCONE of "+strconv.Itoa(len(token))+
+		return Opened{}, errCode(CodeTooLarge, "SCONE of "+strconv.Itoa(len(token))+
 			" bytes is over the budget of "+strconv.Itoa(s.cfg.maxSize))
 	}
 	h, err := parseHeader(token)
@@ -142,7 +148,7 @@ func (s *Sealer) Open(ctx context.Context, sc *SCONE, token []byte, want Expect)
 	ring := s.ring.state.Load()
 	k := ring.opener(h.keyID, now)
 	if k == nil {
-		return Opened{}, errorf(CodeUnknownKey, "no usable key with ID "+strconv.FormatUint(uint64(h.keyID), 10))
+		return Opened{}, errCode(CodeUnknownKey, "no usable key with ID "+strconv.FormatUint(uint64(h.keyID), 10))
 	}
 	if err := s.decrypt(sc, k, token, &h); err != nil {
 		return Opened{}, err
@@ -154,13 +160,13 @@ func (s *Sealer) Open(ctx context.Context, sc *SCONE, token []byte, want Expect)
 
 	switch {
 	case sc.Service != want.Service:
-		return Opened{}, errorf(CodeWrongService, "SCONE belongs to another service")
+		return Opened{}, errCode(CodeWrongService, "SCONE belongs to another service")
 	case !now.Before(sc.Expires):
-		return Opened{}, errorf(CodeExpired, "SCONE expired")
+		return Opened{}, errCode(CodeExpired, "SCONE expired")
 	case s.cfg.epochs != nil && sc.Epoch < s.cfg.epochs.Epoch(sc.Service):
-		return Opened{}, errorf(CodeRevoked, "SCONE sealed before the service's current revocation epoch")
+		return Opened{}, errCode(CodeRevoked, "SCONE sealed before the service's current revocation epoch")
 	case sc.Client != "" && sc.Client != want.Client:
-		return Opened{}, errorf(CodeWrongClient, "SCONE is bound to another client")
+		return Opened{}, errCode(CodeWrongClient, "SCONE is bound to another client")
 	}
 	if s.cfg.highWater != nil {
 		if err := s.cfg.highWater.Admit(ctx, sc.Session, sc.Version, sc.Expires); err != nil {
@@ -170,13 +176,22 @@ func (s *Sealer) Open(ctx context.Context, sc *SCONE, token []byte, want Expect)
 	return Opened{KeyID: k.ID, Stale: k != ring.primary}, nil
 }
 
+// maxData is the most data a SCONE may hold: the size budget, or 16 times
+// it for data that is compressed.
+func (s *Sealer) maxData() int {
+	if s.cfg.compressAt > 0 {
+		return 16 * s.cfg.maxSize
+	}
+	return s.cfg.maxSize
+}
+
 // decrypt opens the envelope's body into sc, reusing sc.Data's storage.
 func (s *Sealer) decrypt(sc *SCONE, k *ringKey, token []byte, h *headerView) error {
 	nonce := token[h.end : h.end+nonceSize]
 	d, cached := k.x.openKey((*[prefixSize]byte)(nonce))
 	pt, err := d.aead.Open(sc.Data[:0], nonce[prefixSize:], token[h.end+nonceSize:], token[:h.end])
 	if err != nil {
-		return errorf(CodeTampered, "SCONE failed authentication")
+		return errCode(CodeTampered, "SCONE failed authentication")
 	}
 	if !cached {
 		k.x.remember(d)
@@ -186,7 +201,7 @@ func (s *Sealer) decrypt(sc *SCONE, k *ringKey, token []byte, h *headerView) err
 		return err
 	}
 	if flags&flagDeflate != 0 {
-		sc.Data, err = inflate(nil, data, 16*s.cfg.maxSize)
+		sc.Data, err = inflate(nil, data, s.maxData())
 		return err
 	}
 	n := copy(pt, data) // move the data to the front of the buffer

@@ -3,6 +3,7 @@ package scone
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -190,7 +191,9 @@ func TestErrorCodes(t *testing.T) {
 			epochs := NewEpochs()
 			s, clk := newTestSealer(t, WithEpochs(epochs))
 			tok := mustSeal(t, s, sampleSCONE(clk.Now(), []byte(secret)))
-			epochs.Revoke("cart")
+			if _, err := epochs.Revoke("cart"); err != nil {
+				t.Fatal(err)
+			}
 			_, err := s.Open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
 		}},
@@ -360,5 +363,33 @@ func TestInflateLimit(t *testing.T) {
 	}
 	if _, err := inflate(nil, bomb[:len(bomb)/2], 1<<21); CodeOf(err) != CodeMalformed {
 		t.Fatalf("inflating a truncated stream: %v", err)
+	}
+}
+
+// TestCompressedStateStillOpens: state that would not inflate on open is
+// refused when sealing, so nothing acknowledged becomes unreadable.
+func TestCompressedStateStillOpens(t *testing.T) {
+	t.Parallel()
+	s, clk := newTestSealer(t, WithCompression(64), WithMaxSize(1024))
+	if _, err := s.Seal(nil, sampleSCONE(clk.Now(), make([]byte, 16*1024+1))); CodeOf(err) != CodeTooLarge {
+		t.Fatalf("sealing past the inflate limit: %v", err)
+	}
+	tok := mustSeal(t, s, sampleSCONE(clk.Now(), make([]byte, 16*1024)))
+	if _, err := s.Open(context.Background(), &SCONE{}, tok, Expect{Service: "cart"}); err != nil {
+		t.Fatalf("state at the limit: %v", err)
+	}
+}
+
+func TestKeyPrintsNoSecret(t *testing.T) {
+	t.Parallel()
+	k := GenerateKey(3, t0)
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		out := fmt.Sprintf(verb, k)
+		if strings.Contains(out, fmt.Sprint(k.Secret[0:4])) || !strings.Contains(out, "REDACTED") {
+			t.Errorf("%s prints %q", verb, out)
+		}
+	}
+	if out := fmt.Sprintf("%+v", []Key{k}); !strings.Contains(out, "REDACTED") {
+		t.Errorf("a slice of keys prints %q", out)
 	}
 }

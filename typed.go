@@ -64,7 +64,7 @@ func (t Typed[T]) Store(ctx context.Context, v T) error {
 	return nil
 }
 
-var errNoState = errorf(CodeInternal, "no SCONE state in the context: is the server hook installed?")
+var errNoState = errCode(CodeInternal, "no SCONE state in the context: is the server hook installed?")
 
 // JSONCodec encodes T with encoding/json. A server that does not know a
 // field drops it on re-sealing: for rolling upgrades that add state, prefer

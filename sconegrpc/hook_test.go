@@ -420,7 +420,9 @@ func TestErrorStatuses(t *testing.T) {
 			}},
 		{name: "revoked", code: scone.CodeRevoked, grpc: codes.PermissionDenied,
 			send: func(t *testing.T, e *env) error {
-				e.epochs.Revoke(svc)
+				if _, err := e.epochs.Revoke(svc); err != nil {
+					t.Fatal(err)
+				}
 				_, err := e.holder.Held(ctx, &pb.HeldRequest{})
 				return err
 			}},
