@@ -23,6 +23,24 @@ type Holder interface {
 	Delete(service, scope string)
 }
 
+// HolderKey names a SCONE in a holder: its service ID and scope.
+type HolderKey struct {
+	Service string
+	Scope   string
+}
+
+// BatchHolder is a Holder that takes a reply's changes all at once: a reply
+// that carries several SCONEs (a front end's and its back ends') is kept
+// whole or not at all, so the tiers' states never go out of step.
+type BatchHolder interface {
+	Holder
+	// Apply deletes the SCONEs of drop, then stores the tokens of put (newest
+	// version wins, as Put), taking ownership of them. If the result does not
+	// fit the holder's bounds it changes nothing and fails with
+	// CodeExhausted; a malformed token fails it with CodeMalformed.
+	Apply(drop []HolderKey, put [][]byte) error
+}
+
 // Defaults of a Dict.
 const (
 	// DefaultDictEntries is how many SCONEs a Dict holds at most.
@@ -103,7 +121,11 @@ func (d *Dict) put(token []byte, copyToken bool) (bool, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	now := d.clock()
+	return d.putLocked(token, v, d.clock(), copyToken)
+}
+
+// putLocked is put with d.mu held and the header already read.
+func (d *Dict) putLocked(token []byte, v HeaderView, now time.Time, copyToken bool) (bool, error) {
 	if !now.Before(v.Expires) {
 		return false, nil
 	}
@@ -156,6 +178,89 @@ func (d *Dict) put(token []byte, copyToken bool) (bool, error) {
 	}
 	services[h.Service] = &dictEntry{hdr: h, token: token}
 	return true, nil
+}
+
+// Apply implements BatchHolder.
+func (d *Dict) Apply(drop []HolderKey, put [][]byte) error {
+	views := make([]HeaderView, len(put))
+	for i, tok := range put {
+		v, err := Peek(tok)
+		if err != nil {
+			return err
+		}
+		views[i] = v
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.clock()
+	plan := func() (entries, bytes int, keep []bool) {
+		// What the holder would hold: versions and sizes after the batch.
+		type slot struct {
+			version uint64
+			size    int
+		}
+		pending := map[HolderKey]slot{}
+		lookup := func(k HolderKey) (slot, bool) {
+			if s, ok := pending[k]; ok {
+				return s, s.size > 0
+			}
+			if e := d.byScope[k.Scope][k.Service]; e != nil && !e.hdr.Expired(now) {
+				return slot{e.hdr.Version, len(e.token)}, true
+			}
+			return slot{}, false
+		}
+		entries, bytes = d.entries, d.bytes
+		for _, k := range drop {
+			if s, ok := lookup(k); ok {
+				entries--
+				bytes -= s.size
+			}
+			pending[k] = slot{}
+		}
+		keep = make([]bool, len(put))
+		for i, v := range views {
+			if !now.Before(v.Expires) {
+				continue
+			}
+			k := HolderKey{string(v.Service), string(v.Scope)}
+			old, ok := lookup(k)
+			if ok && old.version > v.Version {
+				continue
+			}
+			if ok {
+				bytes -= old.size
+			} else {
+				entries++
+			}
+			bytes += len(put[i])
+			pending[k] = slot{v.Version, len(put[i])}
+			keep[i] = true
+		}
+		return entries, bytes, keep
+	}
+	entries, bytes, keep := plan()
+	if entries > d.maxEntries || bytes > d.maxBytes {
+		d.sweep(now)
+		if entries, bytes, keep = plan(); entries > d.maxEntries || bytes > d.maxBytes {
+			return errCode(CodeExhausted, "holder full: the reply's SCONEs do not fit "+
+				strconv.Itoa(d.maxEntries)+" entries, "+strconv.Itoa(d.maxBytes)+" bytes")
+		}
+	}
+	for _, k := range drop {
+		if e := d.byScope[k.Scope][k.Service]; e != nil {
+			d.remove(k.Scope, k.Service, e)
+		}
+	}
+	for i, tok := range put {
+		if !keep[i] {
+			continue
+		}
+		// It fits (planned above), and it is the newest: store it.
+		if _, err := d.putLocked(tok, views[i], now, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Match implements Holder. It drops the expired SCONEs it comes across.

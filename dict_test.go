@@ -313,3 +313,49 @@ func TestDictExpiredEntryIsNoRival(t *testing.T) {
 		t.Fatalf("%d entries", n)
 	}
 }
+
+func TestDictApply(t *testing.T) {
+	t.Parallel()
+	s, clk := newTestSealer(t)
+	exp := clk.Now().Add(time.Hour)
+	d := NewDict(WithDictClock(clk.Now), WithDictLimits(3, 1<<20))
+	for _, svc := range []string{"gateway", "cart"} {
+		if _, err := d.Put(sealHdr(t, s, svc, "/g/", 5, exp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A reply: cart dropped, gateway v6, inventory v1, and a stale gateway v4.
+	err := d.Apply([]HolderKey{{"cart", "/g/"}}, [][]byte{
+		sealHdr(t, s, "gateway", "/g/", 6, exp),
+		sealHdr(t, s, "inventory", "/g/", 1, exp),
+		sealHdr(t, s, "gateway", "/g/", 4, exp),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions := map[string]uint64{}
+	for _, h := range d.Headers() {
+		versions[h.Service] = h.Version
+	}
+	if len(versions) != 2 || versions["gateway"] != 6 || versions["inventory"] != 1 {
+		t.Fatalf("after Apply: %v", versions)
+	}
+	// A batch that does not fit changes nothing, drops included.
+	before := d.Tokens()
+	err = d.Apply([]HolderKey{{"gateway", "/g/"}}, [][]byte{
+		sealHdr(t, s, "a", "/g/", 1, exp), sealHdr(t, s, "b", "/g/", 1, exp), sealHdr(t, s, "c", "/g/", 1, exp),
+	})
+	wantCode(t, err, CodeExhausted)
+	if len(d.Tokens()) != len(before) {
+		t.Fatal("a refused batch changed the holder")
+	}
+	if _, ok := d.Get("gateway", "/g/"); !ok {
+		t.Fatal("a refused batch applied its drop")
+	}
+	// A malformed token refuses the batch before anything changes.
+	err = d.Apply([]HolderKey{{"gateway", "/g/"}}, [][]byte{[]byte("junk")})
+	wantCode(t, err, CodeMalformed)
+	if _, ok := d.Get("gateway", "/g/"); !ok {
+		t.Fatal("a malformed batch applied its drop")
+	}
+}

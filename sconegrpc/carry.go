@@ -57,7 +57,8 @@ func newCarry(scope string, passengers [][]byte) (*carry, error) {
 		}
 		k := holderKey{string(h.Service), string(h.Scope)}
 		if old, ok := c.held[k]; !ok || old.version <= h.Version {
-			c.held[k] = held{h.Version, tok}
+			// A copy: tok aliases the request message, which the handler owns.
+			c.held[k] = held{h.Version, append([]byte(nil), tok...)}
 		}
 	}
 	return c, nil
@@ -80,10 +81,21 @@ func (c *carry) attach(dst [][]byte, _ string) [][]byte {
 
 func (c *carry) requestScope() string { return c.scope }
 
-// apply takes in what a back end returned.
-func (c *carry) apply(f *frame) error {
+// apply takes in what a back end returned. A back end may only end the
+// sessions the request holds: a drop of anything else fails the call.
+func (c *carry) apply(f *frame, _ [][]byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, d := range f.dropped {
+		if _, ok := c.held[holderKey(d)]; !ok {
+			return errForeignDrop
+		}
+	}
+	for _, tok := range f.scones {
+		if _, err := scone.Peek(tok); err != nil {
+			return err
+		}
+	}
 	for _, d := range f.dropped {
 		k := holderKey(d)
 		delete(c.held, k)
@@ -113,6 +125,8 @@ func (c *carry) apply(f *frame) error {
 	}
 	return nil
 }
+
+var errForeignDrop = scone.NewError(scone.CodeMalformed, "the reply ends a session the call did not carry")
 
 // changes returns what the request's reply must carry up: the new versions
 // back ends sealed, and the sessions they dropped (drops first: a session

@@ -2,6 +2,7 @@ package sconegrpc
 
 import (
 	"context"
+	"io"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -70,7 +71,8 @@ type callHolder interface {
 	lock(ctx context.Context, key string) (func(), error)
 	attach(dst [][]byte, method string) [][]byte
 	requestScope() string
-	apply(f *frame) error
+	// apply takes in a reply's frame; sent is what the call attached.
+	apply(f *frame, sent [][]byte) error
 }
 
 // holderFor returns the holder of a call, or nil for a call on behalf of a
@@ -108,13 +110,14 @@ func (c *client) unary(ctx context.Context, method string, req, reply any, cc *g
 		return err
 	}
 	if !c.cfg.concurrent {
-		release, err := h.lock(ctx, ServiceName(method))
+		release, err := h.lock(ctx, c.cfg.group(method))
 		if err != nil {
 			return err
 		}
 		defer release()
 	}
 	out := frame{scones: h.attach(nil, method), scope: h.requestScope()}
+	sent := out.scones
 
 	var trailer metadata.MD
 	callOpts := make([]grpc.CallOption, 0, len(opts)+2) // the caller's slice stays as it was
@@ -128,31 +131,32 @@ func (c *client) unary(ctx context.Context, method string, req, reply any, cc *g
 		callOpts = append(callOpts, forceCodec)
 		err = invoker(ctx, method, &bodyOut{msg: req, frame: &out}, &in, cc, callOpts...)
 	}
-	if aerr := applyReply(h, in.frame, in.found, trailer); aerr != nil && err == nil {
+	if aerr := applyReply(h, sent, in.frame, in.found, trailer); aerr != nil && err == nil {
 		err = aerr
 	}
 	return err
 }
 
-// applyReply takes in the SCONEs of a reply, from its body and trailers.
-func applyReply(h callHolder, body []byte, inBody bool, trailer metadata.MD) error {
-	if inBody {
-		f, err := parseFrame(body)
-		if err != nil {
-			return statusError(err)
-		}
-		if err := h.apply(&f); err != nil {
-			return statusError(err)
-		}
-	}
-	f, present, err := framesFromMetadata(trailer)
+// applyReply takes in the SCONEs of a reply, from its body and trailers, as
+// one change: all of it or, on error, none.
+func applyReply(h callHolder, sent [][]byte, body []byte, inBody bool, trailer metadata.MD) error {
+	f, _, err := framesFromMetadata(trailer)
 	if err != nil {
 		return statusError(err)
 	}
-	if present {
-		if err := h.apply(&f); err != nil {
+	if inBody {
+		g, err := parseFrame(body)
+		if err != nil {
 			return statusError(err)
 		}
+		f.scones = append(f.scones, g.scones...)
+		f.dropped = append(f.dropped, g.dropped...)
+	}
+	if f.empty() {
+		return nil
+	}
+	if err := h.apply(&f, sent); err != nil {
+		return statusError(err)
 	}
 	return nil
 }
@@ -167,7 +171,7 @@ func (c *client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 	}
 	release := func() {}
 	if !c.cfg.concurrent {
-		if release, err = h.lock(ctx, ServiceName(method)); err != nil {
+		if release, err = h.lock(ctx, c.cfg.group(method)); err != nil {
 			return nil, err
 		}
 	}
@@ -178,7 +182,7 @@ func (c *client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 		release()
 		return nil, err
 	}
-	s := &clientStream{ClientStream: cs, h: h, serverStreams: desc.ServerStreams}
+	s := &clientStream{ClientStream: cs, h: h, sent: out.scones, serverStreams: desc.ServerStreams}
 	s.release = sync.OnceFunc(release)
 	s.stop = context.AfterFunc(ctx, s.release)
 	return s, nil
@@ -188,6 +192,7 @@ func (c *client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 type clientStream struct {
 	grpc.ClientStream
 	h             callHolder
+	sent          [][]byte // the SCONEs the stream carried
 	serverStreams bool
 	release       func()
 	stop          func() bool
@@ -198,7 +203,9 @@ func (s *clientStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
 	if err != nil || !s.serverStreams {
 		s.once.Do(func() {
-			if aerr := applyReply(s.h, nil, false, s.ClientStream.Trailer()); aerr != nil && err == nil {
+			// A stream that ends well (io.EOF) but whose SCONEs cannot be kept
+			// reports that instead: the caller must not think them kept.
+			if aerr := applyReply(s.h, s.sent, nil, false, s.ClientStream.Trailer()); aerr != nil && (err == nil || err == io.EOF) {
 				err = aerr
 			}
 			s.stop()
@@ -224,27 +231,42 @@ func (o *originHolder) attach(dst [][]byte, method string) [][]byte {
 
 func (o *originHolder) requestScope() string { return "" }
 
-func (o *originHolder) apply(f *frame) error {
+// apply keeps a reply's SCONEs. A reply may only end sessions the call
+// carried. With a scone.BatchHolder (scone.Dict is one) the change is all or
+// nothing; with another Holder it is applied one SCONE at a time.
+func (o *originHolder) apply(f *frame, sent [][]byte) error {
+	drops := make([]scone.HolderKey, 0, len(f.dropped))
 	for _, d := range f.dropped {
-		o.h.Delete(d.service, d.scope)
-	}
-	adopt, _ := o.h.(adopter)
-	for _, tok := range f.scones {
-		var err error
-		if adopt != nil {
-			_, err = adopt.Adopt(tok) // tok is this call's own copy
-		} else {
-			_, err = o.h.Put(tok)
+		if !carried(sent, d) {
+			return errForeignDrop
 		}
-		if err != nil {
+		drops = append(drops, scone.HolderKey{Service: d.service, Scope: d.scope})
+	}
+	if b, ok := o.h.(scone.BatchHolder); ok {
+		return b.Apply(drops, f.scones) // the tokens are this call's own copies
+	}
+	for _, tok := range f.scones {
+		if _, err := scone.Peek(tok); err != nil {
+			return err
+		}
+	}
+	for _, d := range drops {
+		o.h.Delete(d.Service, d.Scope)
+	}
+	for _, tok := range f.scones {
+		if _, err := o.h.Put(tok); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// adopter is a Holder that can take a token without copying it, as
-// scone.Dict can.
-type adopter interface {
-	Adopt(token []byte) (bool, error)
+// carried reports whether one of the sent SCONEs is the dropped one.
+func carried(sent [][]byte, d drop) bool {
+	for _, tok := range sent {
+		if h, err := scone.Peek(tok); err == nil && string(h.Service) == d.service && string(h.Scope) == d.scope {
+			return true
+		}
+	}
+	return false
 }

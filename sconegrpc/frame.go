@@ -147,7 +147,7 @@ func parseFrame(b []byte) (frame, error) {
 			if len(f.scones) == maxFrameSCONEs {
 				return f, scone.NewError(scone.CodeTooLarge, "too many SCONEs in one frame")
 			}
-			f.scones = append(f.scones, v)
+			f.scones = append(f.scones, v[:len(v):len(v)]) // no append runs into the next
 		case fieldDropped:
 			d, err := parseDrop(v)
 			if err != nil {
@@ -237,7 +237,7 @@ func extractUnknown(u []byte) (fr, rest []byte, ok bool) {
 			case off == 0:
 				rest = u[end:]
 			case end == len(u):
-				rest = u[:off]
+				rest = u[:off:off] // appends to the message's unknown fields must not reach the frame
 			default:
 				rest = append(append([]byte(nil), u[:off]...), u[end:]...)
 			}

@@ -610,20 +610,105 @@ func TestBackendCallOutsideRequest(t *testing.T) {
 	}
 }
 
-// TestServiceIDGrouping: two gRPC services under one service ID share one
-// SCONE.
+// groupCart is a Cart whose Get reads the state shared by its group: the
+// reservations inventory made in the same SCONE.
+type groupCart struct{ pb.UnimplementedCartServer }
+
+var groupState = scone.NewTyped(scone.ProtoCodec[*pb.InventorySession]{})
+
+func (groupCart) Get(ctx context.Context, _ *pb.CartGet) (*pb.CartContents, error) {
+	s, _, err := groupState.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.CartContents{}
+	for isbn, q := range s.GetHeld() {
+		out.Items = append(out.Items, &pb.Item{Isbn: isbn, Quantity: q})
+	}
+	return out, nil
+}
+
+// TestServiceIDGrouping: two gRPC services grouped under one service ID and
+// scope share one SCONE, and their calls take turns as one group.
 func TestServiceIDGrouping(t *testing.T) {
 	t.Parallel()
 	s := newSealer(t)
-	one := sconegrpc.WithServiceID(func(string) string { return "bookstore" })
-	_, addr := serveInventory(t, shop.Inventory{}, sconegrpc.ServerOptions(s, one)...)
-	c := dialInventory(t, addr)
-	if _, err := c.Reserve(context.Background(), &pb.Reservation{Isbn: dune, Quantity: 2}); err != nil {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	hs := c.dict.Headers()
-	if len(hs) != 1 || hs[0].Service != "bookstore" {
+	srv := grpc.NewServer(sconegrpc.ServerOptions(s,
+		sconegrpc.WithServiceID(func(string) string { return "bookstore" }),
+		sconegrpc.WithScope(func(string) string { return "/" }))...)
+	pb.RegisterInventoryServer(srv, shop.Inventory{})
+	pb.RegisterCartServer(srv, groupCart{})
+	go srv.Serve(lis)
+	defer srv.Stop()
+	dict := scone.NewDict()
+	conn, err := grpc.NewClient(lis.Addr().String(), append(sconegrpc.DialOptions(sconegrpc.WithHolder(dict),
+		sconegrpc.WithCallGroup(func(string) string { return "bookstore" })),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for _, b := range shop.Catalog[:4] {
+		wg.Go(func() {
+			if _, err := pb.NewInventoryClient(conn).Reserve(ctx, &pb.Reservation{Isbn: b.Isbn, Quantity: 1}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	c, err := pb.NewCartClient(conn).Get(ctx, &pb.CartGet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Items) != 4 {
+		t.Fatalf("the cart service sees %d of 4 reservations made through inventory", len(c.Items))
+	}
+	if hs := dict.Headers(); len(hs) != 1 || hs[0].Service != "bookstore" || hs[0].Scope != "/" {
 		t.Fatalf("held: %+v", hs)
+	}
+}
+
+// refusing is a holder that attaches what a Dict holds but cannot keep
+// anything new, as a full holder would.
+type refusing struct{ *scone.Dict }
+
+func (r refusing) Apply([]scone.HolderKey, [][]byte) error {
+	return scone.NewError(scone.CodeExhausted, "holder full")
+}
+
+// TestStreamEndReportsHolderError: a stream whose reply SCONEs cannot be
+// kept ends with that error, not with a clean io.EOF.
+func TestStreamEndReportsHolderError(t *testing.T) {
+	t.Parallel()
+	d := deploy(t, newSealer(t), 1)
+	c := newShopper(t, d)
+	ctx := context.Background()
+	if _, err := c.AddItem(ctx, &pb.AddItemRequest{Isbn: dune, Quantity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := shop.DialReplicas(d.Addrs(shop.RoleGateway), sconegrpc.DialOptions(sconegrpc.WithHolder(refusing{c.dict}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := pb.NewGatewayClient(conn).ListItems(ctx, &pb.GetCartRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err = stream.Recv()
+		if err != nil {
+			break
+		}
+	}
+	if err == io.EOF || sconegrpc.CodeOf(err) != scone.CodeExhausted {
+		t.Fatalf("stream ended with %v, want the holder's error", err)
 	}
 }
 
@@ -684,3 +769,35 @@ type discard struct{}
 func (discard) Put([]byte) (bool, error)              { return true, nil }
 func (discard) Match(dst [][]byte, _ string) [][]byte { return dst }
 func (discard) Delete(string, string)                 {}
+
+// down is an anti-rollback store that cannot answer.
+type down struct{}
+
+func (down) Admit(context.Context, scone.SessionID, uint64, time.Time) error {
+	return scone.NewError(scone.CodeUnavailable, "store unreachable")
+}
+
+// TestResetOnFailureKeepsServerErrors: a store that is down fails the call
+// even with reset-on-failure; the client's valid SCONE is not replaced.
+func TestResetOnFailureKeepsServerErrors(t *testing.T) {
+	t.Parallel()
+	const svc, scope = "bookstore.v1.Inventory", "/bookstore.v1.Inventory/"
+	s := newSealer(t)
+	_, addr := serveInventory(t, shop.Inventory{}, sconegrpc.ServerOptions(s)...)
+	c := dialInventory(t, addr)
+	ctx := context.Background()
+	if _, err := c.Reserve(ctx, &pb.Reservation{Isbn: dune, Quantity: 2}); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := c.dict.Get(svc, scope)
+	// The same key, so the SCONE is valid there; only the store is down.
+	broken, err := scone.NewSealer(s.KeyRing(), scone.WithHighWater(down{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr2 := serveInventory(t, shop.Inventory{}, sconegrpc.ServerOptions(broken, sconegrpc.WithResetOnFailure())...)
+	err = callWithToken(t, addr2, good)
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("with the store down: %v", err)
+	}
+}

@@ -28,13 +28,14 @@ func (f clientOptionFunc) applyClient(c *clientConfig) { f(c) }
 
 type serverConfig struct {
 	serviceID    func(fullMethod string) string
+	scope        func(fullMethod string) string
 	identity     func(ctx context.Context) string
 	bodyReplies  bool
 	resetOnError bool
 }
 
 func newServerConfig(opts []ServerOption) serverConfig {
-	c := serverConfig{serviceID: ServiceName, identity: PeerIdentity}
+	c := serverConfig{serviceID: ServiceName, scope: DefaultScope, identity: PeerIdentity}
 	for _, o := range opts {
 		o.applyServer(&c)
 	}
@@ -43,9 +44,21 @@ func newServerConfig(opts []ServerOption) serverConfig {
 
 // WithServiceID sets how the server hook names the service a method belongs
 // to (default ServiceName: the gRPC service name). A deployment may group
-// several gRPC services under one service ID so they share one SCONE.
+// several gRPC services under one service ID so they share one SCONE; then
+// they must share its scope too (WithScope), and their clients must take
+// turns across the group (WithCallGroup), or two calls to two services of
+// the group could each seal a successor of the same SCONE.
 func WithServiceID(f func(fullMethod string) string) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) { c.serviceID = f })
+}
+
+// WithScope sets the scope a service's SCONEs get when a client calls it
+// directly (default DefaultScope: "/package.Service/"). The client attaches
+// a SCONE to the calls whose method path the scope matches (see
+// scone.ScopeMatches); a front end's back ends use the front end's scope
+// instead, whatever this says.
+func WithScope(f func(fullMethod string) string) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.scope = f })
 }
 
 // WithClientIdentity sets how the server hook identifies the caller, for
@@ -106,6 +119,7 @@ func PeerIdentity(ctx context.Context) string {
 }
 
 type clientConfig struct {
+	group      func(fullMethod string) string
 	holder     scone.Holder
 	holderFrom func(context.Context) scone.Holder
 	noHolder   bool
@@ -114,7 +128,7 @@ type clientConfig struct {
 }
 
 func newClientConfig(opts []ClientOption) clientConfig {
-	var c clientConfig
+	c := clientConfig{group: DefaultScope}
 	for _, o := range opts {
 		o.applyClient(&c)
 	}
@@ -148,11 +162,20 @@ func WithoutHolder() ClientOption {
 }
 
 // WithConcurrentCalls lets calls from one client to one service run at the
-// same time. By default the client hook serialises them, because two calls
-// that start from the same SCONE each seal a successor, and the holder can
-// keep only one: the other call's change would be lost.
+// same time. By default the client hook serialises them (per holder and
+// call group, see WithCallGroup), because two calls that start from the same
+// SCONE each seal a successor, and the holder can keep only one: the other
+// call's change would be lost.
 func WithConcurrentCalls() ClientOption {
 	return clientOptionFunc(func(c *clientConfig) { c.concurrent = true })
+}
+
+// WithCallGroup sets which calls take turns (see WithConcurrentCalls): calls
+// whose methods give the same group are serialised. The default,
+// DefaultScope, groups the methods of one gRPC service; services that share
+// a service ID on the server (WithServiceID) must share a group here.
+func WithCallGroup(f func(fullMethod string) string) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.group = f })
 }
 
 // WithMetadataCarrier makes unary calls carry SCONEs in metadata instead of

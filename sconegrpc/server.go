@@ -123,7 +123,7 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 func (h *server) plainContext(ctx context.Context, method string) context.Context {
 	want := scone.Expect{Service: h.cfg.serviceID(method), Client: h.cfg.identity(ctx)}
 	ctx = withCarry(ctx, &carry{plain: true})
-	return scone.NewContext(ctx, scone.NewState(want, DefaultScope(method)))
+	return scone.NewContext(ctx, scone.NewState(want, h.cfg.scope(method)))
 }
 
 // begin restores the state of a request and prepares its carry.
@@ -131,7 +131,7 @@ func (h *server) begin(ctx context.Context, method string, in *frame) (*call, er
 	service := h.cfg.serviceID(method)
 	scope := in.scope
 	if scope == "" {
-		scope = DefaultScope(method)
+		scope = h.cfg.scope(method)
 	}
 	want := scone.Expect{Service: service, Client: h.cfg.identity(ctx)}
 	own, ownScope, passengers, err := splitSCONEs(in.scones, service, scope)
@@ -142,7 +142,7 @@ func (h *server) begin(ctx context.Context, method string, in *frame) (*call, er
 	c := &call{ownScope: ownScope, sealSize: max(len(own)+256, 1024)}
 	c.st, err = h.sealer.Restore(ctx, own, want, scope)
 	if err != nil {
-		if !h.cfg.resetOnError {
+		if !h.cfg.resetOnError || !resettable(scone.CodeOf(err)) {
 			return nil, statusError(err)
 		}
 		c.reset = &drop{service, ownScope}
@@ -153,6 +153,18 @@ func (h *server) begin(ctx context.Context, method string, in *frame) (*call, er
 	}
 	c.ctx = withCarry(scone.NewContext(ctx, c.st), c.carry)
 	return c, nil
+}
+
+// resettable reports whether an error of Restore is about the SCONE itself,
+// which WithResetOnFailure replaces; a store that is down or full is a
+// problem of the server, and fails the call.
+func resettable(c scone.Code) bool {
+	switch c {
+	case scone.CodeMalformed, scone.CodeTampered, scone.CodeExpired, scone.CodeUnknownKey,
+		scone.CodeRevoked, scone.CodeTooLarge, scone.CodeWrongClient, scone.CodeRolledBack:
+		return true
+	}
+	return false
 }
 
 // finish seals the state after the handler and returns the reply's frame,
