@@ -182,6 +182,10 @@ func (d *Dict) putLocked(token []byte, v HeaderView, now time.Time, copyToken bo
 
 // Apply implements BatchHolder.
 func (d *Dict) Apply(drop []HolderKey, put [][]byte) error {
+	if len(drop) == 0 && len(put) == 1 {
+		_, err := d.put(put[0], false) // one SCONE is all or nothing already
+		return err
+	}
 	views := make([]HeaderView, len(put))
 	for i, tok := range put {
 		v, err := Peek(tok)
