@@ -25,8 +25,8 @@ type Holder interface {
 
 // HolderKey names a SCONE in a holder: its service ID and scope.
 type HolderKey struct {
-	Service string
-	Scope   string
+	Service string // the service ID
+	Scope   string // the scope
 }
 
 // BatchHolder is a Holder that takes a reply's changes all at once: a reply
