@@ -337,7 +337,7 @@ func (d *demo) summary() error {
 		}
 		d.say("LOST %s", p)
 	}
-	d.say("%d calls: %d acknowledged, %d refused by the shop's rules as the model predicted, %d failed in flight (replica killed; retried, never applied)",
+	d.say("%d calls: %d acknowledged, %d refused by the shop's rules as the model predicted, %d failed in flight (a replica was killed; not applied, as the model expects)",
 		calls, ok, refused, failed)
 	d.say("%d kills, %d restarts; seed %d", d.kills.Load(), d.restarts.Load(), d.cfg.seed)
 	fmt.Fprintf(d.out, "verified: sessions=%d calls=%d restarts=%d lost=%d\n", len(d.sessions), calls, d.restarts.Load(), lost)
