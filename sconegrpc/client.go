@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/scone-project/scone"
 )
@@ -45,8 +46,8 @@ func StreamClientInterceptor(opts ...ClientOption) grpc.StreamClientInterceptor 
 
 type client struct {
 	cfg    clientConfig
-	locks  keyedMutex[originKey] // turns of (holder, service)
-	origin *originHolder         // for the fixed holder, if any
+	turns  scone.Turns[originKey] // turns of (holder, call group)
+	origin *originHolder          // for the fixed holder, if any
 }
 
 type originKey struct {
@@ -78,11 +79,11 @@ type callHolder interface {
 // holderFor returns the holder of a call, or nil for a call on behalf of a
 // client without the hook, which carries no state.
 func (c *client) holderFor(ctx context.Context) (callHolder, error) {
-	if cr := carryFrom(ctx); cr != nil {
-		if cr.plain {
+	if cr, ok := scone.CarryFrom(ctx); ok {
+		if cr.Plain() {
 			return nil, nil
 		}
-		return cr, nil
+		return carryHolder{cr}, nil
 	}
 	if c.cfg.holderFrom == nil && c.origin != nil {
 		return c.origin, nil
@@ -221,9 +222,28 @@ type originHolder struct {
 	c *client
 }
 
-func (o *originHolder) lock(ctx context.Context, service string) (func(), error) {
-	return o.c.locks.lock(ctx, originKey{o.h, service})
+func (o *originHolder) lock(ctx context.Context, group string) (func(), error) {
+	return turnStatus(o.c.turns.Take(ctx, originKey{o.h, group}))
 }
+
+// turnStatus passes on a turn, or its context's error as a gRPC status.
+func turnStatus(release func(), err error) (func(), error) {
+	if err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	return release, nil
+}
+
+// carryHolder works for the request a front end is serving (scone.Carry).
+type carryHolder struct{ c *scone.Carry }
+
+func (h carryHolder) lock(ctx context.Context, group string) (func(), error) {
+	return turnStatus(h.c.Take(ctx, group))
+}
+
+func (h carryHolder) attach(dst [][]byte, _ string) [][]byte { return h.c.Attach(dst) }
+func (h carryHolder) requestScope() string                   { return h.c.Scope() }
+func (h carryHolder) apply(f *frame, _ [][]byte) error       { return h.c.Apply(f.dropped, f.scones) }
 
 func (o *originHolder) attach(dst [][]byte, method string) [][]byte {
 	return o.h.Match(dst, method)
@@ -235,22 +255,20 @@ func (o *originHolder) requestScope() string { return "" }
 // carried. With a scone.BatchHolder (scone.Dict is one) the change is all or
 // nothing; with another Holder it is applied one SCONE at a time.
 func (o *originHolder) apply(f *frame, sent [][]byte) error {
-	drops := make([]scone.HolderKey, 0, len(f.dropped))
 	for _, d := range f.dropped {
 		if !carried(sent, d) {
-			return errForeignDrop
+			return scone.ErrForeignDrop
 		}
-		drops = append(drops, scone.HolderKey{Service: d.service, Scope: d.scope})
 	}
 	if b, ok := o.h.(scone.BatchHolder); ok {
-		return b.Apply(drops, f.scones) // the tokens are this call's own copies
+		return b.Apply(f.dropped, f.scones) // the tokens are this call's own copies
 	}
 	for _, tok := range f.scones {
 		if _, err := scone.Peek(tok); err != nil {
 			return err
 		}
 	}
-	for _, d := range drops {
+	for _, d := range f.dropped {
 		o.h.Delete(d.Service, d.Scope)
 	}
 	for _, tok := range f.scones {
@@ -262,9 +280,9 @@ func (o *originHolder) apply(f *frame, sent [][]byte) error {
 }
 
 // carried reports whether one of the sent SCONEs is the dropped one.
-func carried(sent [][]byte, d drop) bool {
+func carried(sent [][]byte, d scone.HolderKey) bool {
 	for _, tok := range sent {
-		if h, err := scone.Peek(tok); err == nil && string(h.Service) == d.service && string(h.Scope) == d.scope {
+		if h, err := scone.Peek(tok); err == nil && string(h.Service) == d.Service && string(h.Scope) == d.Scope {
 			return true
 		}
 	}

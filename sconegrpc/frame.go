@@ -27,7 +27,7 @@ import (
 // first field written; in metadata it is the value of the key "scone-bin".
 type frame struct {
 	scones  [][]byte
-	dropped []drop
+	dropped []scone.HolderKey
 	scope   string
 
 	pooled *[]byte // a pooled buffer one of the scones lives in, if any
@@ -40,9 +40,6 @@ func (f *frame) release() {
 		f.pooled = nil
 	}
 }
-
-// drop names a session that ended: the holder deletes its SCONE.
-type drop struct{ service, scope string }
 
 // frameField is the field number the frame takes inside a request or reply
 // message: the largest valid field number, which schemas do not use. A peer
@@ -81,9 +78,9 @@ func appendFrame(b []byte, f *frame) []byte {
 		b = protowire.AppendTag(b, fieldDropped, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(dropSize(d)))
 		b = protowire.AppendTag(b, fieldDropService, protowire.BytesType)
-		b = protowire.AppendString(b, d.service)
+		b = protowire.AppendString(b, d.Service)
 		b = protowire.AppendTag(b, fieldDropScope, protowire.BytesType)
-		b = protowire.AppendString(b, d.scope)
+		b = protowire.AppendString(b, d.Scope)
 	}
 	if f.scope != "" {
 		b = protowire.AppendTag(b, fieldScope, protowire.BytesType)
@@ -110,9 +107,9 @@ func frameSize(f *frame) int {
 // encodeFrame returns f's encoding in a buffer of its own.
 func encodeFrame(f *frame) []byte { return appendFrame(make([]byte, 0, frameSize(f)), f) }
 
-func dropSize(d drop) int {
-	return protowire.SizeTag(fieldDropService) + protowire.SizeBytes(len(d.service)) +
-		protowire.SizeTag(fieldDropScope) + protowire.SizeBytes(len(d.scope))
+func dropSize(d scone.HolderKey) int {
+	return protowire.SizeTag(fieldDropService) + protowire.SizeBytes(len(d.Service)) +
+		protowire.SizeTag(fieldDropScope) + protowire.SizeBytes(len(d.Scope))
 }
 
 // parseFrame decodes a frame. The SCONEs it returns alias b. Unknown fields
@@ -167,8 +164,8 @@ func parseFrame(b []byte) (frame, error) {
 	return f, nil
 }
 
-func parseDrop(b []byte) (drop, error) {
-	var d drop
+func parseDrop(b []byte) (scone.HolderKey, error) {
+	var d scone.HolderKey
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -190,12 +187,12 @@ func parseDrop(b []byte) (drop, error) {
 		b = b[n:]
 		switch num {
 		case fieldDropService:
-			d.service = string(v)
+			d.Service = string(v)
 		case fieldDropScope:
-			d.scope = string(v)
+			d.Scope = string(v)
 		}
 	}
-	if d.service == "" || len(d.service) > scone.MaxServiceLen || len(d.scope) > scone.MaxScopeLen {
+	if d.Service == "" || len(d.Service) > scone.MaxServiceLen || len(d.Scope) > scone.MaxScopeLen {
 		return d, scone.NewError(scone.CodeMalformed, "dropped session with a bad service or scope")
 	}
 	return d, nil

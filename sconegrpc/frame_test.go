@@ -13,14 +13,14 @@ import (
 func sampleFrame() frame {
 	return frame{
 		scones:  [][]byte{[]byte("first sealed scone"), []byte("second")},
-		dropped: []drop{{"bookstore.v1.Cart", "/bookstore.v1.Gateway/"}},
+		dropped: []scone.HolderKey{{Service: "bookstore.v1.Cart", Scope: "/bookstore.v1.Gateway/"}},
 		scope:   "/bookstore.v1.Gateway/",
 	}
 }
 
 func TestFrameRoundTrip(t *testing.T) {
 	t.Parallel()
-	for _, f := range []frame{{}, sampleFrame(), {scope: "/x/"}, {dropped: []drop{{"s", ""}}}} {
+	for _, f := range []frame{{}, sampleFrame(), {scope: "/x/"}, {dropped: []scone.HolderKey{{Service: "s"}}}} {
 		got, err := parseFrame(appendFrame(nil, &f))
 		if err != nil {
 			t.Fatal(err)
@@ -176,24 +176,24 @@ func TestForeignDrop(t *testing.T) {
 	d.Put(inv)
 	o := &originHolder{h: d, c: newClient(nil)}
 	// The call carried cart only; the reply tries to end inventory's session.
-	err := o.apply(&frame{dropped: []drop{{"inventory", "/g/"}}}, [][]byte{cart})
+	err := o.apply(&frame{dropped: []scone.HolderKey{{Service: "inventory", Scope: "/g/"}}}, [][]byte{cart})
 	if scone.CodeOf(err) != scone.CodeMalformed {
 		t.Fatalf("foreign drop: %v", err)
 	}
 	if _, ok := d.Get("inventory", "/g/"); !ok {
 		t.Fatal("a foreign drop deleted a SCONE")
 	}
-	if err := o.apply(&frame{dropped: []drop{{"cart", "/g/"}}}, [][]byte{cart}); err != nil {
+	if err := o.apply(&frame{dropped: []scone.HolderKey{{Service: "cart", Scope: "/g/"}}}, [][]byte{cart}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := d.Get("cart", "/g/"); ok {
 		t.Fatal("a legitimate drop was ignored")
 	}
-	c, err := newCarry("/g/", [][]byte{inv})
+	c, err := scone.NewCarry("/g/", [][]byte{inv})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.apply(&frame{dropped: []drop{{"cart", "/g/"}}}, nil); scone.CodeOf(err) != scone.CodeMalformed {
+	if err := c.Apply([]scone.HolderKey{{Service: "cart", Scope: "/g/"}}, nil); scone.CodeOf(err) != scone.CodeMalformed {
 		t.Fatalf("foreign drop in a carry: %v", err)
 	}
 }

@@ -51,30 +51,17 @@ type server struct {
 	cfg    serverConfig
 }
 
-// call is one request being served.
-type call struct {
-	ctx      context.Context
-	st       *scone.State
-	carry    *carry
-	ownScope string // the scope of the SCONE restored, for a drop
-	reset    *drop  // a SCONE that did not open, dropped under WithResetOnFailure
-	sealSize int    // the buffer to seal the new SCONE into
-}
-
 func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	in, hooked, body, err := requestFrame(ctx, req)
 	if err != nil {
 		return nil, statusError(err)
 	}
-	if !hooked {
-		return handler(h.plainContext(ctx, info.FullMethod), req)
-	}
-	c, err := h.begin(ctx, info.FullMethod, &in)
+	x, err := h.begin(ctx, info.FullMethod, &in, hooked)
 	if err != nil {
 		return nil, err
 	}
-	resp, herr := handler(c.ctx, req)
-	out, err := h.finish(c, herr)
+	resp, herr := handler(x.Context(), req)
+	out, err := h.finish(x, herr, len(in.scones))
 	switch {
 	case err != nil:
 		return nil, err
@@ -97,15 +84,12 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 	if err != nil {
 		return statusError(err)
 	}
-	if !hooked {
-		return handler(srv, &serverStream{ss, h.plainContext(ctx, info.FullMethod)})
-	}
-	c, err := h.begin(ctx, info.FullMethod, &in)
+	x, err := h.begin(ctx, info.FullMethod, &in, hooked)
 	if err != nil {
 		return err
 	}
-	herr := handler(srv, &serverStream{ss, c.ctx})
-	out, err := h.finish(c, herr)
+	herr := handler(srv, &serverStream{ss, x.Context()})
+	out, err := h.finish(x, herr, len(in.scones))
 	if err != nil {
 		return err
 	}
@@ -117,114 +101,46 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 	return herr
 }
 
-// plainContext gives a call from a client without the hook an empty state,
-// so handlers work the same; nothing is sealed after it, and its calls to
-// back ends carry no state either.
-func (h *server) plainContext(ctx context.Context, method string) context.Context {
-	want := scone.Expect{Service: h.cfg.serviceID(method), Client: h.cfg.identity(ctx)}
-	ctx = withCarry(ctx, &carry{plain: true})
-	return scone.NewContext(ctx, scone.NewState(want, h.cfg.scope(method)))
-}
-
-// begin restores the state of a request and prepares its carry.
-func (h *server) begin(ctx context.Context, method string, in *frame) (*call, error) {
-	service := h.cfg.serviceID(method)
+// begin restores the state of a request. A call from a client without the
+// hook gets an empty state, and nothing is sealed after it.
+func (h *server) begin(ctx context.Context, method string, in *frame, hooked bool) (*scone.Exchange, error) {
 	scope := in.scope
 	if scope == "" {
 		scope = h.cfg.scope(method)
 	}
-	want := scone.Expect{Service: service, Client: h.cfg.identity(ctx)}
-	own, ownScope, passengers, err := splitSCONEs(in.scones, service, scope)
+	x, err := h.sealer.Begin(ctx, scone.Incoming{
+		SCONEs:         in.scones,
+		Expect:         scone.Expect{Service: h.cfg.serviceID(method), Client: h.cfg.identity(ctx)},
+		Scope:          scope,
+		Plain:          !hooked,
+		ResetOnFailure: h.cfg.resetOnError,
+	})
 	if err != nil {
 		return nil, statusError(err)
 	}
-	// A new seal is usually about the size of the last one.
-	c := &call{ownScope: ownScope, sealSize: max(len(own)+256, 1024)}
-	c.st, err = h.sealer.Restore(ctx, own, want, scope)
-	if err != nil {
-		if !h.cfg.resetOnError || !resettable(scone.CodeOf(err)) {
-			return nil, statusError(err)
-		}
-		c.reset = &drop{service, ownScope}
-		c.st = scone.NewState(want, scope)
-	}
-	if c.carry, err = newCarry(scope, passengers); err != nil {
-		return nil, statusError(err)
-	}
-	c.ctx = withCarry(scone.NewContext(ctx, c.st), c.carry)
-	return c, nil
-}
-
-// resettable reports whether an error of Restore is about the SCONE itself,
-// which WithResetOnFailure replaces; a store that is down or full is a
-// problem of the server, and fails the call.
-func resettable(c scone.Code) bool {
-	switch c {
-	case scone.CodeMalformed, scone.CodeTampered, scone.CodeExpired, scone.CodeUnknownKey,
-		scone.CodeRevoked, scone.CodeTooLarge, scone.CodeWrongClient, scone.CodeRolledBack:
-		return true
-	}
-	return false
+	return x, nil
 }
 
 // finish seals the state after the handler and returns the reply's frame,
 // or nil when there is nothing to send. The new SCONE is sealed into a
-// pooled buffer: release the frame once it is encoded.
-func (h *server) finish(c *call, herr error) (*frame, error) {
-	if herr != nil && !c.st.AppliesOnError() {
-		return nil, nil
-	}
-	out := &frame{}
-	if c.reset != nil {
-		out.dropped = append(out.dropped, *c.reset)
-	}
-	out.pooled = mem.DefaultBufferPool().Get(c.sealSize)
-	outcome, tok, err := h.sealer.Commit((*out.pooled)[:0], c.st)
+// pooled buffer, about the size of the request's: release the frame once it
+// is encoded.
+func (h *server) finish(x *scone.Exchange, herr error, inSize int) (*frame, error) {
+	out := &frame{pooled: mem.DefaultBufferPool().Get(max(inSize+256, 1024))}
+	r, err := x.Finish((*out.pooled)[:0], herr != nil)
 	if err != nil {
 		out.release()
 		return nil, statusError(err)
 	}
-	if cap(tok) != cap(*out.pooled) {
-		out.release() // the SCONE outgrew the buffer and has a slice of its own
-	}
-	switch outcome {
-	case scone.Updated:
-		out.scones = append(out.scones, tok)
-	case scone.Dropped:
-		out.dropped = append(out.dropped, drop{c.st.Service(), c.ownScope})
-	}
-	c.carry.changes(out)
-	if out.empty() {
+	if r.Empty() {
 		out.release()
 		return nil, nil
 	}
+	if len(r.SCONEs) == 0 || &r.SCONEs[0][0] != &(*out.pooled)[0] {
+		out.release() // no new SCONE, or it outgrew the buffer and has a slice of its own
+	}
+	out.scones, out.dropped = r.SCONEs, r.Dropped
 	return out, nil
-}
-
-// splitSCONEs picks this service's SCONE out of a request's SCONEs (the one
-// filed under the request's scope, else the newest) and returns the others,
-// the passengers for back ends.
-func splitSCONEs(tokens [][]byte, service, scope string) (own []byte, ownScope string, passengers [][]byte, err error) {
-	var ownVersion uint64
-	var ownScopeB []byte
-	for _, tok := range tokens {
-		hdr, err := scone.Peek(tok)
-		if err != nil {
-			return nil, "", nil, err
-		}
-		if string(hdr.Service) != service {
-			passengers = append(passengers, tok)
-			continue
-		}
-		inScope, ownInScope := string(hdr.Scope) == scope, own != nil && string(ownScopeB) == scope
-		if own == nil || inScope && !ownInScope || inScope == ownInScope && hdr.Version > ownVersion {
-			own, ownScopeB, ownVersion = tok, hdr.Scope, hdr.Version
-		}
-	}
-	if string(ownScopeB) == scope {
-		return own, scope, passengers, nil
-	}
-	return own, string(ownScopeB), passengers, nil
 }
 
 // serverStream gives a stream handler the context with its state.
