@@ -328,3 +328,27 @@ func TestFailedCommitLeavesState(t *testing.T) {
 		t.Fatalf("commit after the failure: v%d, %v", h.Version, err)
 	}
 }
+
+func TestFreeze(t *testing.T) {
+	t.Parallel()
+	st := NewState(Expect{Service: "cart"}, "/")
+	st.SetData([]byte("before"))
+	st.Freeze()
+	for name, change := range map[string]func(){
+		"SetData": func() { st.SetData([]byte("after")) },
+		"Drop":    st.Drop,
+		"Update":  func() { st.Update(func(d []byte) []byte { return d }) },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil || CodeOf(r.(error)) != CodeInternal {
+					t.Errorf("%s after Freeze: recovered %v", name, r)
+				}
+			}()
+			change()
+		}()
+	}
+	if string(st.Data()) != "before" {
+		t.Fatal("a frozen state changed")
+	}
+}

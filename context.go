@@ -25,6 +25,7 @@ type State struct {
 	stale        bool
 	ttl          time.Duration
 	applyOnError bool
+	frozen       bool // sealed while the handler goes on: changes panic
 }
 
 type stateKey struct{}
@@ -122,8 +123,23 @@ func (st *State) set(f *string, s string) {
 
 // touch marks the state changed; st.mu must be held.
 func (st *State) touch() {
+	if st.frozen {
+		panic(errFrozen)
+	}
 	st.changed = true
 	st.dropped = false
+}
+
+var errFrozen = NewError(CodeInternal, "state changed after the hook sealed it (the reply's headers were already sent): the change would be lost")
+
+// Freeze makes every later change of the State panic. A hook calls it when
+// it has sealed the state but the handler goes on running (an HTTP handler
+// that streams its body): a change then could not be sealed, and a panic is
+// better than losing it silently.
+func (st *State) Freeze() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.frozen = true
 }
 
 // Version returns the version of the restored SCONE (0 on a first call).
@@ -160,6 +176,9 @@ func (st *State) SetTTL(d time.Duration) {
 func (st *State) Drop() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.frozen {
+		panic(errFrozen)
+	}
 	st.dropped = true
 	st.changed = false
 }
