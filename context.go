@@ -74,8 +74,8 @@ func (st *State) Data() []byte {
 func (st *State) SetData(b []byte) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.sc.Data = append(st.sc.Data[:0], b...)
 	st.touch()
+	st.sc.Data = append(st.sc.Data[:0], b...)
 }
 
 // Update replaces the application data with what f returns, given the
@@ -86,8 +86,8 @@ func (st *State) SetData(b []byte) {
 func (st *State) Update(f func(data []byte) []byte) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.sc.Data = f(st.sc.Data)
 	st.touch()
+	st.sc.Data = f(st.sc.Data)
 }
 
 // Object returns the object ID.
@@ -117,8 +117,8 @@ func (st *State) get(f *string) string {
 func (st *State) set(f *string, s string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	*f = s
 	st.touch()
+	*f = s
 }
 
 // touch marks the state changed; st.mu must be held.

@@ -59,8 +59,8 @@ func (t Typed[T]) Store(ctx context.Context, v T) error {
 	if err != nil {
 		return WrapError(CodeInternal, "state does not encode", err)
 	}
-	st.sc.Data = b
 	st.touch()
+	st.sc.Data = b
 	return nil
 }
 
