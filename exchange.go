@@ -150,3 +150,44 @@ func resettable(c Code) bool {
 	}
 	return false
 }
+
+// ApplyReply keeps the SCONEs of a reply in a client's holder: the
+// sessions it ended, then its new versions (newest wins). sent are the
+// SCONEs the request carried: a reply may only end those sessions, and
+// fails with ErrForeignDrop otherwise. With a BatchHolder (scone.Dict) the
+// reply is kept whole or not at all, and the holder takes ownership of the
+// tokens; with another Holder it is applied one SCONE at a time.
+func ApplyReply(h Holder, r *Reply, sent [][]byte) error {
+	for _, d := range r.Dropped {
+		if !carries(sent, d) {
+			return ErrForeignDrop
+		}
+	}
+	if b, ok := h.(BatchHolder); ok {
+		return b.Apply(r.Dropped, r.SCONEs)
+	}
+	for _, tok := range r.SCONEs {
+		if _, err := Peek(tok); err != nil {
+			return err
+		}
+	}
+	for _, d := range r.Dropped {
+		h.Delete(d.Service, d.Scope)
+	}
+	for _, tok := range r.SCONEs {
+		if _, err := h.Put(tok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// carries reports whether one of the tokens is the SCONE of key.
+func carries(tokens [][]byte, key HolderKey) bool {
+	for _, tok := range tokens {
+		if h, err := Peek(tok); err == nil && string(h.Service) == key.Service && string(h.Scope) == key.Scope {
+			return true
+		}
+	}
+	return false
+}

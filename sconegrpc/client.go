@@ -255,36 +255,6 @@ func (o *originHolder) requestScope() string { return "" }
 // carried. With a scone.BatchHolder (scone.Dict is one) the change is all or
 // nothing; with another Holder it is applied one SCONE at a time.
 func (o *originHolder) apply(f *frame, sent [][]byte) error {
-	for _, d := range f.dropped {
-		if !carried(sent, d) {
-			return scone.ErrForeignDrop
-		}
-	}
-	if b, ok := o.h.(scone.BatchHolder); ok {
-		return b.Apply(f.dropped, f.scones) // the tokens are this call's own copies
-	}
-	for _, tok := range f.scones {
-		if _, err := scone.Peek(tok); err != nil {
-			return err
-		}
-	}
-	for _, d := range f.dropped {
-		o.h.Delete(d.Service, d.Scope)
-	}
-	for _, tok := range f.scones {
-		if _, err := o.h.Put(tok); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// carried reports whether one of the sent SCONEs is the dropped one.
-func carried(sent [][]byte, d scone.HolderKey) bool {
-	for _, tok := range sent {
-		if h, err := scone.Peek(tok); err == nil && string(h.Service) == d.Service && string(h.Scope) == d.Scope {
-			return true
-		}
-	}
-	return false
+	// The frame's tokens are this call's own copies: the holder may keep them.
+	return scone.ApplyReply(o.h, &scone.Reply{SCONEs: f.scones, Dropped: f.dropped}, sent)
 }

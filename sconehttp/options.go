@@ -1,0 +1,148 @@
+package sconehttp
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+
+	"github.com/scone-project/scone"
+)
+
+// Option configures the Middleware.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// DefaultBufferLimit is how much of a response body the Middleware holds
+// back (so the state is sealed after the handler is done) before it must
+// send the headers, and so seal, early.
+const DefaultBufferLimit = 64 << 10
+
+type config struct {
+	scope        func(*http.Request) string
+	identity     func(*http.Request) string
+	resetOnError bool
+	cookies      cookiePolicy
+	bufferLimit  int
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		scope:       StaticScope("/"),
+		identity:    PeerIdentity,
+		cookies:     cookiePolicy{budget: DefaultCookieBudget, sameSite: http.SameSiteLaxMode},
+		bufferLimit: DefaultBufferLimit,
+	}
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	return c
+}
+
+// WithScope sets the scope of the SCONEs sealed for a request that comes
+// straight from a client (default StaticScope("/")): for cookies, the path
+// the browser sends them back to. A front end's own front end may pass
+// another (HeaderScope); back ends seal with it.
+func WithScope(f func(*http.Request) string) Option {
+	return optionFunc(func(c *config) { c.scope = f })
+}
+
+// StaticScope returns a scope function for WithScope that always gives
+// scope, for example "/shop/" for a handler mounted there.
+func StaticScope(scope string) func(*http.Request) string {
+	return func(*http.Request) string { return scope }
+}
+
+// WithClientIdentity sets how the Middleware identifies the caller, for
+// SCONEs bound to a client (scone.WithClientBinding). The default,
+// PeerIdentity, uses the verified TLS client certificate.
+func WithClientIdentity(f func(*http.Request) string) Option {
+	return optionFunc(func(c *config) { c.identity = f })
+}
+
+// WithResetOnFailure treats SCONEs as a pure cache: one that does not open
+// (for a reason of its own) starts an empty state, and the response drops
+// it from the holder. Off by default, because it loses the client's state.
+func WithResetOnFailure() Option {
+	return optionFunc(func(c *config) { c.resetOnError = true })
+}
+
+// WithCookieBudget sets the longest name=value of a SCONE cookie (default
+// DefaultCookieBudget). A SCONE over it fails the request with 413.
+func WithCookieBudget(n int) Option {
+	return optionFunc(func(c *config) { c.cookies.budget = n })
+}
+
+// WithSameSite sets the SameSite attribute of SCONE cookies (default Lax).
+func WithSameSite(m http.SameSite) Option {
+	return optionFunc(func(c *config) { c.cookies.sameSite = m })
+}
+
+// WithSecureCookies forces the Secure attribute of SCONE cookies on or off
+// (default: on when the request came over TLS; set it on behind a
+// TLS-terminating proxy).
+func WithSecureCookies(on bool) Option {
+	return optionFunc(func(c *config) { c.cookies.secure = &on })
+}
+
+// WithBufferLimit sets how much of a response body the Middleware holds
+// back (default DefaultBufferLimit). A handler that writes more, or
+// flushes, gets its state sealed at that moment; changing the state after
+// it panics (scone.State.Freeze) rather than being lost.
+func WithBufferLimit(n int) Option {
+	return optionFunc(func(c *config) { c.bufferLimit = n })
+}
+
+// PeerIdentity returns "x509-sha256:<hex>", the SHA-256 of the request's
+// verified TLS client certificate, or "" when it has none.
+func PeerIdentity(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(r.TLS.VerifiedChains[0][0].Raw)
+	return "x509-sha256:" + hex.EncodeToString(sum[:])
+}
+
+// ClientOption configures a Transport.
+type ClientOption interface{ applyClient(*clientConfig) }
+
+type clientOptionFunc func(*clientConfig)
+
+func (f clientOptionFunc) applyClient(c *clientConfig) { f(c) }
+
+type clientConfig struct {
+	holder     scone.Holder
+	holderFrom func(context.Context) scone.Holder
+	concurrent bool
+	group      func(*http.Request) string
+}
+
+// WithHolder makes the Transport keep every host's SCONEs in h (default: a
+// scone.Dict per host, like a cookie jar's domains).
+func WithHolder(h scone.Holder) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.holder = h })
+}
+
+// WithHolderFromContext picks the holder of each request from its context:
+// for a process that is the SCONE client of many users (a web back end
+// holding each user's SCONEs). A request whose context gives nil fails.
+func WithHolderFromContext(f func(ctx context.Context) scone.Holder) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.holderFrom = f })
+}
+
+// WithConcurrentCalls lets requests that share SCONEs run at the same time.
+// By default the Transport serialises requests per holder and call group
+// (WithCallGroup), because two requests that start from the same SCONE each
+// get a successor, and the holder can keep only one.
+func WithConcurrentCalls() ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.concurrent = true })
+}
+
+// WithCallGroup sets which requests take turns: those whose group is the
+// same (default: the request's host).
+func WithCallGroup(f func(*http.Request) string) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.group = f })
+}
