@@ -83,7 +83,7 @@ func requestSCONEs(r *http.Request) (tokens [][]byte, byHeader bool, err error) 
 		}
 	}
 	for _, c := range r.Cookies() {
-		if strings.HasPrefix(c.Name, CookiePrefix) {
+		if strings.HasPrefix(c.Name, CookiePrefix) && c.Value != "" { // empty: an ended session
 			if err := add(c.Value); err != nil {
 				return nil, byHeader, err
 			}
@@ -154,12 +154,12 @@ func (p *cookiePolicy) replyCookies(r *scone.Reply, req *http.Request, now time.
 		}
 		return &http.Cookie{Name: cookieName(service), Path: scope, HttpOnly: true, Secure: secure, SameSite: p.sameSite}
 	}
+	// New values first, then the ends of sessions. A session's cookie is
+	// not deleted (Max-Age=0) but emptied, with a lifetime of a second: some
+	// clients (curl 7.88) undo a deletion that another cookie follows in the
+	// same response. An empty SCONE cookie counts as none.
 	var out []*http.Cookie
-	for _, d := range r.Dropped {
-		c := cookie(d.Service, d.Scope)
-		c.MaxAge = -1 // "Max-Age=0": delete it
-		out = append(out, c)
-	}
+	set := map[string]bool{}
 	for _, tok := range r.SCONEs {
 		h, err := scone.Peek(tok)
 		if err != nil {
@@ -174,6 +174,15 @@ func (p *cookiePolicy) replyCookies(r *scone.Reply, req *http.Request, now time.
 		}
 		// Expiries are whole milliseconds: measure from now's millisecond.
 		c.MaxAge = max(1, int(h.Expires.Sub(now.Truncate(time.Millisecond)).Seconds()))
+		out = append(out, c)
+		set[c.Name+"\x00"+c.Path] = true
+	}
+	for _, d := range r.Dropped {
+		c := cookie(d.Service, d.Scope)
+		if set[c.Name+"\x00"+c.Path] {
+			continue // replaced in this response
+		}
+		c.MaxAge = 1
 		out = append(out, c)
 	}
 	return out, nil

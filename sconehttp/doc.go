@@ -15,7 +15,9 @@
 // `curl -c jar -b jar` are holders as they are. RFC 6265 guarantees 4096
 // bytes per cookie: a SCONE that does not fit fails the request with 413
 // (too_large) rather than being cut or dropped; scone.WithCompression
-// makes more state fit.
+// makes more state fit. When a session ends, its cookie is emptied and
+// expires within a second (an empty SCONE cookie counts as none): some
+// clients fail to delete several cookies in one response.
 //
 // The header carrier is for services: the Transport sends its SCONEs in the
 // "Scone" request header (text form, comma-separated), and the Middleware

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -35,15 +36,17 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("bookstore", flag.ContinueOnError)
-	role := fs.String("role", "", "gateway, cart, inventory (servers), or shopper (a client)")
-	listen := fs.String("listen", "127.0.0.1:0", "servers: address to serve on")
+	role := fs.String("role", "", "gateway, cart, inventory (servers), or shopper (a client); with -http and no role, the whole shop in one process")
+	listen := fs.String("listen", "127.0.0.1:0", "servers: address to serve gRPC on")
+	httpAddr := fs.String("http", "", "the gateway (or the whole shop): also serve the HTTP/JSON front and its page on this address")
 	keys := fs.String("keys", "", "servers: key file (make one with: go run ./cmd/scone keygen --out keys.json)")
 	cart := fs.String("cart", "", "gateway: cart replica addresses, comma-separated")
 	inventory := fs.String("inventory", "", "gateway, cart: inventory replica addresses, comma-separated")
 	gateway := fs.String("gateway", "", "shopper: gateway replica addresses, comma-separated")
 	jar := fs.String("jar", "shopper.scones", "shopper: file that keeps the shopper's SCONEs between runs")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: bookstore -role=gateway|cart|inventory [flags]")
+		fmt.Fprintln(fs.Output(), "usage: bookstore -http=ADDR -keys=FILE            (the whole shop, HTTP front on ADDR)")
+		fmt.Fprintln(fs.Output(), "       bookstore -role=gateway|cart|inventory [flags]")
 		fmt.Fprintln(fs.Output(), "       bookstore -role=shopper -gateway=ADDRS [-jar=FILE] add ISBN N | remove ISBN N | cart | list | checkout | books")
 		fs.PrintDefaults()
 	}
@@ -51,8 +54,12 @@ func run(args []string) error {
 		return err
 	}
 	switch shop.Role(*role) {
+	case "":
+		if *httpAddr != "" {
+			return allInOne(*httpAddr, *keys)
+		}
 	case shop.RoleGateway, shop.RoleCart, shop.RoleInventory:
-		return serve(shop.Role(*role), *listen, *keys, split(*cart), split(*inventory))
+		return serve(shop.Role(*role), *listen, *httpAddr, *keys, split(*cart), split(*inventory))
 	case "shopper":
 		return shopper(split(*gateway), *jar, fs.Args())
 	}
@@ -67,15 +74,56 @@ func split(s string) []string {
 	return strings.Split(s, ",")
 }
 
-func serve(role shop.Role, listen, keys string, cartAddrs, invAddrs []string) error {
+func newSealer(keys string) (*scone.Sealer, error) {
 	if keys == "" {
-		return errors.New("-keys is required: every replica of every tier needs the same key file")
+		return nil, errors.New("-keys is required: every replica of every tier needs the same key file (go run ./cmd/scone keygen --out keys.json)")
 	}
 	ring, err := scone.ReadKeyFile(keys)
 	if err != nil {
+		return nil, err
+	}
+	return scone.NewSealer(ring)
+}
+
+// allInOne runs one replica of every tier on loopback, and the HTTP front.
+func allInOne(httpAddr, keys string) error {
+	sealer, err := newSealer(keys)
+	if err != nil {
 		return err
 	}
-	sealer, err := scone.NewSealer(ring)
+	d, err := shop.Deploy(sealer, 1)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	b := d.Backends()
+	return serveHTTP(httpAddr, shop.HTTPHandler(&shop.Gateway{Cart: b.Cart, Inventory: b.Inventory}, sealer))
+}
+
+// serveHTTP serves h on addr until SIGINT or SIGTERM.
+func serveHTTP(addr string, h http.Handler) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("HTTP front on http://%s%s\n", lis.Addr(), shop.HTTPScope)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
+	if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func serve(role shop.Role, listen, httpAddr, keys string, cartAddrs, invAddrs []string) error {
+	sealer, err := newSealer(keys)
 	if err != nil {
 		return err
 	}
@@ -99,6 +147,17 @@ func serve(role shop.Role, listen, keys string, cartAddrs, invAddrs []string) er
 	srv, err := shop.NewServer(role, sealer, b)
 	if err != nil {
 		return err
+	}
+	if httpAddr != "" {
+		if role != shop.RoleGateway {
+			return errors.New("-http: only the gateway has an HTTP front")
+		}
+		go func() {
+			if err := serveHTTP(httpAddr, shop.HTTPHandler(&shop.Gateway{Cart: b.Cart, Inventory: b.Inventory}, sealer)); err != nil {
+				fmt.Fprintln(os.Stderr, "bookstore: HTTP front:", err)
+				os.Exit(1)
+			}
+		}()
 	}
 	lis, err := net.Listen("tcp", listen)
 	if err != nil {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -22,25 +24,39 @@ type Deployment struct {
 	sealer *scone.Sealer
 	tiers  map[Role][]*Replica
 	conns  []*grpc.ClientConn
+	http   bool
+	b      Backends
 }
+
+// DeployOption configures Deploy.
+type DeployOption func(*Deployment)
+
+// WithHTTP makes every gateway replica serve the HTTP front too
+// (HTTPHandler), on a port of its own (Replica.HTTPAddr).
+func WithHTTP() DeployOption { return func(d *Deployment) { d.http = true } }
 
 // Replica is one server process of a tier (here, one gRPC server).
 type Replica struct {
-	Role Role
-	Name string // for example "cart-2"
-	Addr string
+	Role     Role
+	Name     string // for example "cart-2"
+	Addr     string
+	HTTPAddr string // the HTTP front of a gateway replica, with WithHTTP
 
 	served atomic.Int64
 	d      *Deployment
 	b      Backends
 
-	mu  sync.Mutex
-	srv *grpc.Server // nil while down
+	mu   sync.Mutex
+	srv  *grpc.Server // nil while down
+	hsrv *http.Server // the HTTP front, if any
 }
 
 // Deploy starts n replicas of each tier, all sealing with sealer.
-func Deploy(sealer *scone.Sealer, n int) (*Deployment, error) {
+func Deploy(sealer *scone.Sealer, n int, opts ...DeployOption) (*Deployment, error) {
 	d := &Deployment{sealer: sealer, tiers: map[Role][]*Replica{}}
+	for _, o := range opts {
+		o(d)
+	}
 	// Listen first, so every tier knows the addresses of the one below.
 	var listeners []net.Listener
 	closeAll := func() {
@@ -58,6 +74,15 @@ func Deploy(sealer *scone.Sealer, n int) (*Deployment, error) {
 			}
 			listeners = append(listeners, lis)
 			r := &Replica{Role: role, Name: fmt.Sprintf("%s-%d", role, i+1), Addr: lis.Addr().String(), d: d}
+			if role == RoleGateway && d.http {
+				hl, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					closeAll()
+					return nil, err
+				}
+				r.HTTPAddr = hl.Addr().String()
+				hl.Close() // serve listens again, as a restart does
+			}
 			d.tiers[role] = append(d.tiers[role], r)
 		}
 	}
@@ -70,6 +95,7 @@ func Deploy(sealer *scone.Sealer, n int) (*Deployment, error) {
 		d.conns = append(d.conns, conn)
 	}
 	b := Backends{Inventory: pb.NewInventoryClient(d.conns[0]), Cart: pb.NewCartClient(d.conns[1])}
+	d.b = b
 	i := 0
 	for _, role := range []Role{RoleInventory, RoleCart, RoleGateway} {
 		for _, r := range d.tiers[role] {
@@ -83,6 +109,10 @@ func Deploy(sealer *scone.Sealer, n int) (*Deployment, error) {
 	}
 	return d, nil
 }
+
+// Backends returns the deployment's connections to its back ends, for a
+// front end of one's own (see HTTPHandler).
+func (d *Deployment) Backends() Backends { return d.b }
 
 // Replicas returns the replicas of a tier.
 func (d *Deployment) Replicas(role Role) []*Replica { return d.tiers[role] }
@@ -120,6 +150,20 @@ func (r *Replica) serveLocked(lis net.Listener) error {
 		lis.Close()
 		return err
 	}
+	if r.HTTPAddr != "" {
+		hl, err := net.Listen("tcp", r.HTTPAddr)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		g := &Gateway{Cart: r.b.Cart, Inventory: r.b.Inventory}
+		h := HTTPHandler(g, r.d.sealer)
+		r.hsrv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			r.served.Add(1)
+			h.ServeHTTP(w, req)
+		}), ReadHeaderTimeout: 10 * time.Second}
+		go r.hsrv.Serve(hl)
+	}
 	r.srv = srv
 	go srv.Serve(lis)
 	return nil
@@ -144,9 +188,12 @@ func (r *Replica) Up() bool {
 // closed and calls in flight fail. It holds no state to lose.
 func (r *Replica) Kill() {
 	r.mu.Lock()
-	srv := r.srv
-	r.srv = nil
+	srv, hsrv := r.srv, r.hsrv
+	r.srv, r.hsrv = nil, nil
 	r.mu.Unlock()
+	if hsrv != nil {
+		hsrv.Close()
+	}
 	if srv != nil {
 		srv.Stop()
 	}
