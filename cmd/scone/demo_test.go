@@ -38,6 +38,16 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestDemoHTTP runs the demo over the HTTP front.
+func TestDemoHTTP(t *testing.T) {
+	var out bytes.Buffer
+	code := run([]string{"demo", "--transport=http", "--duration=3s", "--sessions=6", "--kill-every=400ms", "--seed=7", "--quiet"}, &out, &out)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if code != 0 || !regexp.MustCompile(`^verified: sessions=6 calls=\d+ restarts=\d+ lost=0$`).MatchString(lines[len(lines)-1]) {
+		t.Fatalf("demo over HTTP exited %d:\n%s", code, out.String())
+	}
+}
+
 func TestDemoFlags(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -48,6 +58,7 @@ func TestDemoFlags(t *testing.T) {
 		{[]string{"demo", "--mode=relay"}, 1, `--mode="relay"`},
 		{[]string{"demo", "--sessions=0"}, 1, "--sessions=0"},
 		{[]string{"demo", "--replicas=1"}, 1, "--replicas=1"},
+		{[]string{"demo", "--transport=smtp"}, 1, `--transport="smtp"`},
 		{[]string{"demo", "--nope"}, 2, "flag provided but not defined"},
 		{[]string{"demo", "--help"}, 2, "verified: sessions=N"},
 		{[]string{"nope"}, 2, `unknown command "nope"`},
