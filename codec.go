@@ -224,23 +224,41 @@ func AppendText(dst, token []byte) []byte {
 	return textEncoding.AppendEncode(dst, token)
 }
 
+// EncodeText returns the text form of a sealed SCONE.
+func EncodeText(token []byte) string { return textEncoding.EncodeToString(token) }
+
 // TextLen returns the length of the text form of an n-byte envelope.
 func TextLen(n int) int { return textEncoding.EncodedLen(n) }
 
 // DecodeText returns the envelope of a SCONE in text form. It refuses text
 // longer than the text form of a MaxEnvelopeSize envelope before decoding.
 func DecodeText(s string) ([]byte, error) {
-	return AppendDecodeText(nil, s)
+	if err := checkText(s); err != nil {
+		return nil, err
+	}
+	out, err := textEncoding.DecodeString(s)
+	if err != nil {
+		return nil, WrapError(CodeMalformed, "text form is not unpadded base64url", err)
+	}
+	return out, nil
+}
+
+// checkText refuses text forms that are too long or not canonical.
+func checkText(s string) error {
+	if len(s) > textEncoding.EncodedLen(MaxEnvelopeSize) {
+		return errCode(CodeTooLarge, "text form over the maximum size")
+	}
+	// The decoder skips CR and LF; a canonical text form has none.
+	if strings.ContainsAny(s, "\r\n") {
+		return errCode(CodeMalformed, "text form contains a line break")
+	}
+	return nil
 }
 
 // AppendDecodeText is DecodeText appending to dst.
 func AppendDecodeText(dst []byte, s string) ([]byte, error) {
-	if len(s) > textEncoding.EncodedLen(MaxEnvelopeSize) {
-		return dst, errCode(CodeTooLarge, "text form over the maximum size")
-	}
-	// The decoder skips CR and LF; a canonical text form has none.
-	if strings.ContainsAny(s, "\r\n") {
-		return dst, errCode(CodeMalformed, "text form contains a line break")
+	if err := checkText(s); err != nil {
+		return dst, err
 	}
 	out, err := textEncoding.AppendDecode(dst, []byte(s))
 	if err != nil {

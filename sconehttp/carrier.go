@@ -95,7 +95,7 @@ func requestSCONEs(r *http.Request) (tokens [][]byte, byHeader bool, err error) 
 // setHeaders puts a reply's SCONEs on a response's headers.
 func setHeaders(h http.Header, r *scone.Reply) {
 	for _, tok := range r.SCONEs {
-		h.Add(HeaderSCONE, string(scone.AppendText(nil, tok)))
+		h.Add(HeaderSCONE, scone.EncodeText(tok))
 	}
 	for _, d := range r.Dropped {
 		h.Add(HeaderDrop, url.PathEscape(d.Service)+" "+url.PathEscape(d.Scope))
@@ -166,7 +166,7 @@ func (p *cookiePolicy) replyCookies(r *scone.Reply, req *http.Request, now time.
 			return nil, err
 		}
 		c := cookie(string(h.Service), string(h.Scope))
-		c.Value = string(scone.AppendText(nil, tok))
+		c.Value = scone.EncodeText(tok)
 		if n := len(c.Name) + 1 + len(c.Value); n > p.budget {
 			return nil, scone.NewError(scone.CodeTooLarge, "a SCONE cookie of "+strconv.Itoa(n)+
 				" bytes is over the cookie budget of "+strconv.Itoa(p.budget)+

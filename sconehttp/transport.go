@@ -105,7 +105,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	texts := make([]string, len(sent))
 	for i, tok := range sent {
-		texts[i] = string(scone.AppendText(nil, tok))
+		texts[i] = scone.EncodeText(tok)
 	}
 	out := req.Clone(ctx)
 	out.Header.Set(HeaderSCONE, strings.Join(texts, ", "))
