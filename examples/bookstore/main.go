@@ -39,7 +39,7 @@ func run(args []string) error {
 	role := fs.String("role", "", "gateway, cart, inventory (servers), or shopper (a client); with -http and no role, the whole shop in one process")
 	listen := fs.String("listen", "127.0.0.1:0", "servers: address to serve gRPC on")
 	httpAddr := fs.String("http", "", "the gateway (or the whole shop): also serve the HTTP/JSON front and its page on this address")
-	keys := fs.String("keys", "", "servers: key file (make one with: go run ./cmd/scone keygen --out keys.json)")
+	keys := fs.String("keys", "", "servers: key file (make one with: go run ./cmd/scone keygen --out keys.json); the whole shop (-http alone) creates "+defaultKeys+" when this is not set")
 	cart := fs.String("cart", "", "gateway: cart replica addresses, comma-separated")
 	inventory := fs.String("inventory", "", "gateway, cart: inventory replica addresses, comma-separated")
 	gateway := fs.String("gateway", "", "shopper: gateway replica addresses, comma-separated")
@@ -85,8 +85,26 @@ func newSealer(keys string) (*scone.Sealer, error) {
 	return scone.NewSealer(ring)
 }
 
+// defaultKeys is the key file the whole shop uses when -keys is not set.
+const defaultKeys = "bookstore-keys.json"
+
 // allInOne runs one replica of every tier on loopback, and the HTTP front.
+// Without -keys it uses defaultKeys, creating it on the first run, so a
+// restart keeps the sessions.
 func allInOne(httpAddr, keys string) error {
+	if keys == "" {
+		keys = defaultKeys
+		if _, err := os.Stat(keys); errors.Is(err, os.ErrNotExist) {
+			ring, err := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
+			if err != nil {
+				return err
+			}
+			if err := scone.WriteKeyFile(keys, ring); err != nil {
+				return err
+			}
+			fmt.Printf("created the key file %s (keep it: restarts with it keep the sessions)\n", keys)
+		}
+	}
 	sealer, err := newSealer(keys)
 	if err != nil {
 		return err
