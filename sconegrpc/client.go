@@ -73,7 +73,7 @@ type callHolder interface {
 	attach(dst [][]byte, method string) [][]byte
 	requestScope() string
 	// apply takes in a reply's frame; sent is what the call attached.
-	apply(f *frame, sent [][]byte) error
+	apply(f *Frame, sent [][]byte) error
 }
 
 // holderFor returns the holder of a call, or nil for a call on behalf of a
@@ -117,8 +117,8 @@ func (c *client) unary(ctx context.Context, method string, req, reply any, cc *g
 		}
 		defer release()
 	}
-	out := frame{scones: h.attach(nil, method), scope: h.requestScope()}
-	sent := out.scones
+	out := Frame{SCONEs: h.attach(nil, method), Scope: h.requestScope()}
+	sent := out.SCONEs
 
 	var trailer metadata.MD
 	callOpts := make([]grpc.CallOption, 0, len(opts)+2) // the caller's slice stays as it was
@@ -146,12 +146,12 @@ func applyReply(h callHolder, sent [][]byte, body []byte, inBody bool, trailer m
 		return statusError(err)
 	}
 	if inBody {
-		g, err := parseFrame(body)
+		g, err := ParseFrame(body)
 		if err != nil {
 			return statusError(err)
 		}
-		f.scones = append(f.scones, g.scones...)
-		f.dropped = append(f.dropped, g.dropped...)
+		f.SCONEs = append(f.SCONEs, g.SCONEs...)
+		f.Dropped = append(f.Dropped, g.Dropped...)
 	}
 	if f.empty() {
 		return nil
@@ -176,14 +176,14 @@ func (c *client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 			return nil, err
 		}
 	}
-	out := frame{scones: h.attach(nil, method), scope: h.requestScope()}
+	out := Frame{SCONEs: h.attach(nil, method), Scope: h.requestScope()}
 	ctx = metadata.AppendToOutgoingContext(ctx, MetadataKey, string(encodeFrame(&out)))
 	cs, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil {
 		release()
 		return nil, err
 	}
-	s := &clientStream{ClientStream: cs, h: h, sent: out.scones, serverStreams: desc.ServerStreams}
+	s := &clientStream{ClientStream: cs, h: h, sent: out.SCONEs, serverStreams: desc.ServerStreams}
 	s.release = sync.OnceFunc(release)
 	s.stop = context.AfterFunc(ctx, s.release)
 	return s, nil
@@ -243,7 +243,7 @@ func (h carryHolder) lock(ctx context.Context, group string) (func(), error) {
 
 func (h carryHolder) attach(dst [][]byte, _ string) [][]byte { return h.c.Attach(dst) }
 func (h carryHolder) requestScope() string                   { return h.c.Scope() }
-func (h carryHolder) apply(f *frame, _ [][]byte) error       { return h.c.Apply(f.dropped, f.scones) }
+func (h carryHolder) apply(f *Frame, _ [][]byte) error       { return h.c.Apply(f.Dropped, f.SCONEs) }
 
 func (o *originHolder) attach(dst [][]byte, method string) [][]byte {
 	return o.h.Match(dst, method)
@@ -254,7 +254,7 @@ func (o *originHolder) requestScope() string { return "" }
 // apply keeps a reply's SCONEs. A reply may only end sessions the call
 // carried. With a scone.BatchHolder (scone.Dict is one) the change is all or
 // nothing; with another Holder it is applied one SCONE at a time.
-func (o *originHolder) apply(f *frame, sent [][]byte) error {
+func (o *originHolder) apply(f *Frame, sent [][]byte) error {
 	// The frame's tokens are this call's own copies: the holder may keep them.
-	return scone.ApplyReply(o.h, &scone.Reply{SCONEs: f.scones, Dropped: f.dropped}, sent)
+	return scone.ApplyReply(o.h, &scone.Reply{SCONEs: f.SCONEs, Dropped: f.Dropped}, sent)
 }

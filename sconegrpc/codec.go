@@ -25,7 +25,7 @@ import (
 // the frame once it is written.
 type bodyOut struct {
 	msg   any
-	frame *frame
+	frame *Frame
 }
 
 // bodyIn is a message to receive, and the frame that came before it.
@@ -65,9 +65,7 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	// Always pooled: with the frame, messages are rarely small.
 	pool := mem.DefaultBufferPool()
 	buf := pool.Get(total)
-	b := protowire.AppendTag((*buf)[:0], frameField, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(fsize))
-	b = appendFrame(b, out.frame)
+	b := AppendBodyField((*buf)[:0], out.frame)
 	out.frame.release()
 	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
 	if err != nil {
@@ -91,7 +89,7 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b := buf.ReadOnlyData()
-	if fr, rest, ok := takeField(b); ok {
+	if fr, rest, ok := SplitBody(b); ok {
 		in.frame = append(in.frame[:0], fr...)
 		in.found = true
 		b = rest

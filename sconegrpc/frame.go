@@ -25,16 +25,20 @@ import (
 //
 // In a unary message body the frame is field frameField of the message, the
 // first field written; in metadata it is the value of the key "scone-bin".
-type frame struct {
-	scones  [][]byte
-	dropped []scone.HolderKey
-	scope   string
+type Frame struct {
+	// SCONEs are sealed SCONE envelopes.
+	SCONEs [][]byte
+	// Dropped names the sessions that ended (replies only).
+	Dropped []scone.HolderKey
+	// Scope is, on a request from a front end to a back end, where the
+	// client files the back end's SCONEs.
+	Scope string
 
 	pooled *[]byte // a pooled buffer one of the scones lives in, if any
 }
 
 // release returns the frame's pooled buffer, once the frame is encoded.
-func (f *frame) release() {
+func (f *Frame) release() {
 	if f.pooled != nil {
 		mem.DefaultBufferPool().Put(f.pooled)
 		f.pooled = nil
@@ -64,17 +68,17 @@ const (
 )
 
 // empty reports whether the frame carries nothing.
-func (f *frame) empty() bool {
-	return len(f.scones) == 0 && len(f.dropped) == 0 && f.scope == ""
+func (f *Frame) empty() bool {
+	return len(f.SCONEs) == 0 && len(f.Dropped) == 0 && f.Scope == ""
 }
 
-// appendFrame appends the encoding of f to b.
-func appendFrame(b []byte, f *frame) []byte {
-	for _, s := range f.scones {
+// AppendFrame appends the encoding of f to b.
+func AppendFrame(b []byte, f *Frame) []byte {
+	for _, s := range f.SCONEs {
 		b = protowire.AppendTag(b, fieldSCONEs, protowire.BytesType)
 		b = protowire.AppendBytes(b, s)
 	}
-	for _, d := range f.dropped {
+	for _, d := range f.Dropped {
 		b = protowire.AppendTag(b, fieldDropped, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(dropSize(d)))
 		b = protowire.AppendTag(b, fieldDropService, protowire.BytesType)
@@ -82,41 +86,50 @@ func appendFrame(b []byte, f *frame) []byte {
 		b = protowire.AppendTag(b, fieldDropScope, protowire.BytesType)
 		b = protowire.AppendString(b, d.Scope)
 	}
-	if f.scope != "" {
+	if f.Scope != "" {
 		b = protowire.AppendTag(b, fieldScope, protowire.BytesType)
-		b = protowire.AppendString(b, f.scope)
+		b = protowire.AppendString(b, f.Scope)
 	}
 	return b
 }
 
 // frameSize returns the length of f's encoding.
-func frameSize(f *frame) int {
+func frameSize(f *Frame) int {
 	n := 0
-	for _, s := range f.scones {
+	for _, s := range f.SCONEs {
 		n += protowire.SizeTag(fieldSCONEs) + protowire.SizeBytes(len(s))
 	}
-	for _, d := range f.dropped {
+	for _, d := range f.Dropped {
 		n += protowire.SizeTag(fieldDropped) + protowire.SizeBytes(dropSize(d))
 	}
-	if f.scope != "" {
-		n += protowire.SizeTag(fieldScope) + protowire.SizeBytes(len(f.scope))
+	if f.Scope != "" {
+		n += protowire.SizeTag(fieldScope) + protowire.SizeBytes(len(f.Scope))
 	}
 	return n
 }
 
+// AppendBodyField appends f as the frame field of a message: write the
+// message's own encoding after it, and the result is the body carrier's
+// message.
+func AppendBodyField(dst []byte, f *Frame) []byte {
+	dst = protowire.AppendTag(dst, frameField, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(frameSize(f)))
+	return AppendFrame(dst, f)
+}
+
 // encodeFrame returns f's encoding in a buffer of its own.
-func encodeFrame(f *frame) []byte { return appendFrame(make([]byte, 0, frameSize(f)), f) }
+func encodeFrame(f *Frame) []byte { return AppendFrame(make([]byte, 0, frameSize(f)), f) }
 
 func dropSize(d scone.HolderKey) int {
 	return protowire.SizeTag(fieldDropService) + protowire.SizeBytes(len(d.Service)) +
 		protowire.SizeTag(fieldDropScope) + protowire.SizeBytes(len(d.Scope))
 }
 
-// parseFrame decodes a frame. The SCONEs it returns alias b. Unknown fields
+// ParseFrame decodes a frame. The SCONEs it returns alias b. Unknown fields
 // are skipped, so later versions may add fields; a malformed frame, too many
 // SCONEs or an oversized one fail with the scone code for it.
-func parseFrame(b []byte) (frame, error) {
-	var f frame
+func ParseFrame(b []byte) (Frame, error) {
+	var f Frame
 	if len(b) > maxFrameSize {
 		return f, scone.NewError(scone.CodeTooLarge, "SCONE frame over the size limit")
 	}
@@ -141,24 +154,24 @@ func parseFrame(b []byte) (frame, error) {
 		b = b[n:]
 		switch num {
 		case fieldSCONEs:
-			if len(f.scones) == maxFrameSCONEs {
+			if len(f.SCONEs) == maxFrameSCONEs {
 				return f, scone.NewError(scone.CodeTooLarge, "too many SCONEs in one frame")
 			}
-			f.scones = append(f.scones, v[:len(v):len(v)]) // no append runs into the next
+			f.SCONEs = append(f.SCONEs, v[:len(v):len(v)]) // no append runs into the next
 		case fieldDropped:
 			d, err := parseDrop(v)
 			if err != nil {
 				return f, err
 			}
-			if len(f.dropped) == maxFrameSCONEs {
+			if len(f.Dropped) == maxFrameSCONEs {
 				return f, scone.NewError(scone.CodeTooLarge, "too many dropped sessions in one frame")
 			}
-			f.dropped = append(f.dropped, d)
+			f.Dropped = append(f.Dropped, d)
 		case fieldScope:
 			if len(v) > scone.MaxScopeLen {
 				return f, scone.NewError(scone.CodeMalformed, "scope longer than 255 bytes")
 			}
-			f.scope = string(v)
+			f.Scope = string(v)
 		}
 	}
 	return f, nil
@@ -200,10 +213,11 @@ func parseDrop(b []byte) (scone.HolderKey, error) {
 
 var malformedFrame = scone.NewError(scone.CodeMalformed, "SCONE frame is not valid protobuf")
 
-// takeField finds the frame field in a message's encoding. It returns the
-// frame's bytes (aliasing b), b without the field, and whether it was found.
-// Only the first field is looked at: writers put the frame first.
-func takeField(b []byte) (fr, rest []byte, ok bool) {
+// SplitBody finds the frame field at the start of a message's encoding,
+// where the body carrier writes it. It returns the frame's bytes (aliasing
+// msg), msg without the field, and whether it was there. Relays use it to
+// take SCONEs off a reply.
+func SplitBody(b []byte) (frame, rest []byte, ok bool) {
 	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 || num != frameField || typ != protowire.BytesType {
 		return nil, b, false

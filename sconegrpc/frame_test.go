@@ -10,18 +10,18 @@ import (
 	"github.com/scone-project/scone"
 )
 
-func sampleFrame() frame {
-	return frame{
-		scones:  [][]byte{[]byte("first sealed scone"), []byte("second")},
-		dropped: []scone.HolderKey{{Service: "bookstore.v1.Cart", Scope: "/bookstore.v1.Gateway/"}},
-		scope:   "/bookstore.v1.Gateway/",
+func sampleFrame() Frame {
+	return Frame{
+		SCONEs:  [][]byte{[]byte("first sealed scone"), []byte("second")},
+		Dropped: []scone.HolderKey{{Service: "bookstore.v1.Cart", Scope: "/bookstore.v1.Gateway/"}},
+		Scope:   "/bookstore.v1.Gateway/",
 	}
 }
 
 func TestFrameRoundTrip(t *testing.T) {
 	t.Parallel()
-	for _, f := range []frame{{}, sampleFrame(), {scope: "/x/"}, {dropped: []scone.HolderKey{{Service: "s"}}}} {
-		got, err := parseFrame(appendFrame(nil, &f))
+	for _, f := range []Frame{{}, sampleFrame(), {Scope: "/x/"}, {Dropped: []scone.HolderKey{{Service: "s"}}}} {
+		got, err := ParseFrame(AppendFrame(nil, &f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,17 +31,17 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 }
 
-func framesEqual(a, b *frame) bool {
-	if len(a.scones) != len(b.scones) || len(a.dropped) != len(b.dropped) || a.scope != b.scope {
+func framesEqual(a, b *Frame) bool {
+	if len(a.SCONEs) != len(b.SCONEs) || len(a.Dropped) != len(b.Dropped) || a.Scope != b.Scope {
 		return false
 	}
-	for i := range a.scones {
-		if !bytes.Equal(a.scones[i], b.scones[i]) {
+	for i := range a.SCONEs {
+		if !bytes.Equal(a.SCONEs[i], b.SCONEs[i]) {
 			return false
 		}
 	}
-	for i := range a.dropped {
-		if a.dropped[i] != b.dropped[i] {
+	for i := range a.Dropped {
+		if a.Dropped[i] != b.Dropped[i] {
 			return false
 		}
 	}
@@ -50,31 +50,31 @@ func framesEqual(a, b *frame) bool {
 
 func TestFrameLimits(t *testing.T) {
 	t.Parallel()
-	var many frame
+	var many Frame
 	for range maxFrameSCONEs + 1 {
-		many.scones = append(many.scones, []byte("x"))
+		many.SCONEs = append(many.SCONEs, []byte("x"))
 	}
-	if _, err := parseFrame(appendFrame(nil, &many)); scone.CodeOf(err) != scone.CodeTooLarge {
+	if _, err := ParseFrame(AppendFrame(nil, &many)); scone.CodeOf(err) != scone.CodeTooLarge {
 		t.Errorf("too many SCONEs: %v", err)
 	}
-	if _, err := parseFrame(make([]byte, maxFrameSize+1)); scone.CodeOf(err) != scone.CodeTooLarge {
+	if _, err := ParseFrame(make([]byte, maxFrameSize+1)); scone.CodeOf(err) != scone.CodeTooLarge {
 		t.Errorf("oversized frame: %v", err)
 	}
-	long := frame{scope: string(make([]byte, 256))}
-	if _, err := parseFrame(appendFrame(nil, &long)); scone.CodeOf(err) != scone.CodeMalformed {
+	long := Frame{Scope: string(make([]byte, 256))}
+	if _, err := ParseFrame(AppendFrame(nil, &long)); scone.CodeOf(err) != scone.CodeMalformed {
 		t.Errorf("long scope: %v", err)
 	}
 	for _, bad := range [][]byte{{0x0a}, {0x0a, 0x05, 1}, {0xff}, {0x12, 0x00}} {
-		if _, err := parseFrame(bad); scone.CodeOf(err) != scone.CodeMalformed {
-			t.Errorf("parseFrame(%x) = %v", bad, err)
+		if _, err := ParseFrame(bad); scone.CodeOf(err) != scone.CodeMalformed {
+			t.Errorf("ParseFrame(%x) = %v", bad, err)
 		}
 	}
 	// Unknown fields are skipped, so frames can grow.
 	b := protowire.AppendTag(nil, 9, protowire.VarintType)
 	b = protowire.AppendVarint(b, 7)
 	f := sampleFrame()
-	b = appendFrame(b, &f)
-	if got, err := parseFrame(b); err != nil || !framesEqual(&got, &f) {
+	b = AppendFrame(b, &f)
+	if got, err := ParseFrame(b); err != nil || !framesEqual(&got, &f) {
 		t.Errorf("frame with an unknown field: %v", err)
 	}
 }
@@ -111,18 +111,18 @@ func TestExtractUnknown(t *testing.T) {
 // encodes back to a frame that parses the same.
 func FuzzParseFrame(f *testing.F) {
 	s := sampleFrame()
-	f.Add(appendFrame(nil, &s))
+	f.Add(AppendFrame(nil, &s))
 	f.Add([]byte{})
 	f.Add([]byte{0x12, 0x03, 0x0a, 0x01, 0x78})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := parseFrame(b)
+		fr, err := ParseFrame(b)
 		if err != nil {
 			if c := scone.CodeOf(err); c != scone.CodeMalformed && c != scone.CodeTooLarge {
 				t.Fatalf("parseFrame error with code %v", c)
 			}
 			return
 		}
-		again, err := parseFrame(appendFrame(nil, &fr))
+		again, err := ParseFrame(AppendFrame(nil, &fr))
 		if err != nil || !framesEqual(&fr, &again) {
 			t.Fatalf("re-encoded frame differs: %v", err)
 		}
@@ -134,13 +134,13 @@ func FuzzParseFrame(f *testing.F) {
 func FuzzBodyField(f *testing.F) {
 	s := sampleFrame()
 	msg := protowire.AppendTag(nil, frameField, protowire.BytesType)
-	msg = protowire.AppendBytes(msg, appendFrame(nil, &s))
+	msg = protowire.AppendBytes(msg, AppendFrame(nil, &s))
 	msg = protowire.AppendTag(msg, 1, protowire.BytesType)
 	msg = protowire.AppendString(msg, "isbn")
 	f.Add(msg)
 	f.Add([]byte{0x0a, 0x01, 0x61})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if fr, rest, ok := takeField(b); ok {
+		if fr, rest, ok := SplitBody(b); ok {
 			if len(rest)+len(fr) > len(b) {
 				t.Fatal("takeField returned more than its input")
 			}
@@ -176,14 +176,14 @@ func TestForeignDrop(t *testing.T) {
 	d.Put(inv)
 	o := &originHolder{h: d, c: newClient(nil)}
 	// The call carried cart only; the reply tries to end inventory's session.
-	err := o.apply(&frame{dropped: []scone.HolderKey{{Service: "inventory", Scope: "/g/"}}}, [][]byte{cart})
+	err := o.apply(&Frame{Dropped: []scone.HolderKey{{Service: "inventory", Scope: "/g/"}}}, [][]byte{cart})
 	if scone.CodeOf(err) != scone.CodeMalformed {
 		t.Fatalf("foreign drop: %v", err)
 	}
 	if _, ok := d.Get("inventory", "/g/"); !ok {
 		t.Fatal("a foreign drop deleted a SCONE")
 	}
-	if err := o.apply(&frame{dropped: []scone.HolderKey{{Service: "cart", Scope: "/g/"}}}, [][]byte{cart}); err != nil {
+	if err := o.apply(&Frame{Dropped: []scone.HolderKey{{Service: "cart", Scope: "/g/"}}}, [][]byte{cart}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := d.Get("cart", "/g/"); ok {

@@ -14,20 +14,20 @@ const MetadataKey = "scone-bin"
 
 // framesFromMetadata decodes every frame under MetadataKey in md into one.
 // present reports whether the key was there at all (a peer with the hook).
-func framesFromMetadata(md metadata.MD) (f frame, present bool, err error) {
+func framesFromMetadata(md metadata.MD) (f Frame, present bool, err error) {
 	return framesFromValues(md.Get(MetadataKey))
 }
 
-func framesFromValues(vals []string) (f frame, present bool, err error) {
+func framesFromValues(vals []string) (f Frame, present bool, err error) {
 	for _, v := range vals {
-		g, err := parseFrame([]byte(v))
+		g, err := ParseFrame([]byte(v))
 		if err != nil {
 			return f, true, err
 		}
-		f.scones = append(f.scones, g.scones...)
-		f.dropped = append(f.dropped, g.dropped...)
-		if f.scope == "" {
-			f.scope = g.scope
+		f.SCONEs = append(f.SCONEs, g.SCONEs...)
+		f.Dropped = append(f.Dropped, g.Dropped...)
+		if f.Scope == "" {
+			f.Scope = g.Scope
 		}
 	}
 	return f, len(vals) > 0, nil
@@ -37,12 +37,12 @@ func framesFromValues(vals []string) (f frame, present bool, err error) {
 // frame field among the message's unknown fields, taken off so the handler
 // never sees it) and in its metadata. hooked reports whether the caller runs
 // the client hook; body whether it used the body carrier.
-func requestFrame(ctx context.Context, req any) (f frame, hooked, body bool, err error) {
+func requestFrame(ctx context.Context, req any) (f Frame, hooked, body bool, err error) {
 	if m := messageV2Of(req); m != nil {
 		r := m.ProtoReflect()
 		if fr, rest, ok := extractUnknown(r.GetUnknown()); ok {
 			r.SetUnknown(rest)
-			if f, err = parseFrame(fr); err != nil {
+			if f, err = ParseFrame(fr); err != nil {
 				return f, true, true, err
 			}
 			hooked, body = true, true
@@ -54,9 +54,9 @@ func requestFrame(ctx context.Context, req any) (f frame, hooked, body bool, err
 	}
 	if present {
 		hooked = true
-		f.scones = append(f.scones, g.scones...)
-		if f.scope == "" {
-			f.scope = g.scope
+		f.SCONEs = append(f.SCONEs, g.SCONEs...)
+		if f.Scope == "" {
+			f.Scope = g.Scope
 		}
 	}
 	return f, hooked, body, nil

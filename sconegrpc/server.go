@@ -61,7 +61,7 @@ func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 		return nil, err
 	}
 	resp, herr := handler(x.Context(), req)
-	out, err := h.finish(x, herr, len(in.scones))
+	out, err := h.finish(x, herr, len(in.SCONEs))
 	switch {
 	case err != nil:
 		return nil, err
@@ -89,7 +89,7 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 		return err
 	}
 	herr := handler(srv, &serverStream{ss, x.Context()})
-	out, err := h.finish(x, herr, len(in.scones))
+	out, err := h.finish(x, herr, len(in.SCONEs))
 	if err != nil {
 		return err
 	}
@@ -103,13 +103,13 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 
 // begin restores the state of a request. A call from a client without the
 // hook gets an empty state, and nothing is sealed after it.
-func (h *server) begin(ctx context.Context, method string, in *frame, hooked bool) (*scone.Exchange, error) {
-	scope := in.scope
+func (h *server) begin(ctx context.Context, method string, in *Frame, hooked bool) (*scone.Exchange, error) {
+	scope := in.Scope
 	if scope == "" {
 		scope = h.cfg.scope(method)
 	}
 	x, err := h.sealer.Begin(ctx, scone.Incoming{
-		SCONEs:         in.scones,
+		SCONEs:         in.SCONEs,
 		Expect:         scone.Expect{Service: h.cfg.serviceID(method), Client: h.cfg.identity(ctx)},
 		Scope:          scope,
 		Plain:          !hooked,
@@ -125,8 +125,8 @@ func (h *server) begin(ctx context.Context, method string, in *frame, hooked boo
 // or nil when there is nothing to send. The new SCONE is sealed into a
 // pooled buffer, about the size of the request's: release the frame once it
 // is encoded.
-func (h *server) finish(x *scone.Exchange, herr error, inSize int) (*frame, error) {
-	out := &frame{pooled: mem.DefaultBufferPool().Get(max(inSize+256, 1024))}
+func (h *server) finish(x *scone.Exchange, herr error, inSize int) (*Frame, error) {
+	out := &Frame{pooled: mem.DefaultBufferPool().Get(max(inSize+256, 1024))}
 	r, err := x.Finish((*out.pooled)[:0], herr != nil)
 	if err != nil {
 		out.release()
@@ -139,7 +139,7 @@ func (h *server) finish(x *scone.Exchange, herr error, inSize int) (*frame, erro
 	if len(r.SCONEs) == 0 || &r.SCONEs[0][0] != &(*out.pooled)[0] {
 		out.release() // no new SCONE, or it outgrew the buffer and has a slice of its own
 	}
-	out.scones, out.dropped = r.SCONEs, r.Dropped
+	out.SCONEs, out.Dropped = r.SCONEs, r.Dropped
 	return out, nil
 }
 
