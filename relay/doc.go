@@ -1,0 +1,18 @@
+// Package relay keeps SCONEs in the network: a gRPC relay that stands
+// between gRPC clients and servers running the sconegrpc server hook (the
+// patent's Fig. 8). For every reply it takes the SCONEs off and keeps them,
+// keyed by the client's identity, service and scope; on the client's next
+// request, through this relay or any relay sharing the store, it attaches
+// them again. The client needs no SCONE code at all: an unmodified gRPC
+// client gets stateful sessions from stateless servers.
+//
+// A Store holds the SCONEs: MemoryStore, in the relay's memory (bounded; a
+// relay that dies loses what it held), or JetStreamStore, a NATS JetStream
+// key-value bucket shared by relays, so any relay can die without losing
+// state. The relay needs no key: it reads only the SCONEs' cleartext headers
+// (expiry, version, service, scope). Given the key ring (Config.Verify), it
+// also authenticates every SCONE an upstream sends before storing it.
+//
+// See docs/modes.md for what the mode promises, and cmd/scone's "relay"
+// command for the daemon.
+package relay

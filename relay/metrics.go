@@ -1,0 +1,52 @@
+package relay
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are a relay's Prometheus metrics (listed in docs/modes.md).
+type metrics struct {
+	requests    *prometheus.CounterVec
+	stored      prometheus.Counter
+	dropped     prometheus.Counter
+	attached    prometheus.Counter
+	passthrough prometheus.Counter
+	refused     *prometheus.CounterVec
+	storeTime   *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scone_relay_requests_total",
+			Help: "Requests relayed, by gRPC status code of their outcome.",
+		}, []string{"code"}),
+		stored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scone_relay_scones_stored_total",
+			Help: "SCONEs taken off replies and stored.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scone_relay_sessions_dropped_total",
+			Help: "Sessions ended by replies, their SCONEs deleted from the store.",
+		}),
+		attached: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scone_relay_scones_attached_total",
+			Help: "SCONEs attached to requests from the store.",
+		}),
+		passthrough: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scone_relay_passthrough_total",
+			Help: "Replies whose SCONEs went on to the client, because the request named no client.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scone_relay_refused_total",
+			Help: "Requests or replies refused by the relay, by scone error code.",
+		}, []string{"code"}),
+		storeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "scone_relay_store_seconds",
+			Help:    "Time spent in the store, by operation.",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10),
+		}, []string{"op"}),
+	}
+	reg.MustRegister(m.requests, m.stored, m.dropped, m.attached, m.passthrough, m.refused, m.storeTime)
+	return m
+}

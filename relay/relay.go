@@ -1,0 +1,294 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
+
+	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/sconegrpc"
+)
+
+// Server is a relay: a gRPC server that forwards every call to its
+// upstreams, holding the calls' SCONEs in its Store on the clients' behalf.
+type Server struct {
+	cfg      Config
+	grpc     *grpc.Server
+	conn     *grpc.ClientConn
+	verifier *scone.Sealer
+	reg      *prometheus.Registry
+	m        *metrics
+}
+
+// New returns a relay for cfg, connected (lazily) to its upstreams.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, reg: prometheus.NewRegistry()}
+	s.m = newMetrics(s.reg)
+	if cfg.VerifyKeys != nil {
+		v, err := scone.NewSealer(cfg.VerifyKeys, scone.WithMaxSize(cfg.MaxSize))
+		if err != nil {
+			return nil, err
+		}
+		s.verifier = v
+	}
+	r := manual.NewBuilderWithScheme("relay-upstreams")
+	eps := make([]resolver.Endpoint, len(cfg.Upstreams))
+	for i, a := range cfg.Upstreams {
+		eps[i] = resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}}
+	}
+	r.InitialState(resolver.State{Endpoints: eps})
+	creds := insecure.NewCredentials()
+	if cfg.UpstreamTLS != nil {
+		creds = credentials.NewTLS(cfg.UpstreamTLS)
+	}
+	conn, err := grpc.NewClient(r.Scheme()+":///upstreams",
+		grpc.WithResolvers(r),
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		}),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})),
+	)
+	if err != nil {
+		return nil, err
+	}
+	s.conn = conn
+	opts := []grpc.ServerOption{grpc.UnknownServiceHandler(s.relay), grpc.ForceServerCodecV2(rawCodec{})}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	return s, nil
+}
+
+// Serve serves gRPC on lis until Stop.
+func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
+
+// Stop stops at once: open calls fail. The store is not closed.
+func (s *Server) Stop() {
+	s.grpc.Stop()
+	s.conn.Close()
+}
+
+// GracefulStop waits for open calls to end, then stops.
+func (s *Server) GracefulStop() {
+	s.grpc.GracefulStop()
+	s.conn.Close()
+}
+
+// Metrics returns the registry of the relay's Prometheus metrics.
+func (s *Server) Metrics() *prometheus.Registry { return s.reg }
+
+var streamDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+
+// relay forwards one call, of any method and shape.
+func (s *Server) relay(_ any, ss grpc.ServerStream) error {
+	err := s.relayCall(ss)
+	s.m.requests.WithLabelValues(status.Code(err).String()).Inc()
+	return err
+}
+
+func (s *Server) relayCall(ss grpc.ServerStream) error {
+	ctx := ss.Context()
+	method, ok := grpc.MethodFromServerStream(ss)
+	if !ok {
+		return status.Error(codes.Internal, "relay: no method")
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	out := forwardable(md)
+	client := s.identity(ctx, md)
+	_, clientHooked := md[sconegrpc.MetadataKey]
+	hold := client != "" && !clientHooked // else the SCONEs are the client's to hold
+	var sent [][]byte
+	if hold {
+		t := time.Now()
+		var err error
+		sent, err = s.cfg.Store.Get(ctx, client, method)
+		s.m.storeTime.WithLabelValues("get").Observe(time.Since(t).Seconds())
+		if err != nil {
+			return s.refuse(err)
+		}
+		s.m.attached.Add(float64(len(sent)))
+		out.Set(sconegrpc.MetadataKey, string(sconegrpc.AppendFrame(nil, &sconegrpc.Frame{SCONEs: sent})))
+	}
+	cctx, cancel := context.WithCancel(metadata.NewOutgoingContext(ctx, out))
+	defer cancel()
+	cs, err := s.conn.NewStream(cctx, streamDesc, method)
+	if err != nil {
+		return err
+	}
+	go pump(ss, cs, cancel)
+
+	if h, err := cs.Header(); err == nil {
+		if err := ss.SendHeader(h); err != nil {
+			return err
+		}
+	}
+	var upErr error
+	for {
+		m := &rawMsg{}
+		if err := cs.RecvMsg(m); err != nil {
+			if !errors.Is(err, io.EOF) {
+				upErr = err
+			}
+			break
+		}
+		if err := ss.SendMsg(m); err != nil {
+			return err
+		}
+	}
+	trailer := cs.Trailer()
+	if hold {
+		if err := s.keep(ctx, client, trailer, sent); err != nil {
+			return s.refuse(err)
+		}
+	} else if len(trailer[sconegrpc.MetadataKey]) > 0 {
+		s.m.passthrough.Inc()
+	}
+	ss.SetTrailer(trailer)
+	return upErr
+}
+
+// keep takes a reply's SCONEs off its trailer and stores them.
+func (s *Server) keep(ctx context.Context, client string, trailer metadata.MD, sent [][]byte) error {
+	vals := trailer[sconegrpc.MetadataKey]
+	if len(vals) == 0 {
+		return nil
+	}
+	delete(trailer, sconegrpc.MetadataKey)
+	var r scone.Reply
+	for _, v := range vals {
+		f, err := sconegrpc.ParseFrame([]byte(v))
+		if err != nil {
+			return upstreamFault(err)
+		}
+		r.SCONEs = append(r.SCONEs, f.SCONEs...)
+		r.Dropped = append(r.Dropped, f.Dropped...)
+	}
+	for _, tok := range r.SCONEs {
+		if err := s.check(ctx, tok); err != nil {
+			return upstreamFault(err)
+		}
+	}
+	if r.Empty() {
+		return nil
+	}
+	t := time.Now()
+	err := s.cfg.Store.Apply(ctx, client, &r, sent)
+	s.m.storeTime.WithLabelValues("apply").Observe(time.Since(t).Seconds())
+	if err != nil {
+		return err
+	}
+	s.m.stored.Add(float64(len(r.SCONEs)))
+	s.m.dropped.Add(float64(len(r.Dropped)))
+	return nil
+}
+
+// check refuses a SCONE from an upstream that the relay must not store: one
+// over the size limit, malformed, or (with VerifyKeys) not authentic.
+func (s *Server) check(ctx context.Context, tok []byte) error {
+	if len(tok) > s.cfg.MaxSize {
+		return scone.NewError(scone.CodeTooLarge, "an upstream sent a SCONE over the relay's size limit")
+	}
+	h, err := scone.Peek(tok)
+	if err != nil {
+		return err
+	}
+	if s.verifier == nil {
+		return nil
+	}
+	var sc scone.SCONE
+	_, err = s.verifier.Open(ctx, &sc, tok, scone.Expect{Service: string(h.Service), Client: "*"})
+	if scone.CodeOf(err) == scone.CodeWrongClient {
+		err = nil // bound to its client: authentic all the same
+	}
+	return err
+}
+
+// upstreamFault reports a reply the relay refuses to store: the client's
+// call fails, and nothing of the reply is kept.
+func upstreamFault(err error) error {
+	return scone.WrapError(scone.CodeOf(err), "refused a SCONE from the upstream: "+messageOf(err), err)
+}
+
+func messageOf(err error) string {
+	var se *scone.Error
+	if errors.As(err, &se) {
+		return se.Message()
+	}
+	return err.Error()
+}
+
+// refuse turns a relay's own error into the call's status.
+func (s *Server) refuse(err error) error {
+	c := scone.CodeOf(err)
+	s.m.refused.WithLabelValues(c.String()).Inc()
+	s.cfg.Logger.Warn("relay refused a call", "code", c.String(), "err", err)
+	if c == scone.CodeUnknown {
+		return status.Error(codes.Unavailable, "relay: "+err.Error())
+	}
+	return sconegrpc.Status(err).Err()
+}
+
+// pump forwards the client's messages upstream, then half-closes.
+func pump(ss grpc.ServerStream, cs grpc.ClientStream, cancel context.CancelFunc) {
+	for {
+		m := &rawMsg{}
+		if err := ss.RecvMsg(m); err != nil {
+			if errors.Is(err, io.EOF) {
+				cs.CloseSend()
+			} else {
+				cancel()
+			}
+			return
+		}
+		if err := cs.SendMsg(m); err != nil {
+			return // the upstream side reports the error
+		}
+	}
+}
+
+// identity names the client: its verified TLS certificate, or the value of
+// the identity metadata key.
+func (s *Server) identity(ctx context.Context, md metadata.MD) string {
+	if id := sconegrpc.PeerIdentity(ctx); id != "" {
+		return id
+	}
+	if v := md.Get(s.cfg.IdentityKey); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// forwardable copies the metadata of a call that may go upstream: gRPC's own
+// and HTTP/2's reserved keys stay behind.
+func forwardable(md metadata.MD) metadata.MD {
+	out := make(metadata.MD, len(md))
+	for k, v := range md {
+		if strings.HasPrefix(k, ":") || strings.HasPrefix(k, "grpc-") ||
+			k == "content-type" || k == "user-agent" || k == "te" {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,240 @@
+package relay_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/scone-project/scone"
+	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/relay"
+	"github.com/scone-project/scone/sconegrpc"
+)
+
+const dune, neuromancer = "9780441013593", "9780441569595"
+
+func newRing(t testing.TB) *scone.KeyRing {
+	t.Helper()
+	ring, err := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ring
+}
+
+func newSealer(t testing.TB, ring *scone.KeyRing, opts ...scone.Option) *scone.Sealer {
+	t.Helper()
+	s, err := scone.NewSealer(ring, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startRelay serves a relay for cfg on 127.0.0.1 and returns its address.
+func startRelay(t testing.TB, cfg relay.Config) (*relay.Server, string) {
+	t.Helper()
+	r, err := relay.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Serve(lis)
+	t.Cleanup(r.Stop)
+	return r, lis.Addr().String()
+}
+
+// plainGateway is a gateway client without any SCONE code: only the
+// identity header.
+func plainGateway(t testing.TB, addr, identity string) (pb.GatewayClient, context.Context) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewGatewayClient(conn), metadata.AppendToOutgoingContext(context.Background(), "scone-client", identity)
+}
+
+func relayConfig(upstreams []string, store relay.Store) relay.Config {
+	cfg := relay.DefaultConfig()
+	cfg.Upstreams = upstreams
+	cfg.Store = store
+	return cfg
+}
+
+// eventually retries f until it succeeds or 10 s pass (a killed replica's
+// connection may fail a call or two).
+func eventually[T any](t *testing.T, f func() (T, error)) T {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := f()
+		if err == nil {
+			return v
+		}
+		if c := status.Code(err); c != codes.Unavailable || time.Now().After(deadline) {
+			t.Fatalf("call failed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestUnmodifiedClientKeepsSession: a client without any SCONE code keeps a
+// three-tier session through the relay, across replica kills and across
+// both ends failing.
+func TestUnmodifiedClientKeepsSession(t *testing.T) {
+	t.Parallel()
+	d, err := shop.Deploy(newSealer(t, newRing(t)), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	store := relay.NewMemoryStore(relay.DefaultMemoryConfig())
+	_, addr := startRelay(t, relayConfig(d.Addrs(shop.RoleGateway), store))
+	gw, ctx := plainGateway(t, addr, "alice")
+
+	for i, b := range shop.Catalog[:3] {
+		v, err := gw.AddItem(ctx, &pb.AddItemRequest{Isbn: b.Isbn, Quantity: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Lines) != i+1 || v.Operations != uint64(i+1) || v.Reserved != int32(i+1) {
+			t.Fatalf("add %d through the relay: %v", i, v)
+		}
+	}
+	if clients, scones := store.Len(); clients != 1 || scones != 3 {
+		t.Fatalf("the relay holds %d clients, %d SCONEs; want 1 and 3 (gateway, cart, inventory)", clients, scones)
+	}
+	// Another client is another session.
+	bob, bctx := plainGateway(t, addr, "bob")
+	if v, err := bob.GetCart(bctx, &pb.GetCartRequest{}); err != nil || len(v.Lines) != 0 {
+		t.Fatalf("bob sees %v, %v", v, err)
+	}
+
+	// A server replica of each tier killed mid-session: nothing lost.
+	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
+		d.Replicas(role)[0].Kill()
+	}
+	v := eventually(t, func() (*pb.CartView, error) { return gw.GetCart(ctx, &pb.GetCartRequest{}) })
+	if len(v.Lines) != 3 || v.Operations != 3 {
+		t.Fatalf("after killing replicas: %v", v)
+	}
+
+	// Both ends fail: every server replica restarted, and the client
+	// replaced by a new process (a new connection) with the same identity.
+	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
+		for _, r := range d.Replicas(role) {
+			r.Kill()
+			if err := r.Restart(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	gw2, ctx2 := plainGateway(t, addr, "alice")
+	v = eventually(t, func() (*pb.CartView, error) { return gw2.GetCart(ctx2, &pb.GetCartRequest{}) })
+	if len(v.Lines) != 3 || v.Operations != 3 || v.Reserved != 3 {
+		t.Fatalf("after both ends failed: %v", v)
+	}
+}
+
+// TestNoIdentityPassesThrough: a request that names no client gets its
+// SCONEs back in its trailers, for a client that holds them itself.
+func TestNoIdentityPassesThrough(t *testing.T) {
+	t.Parallel()
+	d, err := shop.Deploy(newSealer(t, newRing(t)), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	store := relay.NewMemoryStore(relay.DefaultMemoryConfig())
+	_, addr := startRelay(t, relayConfig(d.Addrs(shop.RoleGateway), store))
+	dict := scone.NewDict()
+	conn, err := grpc.NewClient(addr, append(sconegrpc.DialOptions(sconegrpc.WithHolder(dict), sconegrpc.WithMetadataCarrier()),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	gw := pb.NewGatewayClient(conn)
+	for range 2 {
+		if _, err := gw.AddItem(context.Background(), &pb.AddItemRequest{Isbn: dune, Quantity: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := gw.GetCart(context.Background(), &pb.GetCartRequest{})
+	if err != nil || v.Lines[0].Quantity != 2 {
+		t.Fatalf("a client holding its own SCONEs through the relay: %v %v", v, err)
+	}
+	if n, _ := dict.Len(); n != 3 {
+		t.Fatalf("the client holds %d SCONEs", n)
+	}
+	if clients, _ := store.Len(); clients != 0 {
+		t.Fatal("the relay stored SCONEs of a request without identity")
+	}
+}
+
+// TestMemoryStoreExpiry: stored SCONEs are gone at their expiry.
+func TestMemoryStoreExpiry(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	clk := func() time.Time { return now }
+	ring := newRing(t)
+	s := newSealer(t, ring, scone.WithClock(clk))
+	tok, _ := s.Seal(nil, &scone.SCONE{Service: "cart", Scope: "/", Version: 1, IssuedAt: now, Expires: now.Add(time.Minute)})
+	cfg := relay.DefaultMemoryConfig()
+	cfg.Now = func() time.Time { return now }
+	m := relay.NewMemoryStore(cfg)
+	ctx := context.Background()
+	if err := m.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{tok}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.Get(ctx, "alice", "/cart.Cart/Get"); len(got) != 1 {
+		t.Fatalf("before expiry: %d", len(got))
+	}
+	now = now.Add(time.Minute)
+	if got, _ := m.Get(ctx, "alice", "/cart.Cart/Get"); len(got) != 0 {
+		t.Fatal("an expired SCONE was attached")
+	}
+	m.Sweep()
+	if clients, scones := m.Len(); clients != 0 || scones != 0 {
+		t.Fatalf("after the sweep: %d clients, %d SCONEs", clients, scones)
+	}
+}
+
+// TestMemoryStoreBound: a full store refuses new clients before their call
+// reaches a server, and keeps serving the ones it holds.
+func TestMemoryStoreBound(t *testing.T) {
+	t.Parallel()
+	d, err := shop.Deploy(newSealer(t, newRing(t)), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cfg := relay.DefaultMemoryConfig()
+	cfg.MaxClients = 1
+	_, addr := startRelay(t, relayConfig(d.Addrs(shop.RoleGateway), relay.NewMemoryStore(cfg)))
+	alice, actx := plainGateway(t, addr, "alice")
+	if _, err := alice.AddItem(actx, &pb.AddItemRequest{Isbn: dune, Quantity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	bob, bctx := plainGateway(t, addr, "bob")
+	_, err = bob.AddItem(bctx, &pb.AddItemRequest{Isbn: dune, Quantity: 1})
+	if status.Code(err) != codes.ResourceExhausted || sconegrpc.CodeOf(err) != scone.CodeExhausted {
+		t.Fatalf("a new client at the bound: %v", err)
+	}
+	if v, err := alice.GetCart(actx, &pb.GetCartRequest{}); err != nil || v.Lines[0].Quantity != 1 {
+		t.Fatalf("the held client at the bound: %v %v", v, err)
+	}
+}

@@ -1,0 +1,145 @@
+package relay
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/scone-project/scone"
+)
+
+// Store keeps the SCONEs of many clients. Implementations must be safe for
+// concurrent use by many relays' requests, keep for each (client, service,
+// scope) the newest version only, and never return an expired SCONE.
+type Store interface {
+	// Get returns the live SCONEs held for client whose scope matches target
+	// (see scone.ScopeMatches). It fails with scone.CodeExhausted when a new
+	// client cannot be taken in, and scone.CodeUnavailable when the store
+	// cannot answer.
+	Get(ctx context.Context, client, target string) ([][]byte, error)
+	// Apply keeps a reply for client: its dropped sessions (which must be
+	// among sent, the SCONEs its request carried) and its new versions
+	// (newest wins), all at once or not at all.
+	Apply(ctx context.Context, client string, r *scone.Reply, sent [][]byte) error
+	// Close releases the store's resources.
+	Close() error
+}
+
+// MemoryConfig bounds a MemoryStore.
+type MemoryConfig struct {
+	// MaxClients is how many clients the store holds SCONEs for.
+	MaxClients int
+	// MaxPerClient bounds each client's SCONEs, by count and bytes.
+	MaxPerClient      int
+	MaxBytesPerClient int
+	// Now is the clock expiry is read by (nil: time.Now).
+	Now func() time.Time
+}
+
+// DefaultMemoryConfig returns the defaults of a MemoryStore.
+func DefaultMemoryConfig() MemoryConfig {
+	return MemoryConfig{
+		MaxClients:        100_000, // at about 1 KiB per session, 100 MiB
+		MaxPerClient:      64,
+		MaxBytesPerClient: 1 << 20,
+	}
+}
+
+// MemoryStore keeps SCONEs in the relay's memory: a scone.Dict per client.
+//
+// It is bounded. When it holds MaxClients clients, it first drops the
+// clients whose SCONEs have all expired; if it is still full, a request from
+// a new client is refused with scone.CodeExhausted (ResourceExhausted)
+// before it reaches a server, so no acknowledged state is ever dropped to
+// make room. Clients already held always get in.
+type MemoryStore struct {
+	cfg MemoryConfig
+
+	mu      sync.Mutex
+	clients map[string]*scone.Dict
+}
+
+// NewMemoryStore returns an empty MemoryStore.
+func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &MemoryStore{cfg: cfg, clients: make(map[string]*scone.Dict)}
+}
+
+// dict returns client's dictionary, making one if there is room.
+func (m *MemoryStore) dict(client string) (*scone.Dict, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d := m.clients[client]; d != nil {
+		return d, nil
+	}
+	if len(m.clients) >= m.cfg.MaxClients {
+		m.sweepLocked()
+		if len(m.clients) >= m.cfg.MaxClients {
+			return nil, scone.NewError(scone.CodeExhausted, "relay store full: "+
+				strconv.Itoa(m.cfg.MaxClients)+" clients with live SCONEs; no new sessions")
+		}
+	}
+	d := scone.NewDict(scone.WithDictLimits(m.cfg.MaxPerClient, m.cfg.MaxBytesPerClient), scone.WithDictClock(m.cfg.Now))
+	m.clients[client] = d
+	return d, nil
+}
+
+// sweepLocked drops clients with no live SCONE; m.mu is held.
+func (m *MemoryStore) sweepLocked() {
+	for c, d := range m.clients {
+		d.Sweep()
+		if n, _ := d.Len(); n == 0 {
+			delete(m.clients, c)
+		}
+	}
+}
+
+// Get implements Store.
+func (m *MemoryStore) Get(_ context.Context, client, target string) ([][]byte, error) {
+	d, err := m.dict(client)
+	if err != nil {
+		return nil, err
+	}
+	return d.Match(nil, target), nil
+}
+
+// Apply implements Store.
+func (m *MemoryStore) Apply(_ context.Context, client string, r *scone.Reply, sent [][]byte) error {
+	d, err := m.dict(client)
+	if err != nil {
+		return err
+	}
+	return scone.ApplyReply(d, r, sent)
+}
+
+// Sweep drops every expired SCONE, and the clients left with none. It
+// returns how many SCONEs it dropped.
+func (m *MemoryStore) Sweep() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for c, d := range m.clients {
+		n += d.Sweep()
+		if left, _ := d.Len(); left == 0 {
+			delete(m.clients, c)
+		}
+	}
+	return n
+}
+
+// Len returns how many clients and SCONEs the store holds.
+func (m *MemoryStore) Len() (clients, scones int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, d := range m.clients {
+		n, _ := d.Len()
+		scones += n
+	}
+	return len(m.clients), scones
+}
+
+// Close implements Store.
+func (m *MemoryStore) Close() error { return nil }
