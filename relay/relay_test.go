@@ -238,3 +238,75 @@ func TestMemoryStoreBound(t *testing.T) {
 		t.Fatalf("the held client at the bound: %v %v", v, err)
 	}
 }
+
+// badUpstream is an inventory that answers Held with the SCONE it is given,
+// as a misbehaving (or compromised) server would.
+type badUpstream struct {
+	pb.UnimplementedInventoryServer
+	tok []byte
+}
+
+func (b badUpstream) Held(ctx context.Context, _ *pb.HeldRequest) (*pb.Reservations, error) {
+	f := sconegrpc.Frame{SCONEs: [][]byte{b.tok}}
+	grpc.SetTrailer(ctx, metadata.Pairs(sconegrpc.MetadataKey, string(sconegrpc.AppendFrame(nil, &f))))
+	return &pb.Reservations{}, nil
+}
+
+// TestBadSCONEFromUpstream: a tampered (with the key ring configured) or
+// oversized SCONE from an upstream fails the call and is never stored.
+func TestBadSCONEFromUpstream(t *testing.T) {
+	t.Parallel()
+	ring := newRing(t)
+	s := newSealer(t, ring)
+	now := time.Now()
+	good, _ := s.Seal(nil, &scone.SCONE{Service: "bookstore.v1.Inventory", Scope: "/", Version: 1, IssuedAt: now, Expires: now.Add(time.Hour)})
+	tampered := append([]byte(nil), good...)
+	tampered[len(tampered)-1] ^= 1
+	big, _ := s.Seal(nil, &scone.SCONE{Service: "bookstore.v1.Inventory", Scope: "/", Version: 1, IssuedAt: now, Expires: now.Add(time.Hour), Data: make([]byte, 2048)})
+	for _, tc := range []struct {
+		name   string
+		tok    []byte
+		verify bool
+		code   scone.Code
+	}{
+		{"tampered", tampered, true, scone.CodeTampered},
+		{"oversized", big, false, scone.CodeTooLarge},
+		{"malformed", []byte("not a scone"), false, scone.CodeMalformed},
+		{"good", good, true, scone.CodeUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			up := grpc.NewServer()
+			pb.RegisterInventoryServer(up, badUpstream{tok: tc.tok})
+			go up.Serve(lis)
+			defer up.Stop()
+			store := relay.NewMemoryStore(relay.DefaultMemoryConfig())
+			cfg := relayConfig([]string{lis.Addr().String()}, store)
+			cfg.MaxSize = 1024
+			if tc.verify {
+				cfg.VerifyKeys = ring
+			}
+			_, addr := startRelay(t, cfg)
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "scone-client", "alice")
+			_, err = pb.NewInventoryClient(conn).Held(ctx, &pb.HeldRequest{})
+			_, scones := store.Len()
+			if tc.code == scone.CodeUnknown {
+				if err != nil || scones != 1 {
+					t.Fatalf("a good SCONE: %v, %d stored", err, scones)
+				}
+				return
+			}
+			if err == nil || sconegrpc.CodeOf(err) != tc.code || scones != 0 {
+				t.Fatalf("got %v (code %v), %d stored; want code %v and nothing stored", err, sconegrpc.CodeOf(err), scones, tc.code)
+			}
+		})
+	}
+}
