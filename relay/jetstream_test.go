@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
-	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/relay"
 )
 

@@ -22,7 +22,10 @@ import (
 	"github.com/scone-project/scone/sconegrpc"
 )
 
-var errUsage = errors.New("usage")
+var (
+	errUsage = errors.New("usage")      // bad flags: exit status 2
+	errHelp  = errors.New("help shown") // --help: exit status 0
+)
 
 type demoConfig struct {
 	mode      string
@@ -64,7 +67,7 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return c, errUsage
+			return c, errHelp
 		}
 		return c, errUsage
 	}

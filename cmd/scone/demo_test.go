@@ -60,7 +60,11 @@ func TestDemoFlags(t *testing.T) {
 		{[]string{"demo", "--replicas=1"}, 1, "--replicas=1"},
 		{[]string{"demo", "--transport=smtp"}, 1, `--transport="smtp"`},
 		{[]string{"demo", "--nope"}, 2, "flag provided but not defined"},
-		{[]string{"demo", "--help"}, 2, "verified: sessions=N"},
+		{[]string{"demo", "--help"}, 0, "verified: sessions=N"},
+		{[]string{"relay", "--help"}, 0, "SCONE_RELAY_<FLAG>"},
+		{[]string{"relay"}, 1, "--upstream is required"},
+		{[]string{"relay", "--upstream=x:1", "--store=disk"}, 1, `--store="disk"`},
+		{[]string{"keygen", "--help"}, 0, "scone-keys-v1"},
 		{[]string{"nope"}, 2, `unknown command "nope"`},
 		{[]string{}, 2, "usage: scone"},
 	} {

@@ -3,6 +3,8 @@
 //	scone demo    run the bookstore example on 127.0.0.1, kill and restart
 //	              servers under load, and verify that no session lost state
 //	scone keygen  write a new key file
+//	scone relay   run a relay that holds the SCONEs of clients without SCONE
+//	              code (in memory, or in a NATS JetStream bucket)
 //
 // Run "scone <command> --help" for a command's flags.
 package main
@@ -27,6 +29,7 @@ type command struct {
 var commands = []command{
 	{"demo", "run the bookstore on 127.0.0.1 with servers killed under load, and verify nothing was lost", runDemo},
 	{"keygen", "write a new key file", runKeygen},
+	{"relay", "run a relay that holds SCONEs in the network for clients without SCONE code", runRelay},
 }
 
 func usage(w io.Writer) {
@@ -60,7 +63,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if err := c.run(ctx, args[1:], stdout); err != nil {
-			if err == errUsage {
+			switch err {
+			case errHelp:
+				return 0
+			case errUsage:
 				return 2
 			}
 			fmt.Fprintf(stderr, "scone %s: %v\n", c.name, err)

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/relay"
+)
+
+const relaySummary = `Runs a relay: a gRPC proxy in front of servers that run the SCONE hook. It
+takes the SCONEs off every reply, keeps them for the client (named by its
+TLS client certificate or the --identity-key metadata), and attaches them to
+the client's next request, so clients need no SCONE code. With
+--store=jetstream, relays sharing a NATS JetStream bucket form one holder
+and any of them can die without losing state.`
+
+func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
+	f := newDaemonFlags("relay", stdout)
+	f.usage(relaySummary)
+	listen := f.String("listen", "127.0.0.1:7400", "address to serve gRPC on")
+	upstreams := f.String("upstream", "", "comma-separated addresses (host:port) of the servers to relay to; required")
+	identityKey := f.String("identity-key", "scone-client", "metadata key naming the client, when it has no TLS client certificate")
+	storeKind := f.String("store", "memory", "where SCONEs are kept: memory or jetstream")
+	maxClients := f.Int("max-clients", relay.DefaultMemoryConfig().MaxClients, "memory store: clients held at most; new ones are refused beyond")
+	natsURL := f.String("nats-url", nats.DefaultURL, "jetstream store: NATS server URLs, comma-separated")
+	bucket := f.String("bucket", "scone", "jetstream store: key-value bucket shared by the relays")
+	replicas := f.Int("replicas", 1, "jetstream store: NATS servers keeping each SCONE (1, 3 or 5)")
+	verifyKeys := f.String("verify-keys", "", "key file of the services: authenticate every SCONE from an upstream before storing it")
+	maxSize := f.Int("max-size", scone.DefaultMaxSize, "largest SCONE stored, in bytes")
+	tlsCert := f.String("tls-cert", "", "serve TLS with this certificate (PEM); with --tls-key")
+	tlsKey := f.String("tls-key", "", "private key (PEM) of --tls-cert")
+	clientCA := f.String("client-ca", "", "require client certificates signed by these CAs (PEM): they name the clients")
+	admin := f.String("admin", "127.0.0.1:9400", "address of /metrics and /healthz")
+	logger := f.logFlags(os.Stderr)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log, err := logger()
+	if err != nil {
+		return err
+	}
+
+	cfg := relay.DefaultConfig()
+	cfg.Logger = log
+	cfg.IdentityKey = *identityKey
+	cfg.MaxSize = *maxSize
+	if *upstreams == "" {
+		return errors.New("--upstream is required")
+	}
+	cfg.Upstreams = strings.Split(*upstreams, ",")
+	if *verifyKeys != "" {
+		if cfg.VerifyKeys, err = scone.ReadKeyFile(*verifyKeys); err != nil {
+			return fmt.Errorf("--verify-keys=%s: %w", *verifyKeys, err)
+		}
+	}
+	if cfg.TLS, err = serverTLS(*tlsCert, *tlsKey, *clientCA); err != nil {
+		return err
+	}
+	ready := func() error { return nil }
+	switch *storeKind {
+	case "memory":
+		mc := relay.DefaultMemoryConfig()
+		mc.MaxClients = *maxClients
+		cfg.Store = relay.NewMemoryStore(mc)
+	case "jetstream":
+		nc, err := nats.Connect(*natsURL, nats.Name("scone relay"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("--nats-url=%s: %w", *natsURL, err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		jc := relay.DefaultJetStreamConfig()
+		jc.Bucket, jc.Replicas = *bucket, *replicas
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		store, err := relay.NewJetStreamStore(octx, js, jc)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("--store=jetstream (--bucket=%s, --replicas=%d): %w", *bucket, *replicas, err)
+		}
+		cfg.Store = store
+		ready = func() error {
+			if !nc.IsConnected() {
+				return errors.New("not connected to NATS")
+			}
+			return nil
+		}
+	default:
+		return fmt.Errorf("--store=%q: want memory or jetstream", *storeKind)
+	}
+
+	r, err := relay.New(cfg)
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("--listen=%s: %w", *listen, err)
+	}
+	adminAddr, err := serveAdmin(ctx, *admin, r.Metrics(), ready, log)
+	if err != nil {
+		return fmt.Errorf("--admin=%s: %w", *admin, err)
+	}
+	log.Info("relay serving", "listen", lis.Addr().String(), "upstreams", cfg.Upstreams, "store", *storeKind, "admin", adminAddr.String())
+	go func() {
+		<-ctx.Done()
+		log.Info("relay draining calls in flight")
+		done := make(chan struct{})
+		go func() { r.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			r.Stop()
+		}
+	}()
+	return r.Serve(lis)
+}
+
+// serverTLS builds a server TLS config from flags, or nil for plaintext.
+func serverTLS(cert, key, clientCA string) (*tls.Config, error) {
+	if cert == "" && key == "" {
+		if clientCA != "" {
+			return nil, errors.New("--client-ca needs --tls-cert and --tls-key")
+		}
+		return nil, nil
+	}
+	kp, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert=%s, --tls-key=%s: %w", cert, key, err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS13}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca=%s: %w", clientCA, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--client-ca=%s: no PEM certificate in it", clientCA)
+		}
+		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return c, nil
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/scone-project/scone"
+	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+	"github.com/scone-project/scone/examples/bookstore/shop"
+)
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestRelayCommand runs "scone relay" in front of the bookstore, relays a
+// session of a client without SCONE code, and scrapes /metrics and
+// /healthz. Flags come from both the command line and the environment.
+func TestRelayCommand(t *testing.T) {
+	ring, _ := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
+	sealer, _ := scone.NewSealer(ring)
+	d, err := shop.Deploy(sealer, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	listen, admin := freePort(t), freePort(t)
+	t.Setenv("SCONE_RELAY_ADMIN", admin)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var out bytes.Buffer
+	go func() {
+		done <- runRelay(ctx, []string{"--listen=" + listen, "--upstream=" + strings.Join(d.Addrs(shop.RoleGateway), ",")}, &out)
+	}()
+	waitFor(t, "http://"+admin+"/healthz")
+
+	conn, err := grpc.NewClient(listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	gw := pb.NewGatewayClient(conn)
+	cctx := metadata.AppendToOutgoingContext(context.Background(), "scone-client", "alice")
+	for range 2 {
+		if _, err := gw.AddItem(cctx, &pb.AddItemRequest{Isbn: "9780441013593", Quantity: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := gw.GetCart(cctx, &pb.GetCartRequest{})
+	if err != nil || v.Lines[0].Quantity != 2 {
+		t.Fatalf("through scone relay: %v %v", v, err)
+	}
+
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{
+		`scone_relay_requests_total{code="OK"} 3`,
+		"scone_relay_scones_stored_total",
+		"scone_relay_scones_attached_total",
+		"scone_relay_store_seconds_bucket",
+		"go_goroutines",
+	} {
+		if !bytes.Contains(body, []byte(name)) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("relay ended with %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the relay did not stop")
+	}
+}
+
+func TestRelayFlagFromEnvironment(t *testing.T) {
+	t.Setenv("SCONE_RELAY_STORE", "tape")
+	var out bytes.Buffer
+	err := runRelay(context.Background(), []string{"--upstream=127.0.0.1:1"}, &out)
+	if err == nil || !strings.Contains(err.Error(), `--store="tape"`) {
+		t.Fatalf("a bad value from the environment: %v", err)
+	}
+	t.Setenv("SCONE_RELAY_REPLICAS", "many")
+	err = runRelay(context.Background(), []string{"--upstream=127.0.0.1:1"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "SCONE_RELAY_REPLICAS") {
+		t.Fatalf("an unparsable value from the environment: %v", err)
+	}
+}
+
+// waitFor waits until url answers 200, up to 10 s.
+func waitFor(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer", url)
+}
