@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/scone-project/scone"
@@ -42,7 +44,7 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 	var c demoConfig
 	fs := flag.NewFlagSet("scone demo", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.mode, "mode", "client", "where state lives: client (the client holds every tier's SCONEs)")
+	fs.StringVar(&c.mode, "mode", "client", "where state lives: client (the client holds every tier's SCONEs), or relay (relays in front of the gateways hold them in an embedded NATS JetStream bucket; the clients have no SCONE code)")
 	fs.StringVar(&c.transport, "transport", "grpc", "how the shoppers reach the gateway: grpc, or http (the HTTP/JSON front, SCONEs in headers)")
 	fs.IntVar(&c.sessions, "sessions", 32, "concurrent shopper sessions")
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "how long the sessions shop")
@@ -72,10 +74,12 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 		return c, errUsage
 	}
 	switch {
-	case c.mode != "client":
-		return c, fmt.Errorf("--mode=%q: this build has the client mode only", c.mode)
+	case c.mode != "client" && c.mode != "relay":
+		return c, fmt.Errorf("--mode=%q: want client or relay (circulate and cluster are not in this build)", c.mode)
 	case c.transport != "grpc" && c.transport != "http":
 		return c, fmt.Errorf("--transport=%q: want grpc or http", c.transport)
+	case c.mode == "relay" && c.transport != "grpc":
+		return c, fmt.Errorf("--transport=%q: the relays relay gRPC", c.transport)
 	case c.sessions < 1:
 		return c, fmt.Errorf("--sessions=%d: need at least 1", c.sessions)
 	case c.replicas < 2:
@@ -108,6 +112,8 @@ type demo struct {
 	mu    sync.Mutex // serialises output
 
 	dep      *shop.Deployment
+	relays   *relayTier // --mode=relay
+	groups   [][]victim // what the nemesis kills: one group per tier
 	sessions []*session
 	restarts atomic.Int64
 	kills    atomic.Int64
@@ -157,10 +163,40 @@ func (d *demo) run(ctx context.Context) error {
 		d.narrate("%-9s replicas: %s", role, strings.Join(names, ", "))
 	}
 	d.narrate("the gateway calls cart and inventory; cart calls inventory; every tier keeps its")
-	d.narrate("per-session state in a SCONE that the shopper's client holds, and no replica keeps any")
+	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
+		var g []victim
+		for _, r := range d.dep.Replicas(role) {
+			g = append(g, victim{r.Name, r.Addr, r.Up, r.Kill, r.Restart})
+		}
+		d.groups = append(d.groups, g)
+	}
+	if cfg.mode == "relay" {
+		if d.relays, err = startRelayTier(2, d.dep.Addrs(shop.RoleGateway)); err != nil {
+			return err
+		}
+		defer d.relays.close()
+		var g []victim
+		for _, r := range d.relays.relays {
+			g = append(g, victim{r.name, r.addr, r.up, r.kill, r.restart})
+			d.narrate("%-9s %s@%s, in front of the gateways", "relay", r.name, r.addr)
+		}
+		d.groups = append(d.groups, g)
+		d.narrate("per-session state in a SCONE; the relays take the SCONEs off the replies and keep them")
+		d.narrate("in a NATS JetStream bucket (NATS embedded here) they share: the shoppers have no SCONE")
+		d.narrate("code at all, only a scone-client header naming them, and no server or relay keeps any")
+	} else {
+		d.narrate("per-session state in a SCONE that the shopper's client holds, and no replica keeps any")
+	}
 
 	var gw shopper
-	if cfg.transport == "http" {
+	if cfg.mode == "relay" {
+		conn, err := shop.DialReplicas(d.relays.addrs()) // a plain gRPC client: no hook
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		gw = &grpcShopper{gw: pb.NewGatewayClient(conn), names: d.addrNames()}
+	} else if cfg.transport == "http" {
 		gw = newHTTPShopper(d.dep.Replicas(shop.RoleGateway))
 		d.narrate("the shoppers talk HTTP/JSON to the gateways' HTTP fronts, their SCONEs in Scone headers")
 	} else {
@@ -187,7 +223,7 @@ func (d *demo) run(ctx context.Context) error {
 	defer stopShopping()
 	var wg sync.WaitGroup
 	for _, s := range d.sessions {
-		wg.Go(func() { s.shop(context.WithValue(shopCtx, sessionKey{}, s), gw) })
+		wg.Go(func() { s.shop(d.sessionContext(shopCtx, s), gw) })
 	}
 	wg.Go(func() { d.nemesis(shopCtx) })
 	wg.Go(func() { d.ticker(shopCtx) })
@@ -197,12 +233,12 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	// Bring every replica back and read every session's final state.
-	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
-		for _, r := range d.dep.Replicas(role) {
-			switch err := r.Restart(); {
+	for _, g := range d.groups {
+		for _, v := range g {
+			switch err := v.restart(); {
 			case err == nil:
 				d.restarts.Add(1)
-				d.narrate("restart %s for the final check", r.Name)
+				d.narrate("restart %s for the final check", v.name)
 			case !errors.Is(err, shop.ErrUp):
 				return err
 			}
@@ -210,18 +246,36 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.narrate("shopping over: reading every session's final cart and comparing it with its model")
 	for _, s := range d.sessions {
-		wg.Go(func() { s.finalCheck(context.WithValue(ctx, sessionKey{}, s), gw) })
+		wg.Go(func() { s.finalCheck(d.sessionContext(ctx, s), gw) })
 	}
 	wg.Wait()
 	return d.summary()
 }
 
-// addrNames maps the replicas' addresses to their names.
+// sessionContext is the context of a session's calls: it carries the
+// session (its holder) and, in relay mode, the header that names it.
+func (d *demo) sessionContext(ctx context.Context, s *session) context.Context {
+	ctx = context.WithValue(ctx, sessionKey{}, s)
+	if d.cfg.mode == "relay" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "scone-client", fmt.Sprintf("shopper-%d", s.id))
+	}
+	return ctx
+}
+
+// victim is something the nemesis can kill and restart.
+type victim struct {
+	name, addr string
+	up         func() bool
+	kill       func()
+	restart    func() error
+}
+
+// addrNames maps the replicas' (and relays') addresses to their names.
 func (d *demo) addrNames() map[string]string {
 	names := map[string]string{}
-	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
-		for _, r := range d.dep.Replicas(role) {
-			names[r.Addr] = r.Name
+	for _, g := range d.groups {
+		for _, v := range g {
+			names[v.addr] = v.name
 		}
 	}
 	return names
@@ -263,14 +317,13 @@ func (d *demo) followFirstSession() {
 	}
 }
 
-// nemesis kills a random replica every killEvery, and restarts it half a
-// period later; at least one replica of each tier stays up.
+// nemesis kills a random replica (or relay) every killEvery, and restarts
+// it half a period later; at least one of each group stays up.
 func (d *demo) nemesis(ctx context.Context) {
 	if d.cfg.killEvery == 0 {
 		return
 	}
 	r := rand.New(rand.NewPCG(d.cfg.seed, 0))
-	roles := []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory}
 	tick := time.NewTicker(d.cfg.killEvery)
 	defer tick.Stop()
 	for {
@@ -279,31 +332,30 @@ func (d *demo) nemesis(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		role := roles[r.IntN(len(roles))]
-		reps := d.dep.Replicas(role)
-		victim := reps[r.IntN(len(reps))]
+		g := d.groups[r.IntN(len(d.groups))]
+		v := g[r.IntN(len(g))]
 		up := 0
-		for _, x := range reps {
-			if x.Up() {
+		for _, x := range g {
+			if x.up() {
 				up++
 			}
 		}
-		if !victim.Up() || up < 2 {
+		if !v.up() || up < 2 {
 			continue
 		}
-		victim.Kill()
+		v.kill()
 		d.kills.Add(1)
-		d.narrate("kill %s: its connections drop and calls in flight through it fail; it held no session state", victim.Name)
+		d.narrate("kill %s: its connections drop and calls in flight through it fail; it held no session state", v.name)
 		time.AfterFunc(d.cfg.killEvery/2, func() {
 			if ctx.Err() != nil {
 				return // the final check restarts it
 			}
-			switch err := victim.Restart(); {
+			switch err := v.restart(); {
 			case err == nil:
 				d.restarts.Add(1)
-				d.narrate("restart %s on %s", victim.Name, victim.Addr)
+				d.narrate("restart %s on %s", v.name, v.addr)
 			case !errors.Is(err, shop.ErrUp):
-				d.say("restart %s failed: %v", victim.Name, err)
+				d.say("restart %s failed: %v", v.name, err)
 			}
 		})
 	}
@@ -342,19 +394,25 @@ func (d *demo) ticker(ctx context.Context) {
 			}
 		}
 		d.narrate("%d calls/s; served: %s", calls-lastCalls, strings.Join(served, ", "))
-		d.narrate("state: %d SCONEs (%.1f KiB) held by %d clients; 0 bytes in the servers", scones, float64(bytes)/1024, len(d.sessions))
+		if d.relays != nil {
+			n, b := d.relays.held(ctx)
+			d.narrate("state: %d sessions' SCONEs (%.1f KiB) in the relays' JetStream bucket; 0 bytes in the clients and servers", n, float64(b)/1024)
+		} else {
+			d.narrate("state: %d SCONEs (%.1f KiB) held by %d clients; 0 bytes in the servers", scones, float64(bytes)/1024, len(d.sessions))
+		}
 		lastCalls = calls
 	}
 }
 
 func (d *demo) summary() error {
-	var calls, ok, refused, failed, lost int64
+	var calls, ok, refused, unknown, applied, lost int64
 	var problems []string
 	for _, s := range d.sessions {
 		calls += s.calls.Load()
 		ok += s.ok
 		refused += s.refused
-		failed += s.failed
+		unknown += s.unknown
+		applied += s.applied
 		lost += int64(len(s.problems))
 		for _, p := range s.problems {
 			problems = append(problems, fmt.Sprintf("session %d: %s", s.id, p))
@@ -367,8 +425,9 @@ func (d *demo) summary() error {
 		}
 		d.say("LOST %s", p)
 	}
-	d.say("%d calls: %d acknowledged, %d refused by the shop's rules as the model predicted, %d failed in flight (a replica was killed; not applied, as the model expects)",
-		calls, ok, refused, failed)
+	d.say("%d calls: %d acknowledged, %d refused by the shop's rules as the model predicted", calls, ok, refused)
+	d.say("%d calls failed in flight (a replica or relay was killed); reading the cart after each showed %d had taken effect and %d had not",
+		unknown, applied, unknown-applied)
 	d.say("%d kills, %d restarts; seed %d", d.kills.Load(), d.restarts.Load(), d.cfg.seed)
 	fmt.Fprintf(d.out, "verified: sessions=%d calls=%d restarts=%d lost=%d\n", len(d.sessions), calls, d.restarts.Load(), lost)
 	if lost > 0 {
@@ -386,9 +445,11 @@ type session struct {
 	model *cartModel
 	dict  *scone.Dict
 
-	calls               atomic.Int64
-	ok, refused, failed int64
-	problems            []string
+	calls            atomic.Int64
+	ok, refused      int64
+	unknown, applied int64 // outcomes unknown, and of those, found applied
+	pending          *op   // a call whose outcome is not known yet
+	problems         []string
 	// tell, if set, narrates an operation: session 1's first few.
 	tell func(o op, servedBy string, err error)
 }
@@ -396,18 +457,17 @@ type session struct {
 // shop makes operations until ctx is done.
 func (s *session) shop(ctx context.Context, gw shopper) {
 	for ctx.Err() == nil {
-		o := s.model.nextOp(s.rng)
-		s.do(ctx, gw, o)
+		if s.pending != nil && !s.resolve(ctx, gw) {
+			return
+		}
+		s.do(ctx, gw, s.model.nextOp(s.rng))
 	}
 }
 
 // do makes one operation and checks its outcome against the model.
 func (s *session) do(ctx context.Context, gw shopper, o op) {
 	want := s.model.expectError(o)
-	before := make(map[string]int32, len(s.model.items))
-	for k, v := range s.model.items {
-		before[k] = v
-	}
+	before := maps.Clone(s.model.items)
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	view, order, servedBy, err := gw.call(cctx, o)
@@ -417,9 +477,6 @@ func (s *session) do(ctx context.Context, gw shopper, o op) {
 	}
 	code := status.Code(err)
 	switch {
-	case errors.Is(err, errBodyLost) && want == codes.OK:
-		s.ok++
-		s.model.apply(o) // acknowledged in the headers; no view to check
 	case err == nil && want == codes.OK:
 		s.ok++
 		s.model.apply(o)
@@ -437,31 +494,73 @@ func (s *session) do(ctx context.Context, gw shopper, o op) {
 		s.problems = append(s.problems, fmt.Sprintf("%s %s×%d succeeded, must fail with %v", o.kind, o.isbn, o.quantity, want))
 	case code == want:
 		s.refused++
-	case code == codes.Unavailable || code == codes.DeadlineExceeded || code == codes.Canceled:
-		s.failed++ // the client kept its SCONEs: the call had no effect
+	case errors.Is(err, errBodyLost), code == codes.Unavailable, code == codes.DeadlineExceeded, code == codes.Canceled:
+		// A server, relay or connection died mid-call. With the client as
+		// holder the call had no effect (the client kept its SCONEs); with a
+		// relay, the relay may have stored the new state before the reply
+		// was lost. Either way the next read tells.
+		s.unknown++
+		s.pending = &o
 	default:
 		s.problems = append(s.problems, fmt.Sprintf("%s %s×%d: unexpected %v", o.kind, o.isbn, o.quantity, err))
 	}
 }
 
-// finalCheck reads the session's cart until a replica answers (10 s at
-// most) and compares it with the model.
-func (s *session) finalCheck(ctx context.Context, gw shopper) {
+// resolve reads the cart after a call of unknown outcome: it must show the
+// state without the call, or (if the call was valid) with it, and the model
+// follows. It returns false when ctx ends first.
+func (s *session) resolve(ctx context.Context, gw shopper) bool {
+	v, ok := s.read(ctx, gw)
+	if !ok {
+		return false
+	}
+	o := *s.pending
+	s.pending = nil
+	if s.model.checkView(v) == "" {
+		return true // it had not taken effect
+	}
+	if s.model.expectError(o) == codes.OK {
+		after := s.model.clone()
+		after.apply(o)
+		if after.checkView(v) == "" {
+			s.model, s.applied = after, s.applied+1
+			return true
+		}
+	}
+	s.problems = append(s.problems, fmt.Sprintf("after %s %s×%d of unknown outcome the cart is neither without nor with it: %s",
+		o.kind, o.isbn, o.quantity, s.model.checkView(v)))
+	return true
+}
+
+// read gets the cart, retrying while servers come back (10 s at most).
+func (s *session) read(ctx context.Context, gw shopper) (*pb.CartView, bool) {
 	deadline := time.Now().Add(10 * time.Second)
-	for {
+	for ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		v, _, _, err := gw.call(cctx, op{kind: opGet})
 		cancel()
+		s.calls.Add(1)
 		if err == nil {
-			if problem := s.model.checkView(v); problem != "" {
-				s.problems = append(s.problems, "final state: "+problem)
-			}
-			return
+			return v, true
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			s.problems = append(s.problems, "final state unreadable: "+err.Error())
-			return
+		if time.Now().After(deadline) {
+			s.problems = append(s.problems, "cart unreadable for 10 s: "+err.Error())
+			return nil, false
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, false
+}
+
+// finalCheck resolves a pending call, reads the cart, and compares it with
+// the model.
+func (s *session) finalCheck(ctx context.Context, gw shopper) {
+	if s.pending != nil && !s.resolve(ctx, gw) {
+		return
+	}
+	if v, ok := s.read(ctx, gw); ok {
+		if problem := s.model.checkView(v); problem != "" {
+			s.problems = append(s.problems, "final state: "+problem)
+		}
 	}
 }

@@ -24,6 +24,8 @@ type cartModel struct {
 
 func newCartModel() *cartModel { return &cartModel{items: map[string]int32{}} }
 
+func (m *cartModel) clone() *cartModel { return &cartModel{items: maps.Clone(m.items), ops: m.ops} }
+
 // opKind is one kind of shopper operation.
 type opKind int
 

@@ -48,6 +48,20 @@ func TestDemoHTTP(t *testing.T) {
 	}
 }
 
+// TestDemoRelay runs the demo with relays and a JetStream store, relays
+// killed too, and clients without SCONE code.
+func TestDemoRelay(t *testing.T) {
+	var out bytes.Buffer
+	code := run([]string{"demo", "--mode=relay", "--duration=3s", "--sessions=6", "--kill-every=300ms", "--seed=3"}, &out, &out)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if code != 0 || !regexp.MustCompile(`^verified: sessions=6 calls=\d+ restarts=\d+ lost=0$`).MatchString(lines[len(lines)-1]) {
+		t.Fatalf("demo with relays exited %d:\n%s", code, out.String())
+	}
+	if !strings.Contains(out.String(), "JetStream bucket") {
+		t.Errorf("the narration does not say where the state is")
+	}
+}
+
 func TestDemoFlags(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -55,7 +69,8 @@ func TestDemoFlags(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"demo", "--mode=relay"}, 1, `--mode="relay"`},
+		{[]string{"demo", "--mode=cluster"}, 1, `--mode="cluster"`},
+		{[]string{"demo", "--mode=relay", "--transport=http"}, 1, "the relays relay gRPC"},
 		{[]string{"demo", "--sessions=0"}, 1, "--sessions=0"},
 		{[]string{"demo", "--replicas=1"}, 1, "--replicas=1"},
 		{[]string{"demo", "--transport=smtp"}, 1, `--transport="smtp"`},
