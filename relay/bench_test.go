@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
@@ -52,6 +53,7 @@ func BenchmarkRelay(b *testing.B) {
 			}
 			up := grpc.NewServer(sconegrpc.ServerOptions(newSealer(b, newRing(b)))...)
 			pb.RegisterInventoryServer(up, rmw{})
+			reflection.Register(up) // so the relay learns Lookup is unary
 			go up.Serve(lis)
 			defer up.Stop()
 			var store relay.Store = relay.NewMemoryStore(relay.DefaultMemoryConfig())

@@ -12,6 +12,7 @@ type metrics struct {
 	attached    prometheus.Counter
 	passthrough prometheus.Counter
 	refused     *prometheus.CounterVec
+	carried     *prometheus.CounterVec
 	storeTime   *prometheus.HistogramVec
 }
 
@@ -41,12 +42,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "scone_relay_refused_total",
 			Help: "Requests or replies refused by the relay, by scone error code.",
 		}, []string{"code"}),
+		carried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scone_relay_carried_total",
+			Help: "Calls whose SCONEs the relay carried upstream, by carrier: body (unary methods, learnt by reflection) or metadata.",
+		}, []string{"carrier"}),
 		storeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "scone_relay_store_seconds",
 			Help:    "Time spent in the store, by operation.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10),
 		}, []string{"op"}),
 	}
-	reg.MustRegister(m.requests, m.stored, m.dropped, m.attached, m.passthrough, m.refused, m.storeTime)
+	reg.MustRegister(m.requests, m.stored, m.dropped, m.attached, m.passthrough, m.refused, m.carried, m.storeTime)
 	return m
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
@@ -29,6 +30,7 @@ type Server struct {
 	cfg      Config
 	grpc     *grpc.Server
 	conn     *grpc.ClientConn
+	kinds    *kinds
 	verifier *scone.Sealer
 	reg      *prometheus.Registry
 	m        *metrics
@@ -72,6 +74,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.conn = conn
+	s.kinds = newKinds(conn)
 	opts := []grpc.ServerOption{grpc.UnknownServiceHandler(s.relay), grpc.ForceServerCodecV2(rawCodec{})}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
@@ -118,7 +121,9 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 	client := s.identity(ctx, md)
 	_, clientHooked := md[sconegrpc.MetadataKey]
 	hold := client != "" && !clientHooked // else the SCONEs are the client's to hold
+	body := hold && s.kinds.of(method) == kindUnary
 	var sent [][]byte
+	var first func(*rawMsg) // prepends the frame to a unary request
 	if hold {
 		t := time.Now()
 		var err error
@@ -128,7 +133,19 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 			return s.refuse(err)
 		}
 		s.m.attached.Add(float64(len(sent)))
-		out.Set(sconegrpc.MetadataKey, string(sconegrpc.AppendFrame(nil, &sconegrpc.Frame{SCONEs: sent})))
+		f := &sconegrpc.Frame{SCONEs: sent}
+		if body {
+			s.m.carried.WithLabelValues("body").Inc()
+			first = func(m *rawMsg) {
+				b := sconegrpc.AppendBodyField(make([]byte, 0, 64+m.data.Len()), f)
+				b = append(b, m.data.Materialize()...)
+				m.data.Free()
+				m.data = mem.BufferSlice{mem.SliceBuffer(b)}
+			}
+		} else {
+			s.m.carried.WithLabelValues("metadata").Inc()
+			out.Set(sconegrpc.MetadataKey, string(sconegrpc.AppendFrame(nil, f)))
+		}
 	}
 	cctx, cancel := context.WithCancel(metadata.NewOutgoingContext(ctx, out))
 	defer cancel()
@@ -136,7 +153,7 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 	if err != nil {
 		return err
 	}
-	go pump(ss, cs, cancel)
+	go pump(ss, cs, cancel, first)
 
 	if h, err := cs.Header(); err == nil {
 		if err := ss.SendHeader(h); err != nil {
@@ -144,6 +161,7 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 		}
 	}
 	var upErr error
+	var frames [][]byte // the reply's frames: from its body, then its trailer
 	for {
 		m := &rawMsg{}
 		if err := cs.RecvMsg(m); err != nil {
@@ -152,13 +170,27 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 			}
 			break
 		}
+		if body {
+			// Take the frame off the reply, which the client does not know.
+			b := m.data.Materialize()
+			m.data.Free()
+			if fr, rest, ok := sconegrpc.SplitBody(b); ok {
+				frames = append(frames, fr)
+				b = rest
+			}
+			m.data = mem.BufferSlice{mem.SliceBuffer(b)}
+		}
 		if err := ss.SendMsg(m); err != nil {
 			return err
 		}
 	}
 	trailer := cs.Trailer()
 	if hold {
-		if err := s.keep(ctx, client, trailer, sent); err != nil {
+		for _, v := range trailer[sconegrpc.MetadataKey] {
+			frames = append(frames, []byte(v))
+		}
+		delete(trailer, sconegrpc.MetadataKey)
+		if err := s.keep(ctx, client, frames, sent); err != nil {
 			return s.refuse(err)
 		}
 	} else if len(trailer[sconegrpc.MetadataKey]) > 0 {
@@ -168,16 +200,14 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 	return upErr
 }
 
-// keep takes a reply's SCONEs off its trailer and stores them.
-func (s *Server) keep(ctx context.Context, client string, trailer metadata.MD, sent [][]byte) error {
-	vals := trailer[sconegrpc.MetadataKey]
-	if len(vals) == 0 {
+// keep stores the SCONEs of a reply's frames.
+func (s *Server) keep(ctx context.Context, client string, frames [][]byte, sent [][]byte) error {
+	if len(frames) == 0 {
 		return nil
 	}
-	delete(trailer, sconegrpc.MetadataKey)
 	var r scone.Reply
-	for _, v := range vals {
-		f, err := sconegrpc.ParseFrame([]byte(v))
+	for _, v := range frames {
+		f, err := sconegrpc.ParseFrame(v)
 		if err != nil {
 			return upstreamFault(err)
 		}
@@ -249,8 +279,9 @@ func (s *Server) refuse(err error) error {
 	return sconegrpc.Status(err).Err()
 }
 
-// pump forwards the client's messages upstream, then half-closes.
-func pump(ss grpc.ServerStream, cs grpc.ClientStream, cancel context.CancelFunc) {
+// pump forwards the client's messages upstream, then half-closes. first,
+// if set, rewrites the first message.
+func pump(ss grpc.ServerStream, cs grpc.ClientStream, cancel context.CancelFunc, first func(*rawMsg)) {
 	for {
 		m := &rawMsg{}
 		if err := ss.RecvMsg(m); err != nil {
@@ -260,6 +291,10 @@ func pump(ss grpc.ServerStream, cs grpc.ClientStream, cancel context.CancelFunc)
 				cancel()
 			}
 			return
+		}
+		if first != nil {
+			first(m)
+			first = nil
 		}
 		if err := cs.SendMsg(m); err != nil {
 			return // the upstream side reports the error

@@ -102,7 +102,7 @@ func TestUnmodifiedClientKeepsSession(t *testing.T) {
 	}
 	defer d.Close()
 	store := relay.NewMemoryStore(relay.DefaultMemoryConfig())
-	_, addr := startRelay(t, relayConfig(d.Addrs(shop.RoleGateway), store))
+	r, addr := startRelay(t, relayConfig(d.Addrs(shop.RoleGateway), store))
 	gw, ctx := plainGateway(t, addr, "alice")
 
 	for i, b := range shop.Catalog[:3] {
@@ -116,6 +116,17 @@ func TestUnmodifiedClientKeepsSession(t *testing.T) {
 	}
 	if clients, scones := store.Len(); clients != 1 || scones != 3 {
 		t.Fatalf("the relay holds %d clients, %d SCONEs; want 1 and 3 (gateway, cart, inventory)", clients, scones)
+	}
+	// Once the relay has learnt (by reflection) that the gateway's methods
+	// are unary, it carries their SCONEs in the message body.
+	deadline := time.Now().Add(10 * time.Second)
+	for carried(t, r, "body") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the relay never used the body carrier")
+		}
+		if _, err := gw.GetCart(ctx, &pb.GetCartRequest{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Another client is another session.
 	bob, bctx := plainGateway(t, addr, "bob")
@@ -147,6 +158,28 @@ func TestUnmodifiedClientKeepsSession(t *testing.T) {
 	if len(v.Lines) != 3 || v.Operations != 3 || v.Reserved != 3 {
 		t.Fatalf("after both ends failed: %v", v)
 	}
+}
+
+// carried reads the relay's count of calls carried by a carrier.
+func carried(t *testing.T, r *relay.Server, carrier string) float64 {
+	t.Helper()
+	mfs, err := r.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "scone_relay_carried_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "carrier" && l.GetValue() == carrier {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // TestNoIdentityPassesThrough: a request that names no client gets its

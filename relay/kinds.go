@@ -1,0 +1,127 @@
+package relay
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/proto" // the codec of reflection calls
+	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
+)
+
+// A relay carries SCONEs to and from unary methods in the message body
+// (sconegrpc's body carrier, much cheaper than metadata for state that
+// changes on every call) and to and from streaming methods in metadata. On
+// the wire a unary call and a stream look alike, so the relay asks the
+// upstreams' gRPC reflection service, once per service, which methods are
+// unary. A method it cannot learn about uses metadata, which works for all.
+
+type kind uint8
+
+const (
+	kindStream kind = iota // streaming, or not known: metadata
+	kindUnary              // unary: the body
+)
+
+// kinds caches the kind of each method, learnt by reflection.
+type kinds struct {
+	conn *grpc.ClientConn
+
+	mu      sync.Mutex
+	methods map[string]kind     // "/pkg.Service/Method" → kind
+	asked   map[string]struct{} // services asked about, or being asked
+}
+
+func newKinds(conn *grpc.ClientConn) *kinds {
+	return &kinds{conn: conn, methods: map[string]kind{}, asked: map[string]struct{}{}}
+}
+
+var protoCodec = grpc.ForceCodecV2(encoding.GetCodecV2("proto"))
+
+// of returns the kind of method. The first call for a service starts a
+// reflection request in the background and reports kindStream meanwhile.
+func (k *kinds) of(method string) kind {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if kd, ok := k.methods[method]; ok {
+		return kd
+	}
+	service, _, ok := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	if !ok {
+		return kindStream
+	}
+	if _, ok := k.asked[service]; !ok {
+		k.asked[service] = struct{}{}
+		go k.learn(service)
+	}
+	return kindStream
+}
+
+// learn asks an upstream for the file that defines service and records
+// the kind of each of its methods. A failure leaves the service on
+// metadata, and it is asked about again a minute later.
+func (k *kinds) learn(service string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	found, err := k.ask(ctx, service)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err != nil || found == nil {
+		time.AfterFunc(time.Minute, func() {
+			k.mu.Lock()
+			delete(k.asked, service)
+			k.mu.Unlock()
+		})
+		return
+	}
+	for m, kd := range found {
+		k.methods["/"+service+"/"+m] = kd
+	}
+}
+
+func (k *kinds) ask(ctx context.Context, service string) (map[string]kind, error) {
+	stream, err := rpb.NewServerReflectionClient(k.conn).ServerReflectionInfo(ctx, protoCodec)
+	if err != nil {
+		return nil, err
+	}
+	defer stream.CloseSend()
+	err = stream.Send(&rpb.ServerReflectionRequest{
+		MessageRequest: &rpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: service},
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	for _, raw := range resp.GetFileDescriptorResponse().GetFileDescriptorProto() {
+		var fd descriptorpb.FileDescriptorProto
+		if err := proto.Unmarshal(raw, &fd); err != nil {
+			return nil, err
+		}
+		for _, sd := range fd.GetService() {
+			name := sd.GetName()
+			if fd.GetPackage() != "" {
+				name = fd.GetPackage() + "." + name
+			}
+			if name != service {
+				continue
+			}
+			out := map[string]kind{}
+			for _, md := range sd.GetMethod() {
+				out[md.GetName()] = kindStream
+				if !md.GetClientStreaming() && !md.GetServerStreaming() {
+					out[md.GetName()] = kindUnary
+				}
+			}
+			return out, nil
+		}
+	}
+	return nil, nil
+}
