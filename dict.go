@@ -186,16 +186,79 @@ func (d *Dict) Apply(drop []HolderKey, put [][]byte) error {
 		_, err := d.put(put[0], false) // one SCONE is all or nothing already
 		return err
 	}
-	views := make([]HeaderView, len(put))
-	for i, tok := range put {
-		v, err := Peek(tok)
-		if err != nil {
-			return err
-		}
-		views[i] = v
+	views, err := peekAll(put)
+	if err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.applyLocked(drop, put, views)
+}
+
+func peekAll(toks [][]byte) ([]HeaderView, error) {
+	views := make([]HeaderView, len(toks))
+	for i, tok := range toks {
+		v, err := Peek(tok)
+		if err != nil {
+			return nil, err
+		}
+		views[i] = v
+	}
+	return views, nil
+}
+
+// ApplyIfBase applies a reply (as ApplyReply) only if the Dict still holds,
+// for every SCONE the reply changes, the version the request carried in sent
+// (or none, if it carried none). Otherwise another call changed that state
+// first, and applying would lose its change: ApplyIfBase fails with
+// CodeConflict and changes nothing. Stores shared by concurrent requests of
+// one client (relays) use it.
+func (d *Dict) ApplyIfBase(r *Reply, sent [][]byte) error {
+	for _, k := range r.Dropped {
+		if !carries(sent, k) {
+			return ErrForeignDrop
+		}
+	}
+	views, err := peekAll(r.SCONEs)
+	if err != nil {
+		return err
+	}
+	base := map[HolderKey]uint64{}
+	for _, tok := range sent {
+		if v, err := Peek(tok); err == nil {
+			base[HolderKey{string(v.Service), string(v.Scope)}] = v.Version
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.clock()
+	current := func(k HolderKey) uint64 {
+		if e := d.byScope[k.Scope][k.Service]; e != nil && !e.hdr.Expired(now) {
+			return e.hdr.Version
+		}
+		return 0
+	}
+	check := func(k HolderKey) error {
+		if current(k) != base[k] {
+			return errCode(CodeConflict, "another call changed the state of "+strconv.Quote(k.Service)+" first")
+		}
+		return nil
+	}
+	for _, k := range r.Dropped {
+		if err := check(k); err != nil {
+			return err
+		}
+	}
+	for _, v := range views {
+		if err := check(HolderKey{string(v.Service), string(v.Scope)}); err != nil {
+			return err
+		}
+	}
+	return d.applyLocked(r.Dropped, r.SCONEs, views)
+}
+
+// applyLocked is Apply with d.mu held and the tokens' headers read.
+func (d *Dict) applyLocked(drop []HolderKey, put [][]byte, views []HeaderView) error {
 	now := d.clock()
 	plan := func() (entries, bytes int, keep []bool) {
 		// What the holder would hold: versions and sizes after the batch.

@@ -24,6 +24,7 @@ import (
 //	exhausted     ResourceExhausted    503 Service Unavailable
 //	unavailable   Unavailable          503 Service Unavailable
 //	internal      Internal             500 Internal Server Error
+//	conflict      Aborted              409 Conflict
 type Code uint8
 
 // The codes. New codes are only ever appended.
@@ -63,6 +64,9 @@ const (
 	// CodeInternal: a bug or a misconfiguration on the server (for example a
 	// handler whose state does not encode, or no hook installed).
 	CodeInternal Code = 12
+	// CodeConflict: another call changed the same state first (two calls
+	// started from the same SCONE); this one's change is not kept. Retry.
+	CodeConflict Code = 13
 )
 
 var codeNames = [...]string{
@@ -79,6 +83,7 @@ var codeNames = [...]string{
 	CodeExhausted:    "exhausted",
 	CodeUnavailable:  "unavailable",
 	CodeInternal:     "internal",
+	CodeConflict:     "conflict",
 }
 
 // Codes lists every defined code except CodeUnknown, in value order.

@@ -233,6 +233,18 @@ func TestErrorCodes(t *testing.T) {
 			_, err := s.Open(ctx, &SCONE{}, mustSeal(t, s, sampleSCONE(clk.Now(), nil)), Expect{Service: "cart"})
 			return err
 		}},
+		{"another call first", CodeConflict, func(t *testing.T) error {
+			s, clk := newTestSealer(t)
+			d := NewDict(WithDictClock(clk.Now))
+			v1 := sealHdr(t, s, "cart", "/", 1, clk.Now().Add(time.Hour))
+			d.Put(v1)
+			// Two calls both started from v1; the first one's v2 is kept...
+			if err := d.ApplyIfBase(&Reply{SCONEs: [][]byte{sealHdr(t, s, "cart", "/", 2, clk.Now().Add(time.Hour))}}, [][]byte{v1}); err != nil {
+				t.Fatal(err)
+			}
+			// ...so the second one's v2 would lose it.
+			return d.ApplyIfBase(&Reply{SCONEs: [][]byte{sealHdr(t, s, "cart", "/", 2, clk.Now().Add(time.Hour))}}, [][]byte{v1})
+		}},
 		{"no hook in context", CodeInternal, func(t *testing.T) error {
 			_, _, err := NewTyped(JSONCodec[map[string]int]{}).Load(ctx)
 			return err

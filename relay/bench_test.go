@@ -20,7 +20,9 @@ import (
 
 // rmw is an inventory whose Lookup reads, changes and writes back 256 B of
 // session state.
-type rmw struct{ pb.UnimplementedInventoryServer }
+type rmw struct {
+	pb.UnimplementedInventoryServer
+}
 
 var book = &pb.Book{Isbn: dune, Title: "Dune", PriceCents: 1099}
 

@@ -149,10 +149,12 @@ func (s *JetStreamStore) Apply(ctx context.Context, client string, r *scone.Repl
 				return err
 			}
 			for _, tok := range toks {
-				d.Put(tok) // an expired one is simply not kept
+				if _, err := d.Put(tok); err != nil { // an expired one is simply not kept
+					return err
+				}
 			}
 		}
-		if err := scone.ApplyReply(d, r, sent); err != nil {
+		if err := d.ApplyIfBase(r, sent); err != nil {
 			return err
 		}
 		done, err := s.write(ctx, k, rev, d.Tokens())
@@ -173,7 +175,9 @@ func (s *JetStreamStore) write(ctx context.Context, k string, rev uint64, toks [
 		if rev == 0 {
 			return true, nil
 		}
-		err = s.kv.Delete(ctx, k, jetstream.LastRevision(rev))
+		// A purge marker that JetStream removes after a minute, so former
+		// clients leave nothing behind.
+		err = s.kv.Purge(ctx, k, jetstream.LastRevision(rev), jetstream.PurgeTTL(time.Minute))
 		return s.outcome(err)
 	}
 	var latest time.Time

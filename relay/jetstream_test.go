@@ -108,9 +108,10 @@ func TestJetStreamClusterNodeDown(t *testing.T) {
 	}
 }
 
-// TestJetStreamVersionsAndExpiry: concurrent writers never let an older
-// version overwrite a newer one; expired SCONEs are not returned, and every
-// write carries a time to live.
+// TestJetStreamVersionsAndExpiry: of concurrent writes that start from the
+// same SCONE exactly one is kept and the others fail with CodeConflict (none
+// is lost silently); expired SCONEs are not returned, and every write carries
+// a time to live.
 func TestJetStreamVersionsAndExpiry(t *testing.T) {
 	t.Parallel()
 	ns := startNATS(t)
@@ -131,21 +132,39 @@ func TestJetStreamVersionsAndExpiry(t *testing.T) {
 		return tok
 	}
 	ctx := context.Background()
+	v1 := seal("cart", 1, time.Hour)
+	if err := store.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{v1}}, nil); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
-	for v := uint64(1); v <= 20; v++ {
+	var mu sync.Mutex
+	won, conflicts := 0, 0
+	for i := range 20 {
 		wg.Go(func() {
-			if err := store.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{seal("cart", v, time.Hour)}}, nil); err != nil {
+			err := store.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{seal("cart", uint64(2+i), time.Hour)}}, [][]byte{v1})
+			mu.Lock()
+			defer mu.Unlock()
+			switch scone.CodeOf(err) {
+			case scone.CodeUnknown:
+				won++
+			case scone.CodeConflict:
+				conflicts++
+			default:
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
+	if won != 1 || conflicts != 19 {
+		t.Fatalf("20 writes from v1: %d kept, %d conflicts; want 1 and 19", won, conflicts)
+	}
 	got, err := store.Get(ctx, "alice", "/x")
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Get: %d, %v", len(got), err)
 	}
-	if h, _ := scone.ParseHeader(got[0]); h.Version != 20 {
-		t.Fatalf("after 20 concurrent writes the store holds v%d", h.Version)
+	// A late write from an old base never replaces the newer version.
+	if err := store.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{seal("cart", 99, time.Hour)}}, [][]byte{v1}); scone.CodeOf(err) != scone.CodeConflict {
+		t.Fatalf("a write from a stale base: %v", err)
 	}
 	// A short-lived SCONE beside it: gone from reads at its expiry.
 	if err := store.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{seal("inventory", 1, time.Minute)}}, nil); err != nil {

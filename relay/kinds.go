@@ -43,6 +43,10 @@ func newKinds(conn *grpc.ClientConn) *kinds {
 
 var protoCodec = grpc.ForceCodecV2(encoding.GetCodecV2("proto"))
 
+// maxAsked bounds the services asked about (and in flight), so clients
+// calling made-up services cannot make the relay ask without end.
+const maxAsked = 1024
+
 // of returns the kind of method. The first call for a service starts a
 // reflection request in the background and reports kindStream meanwhile.
 func (k *kinds) of(method string) kind {
@@ -55,7 +59,7 @@ func (k *kinds) of(method string) kind {
 	if !ok {
 		return kindStream
 	}
-	if _, ok := k.asked[service]; !ok {
+	if _, ok := k.asked[service]; !ok && len(k.asked) < maxAsked {
 		k.asked[service] = struct{}{}
 		go k.learn(service)
 	}

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -31,6 +32,7 @@ type Server struct {
 	grpc     *grpc.Server
 	conn     *grpc.ClientConn
 	kinds    *kinds
+	turns    scone.Turns[turnKey]
 	verifier *scone.Sealer
 	reg      *prometheus.Registry
 	m        *metrics
@@ -103,6 +105,9 @@ func (s *Server) Metrics() *prometheus.Registry { return s.reg }
 
 var streamDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 
+// turnKey is what a relay's calls take turns by: a client and a service.
+type turnKey struct{ client, group string }
+
 // relay forwards one call, of any method and shape.
 func (s *Server) relay(_ any, ss grpc.ServerStream) error {
 	err := s.relayCall(ss)
@@ -118,15 +123,36 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	out := forwardable(md)
+	delete(out, s.cfg.IdentityKey) // the relay vouches for nobody upstream
 	client := s.identity(ctx, md)
 	_, clientHooked := md[sconegrpc.MetadataKey]
+	unary := s.kinds.of(method) == kindUnary
+
+	// A unary call's one request message comes first: a client that runs
+	// the hook may carry its own SCONEs in it, and then holds them itself.
+	var firstMsg *rawMsg
+	if unary && client != "" && !clientHooked {
+		firstMsg = &rawMsg{}
+		if err := ss.RecvMsg(firstMsg); err != nil {
+			return err
+		}
+		b := firstMsg.data.Materialize()
+		firstMsg.data.Free()
+		firstMsg.data = mem.BufferSlice{mem.SliceBuffer(b)}
+		_, _, clientHooked = sconegrpc.SplitBody(b)
+	}
 	hold := client != "" && !clientHooked // else the SCONEs are the client's to hold
-	body := hold && s.kinds.of(method) == kindUnary
+	body := hold && unary
 	var sent [][]byte
-	var first func(*rawMsg) // prepends the frame to a unary request
 	if hold {
+		// One call of a client at a time per service, through this relay:
+		// two calls from the same SCONEs would each seal a successor.
+		release, err := s.turns.Take(ctx, turnKey{client, sconegrpc.DefaultScope(method)})
+		if err != nil {
+			return status.FromContextError(err).Err()
+		}
+		defer release()
 		t := time.Now()
-		var err error
 		sent, err = s.cfg.Store.Get(ctx, client, method)
 		s.m.storeTime.WithLabelValues("get").Observe(time.Since(t).Seconds())
 		if err != nil {
@@ -136,12 +162,9 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 		f := &sconegrpc.Frame{SCONEs: sent}
 		if body {
 			s.m.carried.WithLabelValues("body").Inc()
-			first = func(m *rawMsg) {
-				b := sconegrpc.AppendBodyField(make([]byte, 0, 64+m.data.Len()), f)
-				b = append(b, m.data.Materialize()...)
-				m.data.Free()
-				m.data = mem.BufferSlice{mem.SliceBuffer(b)}
-			}
+			b := sconegrpc.AppendBodyField(make([]byte, 0, 64+firstMsg.data.Len()), f)
+			b = append(b, firstMsg.data.Materialize()...)
+			firstMsg.data = mem.BufferSlice{mem.SliceBuffer(b)}
 		} else {
 			s.m.carried.WithLabelValues("metadata").Inc()
 			out.Set(sconegrpc.MetadataKey, string(sconegrpc.AppendFrame(nil, f)))
@@ -153,7 +176,7 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 	if err != nil {
 		return err
 	}
-	go pump(ss, cs, cancel, first)
+	go pump(ss, cs, cancel, firstMsg)
 
 	if h, err := cs.Header(); err == nil {
 		if err := ss.SendHeader(h); err != nil {
@@ -211,7 +234,10 @@ func (s *Server) keep(ctx context.Context, client string, frames [][]byte, sent 
 		if err != nil {
 			return upstreamFault(err)
 		}
-		r.SCONEs = append(r.SCONEs, f.SCONEs...)
+		for _, tok := range f.SCONEs {
+			// A copy: the store keeps it, not the whole reply it came in.
+			r.SCONEs = append(r.SCONEs, bytes.Clone(tok))
+		}
 		r.Dropped = append(r.Dropped, f.Dropped...)
 	}
 	for _, tok := range r.SCONEs {
@@ -280,8 +306,13 @@ func (s *Server) refuse(err error) error {
 }
 
 // pump forwards the client's messages upstream, then half-closes. first,
-// if set, rewrites the first message.
-func pump(ss grpc.ServerStream, cs grpc.ClientStream, cancel context.CancelFunc, first func(*rawMsg)) {
+// if set, is the first message, already read from the client.
+func pump(ss grpc.ServerStream, cs grpc.ClientStream, cancel context.CancelFunc, first *rawMsg) {
+	if first != nil {
+		if err := cs.SendMsg(first); err != nil {
+			return
+		}
+	}
 	for {
 		m := &rawMsg{}
 		if err := ss.RecvMsg(m); err != nil {
@@ -291,10 +322,6 @@ func pump(ss grpc.ServerStream, cs grpc.ClientStream, cancel context.CancelFunc,
 				cancel()
 			}
 			return
-		}
-		if first != nil {
-			first(m)
-			first = nil
 		}
 		if err := cs.SendMsg(m); err != nil {
 			return // the upstream side reports the error

@@ -74,17 +74,17 @@ func relayConfig(upstreams []string, store relay.Store) relay.Config {
 	return cfg
 }
 
-// eventually retries f until it succeeds or 10 s pass (a killed replica's
-// connection may fail a call or two).
+// eventually retries f until it succeeds or 30 s pass (a killed replica's
+// connection may fail a call or two; a NATS cluster elects a new leader).
 func eventually[T any](t *testing.T, f func() (T, error)) T {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		v, err := f()
 		if err == nil {
 			return v
 		}
-		if c := status.Code(err); c != codes.Unavailable || time.Now().After(deadline) {
+		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded || time.Now().After(deadline) {
 			t.Fatalf("call failed: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -215,6 +215,49 @@ func TestNoIdentityPassesThrough(t *testing.T) {
 	}
 	if clients, _ := store.Len(); clients != 0 {
 		t.Fatal("the relay stored SCONEs of a request without identity")
+	}
+}
+
+// TestHookedClientHoldsItsOwn: a client that runs the hook (body carrier)
+// and names itself keeps holding its own SCONEs through the relay.
+func TestHookedClientHoldsItsOwn(t *testing.T) {
+	t.Parallel()
+	d, err := shop.Deploy(newSealer(t, newRing(t)), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	store := relay.NewMemoryStore(relay.DefaultMemoryConfig())
+	r, addr := startRelay(t, relayConfig(d.Addrs(shop.RoleGateway), store))
+	// Until the relay learns the methods are unary, it adds an empty
+	// metadata frame beside the client's body frame; then nothing.
+	dict := scone.NewDict()
+	conn, err := grpc.NewClient(addr, append(sconegrpc.DialOptions(sconegrpc.WithHolder(dict)),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	gw := pb.NewGatewayClient(conn)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "scone-client", "carol")
+	// Enough calls for the relay to learn the methods are unary.
+	for i := 1; i <= 20; i++ {
+		v, err := gw.AddItem(ctx, &pb.AddItemRequest{Isbn: shop.Catalog[i%8].Isbn, Quantity: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Operations != uint64(i) {
+			t.Fatalf("call %d: the session is at %d operations", i, v.Operations)
+		}
+	}
+	if carried(t, r, "body") != 0 {
+		t.Fatal("the relay carried SCONEs in the body of a client that holds its own")
+	}
+	if _, scones := store.Len(); scones != 0 {
+		t.Fatalf("the relay stored %d SCONEs of a client that holds its own", scones)
+	}
+	if n, _ := dict.Len(); n != 3 {
+		t.Fatalf("the client holds %d SCONEs", n)
 	}
 }
 

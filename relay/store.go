@@ -19,8 +19,11 @@ type Store interface {
 	// cannot answer.
 	Get(ctx context.Context, client, target string) ([][]byte, error)
 	// Apply keeps a reply for client: its dropped sessions (which must be
-	// among sent, the SCONEs its request carried) and its new versions
-	// (newest wins), all at once or not at all.
+	// among sent, the SCONEs its request carried) and its new versions, all
+	// at once or not at all, and only if the store still holds what the
+	// request carried (see scone.Dict.ApplyIfBase): else another call of the
+	// client changed that state first, and Apply fails with
+	// scone.CodeConflict rather than lose that call's change.
 	Apply(ctx context.Context, client string, r *scone.Reply, sent [][]byte) error
 	// Close releases the store's resources.
 	Close() error
@@ -56,50 +59,77 @@ func DefaultMemoryConfig() MemoryConfig {
 type MemoryStore struct {
 	cfg MemoryConfig
 
-	mu      sync.Mutex
-	clients map[string]*scone.Dict
+	mu        sync.Mutex
+	clients   map[string]*held
+	nextSweep time.Time // a sweep before this would find nothing to drop
 }
+
+// held is a client's SCONEs, and when the client was first seen.
+type held struct {
+	d     *scone.Dict
+	since time.Time
+}
+
+// admitGrace is how long a client's (empty) place is kept after its first
+// request, so the reply of a call let in can always be kept.
+const admitGrace = time.Minute
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &MemoryStore{cfg: cfg, clients: make(map[string]*scone.Dict)}
+	return &MemoryStore{cfg: cfg, clients: make(map[string]*held)}
 }
 
-// dict returns client's dictionary, making one if there is room.
-func (m *MemoryStore) dict(client string) (*scone.Dict, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if d := m.clients[client]; d != nil {
-		return d, nil
+// dictLocked returns client's dictionary, making one if there is room;
+// m.mu is held.
+func (m *MemoryStore) dictLocked(client string) (*scone.Dict, error) {
+	if h := m.clients[client]; h != nil {
+		return h.d, nil
 	}
+	now := m.cfg.Now()
 	if len(m.clients) >= m.cfg.MaxClients {
-		m.sweepLocked()
+		m.sweepLocked(now)
 		if len(m.clients) >= m.cfg.MaxClients {
 			return nil, scone.NewError(scone.CodeExhausted, "relay store full: "+
 				strconv.Itoa(m.cfg.MaxClients)+" clients with live SCONEs; no new sessions")
 		}
 	}
 	d := scone.NewDict(scone.WithDictLimits(m.cfg.MaxPerClient, m.cfg.MaxBytesPerClient), scone.WithDictClock(m.cfg.Now))
-	m.clients[client] = d
+	m.clients[client] = &held{d: d, since: now}
 	return d, nil
 }
 
-// sweepLocked drops clients with no live SCONE; m.mu is held.
-func (m *MemoryStore) sweepLocked() {
-	for c, d := range m.clients {
-		d.Sweep()
-		if n, _ := d.Len(); n == 0 {
+// sweepLocked drops the clients with no live SCONE (past their first
+// minute), at most once per earliest expiry; m.mu is held.
+func (m *MemoryStore) sweepLocked(now time.Time) int {
+	if now.Before(m.nextSweep) {
+		return 0
+	}
+	n := 0
+	next := now.Add(admitGrace)
+	for c, h := range m.clients {
+		n += h.d.Sweep()
+		if left, _ := h.d.Len(); left == 0 && now.Sub(h.since) >= admitGrace {
 			delete(m.clients, c)
+			continue
+		}
+		for _, hd := range h.d.Headers() {
+			if hd.Expires.Before(next) {
+				next = hd.Expires
+			}
 		}
 	}
+	m.nextSweep = next
+	return n
 }
 
 // Get implements Store.
 func (m *MemoryStore) Get(_ context.Context, client, target string) ([][]byte, error) {
-	d, err := m.dict(client)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, err := m.dictLocked(client)
 	if err != nil {
 		return nil, err
 	}
@@ -108,34 +138,30 @@ func (m *MemoryStore) Get(_ context.Context, client, target string) ([][]byte, e
 
 // Apply implements Store.
 func (m *MemoryStore) Apply(_ context.Context, client string, r *scone.Reply, sent [][]byte) error {
-	d, err := m.dict(client)
+	m.mu.Lock() // so no sweep can drop the dictionary under the update
+	defer m.mu.Unlock()
+	d, err := m.dictLocked(client)
 	if err != nil {
 		return err
 	}
-	return scone.ApplyReply(d, r, sent)
+	return d.ApplyIfBase(r, sent)
 }
 
-// Sweep drops every expired SCONE, and the clients left with none. It
-// returns how many SCONEs it dropped.
+// Sweep drops every expired SCONE, and the clients left with none (once
+// past their first minute). It returns how many SCONEs it dropped.
 func (m *MemoryStore) Sweep() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n := 0
-	for c, d := range m.clients {
-		n += d.Sweep()
-		if left, _ := d.Len(); left == 0 {
-			delete(m.clients, c)
-		}
-	}
-	return n
+	m.nextSweep = time.Time{}
+	return m.sweepLocked(m.cfg.Now())
 }
 
 // Len returns how many clients and SCONEs the store holds.
 func (m *MemoryStore) Len() (clients, scones int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, d := range m.clients {
-		n, _ := d.Len()
+	for _, h := range m.clients {
+		n, _ := h.d.Len()
 		scones += n
 	}
 	return len(m.clients), scones

@@ -30,6 +30,7 @@ var grpcCodes = map[scone.Code]codes.Code{
 	scone.CodeExhausted:    codes.ResourceExhausted,
 	scone.CodeUnavailable:  codes.Unavailable,
 	scone.CodeInternal:     codes.Internal,
+	scone.CodeConflict:     codes.Aborted,
 }
 
 // GRPCCode returns the gRPC status code a scone.Code maps to.

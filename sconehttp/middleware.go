@@ -82,6 +82,9 @@ func (rw *responseWriter) Header() http.Header { return rw.w.Header() }
 
 func (rw *responseWriter) WriteHeader(code int) {
 	switch {
+	case code == http.StatusSwitchingProtocols && !rw.sealed:
+		rw.status = code
+		rw.seal() // the connection is the handler's from here on
 	case rw.sealed:
 		if !rw.failed {
 			rw.w.WriteHeader(code) // net/http reports the superfluous call
@@ -103,18 +106,22 @@ func (rw *responseWriter) Write(b []byte) (int, error) {
 	if rw.status == 0 {
 		rw.status = http.StatusOK
 	}
-	rw.buf.Write(b)
-	if rw.buf.Len() > rw.m.cfg.bufferLimit {
+	if rw.buf.Len()+len(b) > rw.m.cfg.bufferLimit {
+		// Over the limit: seal now, and write through from here on.
 		rw.seal()
 		if rw.failed {
 			return 0, errSealFailed
 		}
+		return rw.w.Write(b)
 	}
-	return len(b), nil
+	return rw.buf.Write(b)
 }
 
 // Flush seals the state and sends what the handler wrote so far.
 func (rw *responseWriter) Flush() {
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
 	rw.seal()
 	if f, ok := rw.w.(http.Flusher); ok && !rw.failed {
 		f.Flush()

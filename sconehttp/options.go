@@ -121,7 +121,9 @@ type clientConfig struct {
 }
 
 // WithHolder makes the Transport keep every host's SCONEs in h (default: a
-// scone.Dict per host, like a cookie jar's domains).
+// scone.Dict per host, like a cookie jar's domains). SCONEs are matched by
+// path only, so a single holder suits a client of one service: with several
+// hosts, one host's SCONEs would be sent to the others.
 func WithHolder(h scone.Holder) ClientOption {
 	return clientOptionFunc(func(c *clientConfig) { c.holder = h })
 }

@@ -191,14 +191,14 @@ func TestTamperedCookie(t *testing.T) {
 	if len(cookies) != 1 {
 		t.Fatalf("jar holds %d cookies", len(cookies))
 	}
-	v := []byte(cookies[0].Value)
-	v[len(v)-2] ^= 0x01 // another base64url character
-	if v[len(v)-2] == '_' || v[len(v)-2] == '-' {
-		v[len(v)-2] = 'A'
+	tok, err := scone.DecodeText(cookies[0].Value)
+	if err != nil {
+		t.Fatal(err)
 	}
+	tok[len(tok)-20] ^= 1 // a bit of the sealed part
 	req, _ := http.NewRequest("GET", srv.URL+"/shop/visit", nil)
-	req.AddCookie(&http.Cookie{Name: cookies[0].Name, Value: string(v)})
-	resp, err := http.DefaultClient.Do(req)
+	req.AddCookie(&http.Cookie{Name: cookies[0].Name, Value: scone.EncodeText(tok)})
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,4 +395,32 @@ func mustURL(s string) *url.URL {
 		panic(err)
 	}
 	return u
+}
+
+// TestFlushAndLargeWrites: a handler that flushes before writing (as a
+// server-sent events handler does) and one whose single write is over the
+// buffer limit both get their state sealed and their body whole.
+func TestFlushAndLargeWrites(t *testing.T) {
+	t.Parallel()
+	s := newSealer(t)
+	big := bytes.Repeat([]byte("b"), 1000)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st, _ := scone.FromContext(r.Context())
+		st.SetData([]byte("sealed before the body"))
+		if r.URL.Path == "/flush" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.(http.Flusher).Flush()
+			fmt.Fprint(w, "data: hello\n\n")
+			return
+		}
+		w.Write(big)
+	})
+	srv := httptest.NewServer(sconehttp.Middleware(s, "stream", sconehttp.WithBufferLimit(100))(h))
+	defer srv.Close()
+	for path, want := range map[string]string{"/flush": "data: hello\n\n", "/big": string(big)} {
+		resp, body := get(t, http.DefaultClient, srv.URL+path)
+		if resp.StatusCode != 200 || body != want || !strings.Contains(resp.Header.Get("Set-Cookie"), "scone-stream=") {
+			t.Errorf("%s: %s, %d bytes, Set-Cookie %q", path, resp.Status, len(body), resp.Header.Get("Set-Cookie"))
+		}
+	}
 }

@@ -27,6 +27,7 @@ var httpStatuses = map[scone.Code]int{
 	scone.CodeExhausted:    http.StatusServiceUnavailable,
 	scone.CodeUnavailable:  http.StatusServiceUnavailable,
 	scone.CodeInternal:     http.StatusInternalServerError,
+	scone.CodeConflict:     http.StatusConflict,
 }
 
 // HTTPStatus returns the HTTP status a scone.Code maps to.
