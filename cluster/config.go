@@ -1,0 +1,120 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Config configures a Node. Start from DefaultConfig.
+type Config struct {
+	// Name names the node in the cluster; unique. Required.
+	Name string
+	// GossipAddr is where memberlist listens (UDP and TCP), host:port.
+	GossipAddr string
+	// PeerAddr is the address (host:port) other nodes reach this node's Peer
+	// service at; it travels in the node's memberlist metadata. Required.
+	PeerAddr string
+	// Seeds are gossip addresses of nodes to join; empty starts a cluster.
+	Seeds []string
+	// K is how many nodes keep each client's record: any K-1 of them can
+	// fail at once with nothing acknowledged lost. KFor, if set, gives a
+	// service its own K (the patent's per-service quality of service).
+	K    int
+	KFor func(service string) int
+	// Degrade, if set, lets a write acknowledged by fewer than K nodes (but
+	// at least one) succeed, with a "scone-copies" header in the reply
+	// saying how many; by default such a call fails (Unavailable).
+	Degrade bool
+	// IdentityKey is the metadata key naming the client when it has no
+	// verified TLS client certificate. A request with neither is served
+	// without state.
+	IdentityKey string
+	// Timeout bounds each call to another node.
+	Timeout time.Duration
+	// RepairInterval is how often a node re-checks every record it holds,
+	// besides at every change of membership.
+	RepairInterval time.Duration
+	// Memberlist, if set, is used as the memberlist configuration (its Name,
+	// Delegate and Events are set by the Node); by default it is
+	// LANConfig().
+	Memberlist *memberlist.Config
+	// Dial, if set, connects to other nodes' Peer service (for tests: an
+	// in-memory network).
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Now is the node's clock (nil: time.Now).
+	Now func() time.Time
+	// Logger receives the node's logs. Default: discarded.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every default set; Name and PeerAddr
+// remain to be given.
+func DefaultConfig() Config {
+	return Config{
+		GossipAddr:     "127.0.0.1:7946",
+		K:              2,
+		IdentityKey:    "scone-client",
+		Timeout:        time.Second,
+		RepairInterval: 10 * time.Second,
+	}
+}
+
+// LANConfig returns memberlist's LAN configuration tuned to notice a dead
+// node within about a second: a probe every 200 ms with a 100 ms timeout, and
+// a suspicion of 3 probe intervals (for clusters under ten nodes) before a
+// silent node is declared dead. docs/modes.md gives the measured detection
+// and recovery times.
+func LANConfig() *memberlist.Config {
+	c := memberlist.DefaultLANConfig()
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
+	c.SuspicionMult = 3
+	c.GossipInterval = 50 * time.Millisecond
+	c.PushPullInterval = 5 * time.Second
+	c.TCPTimeout = time.Second
+	c.DeadNodeReclaimTime = time.Second
+	c.LogOutput = io.Discard
+	return c
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("cluster: the node needs a name")
+	case c.PeerAddr == "":
+		return errors.New("cluster: the node needs a peer address")
+	case c.K < 1:
+		return fmt.Errorf("cluster: k must be at least 1, not %d", c.K)
+	case c.IdentityKey == "":
+		return errors.New("cluster: empty identity key")
+	case c.Timeout <= 0:
+		return errors.New("cluster: the peer timeout must be positive")
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.RepairInterval <= 0 {
+		c.RepairInterval = 10 * time.Second
+	}
+	return nil
+}
+
+// k returns how many copies a service's records need.
+func (c *Config) k(service string) int {
+	if c.KFor != nil {
+		if k := c.KFor(service); k > 0 {
+			return k
+		}
+	}
+	return c.K
+}

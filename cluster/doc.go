@@ -1,0 +1,24 @@
+// Package cluster keeps SCONEs in a cluster of servers (the patent's
+// Fig. 9): the computers of the cluster, not the client, hold the
+// state-caching objects, and before a request completes its SCONEs are on k
+// of them, so the survivors can restore the state of any that fails.
+//
+// A Node joins the cluster through hashicorp/memberlist (gossip membership
+// and failure detection) and serves the Peer protocol (clusterpb) to the
+// other nodes. Its server interceptor (UnaryServerInterceptor) serves a
+// request on any node: it fetches the client's record from the record's
+// owners (the newest version wins), restores the state through
+// scone.Exchange, runs the handler unchanged, writes the new record to the k
+// owners, and replies once they all acknowledged. The client needs no SCONE
+// code: it is named by its TLS client certificate or the "scone-client"
+// header, as with a relay.
+//
+// Placement (Owners), the write rule (Accept) and repair planning
+// (PlanRepair) are plain functions, tested without sockets. Writes go first
+// to the primary owner, which accepts a record only on top of the version it
+// was made from (compare-and-set), so two nodes serving one client at once,
+// or a paused node waking up, cannot lose an update: the loser fails with
+// Aborted. When a node dies or joins, each node copies the records it holds
+// to their new owners until k copies exist again, and drops a copy it no
+// longer owns only once every owner has it. See docs/modes.md.
+package cluster

@@ -1,0 +1,148 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/sconegrpc"
+)
+
+// UnaryServerInterceptor returns the server hook of cluster mode for unary
+// calls: the client's SCONEs live in the cluster, not with the client. For
+// each call from a named client it fetches the client's record from its
+// owners, restores the state into the context (scone.Exchange: handlers
+// are the same as in every mode), runs the handler, and, if the state
+// changed, writes the new record to the k owners before the reply leaves.
+//
+// The call fails, and nothing changes, with Unavailable when fewer than k
+// members are live (unless Config.Degrade) or the record cannot be read;
+// with Aborted (code conflict) when another request changed the client's
+// state first, so the client may retry. A call whose write fails after the
+// primary owner took it has an unknown outcome for the client, as when a
+// server dies mid-call. Calls that name no client run without state.
+func (n *Node) UnaryServerInterceptor(s *scone.Sealer) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		var resp any
+		err := n.serve(ctx, s, info.FullMethod, func(ctx context.Context) error {
+			var err error
+			resp, err = handler(ctx, req)
+			return err
+		})
+		return resp, err
+	}
+}
+
+// StreamServerInterceptor is UnaryServerInterceptor for streaming calls:
+// the state is restored before the handler and written after it returns.
+func (n *Node) StreamServerInterceptor(s *scone.Sealer) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return n.serve(ss.Context(), s, info.FullMethod, func(ctx context.Context) error {
+			return handler(srv, &serverStream{ss, ctx})
+		})
+	}
+}
+
+// ServerOptions returns the grpc.ServerOptions that install the cluster
+// hook on a server.
+func (n *Node) ServerOptions(s *scone.Sealer) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(n.UnaryServerInterceptor(s)),
+		grpc.ChainStreamInterceptor(n.StreamServerInterceptor(s)),
+	}
+}
+
+// CopiesHeader is the reply header by which a node in degrade mode says a
+// client's new state is on fewer nodes than its service asks for, as
+// "copies/k" (e.g. "1/2").
+const CopiesHeader = "scone-copies"
+
+type serverStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *serverStream) Context() context.Context { return s.ctx }
+
+// serve runs one call with its client's state kept in the cluster.
+func (n *Node) serve(ctx context.Context, s *scone.Sealer, method string, run func(context.Context) error) error {
+	service, scope := sconegrpc.ServiceName(method), sconegrpc.DefaultScope(method)
+	client := n.identity(ctx)
+	if client == "" {
+		x, err := s.Begin(ctx, scone.Incoming{Expect: scone.Expect{Service: service}, Scope: scope, Plain: true})
+		if err != nil {
+			return sconegrpc.Status(err).Err()
+		}
+		return run(x.Context())
+	}
+	key := KeyOf(client)
+	k := n.cfg.k(service)
+	owners := n.owners(key, k)
+	if len(owners) < k && (!n.cfg.Degrade || len(owners) == 0) {
+		return sconegrpc.Status(scone.NewError(scone.CodeUnavailable,
+			fmt.Sprintf("%d live members, fewer than the %d copies this service needs", len(owners), k))).Err()
+	}
+	rec, err := n.fetch(ctx, key, owners)
+	if err != nil {
+		return sconegrpc.Status(err).Err()
+	}
+	var held [][]byte
+	var base uint64
+	if rec != nil {
+		held, base = rec.SCONEs, rec.RV
+	}
+	var sent [][]byte
+	now := n.cfg.Now()
+	for _, tok := range held {
+		if h, err := scone.Peek(tok); err == nil && now.Before(h.Expires) && scone.ScopeMatches(string(h.Scope), method) {
+			sent = append(sent, tok)
+		}
+	}
+	x, err := s.Begin(ctx, scone.Incoming{SCONEs: sent, Expect: scone.Expect{Service: service, Client: client}, Scope: scope})
+	if err != nil {
+		return sconegrpc.Status(err).Err()
+	}
+	herr := run(x.Context())
+	reply, err := x.Finish(nil, herr != nil)
+	if err != nil {
+		return sconegrpc.Status(err).Err()
+	}
+	if reply.Empty() {
+		return herr
+	}
+	d := scone.NewDict(scone.WithDictClock(n.cfg.Now))
+	for _, tok := range held {
+		d.Put(tok)
+	}
+	if err := scone.ApplyReply(d, &reply, sent); err != nil {
+		return sconegrpc.Status(err).Err()
+	}
+	next := &Record{Key: key, RV: base + 1, Stamp: now.UnixNano(), SCONEs: d.Tokens(), Copies: k}
+	need := k
+	if n.cfg.Degrade {
+		need = 1
+	}
+	copies, err := n.write(ctx, next, base, owners, need)
+	if err != nil {
+		return sconegrpc.Status(err).Err()
+	}
+	if copies < k {
+		grpc.SetHeader(ctx, metadata.Pairs(CopiesHeader, fmt.Sprintf("%d/%d", copies, k)))
+	}
+	return herr
+}
+
+// identity names the client: its verified TLS certificate, or the value of
+// the identity metadata key.
+func (n *Node) identity(ctx context.Context) string {
+	if id := sconegrpc.PeerIdentity(ctx); id != "" {
+		return id
+	}
+	if v := metadata.ValueFromIncomingContext(ctx, n.cfg.IdentityKey); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}

@@ -1,0 +1,52 @@
+package cluster
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are a node's Prometheus metrics (listed in docs/modes.md).
+type metrics struct {
+	members     prometheus.Gauge
+	records     prometheus.GaugeFunc
+	replication prometheus.Histogram
+	fetches     *prometheus.CounterVec
+	writes      *prometheus.CounterVec
+	undos       prometheus.Counter
+	backlog     prometheus.Gauge
+	repairs     prometheus.Counter
+	repairTime  prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer, records func() float64) *metrics {
+	m := &metrics{
+		members: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scone_cluster_members", Help: "Live members of the cluster, as this node sees them.",
+		}),
+		records: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "scone_cluster_records", Help: "Client records this node holds.",
+		}, records),
+		replication: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "scone_cluster_replication_seconds", Help: "Time to write a record to its k owners.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14),
+		}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scone_cluster_fetches_total", Help: "Record fetches for requests served here, by outcome.",
+		}, []string{"outcome"}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scone_cluster_writes_total", Help: "Record writes for requests served here, by outcome.",
+		}, []string{"outcome"}),
+		undos: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scone_cluster_undos_total", Help: "Failed writes taken back at another node.",
+		}),
+		backlog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scone_cluster_repair_backlog", Help: "Records still to copy or hand over, as of the last repair pass.",
+		}),
+		repairs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scone_cluster_repair_copies_total", Help: "Records copied to an owner by repair.",
+		}),
+		repairTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "scone_cluster_repair_seconds", Help: "Duration of repair passes that had work to do.",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 2, 14),
+		}),
+	}
+	reg.MustRegister(m.members, m.records, m.replication, m.fetches, m.writes, m.undos, m.backlog, m.repairs, m.repairTime)
+	return m
+}

@@ -1,0 +1,506 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/scone-project/scone"
+	pb "github.com/scone-project/scone/cluster/clusterpb"
+)
+
+// Node is one member of a cluster that keeps SCONEs: it holds its share of
+// the client records, serves them to the other nodes, and serves clients'
+// requests through its interceptors.
+type Node struct {
+	cfg   Config
+	store *store
+	ml    *memberlist.Memberlist
+	peer  *grpc.Server
+	reg   *prometheus.Registry
+	m     *metrics
+
+	mu    sync.Mutex
+	addrs map[string]string // live member → Peer address
+	conns map[string]*grpc.ClientConn
+
+	repairNow chan struct{}
+	stop      chan struct{}
+	done      sync.WaitGroup
+}
+
+// New starts a node: it begins gossiping and joins cfg.Seeds. Serve its Peer
+// service with ServePeer.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:       cfg,
+		store:     newStore(),
+		reg:       prometheus.NewRegistry(),
+		addrs:     map[string]string{},
+		conns:     map[string]*grpc.ClientConn{},
+		repairNow: make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+	}
+	n.m = newMetrics(n.reg, func() float64 { return float64(n.store.len()) })
+	n.peer = grpc.NewServer()
+	pb.RegisterPeerServer(n.peer, peerServer{n: n})
+
+	mc := cfg.Memberlist
+	if mc == nil {
+		mc = LANConfig()
+	}
+	mc.Name = cfg.Name
+	if mc.Transport == nil {
+		host, port, err := net.SplitHostPort(cfg.GossipAddr)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: gossip address %q: %v", cfg.GossipAddr, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: gossip address %q: %v", cfg.GossipAddr, err)
+		}
+		mc.BindAddr, mc.BindPort = host, p
+		mc.AdvertiseAddr, mc.AdvertisePort = host, p
+	}
+	mc.Delegate = delegate{n}
+	mc.Events = events{n}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: starting memberlist: %w", err)
+	}
+	n.ml = ml
+	if len(cfg.Seeds) > 0 {
+		if _, err := ml.Join(cfg.Seeds); err != nil {
+			ml.Shutdown()
+			return nil, fmt.Errorf("cluster: joining %v: %w", cfg.Seeds, err)
+		}
+	}
+	n.done.Add(1)
+	go n.repairLoop()
+	return n, nil
+}
+
+// ServePeer serves the Peer service (the other nodes' reads and writes) on
+// lis until Close.
+func (n *Node) ServePeer(lis net.Listener) error { return n.peer.Serve(lis) }
+
+// Metrics returns the registry of the node's Prometheus metrics.
+func (n *Node) Metrics() *prometheus.Registry { return n.reg }
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Members returns the names of the live members, this node included.
+func (n *Node) Members() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]string, 0, len(n.addrs))
+	for name := range n.addrs {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Records returns how many client records the node holds.
+func (n *Node) Records() int { return n.store.len() }
+
+// Holds reports whether the node holds a record for key.
+func (n *Node) Holds(key string) bool { return n.store.get(key) != nil }
+
+// Leave tells the others this node is leaving (so its records are
+// re-replicated at once), then closes it.
+func (n *Node) Leave(timeout time.Duration) error {
+	err := n.ml.Leave(timeout)
+	n.Close()
+	return err
+}
+
+// Close stops the node at once, as a crash would for the others: its
+// records are gone with it.
+func (n *Node) Close() {
+	select {
+	case <-n.stop:
+		return
+	default:
+	}
+	close(n.stop)
+	n.ml.Shutdown()
+	n.peer.Stop()
+	n.done.Wait()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range n.conns {
+		c.Close()
+	}
+}
+
+// KeyOf returns the record key of a client identity: a hash, so records
+// show no identities.
+func KeyOf(client string) string {
+	sum := sha256.Sum256([]byte(client))
+	return hex.EncodeToString(sum[:20])
+}
+
+// delegate gives memberlist the node's metadata: its Peer address.
+type delegate struct{ n *Node }
+
+func (d delegate) NodeMeta(limit int) []byte        { return []byte(d.n.cfg.PeerAddr) }
+func (d delegate) NotifyMsg([]byte)                 {}
+func (d delegate) GetBroadcasts(int, int) [][]byte  { return nil }
+func (d delegate) LocalState(bool) []byte           { return nil }
+func (d delegate) MergeRemoteState([]byte, bool)    {}
+func (e events) NotifyUpdate(node *memberlist.Node) { e.NotifyJoin(node) }
+func (e events) NotifyLeave(node *memberlist.Node)  { e.n.memberGone(node.Name) }
+func (e events) NotifyJoin(node *memberlist.Node)   { e.n.memberUp(node.Name, string(node.Meta)) }
+
+// events follows membership.
+type events struct{ n *Node }
+
+func (n *Node) memberUp(name, addr string) {
+	n.mu.Lock()
+	n.addrs[name] = addr
+	n.m.members.Set(float64(len(n.addrs)))
+	n.mu.Unlock()
+	n.triggerRepair()
+}
+
+func (n *Node) memberGone(name string) {
+	n.mu.Lock()
+	delete(n.addrs, name)
+	if c := n.conns[name]; c != nil {
+		c.Close()
+		delete(n.conns, name)
+	}
+	n.m.members.Set(float64(len(n.addrs)))
+	n.mu.Unlock()
+	n.triggerRepair()
+}
+
+func (n *Node) triggerRepair() {
+	select {
+	case n.repairNow <- struct{}{}:
+	default:
+	}
+}
+
+// client returns a Peer client for a member, or nil if it is not live.
+func (n *Node) client(name string) (pb.PeerClient, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	addr, ok := n.addrs[name]
+	if !ok {
+		return nil, errNotMember
+	}
+	if c := n.conns[name]; c != nil {
+		return pb.NewPeerClient(c), nil
+	}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A peer that restarts is reachable again within a second.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: n.cfg.Timeout,
+		}),
+	}
+	if n.cfg.Dial != nil {
+		opts = append(opts, grpc.WithContextDialer(n.cfg.Dial))
+	}
+	c, err := grpc.NewClient("passthrough:///"+addr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	n.conns[name] = c
+	return pb.NewPeerClient(c), nil
+}
+
+var errNotMember = errors.New("cluster: not a live member")
+
+// fetchFrom reads key's record on one member (locally for this node).
+func (n *Node) fetchFrom(ctx context.Context, member, key string) (*Record, error) {
+	if member == n.cfg.Name {
+		return n.store.get(key), nil
+	}
+	c, err := n.client(member)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
+	defer cancel()
+	resp, err := c.Fetch(ctx, &pb.FetchRequest{Key: key})
+	if err != nil {
+		return nil, err
+	}
+	if !resp.GetFound() {
+		return nil, nil
+	}
+	return fromPB(resp.GetRecord()), nil
+}
+
+// storeOn writes a record on one member (locally for this node).
+func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uint64, repair bool) (Verdict, error) {
+	if member == n.cfg.Name {
+		v, _ := n.store.put(rec, base, repair)
+		return v, nil
+	}
+	c, err := n.client(member)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
+	defer cancel()
+	resp, err := c.Store(ctx, &pb.StoreRequest{Record: toPB(rec), Base: base, Repair: repair})
+	if err != nil {
+		return 0, err
+	}
+	return Verdict(resp.GetVerdict()), nil
+}
+
+// fetch reads a client's record from its owners, in parallel; the newest
+// wins. It fails (CodeUnavailable) when no owner answered, or when those
+// that answered hold nothing while another could not answer: the record may
+// exist, and serving the client from nothing would lose it.
+func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record, error) {
+	type answer struct {
+		rec *Record
+		err error
+	}
+	answers := make(chan answer, len(owners))
+	for _, o := range owners {
+		go func() {
+			r, err := n.fetchFrom(ctx, o, key)
+			answers <- answer{r, err}
+		}()
+	}
+	var newest *Record
+	failed := 0
+	for range owners {
+		a := <-answers
+		if a.err != nil {
+			failed++
+			continue
+		}
+		if a.rec.Newer(newest) {
+			newest = a.rec
+		}
+	}
+	switch {
+	case newest != nil:
+		n.m.fetches.WithLabelValues("found").Inc()
+		return newest, nil
+	case failed > 0:
+		n.m.fetches.WithLabelValues("unavailable").Inc()
+		return nil, scone.NewError(scone.CodeUnavailable, fmt.Sprintf("%d of %d owners of the record did not answer", failed, len(owners)))
+	}
+	n.m.fetches.WithLabelValues("new").Inc()
+	return nil, nil
+}
+
+// write stores rec, made from version base, on its owners: the primary
+// first (which refuses it if another write came first), then the others in
+// parallel. It returns how many owners hold it. If another owner refuses it
+// too (a write came first there), or fewer than need owners took it, the
+// owners that took it are told to undo it, and the call fails with nothing
+// changed.
+func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int) (int, error) {
+	start := time.Now()
+	defer func() { n.m.replication.Observe(time.Since(start).Seconds()) }()
+	v, err := n.storeOn(ctx, owners[0], rec, base, false)
+	if err != nil {
+		n.m.writes.WithLabelValues("unavailable").Inc()
+		n.undo(owners[:1], rec)
+		return 0, scone.WrapError(scone.CodeUnavailable, "the record's primary owner did not answer", err)
+	}
+	if v == Conflict {
+		n.m.writes.WithLabelValues("conflict").Inc()
+		return 0, errConflict
+	}
+	took := []string{owners[0]}
+	var failed []string
+	var conflict bool
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, o := range owners[1:] {
+		wg.Go(func() {
+			v, err := n.storeOn(ctx, o, rec, base, false)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				failed = append(failed, o) // it may have taken it
+			case v == Conflict:
+				conflict = true
+			default:
+				took = append(took, o)
+			}
+		})
+	}
+	wg.Wait()
+	switch {
+	case conflict:
+		n.m.writes.WithLabelValues("conflict").Inc()
+		n.undo(append(took, failed...), rec)
+		return 0, errConflict
+	case len(took) < need:
+		n.m.writes.WithLabelValues("unavailable").Inc()
+		n.undo(append(took, failed...), rec)
+		return 0, scone.NewError(scone.CodeUnavailable,
+			fmt.Sprintf("the new state reached %d of the %d nodes it needs", len(took), need))
+	}
+	n.m.writes.WithLabelValues("ok").Inc()
+	return len(took), nil
+}
+
+var errConflict = scone.NewError(scone.CodeConflict, "another request changed this client's state first")
+
+// undo takes back a failed write of rec on members, in parallel, as far as
+// they answer: a member that does not keeps the write, and a later read may
+// see it, as when a server dies mid-call.
+func (n *Node) undo(members []string, rec *Record) {
+	var wg sync.WaitGroup
+	for _, m := range members {
+		wg.Go(func() {
+			if m == n.cfg.Name {
+				n.store.undo(rec.Key, rec.RV, rec.Stamp)
+				return
+			}
+			c, err := n.client(m)
+			if err != nil {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
+			defer cancel()
+			if _, err := c.Undo(ctx, &pb.UndoRequest{Key: rec.Key, Rv: rec.RV, Stamp: rec.Stamp}); err == nil {
+				n.m.undos.Inc()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// owners returns the live owners of key for k copies.
+func (n *Node) owners(key string, k int) []string {
+	return Owners(key, n.Members(), k)
+}
+
+func toPB(r *Record) *pb.Record {
+	return &pb.Record{Key: r.Key, Rv: r.RV, Stamp: r.Stamp, Scones: r.SCONEs, Copies: uint32(r.Copies)}
+}
+
+func fromPB(r *pb.Record) *Record {
+	return &Record{Key: r.GetKey(), RV: r.GetRv(), Stamp: r.GetStamp(), SCONEs: r.GetScones(), Copies: int(r.GetCopies())}
+}
+
+// peerServer serves the Peer protocol from the node's store.
+type peerServer struct {
+	pb.UnimplementedPeerServer
+	n *Node
+}
+
+func (p peerServer) Fetch(_ context.Context, req *pb.FetchRequest) (*pb.FetchReply, error) {
+	r := p.n.store.get(req.GetKey())
+	if r == nil {
+		return &pb.FetchReply{}, nil
+	}
+	return &pb.FetchReply{Found: true, Record: toPB(r)}, nil
+}
+
+func (p peerServer) Undo(_ context.Context, req *pb.UndoRequest) (*pb.UndoReply, error) {
+	return &pb.UndoReply{Undone: p.n.store.undo(req.GetKey(), req.GetRv(), req.GetStamp())}, nil
+}
+
+func (p peerServer) Store(_ context.Context, req *pb.StoreRequest) (*pb.StoreReply, error) {
+	v, rv := p.n.store.put(fromPB(req.GetRecord()), req.GetBase(), req.GetRepair())
+	return &pb.StoreReply{Verdict: pb.StoreReply_Verdict(v), Rv: rv}, nil
+}
+
+// repairLoop runs repair at every change of membership and every
+// RepairInterval, and drops expired records.
+func (n *Node) repairLoop() {
+	defer n.done.Done()
+	tick := time.NewTicker(n.cfg.RepairInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.repairNow:
+			// Let a burst of membership events settle.
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-n.stop:
+				return
+			}
+		case <-tick.C:
+			n.store.sweep(n.cfg.Now())
+		}
+		n.repair()
+	}
+}
+
+// repair copies every record the node holds to its owners, and hands over
+// the ones it no longer owns. Records are re-checked at the next pass if a
+// copy failed.
+func (n *Node) repair() {
+	start := time.Now()
+	members := n.Members()
+	if !slices.Contains(members, n.cfg.Name) {
+		return // not yet a member of its own view
+	}
+	backlog := 0
+	copied := 0
+	for _, key := range n.store.keys() {
+		rec := n.store.get(key)
+		if rec == nil {
+			continue
+		}
+		plan := PlanRepair(n.cfg.Name, []string{key}, members, max(1, rec.Copies))
+		if len(plan) == 0 {
+			continue
+		}
+		a := plan[0]
+		ok := true
+		for _, o := range a.PushTo {
+			v, err := n.storeOn(context.Background(), o, rec, 0, true)
+			switch {
+			case err != nil:
+				ok = false
+			case v == Accepted:
+				copied++
+			}
+		}
+		if !ok {
+			backlog++
+			continue
+		}
+		if a.DropAfter {
+			n.store.drop(a.Key, rec)
+		}
+	}
+	n.m.backlog.Set(float64(backlog))
+	n.m.repairs.Add(float64(copied))
+	if copied > 0 || backlog > 0 {
+		d := time.Since(start)
+		n.m.repairTime.Observe(d.Seconds())
+		n.cfg.Logger.Info("repair pass", "node", n.cfg.Name, "copied", copied, "backlog", backlog, "took", d)
+	}
+	if backlog > 0 {
+		time.AfterFunc(100*time.Millisecond, n.triggerRepair)
+	}
+}

@@ -1,0 +1,143 @@
+package cluster
+
+import (
+	"testing"
+	"time"
+
+	"github.com/scone-project/scone"
+)
+
+func TestNewer(t *testing.T) {
+	a := &Record{RV: 2, Stamp: 10}
+	b := &Record{RV: 3, Stamp: 1}
+	c := &Record{RV: 3, Stamp: 5}
+	cases := []struct {
+		r, o *Record
+		want bool
+	}{
+		{a, nil, true},
+		{nil, a, false},
+		{nil, nil, false},
+		{b, a, true},
+		{a, b, false},
+		{c, b, true},
+		{b, c, false},
+		{c, c, false},
+	}
+	for i, tc := range cases {
+		if got := tc.r.Newer(tc.o); got != tc.want {
+			t.Errorf("case %d: Newer = %v, want %v", i, got, tc.want)
+		}
+	}
+}
+
+func TestAccept(t *testing.T) {
+	held := &Record{RV: 5, Stamp: 100}
+	cases := []struct {
+		name   string
+		held   *Record
+		rec    *Record
+		base   uint64
+		repair bool
+		want   Verdict
+	}{
+		{"first write", nil, &Record{RV: 1}, 0, false, Accepted},
+		{"write on the held version", held, &Record{RV: 6}, 5, false, Accepted},
+		{"write catching up a replica that missed one", held, &Record{RV: 7}, 6, false, Accepted},
+		{"write from an older base", held, &Record{RV: 5, Stamp: 200}, 4, false, Conflict},
+		{"zombie from a much older base", held, &Record{RV: 2}, 1, false, Conflict},
+		{"repair newer", held, &Record{RV: 6}, 0, true, Accepted},
+		{"repair same version later stamp", held, &Record{RV: 5, Stamp: 101}, 0, true, Accepted},
+		{"repair same record", held, held, 0, true, Stale},
+		{"repair older", held, &Record{RV: 4}, 0, true, Stale},
+		{"repair to an empty replica", nil, &Record{RV: 3}, 0, true, Accepted},
+	}
+	for _, tc := range cases {
+		if got := Accept(tc.held, tc.rec, tc.base, tc.repair); got != tc.want {
+			t.Errorf("%s: Accept = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestRecordExpires(t *testing.T) {
+	s := testSealer(t)
+	now := time.Now()
+	short := sealFor(t, s, now, time.Minute)
+	long := sealFor(t, s, now, time.Hour)
+	r := &Record{SCONEs: [][]byte{short, long, []byte("not a scone")}}
+	got := r.Expires()
+	if got.Before(now.Add(59*time.Minute)) || got.After(now.Add(61*time.Minute)) {
+		t.Fatalf("Expires = %v, want about an hour from now", got)
+	}
+	if !(&Record{}).Expires().IsZero() {
+		t.Fatal("an empty record expires at a non-zero time")
+	}
+}
+
+func TestStoreSweep(t *testing.T) {
+	s := testSealer(t)
+	now := time.Now()
+	st := newStore()
+	st.put(&Record{Key: "a", RV: 1, SCONEs: [][]byte{sealFor(t, s, now, time.Minute)}}, 0, false)
+	st.put(&Record{Key: "b", RV: 1, SCONEs: [][]byte{sealFor(t, s, now, time.Hour)}}, 0, false)
+	if n := st.sweep(now.Add(2 * time.Minute)); n != 1 {
+		t.Fatalf("sweep dropped %d records, want 1", n)
+	}
+	if st.get("a") != nil || st.get("b") == nil {
+		t.Fatal("sweep dropped the wrong record")
+	}
+}
+
+func TestStoreUndo(t *testing.T) {
+	st := newStore()
+	r1 := &Record{Key: "a", RV: 1, Stamp: 1}
+	r2 := &Record{Key: "a", RV: 2, Stamp: 2}
+	if v, _ := st.put(r1, 0, false); v != Accepted {
+		t.Fatal("first write refused")
+	}
+	if v, _ := st.put(r2, 1, false); v != Accepted {
+		t.Fatal("second write refused")
+	}
+	if st.undo("a", 2, 999) {
+		t.Fatal("undo of a version not held succeeded")
+	}
+	if !st.undo("a", 2, 2) {
+		t.Fatal("undo of the held version failed")
+	}
+	if got := st.get("a"); got != r1 {
+		t.Fatalf("after undo the store holds %+v, want the first record", got)
+	}
+	if !st.undo("a", 1, 1) || st.get("a") != nil {
+		t.Fatal("undo of the first write left a record")
+	}
+	// A write refused leaves the record as it was.
+	st.put(r2, 1, false)
+	if v, rv := st.put(&Record{Key: "a", RV: 2, Stamp: 3}, 1, false); v != Conflict || rv != 2 {
+		t.Fatalf("conflicting write: verdict %v rv %d", v, rv)
+	}
+	if st.get("a") != r2 {
+		t.Fatal("a refused write changed the record")
+	}
+}
+
+func testSealer(t *testing.T) *scone.Sealer {
+	t.Helper()
+	ring, err := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := scone.NewSealer(ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func sealFor(t *testing.T, s *scone.Sealer, now time.Time, ttl time.Duration) []byte {
+	t.Helper()
+	tok, err := s.Seal(nil, &scone.SCONE{Service: "svc", IssuedAt: now, Expires: now.Add(ttl), Data: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
