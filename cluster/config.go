@@ -68,14 +68,16 @@ func DefaultConfig() Config {
 
 // LANConfig returns memberlist's LAN configuration tuned to notice a dead
 // node within about a second: a probe every 200 ms with a 100 ms timeout, and
-// a suspicion of 3 probe intervals (for clusters under ten nodes) before a
-// silent node is declared dead. docs/modes.md gives the measured detection
+// a suspicion of 3 probe intervals (for clusters under ten nodes, growing to
+// at most 9 while no other member confirms it) before a silent node is
+// declared dead. docs/modes.md gives the measured detection
 // and recovery times.
 func LANConfig() *memberlist.Config {
 	c := memberlist.DefaultLANConfig()
 	c.ProbeInterval = 200 * time.Millisecond
 	c.ProbeTimeout = 100 * time.Millisecond
 	c.SuspicionMult = 3
+	c.SuspicionMaxTimeoutMult = 3
 	c.GossipInterval = 50 * time.Millisecond
 	c.PushPullInterval = 5 * time.Second
 	c.TCPTimeout = time.Second

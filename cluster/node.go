@@ -273,9 +273,10 @@ func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uin
 }
 
 // fetch reads a client's record from its owners, in parallel; the newest
-// wins. It fails (CodeUnavailable) when no owner answered, or when those
-// that answered hold nothing while another could not answer: the record may
-// exist, and serving the client from nothing would lose it.
+// wins. Every owner must answer (else CodeUnavailable): an owner that missed
+// writes while it was cut off holds an old version, and only the others
+// can tell. Until the cluster notices that an owner died, its records are
+// unavailable; then they have other owners.
 func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record, error) {
 	type answer struct {
 		rec *Record
@@ -289,11 +290,11 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 		}()
 	}
 	var newest *Record
-	failed := 0
+	var failed error
 	for range owners {
 		a := <-answers
 		if a.err != nil {
-			failed++
+			failed = a.err
 			continue
 		}
 		if a.rec.Newer(newest) {
@@ -301,12 +302,12 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 		}
 	}
 	switch {
+	case failed != nil:
+		n.m.fetches.WithLabelValues("unavailable").Inc()
+		return nil, scone.WrapError(scone.CodeUnavailable, "an owner of the client's state did not answer", failed)
 	case newest != nil:
 		n.m.fetches.WithLabelValues("found").Inc()
 		return newest, nil
-	case failed > 0:
-		n.m.fetches.WithLabelValues("unavailable").Inc()
-		return nil, scone.NewError(scone.CodeUnavailable, fmt.Sprintf("%d of %d owners of the record did not answer", failed, len(owners)))
 	}
 	n.m.fetches.WithLabelValues("new").Inc()
 	return nil, nil

@@ -120,7 +120,7 @@ func TestStoreUndo(t *testing.T) {
 	}
 }
 
-func testSealer(t *testing.T) *scone.Sealer {
+func testSealer(t testing.TB) *scone.Sealer {
 	t.Helper()
 	ring, err := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
 	if err != nil {

@@ -1,0 +1,328 @@
+package cluster
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func newSessions(n int) []*session {
+	out := make([]*session, n)
+	for i := range out {
+		out[i] = newSession(fmt.Sprintf("client-%d", i))
+	}
+	return out
+}
+
+// run makes every session take steps through the live nodes in turn,
+// retrying each until acknowledged.
+func run(t *testing.T, c *testCluster, sessions []*session, steps int) {
+	t.Helper()
+	for range steps {
+		for _, s := range sessions {
+			s.stepUntil(t, c, 10*time.Second)
+		}
+	}
+}
+
+func TestClusterServesAnyNode(t *testing.T) {
+	c := newTestCluster(t, 4, 2, nil)
+	sessions := newSessions(6)
+	run(t, c, sessions, 5)
+	for _, s := range sessions {
+		if got := c.copies(s.client); got != 2 {
+			t.Errorf("client %s: %d copies, want 2", s.client, got)
+		}
+	}
+	c.verify(t, sessions)
+	// A call that names no client runs without state and keeps nothing.
+	out, _, err := c.call("node-0", "", "Add", "anonymous")
+	if err != nil || out != "anonymous," {
+		t.Fatalf("anonymous call: %q, %v", out, err)
+	}
+	total := 0
+	for _, name := range c.live() {
+		total += c.node(name).node.Records()
+	}
+	if total != 2*len(sessions) {
+		t.Fatalf("%d records kept, want %d", total, 2*len(sessions))
+	}
+}
+
+func TestClusterKillOne(t *testing.T) {
+	c := newTestCluster(t, 4, 2, nil)
+	sessions := newSessions(8)
+	run(t, c, sessions, 3)
+	victim := c.ownerOf(sessions[0].client, 2)
+	c.kill(victim)
+	run(t, c, sessions, 3)
+	c.verify(t, sessions)
+}
+
+func TestClusterTwoKillsWithRepair(t *testing.T) {
+	c := newTestCluster(t, 4, 2, nil)
+	sessions := newSessions(8)
+	run(t, c, sessions, 3)
+	first := c.ownerOf(sessions[0].client, 2)
+	c.kill(first)
+	waitCopies(t, c, sessions, 2)
+	// The second victim owns the first client's record now too: without
+	// repair, its only other copy died with the first victim.
+	second := c.ownerOf(sessions[0].client, 2)
+	c.kill(second)
+	c.verify(t, sessions)
+	run(t, c, sessions, 2)
+	c.verify(t, sessions)
+}
+
+// waitCopies waits until every session's record is on want live nodes.
+func waitCopies(t *testing.T, c *testCluster, sessions []*session, want int) {
+	t.Helper()
+	c.eventually(10*time.Second, func() error {
+		for _, s := range sessions {
+			if got := c.copies(s.client); got != want {
+				return fmt.Errorf("client %s: %d copies, want %d", s.client, got, want)
+			}
+		}
+		return nil
+	})
+}
+
+func TestClusterRepairRestoresK(t *testing.T) {
+	for _, k := range []int{2, 3} {
+		t.Run(fmt.Sprint("k=", k), func(t *testing.T) {
+			c := newTestCluster(t, 4, k, nil)
+			sessions := newSessions(12)
+			run(t, c, sessions, 2)
+			waitCopies(t, c, sessions, k)
+			c.kill("node-1")
+			waitCopies(t, c, sessions, k)
+			// A node joins: copies move to it, never fewer than k on the way.
+			done := make(chan struct{})
+			low := make(chan string, 1)
+			go func() {
+				defer close(done)
+				for range 200 {
+					for _, s := range sessions {
+						if got := c.copies(s.client); got < k {
+							select {
+							case low <- fmt.Sprintf("client %s had %d copies during the join", s.client, got):
+							default:
+							}
+						}
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}()
+			c.start("node-4")
+			c.waitMembers(4)
+			<-done
+			select {
+			case msg := <-low:
+				t.Fatal(msg)
+			default:
+			}
+			waitCopies(t, c, sessions, k)
+			c.eventually(5*time.Second, func() error {
+				for _, s := range sessions {
+					for _, o := range Owners(KeyOf(s.client), c.live(), k) {
+						if !c.node(o).node.Holds(KeyOf(s.client)) {
+							return fmt.Errorf("client %s: owner %s holds no copy", s.client, o)
+						}
+					}
+				}
+				return nil
+			})
+			c.verify(t, sessions)
+		})
+	}
+}
+
+func TestClusterUnreachableFails(t *testing.T) {
+	c := newTestCluster(t, 4, 2, nil)
+	s := newSession("client-0")
+	run(t, c, []*session{s}, 3)
+	before := strings.Join(s.acked, ",") + ","
+	// node-0 is cut off from the rest: before and after it notices, its
+	// calls fail with Unavailable and change nothing.
+	c.net.isolate("node-0")
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; ; i++ {
+		_, _, err := c.call("node-0", s.client, "Add", fmt.Sprint("lost-", i))
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("call on an isolated node: %v, want Unavailable", err)
+		}
+		if len(c.node("node-0").node.Members()) == 1 {
+			break // it noticed: later calls fail before any write
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the isolated node never noticed it was alone")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, _, err := c.call("node-0", s.client, "Add", "alone")
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "fewer than the 2 copies") {
+		t.Fatalf("call on a node alone: %v, want Unavailable for too few members", err)
+	}
+	c.net.heal("node-0")
+	c.waitMembers(4)
+	for _, name := range c.live() {
+		state, _, err := c.call(name, s.client, "Get", "")
+		if err != nil {
+			t.Fatalf("Get on %s: %v", name, err)
+		}
+		if state != before {
+			t.Fatalf("state through %s is %q, want %q unchanged", name, state, before)
+		}
+	}
+}
+
+func TestClusterDegrade(t *testing.T) {
+	c := newTestCluster(t, 3, 2, func(cfg *Config) { cfg.Degrade = true })
+	s := newSession("client-0")
+	run(t, c, []*session{s}, 1)
+	for _, name := range []string{"node-1", "node-2"} {
+		c.kill(name)
+	}
+	c.waitMembers(1)
+	out, header, err := c.call("node-0", s.client, "Add", "alone")
+	if err != nil {
+		t.Fatalf("degraded call: %v", err)
+	}
+	if got := header.Get(CopiesHeader); len(got) != 1 || got[0] != "1/2" {
+		t.Fatalf("header %s = %v, want 1/2", CopiesHeader, got)
+	}
+	if !strings.HasSuffix(out, "alone,") {
+		t.Fatalf("degraded call returned %q", out)
+	}
+}
+
+func TestClusterPerServiceK(t *testing.T) {
+	c := newTestCluster(t, 4, 1, func(cfg *Config) {
+		cfg.KFor = func(service string) int {
+			if service == "sconetest.Counter" {
+				return 3
+			}
+			return 0
+		}
+	})
+	s := newSession("client-0")
+	run(t, c, []*session{s}, 2)
+	if got := c.copies(s.client); got != 3 {
+		t.Fatalf("%d copies, want the service's 3", got)
+	}
+}
+
+// TestClusterZombie holds a call on a node between reading the state and
+// writing it, cuts the node off, lets the client go on elsewhere, heals the
+// node and releases the call: its write, made from an old version, must
+// fail and change nothing.
+func TestClusterZombie(t *testing.T) {
+	c := newTestCluster(t, 4, 2, nil)
+	s := newSession("client-0")
+	run(t, c, []*session{s}, 3)
+	zombie := c.ownerOf(s.client, 2)
+	held, release := make(chan struct{}), make(chan struct{})
+	c.node(zombie).ctr.gate = func(op string) {
+		if op == "zombie" {
+			close(held)
+			<-release
+		}
+	}
+	result := make(chan error, 1)
+	go func() {
+		_, _, err := c.call(zombie, s.client, "Add", "zombie")
+		result <- err
+	}()
+	<-held
+	c.net.isolate(zombie)
+	var others []string
+	for _, name := range c.live() {
+		if name != zombie {
+			others = append(others, name)
+		}
+	}
+	// The client goes on through the other nodes (once they see the zombie
+	// gone, the record has two copies without it).
+	for range 3 {
+		start := time.Now()
+		for !s.step(t, c, others[s.next%len(others)]) {
+			if time.Since(start) > 10*time.Second {
+				t.Fatal("no other node served the client")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	c.net.heal(zombie)
+	c.waitMembers(4)
+	close(release)
+	err := <-result
+	if code := status.Code(err); code != codes.Aborted && code != codes.Unavailable && code != codes.DeadlineExceeded {
+		t.Fatalf("the zombie's write: %v, want it refused", err)
+	}
+	s.maybe["zombie"] = true
+	c.verify(t, []*session{s})
+	for _, name := range c.live() {
+		state, _, err := c.call(name, s.client, "Get", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(state, "zombie") {
+			t.Fatalf("the zombie's write is in the state through %s: %q", name, state)
+		}
+		s.check(t, state)
+	}
+}
+
+// TestClusterConflict serves one client on two nodes at once: one write
+// wins, the other fails with Aborted, and nothing acknowledged is lost.
+func TestClusterConflict(t *testing.T) {
+	c := newTestCluster(t, 4, 2, nil)
+	s := newSession("client-0")
+	run(t, c, []*session{s}, 1)
+	held := make(chan struct{}, 2)
+	release := make(chan struct{})
+	for _, name := range []string{"node-0", "node-1"} {
+		c.node(name).ctr.gate = func(op string) {
+			if strings.HasPrefix(op, "race") {
+				held <- struct{}{}
+				<-release
+			}
+		}
+	}
+	errs := make(chan error, 2)
+	for i, name := range []string{"node-0", "node-1"} {
+		go func() {
+			_, _, err := c.call(name, s.client, "Add", fmt.Sprint("race-", i))
+			errs <- err
+		}()
+	}
+	<-held
+	<-held
+	close(release)
+	e1, e2 := <-errs, <-errs
+	won := 0
+	for _, err := range []error{e1, e2} {
+		switch status.Code(err) {
+		case codes.OK:
+			won++
+		case codes.Aborted:
+		default:
+			t.Fatalf("racing call: %v, want OK or Aborted", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d racing calls won, want exactly 1 (%v, %v)", won, e1, e2)
+	}
+	state, _, err := c.call("node-2", s.client, "Get", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(state, "race") != 1 {
+		t.Fatalf("state %q, want exactly one racing write", state)
+	}
+}
