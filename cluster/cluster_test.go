@@ -171,10 +171,12 @@ func TestClusterUnreachableFails(t *testing.T) {
 	c.net.heal("node-0")
 	c.waitMembers(4)
 	for _, name := range c.live() {
-		state, _, err := c.call(name, s.client, "Get", "")
-		if err != nil {
-			t.Fatalf("Get on %s: %v", name, err)
-		}
+		var state string
+		c.eventually(5*time.Second, func() error { // connections come back
+			var err error
+			state, _, err = c.call(name, s.client, "Get", "")
+			return err
+		})
 		if state != before {
 			t.Fatalf("state through %s is %q, want %q unchanged", name, state, before)
 		}
@@ -267,10 +269,12 @@ func TestClusterZombie(t *testing.T) {
 	s.maybe["zombie"] = true
 	c.verify(t, []*session{s})
 	for _, name := range c.live() {
-		state, _, err := c.call(name, s.client, "Get", "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		var state string
+		c.eventually(5*time.Second, func() error { // connections come back
+			var err error
+			state, _, err = c.call(name, s.client, "Get", "")
+			return err
+		})
 		if strings.Contains(state, "zombie") {
 			t.Fatalf("the zombie's write is in the state through %s: %q", name, state)
 		}

@@ -70,8 +70,10 @@ func DefaultConfig() Config {
 // node within about a second: a probe every 200 ms with a 100 ms timeout, and
 // a suspicion of 3 probe intervals (for clusters under ten nodes, growing to
 // at most 9 while no other member confirms it) before a silent node is
-// declared dead. docs/modes.md gives the measured detection
-// and recovery times.
+// declared dead; and a full state exchange with a random member every
+// second, which also ends a partition within seconds of it healing (each
+// side learns from the other that it was declared dead, and refutes it).
+// docs/modes.md gives the measured detection and recovery times.
 func LANConfig() *memberlist.Config {
 	c := memberlist.DefaultLANConfig()
 	c.ProbeInterval = 200 * time.Millisecond
@@ -79,7 +81,7 @@ func LANConfig() *memberlist.Config {
 	c.SuspicionMult = 3
 	c.SuspicionMaxTimeoutMult = 3
 	c.GossipInterval = 50 * time.Millisecond
-	c.PushPullInterval = 5 * time.Second
+	c.PushPullInterval = time.Second
 	c.TCPTimeout = time.Second
 	c.DeadNodeReclaimTime = time.Second
 	c.LogOutput = io.Discard

@@ -198,7 +198,7 @@ func (c *testCluster) node(name string) *testNode {
 // waitMembers waits until every live node sees want members.
 func (c *testCluster) waitMembers(want int) {
 	c.t.Helper()
-	c.eventually(10*time.Second, func() error {
+	c.eventually(20*time.Second, func() error {
 		for _, name := range c.live() {
 			if got := len(c.node(name).node.Members()); got != want {
 				return fmt.Errorf("%s sees %d members, want %d", name, got, want)

@@ -75,8 +75,8 @@ func New(cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster: gossip address %q: %v", cfg.GossipAddr, err)
 		}
+		// Port 0 picks a free port; GossipAddr tells which.
 		mc.BindAddr, mc.BindPort = host, p
-		mc.AdvertiseAddr, mc.AdvertisePort = host, p
 	}
 	mc.Delegate = delegate{n}
 	mc.Events = events{n}
@@ -103,6 +103,10 @@ func (n *Node) ServePeer(lis net.Listener) error { return n.peer.Serve(lis) }
 // Metrics returns the registry of the node's Prometheus metrics.
 func (n *Node) Metrics() *prometheus.Registry { return n.reg }
 
+// GossipAddr returns the address other nodes join this one at (for their
+// Config.Seeds).
+func (n *Node) GossipAddr() string { return n.ml.LocalNode().Address() }
+
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
@@ -124,11 +128,36 @@ func (n *Node) Records() int { return n.store.len() }
 // Holds reports whether the node holds a record for key.
 func (n *Node) Holds(key string) bool { return n.store.get(key) != nil }
 
-// Leave tells the others this node is leaving (so its records are
-// re-replicated at once), then closes it.
+// Leave leaves the cluster gracefully: it first copies every record it
+// holds to the owners the record will have without this node, so no record
+// has fewer than k copies at any time, then tells the others it is leaving,
+// and closes. It returns an error if some record could not be handed over
+// (the others then repair from their copies) or the leave message was not
+// confirmed within timeout.
 func (n *Node) Leave(timeout time.Duration) error {
+	var others []string
+	for _, m := range n.Members() {
+		if m != n.cfg.Name {
+			others = append(others, m)
+		}
+	}
+	failed := 0
+	for _, key := range n.store.keys() {
+		rec := n.store.get(key)
+		if rec == nil {
+			continue
+		}
+		for _, o := range Owners(key, others, max(1, rec.Copies)) {
+			if _, err := n.storeOn(context.Background(), o, rec, 0, true); err != nil {
+				failed++
+			}
+		}
+	}
 	err := n.ml.Leave(timeout)
 	n.Close()
+	if failed > 0 {
+		err = errors.Join(fmt.Errorf("cluster: %d copies not handed over on leaving", failed), err)
+	}
 	return err
 }
 

@@ -3,6 +3,7 @@
 //	scone demo    run the bookstore example on 127.0.0.1, kill and restart
 //	              servers under load, and verify that no session lost state
 //	scone keygen  write a new key file
+//	scone node    run a node of a cluster that keeps SCONEs on k of its nodes
 //	scone relay   run a relay that holds the SCONEs of clients without SCONE
 //	              code (in memory, or in a NATS JetStream bucket)
 //
@@ -29,6 +30,7 @@ type command struct {
 var commands = []command{
 	{"demo", "run the bookstore on 127.0.0.1 with servers killed under load, and verify nothing was lost", runDemo},
 	{"keygen", "write a new key file", runKeygen},
+	{"node", "run a node of a cluster that keeps the clients' SCONEs on k nodes", runNode},
 	{"relay", "run a relay that holds SCONEs in the network for clients without SCONE code", runRelay},
 }
 

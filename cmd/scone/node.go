@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/scone-project/scone"
+)
+
+const nodeSummary = `Runs one node of a bookstore cluster (cluster mode): the nodes, not the
+clients, keep the clients' SCONEs. A node joins the others through gossip
+(hashicorp/memberlist; --join), serves the bookstore gateway to clients on
+--listen, and keeps each client's state on --k nodes, written to all of them
+before the reply leaves; any k-1 nodes can die at once with nothing
+acknowledged lost. Clients need no SCONE code: they are named by their TLS
+client certificate or the --identity-key metadata. Every node needs the same
+key file (scone keygen). See docs/modes.md.`
+
+func runNode(ctx context.Context, args []string, stdout io.Writer) error {
+	f := newDaemonFlags("node", stdout)
+	f.usage(nodeSummary)
+	host, _ := os.Hostname()
+	name := f.String("name", host, "the node's name, unique in the cluster")
+	listen := f.String("listen", "127.0.0.1:7600", "address to serve the gateway (gRPC) to clients on")
+	peerListen := f.String("peer-listen", "127.0.0.1:7601", "address to serve the other nodes on (reads and writes of records)")
+	gossip := f.String("gossip", "127.0.0.1:7946", "address (UDP and TCP) of gossip with the other nodes")
+	join := f.String("join", "", "gossip addresses of nodes to join, comma-separated; empty starts a new cluster")
+	k := f.Int("k", 2, "nodes that keep each client's state (copies written before each reply)")
+	degrade := f.Bool("degrade", false, "when fewer than k nodes can take a write, accept it on fewer, saying so in the reply's scone-copies header (default: the call fails with Unavailable)")
+	keys := f.String("keys", "", "key file shared by every node (scone keygen); required")
+	identityKey := f.String("identity-key", "scone-client", "metadata key naming the client, when it has no TLS client certificate")
+	tlsCert := f.String("tls-cert", "", "serve clients TLS with this certificate (PEM); with --tls-key")
+	tlsKey := f.String("tls-key", "", "private key (PEM) of --tls-cert")
+	clientCA := f.String("client-ca", "", "require client certificates signed by these CAs (PEM): they name the clients")
+	admin := f.String("admin", "127.0.0.1:9600", "address of /metrics and /healthz")
+	logger := f.logFlags(os.Stderr)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log, err := logger()
+	if err != nil {
+		return err
+	}
+	switch {
+	case *name == "":
+		return errors.New("--name is required (no host name to default to)")
+	case *keys == "":
+		return errors.New("--keys is required: every node needs the same key file (scone keygen --out keys.json)")
+	case *k < 1:
+		return fmt.Errorf("--k=%d: need at least 1", *k)
+	}
+	ring, err := scone.ReadKeyFile(*keys)
+	if err != nil {
+		return fmt.Errorf("--keys=%s: %w", *keys, err)
+	}
+	sealer, err := scone.NewSealer(ring)
+	if err != nil {
+		return err
+	}
+	tlsConf, err := serverTLS(*tlsCert, *tlsKey, *clientCA)
+	if err != nil {
+		return err
+	}
+	spec := nodeSpec{
+		name: *name, listen: *listen, peerListen: *peerListen, gossip: *gossip,
+		k: *k, degrade: *degrade, identity: *identityKey, sealer: sealer, tls: tlsConf, log: log,
+	}
+	if *join != "" {
+		spec.seeds = strings.Split(*join, ",")
+	}
+	n, err := startShopNode(spec)
+	if err != nil {
+		return err
+	}
+	ready := func() error {
+		if got := len(n.node.Members()); got < *k {
+			return fmt.Errorf("%d live members, fewer than k=%d", got, *k)
+		}
+		return nil
+	}
+	adminAddr, err := serveAdmin(ctx, *admin, n.node.Metrics(), ready, log)
+	if err != nil {
+		n.stop()
+		return fmt.Errorf("--admin=%s: %w", *admin, err)
+	}
+	log.Info("node serving", "name", *name, "listen", n.addr, "peer", n.peerAddr,
+		"gossip", n.node.GossipAddr(), "k", *k, "members", len(n.node.Members()), "admin", adminAddr.String())
+	<-ctx.Done()
+	log.Info("node leaving: finishing calls in flight, handing records over")
+	return n.leave()
+}
+

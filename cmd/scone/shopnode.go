@@ -1,0 +1,158 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/cluster"
+	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+	"github.com/scone-project/scone/examples/bookstore/shop"
+)
+
+// nodeSpec says how to start one bookstore node of a cluster.
+type nodeSpec struct {
+	name       string
+	listen     string // the gateway, for clients
+	peerListen string // the Peer service, for the other nodes
+	gossip     string // memberlist
+	seeds      []string
+	k          int
+	degrade    bool
+	identity   string // metadata key naming clients
+	sealer     *scone.Sealer
+	tls        *tls.Config // for clients; nil: plaintext
+	memberlist *memberlist.Config
+	log        *slog.Logger
+}
+
+// shopNode is one node of a bookstore cluster: a cluster.Node and the
+// gateway it serves to clients with the cluster hook, so the clients' state
+// lives in the cluster. The gateway's back ends (cart and inventory) run in
+// the same process on loopback with the ordinary hook: their SCONEs travel
+// through the gateway as in every mode, and are kept in the cluster with
+// the gateway's own.
+type shopNode struct {
+	node     *cluster.Node
+	addr     string // the gateway's address
+	peerAddr string
+	servers  []*grpc.Server
+	closers  []func() error
+}
+
+func startShopNode(spec nodeSpec) (_ *shopNode, err error) {
+	n := &shopNode{}
+	defer func() {
+		if err != nil {
+			n.stop()
+		}
+	}()
+	inv, err := n.serveBackend(shop.RoleInventory, spec.sealer, shop.Backends{})
+	if err != nil {
+		return nil, err
+	}
+	invConn, err := shop.DialBackend([]string{inv})
+	if err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, invConn.Close)
+	cart, err := n.serveBackend(shop.RoleCart, spec.sealer, shop.Backends{Inventory: pb.NewInventoryClient(invConn)})
+	if err != nil {
+		return nil, err
+	}
+	cartConn, err := shop.DialBackend([]string{cart})
+	if err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, cartConn.Close)
+
+	peerLis, err := net.Listen("tcp", spec.peerListen)
+	if err != nil {
+		return nil, fmt.Errorf("peer address %s: %w", spec.peerListen, err)
+	}
+	n.peerAddr = peerLis.Addr().String()
+	cfg := cluster.DefaultConfig()
+	cfg.Name = spec.name
+	cfg.GossipAddr = spec.gossip
+	cfg.PeerAddr = n.peerAddr
+	cfg.Seeds = spec.seeds
+	cfg.K = spec.k
+	cfg.Degrade = spec.degrade
+	if spec.identity != "" {
+		cfg.IdentityKey = spec.identity
+	}
+	cfg.Memberlist = spec.memberlist
+	cfg.Logger = spec.log
+	if n.node, err = cluster.New(cfg); err != nil {
+		peerLis.Close()
+		return nil, err
+	}
+	go n.node.ServePeer(peerLis)
+
+	lis, err := net.Listen("tcp", spec.listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %s: %w", spec.listen, err)
+	}
+	n.addr = lis.Addr().String()
+	opts := n.node.ServerOptions(spec.sealer)
+	if spec.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(spec.tls)))
+	}
+	gw := grpc.NewServer(opts...)
+	pb.RegisterGatewayServer(gw, &shop.Gateway{Cart: pb.NewCartClient(cartConn), Inventory: pb.NewInventoryClient(invConn)})
+	reflection.Register(gw)
+	n.servers = append(n.servers, gw)
+	go gw.Serve(lis)
+	return n, nil
+}
+
+// serveBackend serves one back-end role on a loopback port and returns its
+// address.
+func (n *shopNode) serveBackend(role shop.Role, sealer *scone.Sealer, b shop.Backends) (string, error) {
+	srv, err := shop.NewServer(role, sealer, b)
+	if err != nil {
+		return "", err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	n.servers = append(n.servers, srv)
+	go srv.Serve(lis)
+	return lis.Addr().String(), nil
+}
+
+// stop stops the node at once, as a crash would for the others.
+func (n *shopNode) stop() {
+	for _, s := range n.servers {
+		s.Stop()
+	}
+	if n.node != nil {
+		n.node.Close()
+	}
+	for _, c := range n.closers {
+		c()
+	}
+}
+
+// leave stops the node gracefully: it finishes the calls in flight, hands
+// its records over and leaves the cluster.
+func (n *shopNode) leave() error {
+	for _, s := range slices.Backward(n.servers) { // the gateway first
+		s.GracefulStop()
+	}
+	err := n.node.Leave(2 * time.Second)
+	for _, c := range n.closers {
+		c()
+	}
+	return err
+}
