@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -38,8 +39,11 @@ type Node struct {
 	conns map[string]*grpc.ClientConn
 
 	repairNow chan struct{}
-	stop      chan struct{}
-	done      sync.WaitGroup
+	// changes counts the membership changes; settled is the count as of
+	// the last repair pass that left nothing to do.
+	changes, settled atomic.Uint64
+	stop             chan struct{}
+	done             sync.WaitGroup
 }
 
 // New starts a node: it begins gossiping and joins cfg.Seeds. Serve its Peer
@@ -124,6 +128,11 @@ func (n *Node) Members() []string {
 
 // Records returns how many client records the node holds.
 func (n *Node) Records() int { return n.store.len() }
+
+// Settled reports whether the node's last repair pass found every record it
+// holds on all of its owners, and no membership change since calls for
+// another.
+func (n *Node) Settled() bool { return n.settled.Load() == n.changes.Load() }
 
 // Holds reports whether the node holds a record for key.
 func (n *Node) Holds(key string) bool { return n.store.get(key) != nil }
@@ -223,6 +232,7 @@ func (n *Node) memberGone(name string) {
 }
 
 func (n *Node) triggerRepair() {
+	n.changes.Add(1)
 	select {
 	case n.repairNow <- struct{}{}:
 	default:
@@ -384,8 +394,10 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 	wg.Wait()
 	switch {
 	case conflict:
+		// Every owner is told: one that refused the write holds another
+		// version, which undo leaves alone.
 		n.m.writes.WithLabelValues("conflict").Inc()
-		n.undo(append(took, failed...), rec)
+		n.undo(owners, rec)
 		return 0, errConflict
 	case len(took) < need:
 		n.m.writes.WithLabelValues("unavailable").Inc()
@@ -489,6 +501,7 @@ func (n *Node) repairLoop() {
 // copy failed.
 func (n *Node) repair() {
 	start := time.Now()
+	gen := n.changes.Load()
 	members := n.Members()
 	if !slices.Contains(members, n.cfg.Name) {
 		return // not yet a member of its own view
@@ -532,5 +545,7 @@ func (n *Node) repair() {
 	}
 	if backlog > 0 {
 		time.AfterFunc(100*time.Millisecond, n.triggerRepair)
+	} else {
+		n.settled.Store(gen)
 	}
 }

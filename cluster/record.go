@@ -74,6 +74,7 @@ const (
 // a record of a later version than base: another write, made from the same
 // base or a later one, came first. This is the compare-and-set that keeps a
 // paused node, waking up with an old base, from overwriting a newer record.
+// The same write arriving twice (repair copied it first) is accepted.
 //
 // A repair (repair true) copies an acknowledged record: it is accepted if it
 // is newer than the one held, and otherwise reported Stale.
@@ -84,8 +85,12 @@ func Accept(held *Record, rec *Record, base uint64, repair bool) Verdict {
 		}
 		return Stale
 	}
-	if held != nil && held.RV > base {
+	if held != nil && held.RV > base && !held.same(rec) {
 		return Conflict
 	}
 	return Accepted
 }
+
+// same reports whether r and o are the same write (repair may bring a
+// write to an owner before the writer does).
+func (r *Record) same(o *Record) bool { return r.RV == o.RV && r.Stamp == o.Stamp }

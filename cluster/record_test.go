@@ -46,6 +46,7 @@ func TestAccept(t *testing.T) {
 		{"write catching up a replica that missed one", held, &Record{RV: 7}, 6, false, Accepted},
 		{"write from an older base", held, &Record{RV: 5, Stamp: 200}, 4, false, Conflict},
 		{"zombie from a much older base", held, &Record{RV: 2}, 1, false, Conflict},
+		{"the same write again, after repair copied it", held, &Record{RV: 5, Stamp: 100}, 4, false, Accepted},
 		{"repair newer", held, &Record{RV: 6}, 0, true, Accepted},
 		{"repair same version later stamp", held, &Record{RV: 5, Stamp: 101}, 0, true, Accepted},
 		{"repair same record", held, held, 0, true, Stale},

@@ -37,6 +37,8 @@ type demoConfig struct {
 	seed      uint64
 	replicas  int
 	killEvery time.Duration
+	nodes     int
+	k         int
 	quiet     bool
 }
 
@@ -44,13 +46,15 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 	var c demoConfig
 	fs := flag.NewFlagSet("scone demo", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.mode, "mode", "client", "where state lives: client (the client holds every tier's SCONEs), or relay (relays in front of the gateways hold them in an embedded NATS JetStream bucket; the clients have no SCONE code)")
+	fs.StringVar(&c.mode, "mode", "client", "where state lives: client (the client holds every tier's SCONEs), relay (relays in front of the gateways hold them in an embedded NATS JetStream bucket; the clients have no SCONE code), or cluster (the bookstore nodes keep them, each on k nodes; the clients have no SCONE code)")
 	fs.StringVar(&c.transport, "transport", "grpc", "how the shoppers reach the gateway: grpc, or http (the HTTP/JSON front, SCONEs in headers)")
 	fs.IntVar(&c.sessions, "sessions", 32, "concurrent shopper sessions")
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "how long the sessions shop")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of every random choice (0: pick one and print it)")
 	fs.IntVar(&c.replicas, "replicas", 3, "server replicas per tier (gateway, cart, inventory)")
 	fs.DurationVar(&c.killEvery, "kill-every", 2*time.Second, "kill a random server replica this often, and restart it half as long later (0: never)")
+	fs.IntVar(&c.nodes, "nodes", 4, "cluster mode: bookstore nodes")
+	fs.IntVar(&c.k, "k", 2, "cluster mode: nodes that keep each session's state")
 	fs.BoolVar(&c.quiet, "quiet", false, "print only the summary")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: scone demo [flags]")
@@ -74,12 +78,16 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 		return c, errUsage
 	}
 	switch {
-	case c.mode != "client" && c.mode != "relay":
-		return c, fmt.Errorf("--mode=%q: want client or relay (circulate and cluster are not in this build)", c.mode)
+	case c.mode != "client" && c.mode != "relay" && c.mode != "cluster":
+		return c, fmt.Errorf("--mode=%q: want client, relay or cluster (circulate is not in this build)", c.mode)
 	case c.transport != "grpc" && c.transport != "http":
 		return c, fmt.Errorf("--transport=%q: want grpc or http", c.transport)
 	case c.mode == "relay" && c.transport != "grpc":
 		return c, fmt.Errorf("--transport=%q: the relays relay gRPC", c.transport)
+	case c.mode == "cluster" && c.transport != "grpc":
+		return c, fmt.Errorf("--transport=%q: the cluster nodes serve gRPC", c.transport)
+	case c.mode == "cluster" && (c.k < 1 || c.k >= c.nodes):
+		return c, fmt.Errorf("--k=%d with --nodes=%d: need 1 ≤ k < nodes, so a node can be killed", c.k, c.nodes)
 	case c.sessions < 1:
 		return c, fmt.Errorf("--sessions=%d: need at least 1", c.sessions)
 	case c.replicas < 2:
@@ -111,8 +119,10 @@ type demo struct {
 	start time.Time
 	mu    sync.Mutex // serialises output
 
-	dep      *shop.Deployment
-	relays   *relayTier // --mode=relay
+	dep      *shop.Deployment // --mode=client and relay
+	relays   *relayTier       // --mode=relay
+	cluster  *clusterTier     // --mode=cluster
+	closers  []func()
 	groups   [][]victim // what the nemesis kills: one group per tier
 	sessions []*session
 	restarts atomic.Int64
@@ -143,69 +153,15 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.narrate("made an ephemeral key (ID 1) shared by every replica; it is never written anywhere")
-	var opts []shop.DeployOption
-	if cfg.transport == "http" {
-		opts = append(opts, shop.WithHTTP())
-	}
-	if d.dep, err = shop.Deploy(sealer, cfg.replicas, opts...); err != nil {
-		return err
-	}
-	defer d.dep.Close()
-	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
-		var names []string
-		for _, r := range d.dep.Replicas(role) {
-			n := r.Name + "@" + r.Addr
-			if r.HTTPAddr != "" {
-				n += " (HTTP " + r.HTTPAddr + ")"
-			}
-			names = append(names, n)
-		}
-		d.narrate("%-9s replicas: %s", role, strings.Join(names, ", "))
-	}
-	d.narrate("the gateway calls cart and inventory; cart calls inventory; every tier keeps its")
-	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
-		var g []victim
-		for _, r := range d.dep.Replicas(role) {
-			g = append(g, victim{r.Name, r.Addr, r.Up, r.Kill, r.Restart})
-		}
-		d.groups = append(d.groups, g)
-	}
-	if cfg.mode == "relay" {
-		if d.relays, err = startRelayTier(2, d.dep.Addrs(shop.RoleGateway)); err != nil {
-			return err
-		}
-		defer d.relays.close()
-		var g []victim
-		for _, r := range d.relays.relays {
-			g = append(g, victim{r.name, r.addr, r.up, r.kill, r.restart})
-			d.narrate("%-9s %s@%s, in front of the gateways", "relay", r.name, r.addr)
-		}
-		d.groups = append(d.groups, g)
-		d.narrate("per-session state in a SCONE; the relays take the SCONEs off the replies and keep them")
-		d.narrate("in a NATS JetStream bucket (NATS embedded here) they share: the shoppers have no SCONE")
-		d.narrate("code at all, only a scone-client header naming them, and no server or relay keeps any")
-	} else {
-		d.narrate("per-session state in a SCONE that the shopper's client holds, and no replica keeps any")
-	}
-
+	defer d.close()
 	var gw shopper
-	if cfg.mode == "relay" {
-		conn, err := shop.DialReplicas(d.relays.addrs()) // a plain gRPC client: no hook
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		gw = &grpcShopper{gw: pb.NewGatewayClient(conn), names: d.addrNames()}
-	} else if cfg.transport == "http" {
-		gw = newHTTPShopper(d.dep.Replicas(shop.RoleGateway))
-		d.narrate("the shoppers talk HTTP/JSON to the gateways' HTTP fronts, their SCONEs in Scone headers")
+	if cfg.mode == "cluster" {
+		gw, err = d.startCluster(sealer)
 	} else {
-		conn, err := shop.DialReplicas(d.dep.Addrs(shop.RoleGateway), sconegrpc.DialOptions(sconegrpc.WithHolderFromContext(holderOf))...)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		gw = &grpcShopper{gw: pb.NewGatewayClient(conn), names: d.addrNames()}
+		gw, err = d.deploy(sealer)
+	}
+	if err != nil {
+		return err
 	}
 
 	for i := range cfg.sessions {
@@ -256,10 +212,91 @@ func (d *demo) run(ctx context.Context) error {
 // session (its holder) and, in relay mode, the header that names it.
 func (d *demo) sessionContext(ctx context.Context, s *session) context.Context {
 	ctx = context.WithValue(ctx, sessionKey{}, s)
-	if d.cfg.mode == "relay" {
+	if d.cfg.mode == "relay" || d.cfg.mode == "cluster" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "scone-client", fmt.Sprintf("shopper-%d", s.id))
 	}
 	return ctx
+}
+
+// deploy starts the bookstore tiers of client and relay modes, and returns
+// how shoppers reach them.
+func (d *demo) deploy(sealer *scone.Sealer) (_ shopper, err error) {
+	cfg := d.cfg
+	var opts []shop.DeployOption
+	if cfg.transport == "http" {
+		opts = append(opts, shop.WithHTTP())
+	}
+	if d.dep, err = shop.Deploy(sealer, cfg.replicas, opts...); err != nil {
+		return nil, err
+	}
+	d.onClose(d.dep.Close)
+	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
+		var names []string
+		for _, r := range d.dep.Replicas(role) {
+			n := r.Name + "@" + r.Addr
+			if r.HTTPAddr != "" {
+				n += " (HTTP " + r.HTTPAddr + ")"
+			}
+			names = append(names, n)
+		}
+		d.narrate("%-9s replicas: %s", role, strings.Join(names, ", "))
+	}
+	d.narrate("the gateway calls cart and inventory; cart calls inventory; every tier keeps its")
+	for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
+		var g []victim
+		for _, r := range d.dep.Replicas(role) {
+			g = append(g, victim{r.Name, r.Addr, r.Up, r.Kill, r.Restart})
+		}
+		d.groups = append(d.groups, g)
+	}
+	if cfg.mode == "relay" {
+		if d.relays, err = startRelayTier(2, d.dep.Addrs(shop.RoleGateway)); err != nil {
+			return nil, err
+		}
+		d.onClose(d.relays.close)
+		var g []victim
+		for _, r := range d.relays.relays {
+			g = append(g, victim{r.name, r.addr, r.up, r.kill, r.restart})
+			d.narrate("%-9s %s@%s, in front of the gateways", "relay", r.name, r.addr)
+		}
+		d.groups = append(d.groups, g)
+		d.narrate("per-session state in a SCONE; the relays take the SCONEs off the replies and keep them")
+		d.narrate("in a NATS JetStream bucket (NATS embedded here) they share: the shoppers have no SCONE")
+		d.narrate("code at all, only a scone-client header naming them, and no server or relay keeps any")
+	} else {
+		d.narrate("per-session state in a SCONE that the shopper's client holds, and no replica keeps any")
+	}
+
+	var gw shopper
+	if cfg.mode == "relay" {
+		conn, err := shop.DialReplicas(d.relays.addrs()) // a plain gRPC client: no hook
+		if err != nil {
+			return nil, err
+		}
+		d.onClose(func() { conn.Close() })
+		gw = &grpcShopper{gw: pb.NewGatewayClient(conn), names: d.addrNames()}
+	} else if cfg.transport == "http" {
+		gw = newHTTPShopper(d.dep.Replicas(shop.RoleGateway))
+		d.narrate("the shoppers talk HTTP/JSON to the gateways' HTTP fronts, their SCONEs in Scone headers")
+	} else {
+		conn, err := shop.DialReplicas(d.dep.Addrs(shop.RoleGateway), sconegrpc.DialOptions(sconegrpc.WithHolderFromContext(holderOf))...)
+		if err != nil {
+			return nil, err
+		}
+		d.onClose(func() { conn.Close() })
+		gw = &grpcShopper{gw: pb.NewGatewayClient(conn), names: d.addrNames()}
+	}
+	return gw, nil
+}
+
+// onClose registers f to run when the demo ends, after those registered
+// later.
+func (d *demo) onClose(f func()) { d.closers = append(d.closers, f) }
+
+func (d *demo) close() {
+	for _, f := range slices.Backward(d.closers) {
+		f()
+	}
 }
 
 // victim is something the nemesis can kill and restart.
@@ -340,12 +377,16 @@ func (d *demo) nemesis(ctx context.Context) {
 				up++
 			}
 		}
-		if !v.up() || up < 2 {
-			continue
+		if !v.up() || up < 2 || d.cluster != nil && !d.cluster.settled() {
+			continue // a cluster loses one node at a time, once repaired
 		}
 		v.kill()
 		d.kills.Add(1)
-		d.narrate("kill %s: its connections drop and calls in flight through it fail; it held no session state", v.name)
+		if d.cluster != nil {
+			d.narrate("kill %s: calls in flight through it fail, and its copies of session records are gone; the sessions it kept are served from their other copy once the others notice (about a second), and repair copies them again", v.name)
+		} else {
+			d.narrate("kill %s: its connections drop and calls in flight through it fail; it held no session state", v.name)
+		}
 		time.AfterFunc(d.cfg.killEvery/2, func() {
 			if ctx.Err() != nil {
 				return // the final check restarts it
@@ -382,22 +423,33 @@ func (d *demo) ticker(ctx context.Context) {
 			bytes += int64(b)
 		}
 		var served []string
-		for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
-			for _, r := range d.dep.Replicas(role) {
-				n := r.Served()
-				mark := ""
-				if !r.Up() {
-					mark = " (down)"
+		note := func(name string, n int64, up bool) {
+			mark := ""
+			if !up {
+				mark = " (down)"
+			}
+			served = append(served, fmt.Sprintf("%s %d%s", name, n-last[name], mark))
+			last[name] = n
+		}
+		if d.cluster != nil {
+			for _, m := range d.cluster.nodes {
+				note(m.spec.name, m.calls(), m.up())
+			}
+		} else {
+			for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
+				for _, r := range d.dep.Replicas(role) {
+					note(r.Name, r.Served(), r.Up())
 				}
-				served = append(served, fmt.Sprintf("%s %d%s", r.Name, n-last[r.Name], mark))
-				last[r.Name] = n
 			}
 		}
 		d.narrate("%d calls/s; served: %s", calls-lastCalls, strings.Join(served, ", "))
-		if d.relays != nil {
+		switch {
+		case d.cluster != nil:
+			d.narrate("state: %d copies of session records in the nodes (k=%d each); 0 bytes in the clients", d.cluster.records(), d.cluster.k)
+		case d.relays != nil:
 			n, b := d.relays.held(ctx)
 			d.narrate("state: %d sessions' SCONEs (%.1f KiB) in the relays' JetStream bucket; 0 bytes in the clients and servers", n, float64(b)/1024)
-		} else {
+		default:
 			d.narrate("state: %d SCONEs (%.1f KiB) held by %d clients; 0 bytes in the servers", scones, float64(bytes)/1024, len(d.sessions))
 		}
 		lastCalls = calls
@@ -405,12 +457,13 @@ func (d *demo) ticker(ctx context.Context) {
 }
 
 func (d *demo) summary() error {
-	var calls, ok, refused, unknown, applied, lost int64
+	var calls, ok, refused, aborted, unknown, applied, lost int64
 	var problems []string
 	for _, s := range d.sessions {
 		calls += s.calls.Load()
 		ok += s.ok
 		refused += s.refused
+		aborted += s.aborted
 		unknown += s.unknown
 		applied += s.applied
 		lost += int64(len(s.problems))
@@ -426,6 +479,9 @@ func (d *demo) summary() error {
 		d.say("LOST %s", p)
 	}
 	d.say("%d calls: %d acknowledged, %d refused by the shop's rules as the model predicted", calls, ok, refused)
+	if aborted > 0 {
+		d.say("%d calls failed with Aborted (a conflict: another request of the session changed its state first) and were not applied", aborted)
+	}
 	d.say("%d calls failed in flight (a replica or relay was killed); reading the cart after each showed %d had taken effect and %d had not",
 		unknown, applied, unknown-applied)
 	d.say("%d kills, %d restarts; seed %d", d.kills.Load(), d.restarts.Load(), d.cfg.seed)
@@ -447,6 +503,7 @@ type session struct {
 
 	calls            atomic.Int64
 	ok, refused      int64
+	aborted          int64 // conflicts: failed with nothing kept
 	unknown, applied int64 // outcomes unknown, and of those, found applied
 	pending          *op   // a call whose outcome is not known yet
 	problems         []string
@@ -494,6 +551,11 @@ func (s *session) do(ctx context.Context, gw shopper, o op) {
 		s.problems = append(s.problems, fmt.Sprintf("%s %s×%d succeeded, must fail with %v", o.kind, o.isbn, o.quantity, want))
 	case code == want:
 		s.refused++
+	case code == codes.Aborted:
+		// Another request of the session changed its state first (in
+		// cluster mode, one still in flight after the client gave up on
+		// it): nothing of this one was kept.
+		s.aborted++
 	case errors.Is(err, errBodyLost), code == codes.Unavailable, code == codes.DeadlineExceeded, code == codes.Canceled:
 		// A server, relay or connection died mid-call. With the client as
 		// holder the call had no effect (the client kept its SCONEs); with a

@@ -62,6 +62,20 @@ func TestDemoRelay(t *testing.T) {
 	}
 }
 
+// TestDemoCluster runs the demo in cluster mode: four nodes keep the
+// sessions' state with k=2, and nodes are killed and restarted.
+func TestDemoCluster(t *testing.T) {
+	var out bytes.Buffer
+	code := run([]string{"demo", "--mode=cluster", "--duration=5s", "--sessions=6", "--kill-every=1s", "--seed=5"}, &out, &out)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if code != 0 || !regexp.MustCompile(`^verified: sessions=6 calls=\d+ restarts=[1-9]\d* lost=0$`).MatchString(lines[len(lines)-1]) {
+		t.Fatalf("demo in cluster mode exited %d:\n%s", code, out.String())
+	}
+	if !regexp.MustCompile(`kill node-\d: calls in flight`).MatchString(out.String()) {
+		t.Errorf("no node was killed:\n%s", out.String())
+	}
+}
+
 func TestDemoFlags(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -69,7 +83,9 @@ func TestDemoFlags(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"demo", "--mode=cluster"}, 1, `--mode="cluster"`},
+		{[]string{"demo", "--mode=circulate"}, 1, `--mode="circulate"`},
+		{[]string{"demo", "--mode=cluster", "--transport=http"}, 1, "the cluster nodes serve gRPC"},
+		{[]string{"demo", "--mode=cluster", "--k=4"}, 1, "need 1 ≤ k < nodes"},
 		{[]string{"demo", "--mode=relay", "--transport=http"}, 1, "the relays relay gRPC"},
 		{[]string{"demo", "--sessions=0"}, 1, "--sessions=0"},
 		{[]string{"demo", "--replicas=1"}, 1, "--replicas=1"},

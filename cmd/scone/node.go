@@ -93,4 +93,3 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	log.Info("node leaving: finishing calls in flight, handing records over")
 	return n.leave()
 }
-

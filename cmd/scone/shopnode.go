@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -47,6 +49,7 @@ type shopNode struct {
 	peerAddr string
 	servers  []*grpc.Server
 	closers  []func() error
+	served   atomic.Int64 // client calls
 }
 
 func startShopNode(spec nodeSpec) (_ *shopNode, err error) {
@@ -103,7 +106,7 @@ func startShopNode(spec nodeSpec) (_ *shopNode, err error) {
 		return nil, fmt.Errorf("listen address %s: %w", spec.listen, err)
 	}
 	n.addr = lis.Addr().String()
-	opts := n.node.ServerOptions(spec.sealer)
+	opts := append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(n.count)}, n.node.ServerOptions(spec.sealer)...)
 	if spec.tls != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(spec.tls)))
 	}
@@ -113,6 +116,11 @@ func startShopNode(spec nodeSpec) (_ *shopNode, err error) {
 	n.servers = append(n.servers, gw)
 	go gw.Serve(lis)
 	return n, nil
+}
+
+func (n *shopNode) count(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	n.served.Add(1)
+	return h(ctx, req)
 }
 
 // serveBackend serves one back-end role on a loopback port and returns its

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/scone-project/scone"
+	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+	"github.com/scone-project/scone/examples/bookstore/shop"
+)
+
+// clusterTier is the network of --mode=cluster: bookstore nodes that keep
+// the shoppers' SCONEs among themselves, each on k of them.
+type clusterTier struct {
+	k     int
+	nodes []*clusterMember
+}
+
+// clusterMember is one node process (here, one shopNode) that can be
+// killed and restarted with its name and addresses.
+type clusterMember struct {
+	spec nodeSpec
+
+	mu     sync.Mutex
+	n      *shopNode
+	served int64 // calls served by the node's earlier lives
+}
+
+func startClusterTier(sealer *scone.Sealer, n, k int) (_ *clusterTier, err error) {
+	t := &clusterTier{k: k}
+	defer func() {
+		if err != nil {
+			t.close()
+		}
+	}()
+	var seeds []string
+	for i := range n {
+		spec := nodeSpec{
+			name: fmt.Sprintf("node-%d", i+1), listen: "127.0.0.1:0", peerListen: "127.0.0.1:0",
+			gossip: "127.0.0.1:0", seeds: seeds, k: k, sealer: sealer,
+		}
+		m := &clusterMember{spec: spec}
+		if m.n, err = startShopNode(spec); err != nil {
+			return nil, err
+		}
+		// Restarts reuse the addresses, and join the nodes started before.
+		m.spec.listen, m.spec.peerListen, m.spec.gossip = m.n.addr, m.n.peerAddr, m.n.node.GossipAddr()
+		t.nodes = append(t.nodes, m)
+		seeds = append(seeds, m.spec.gossip)
+	}
+	for _, m := range t.nodes {
+		var others []string
+		for _, o := range t.nodes {
+			if o != m {
+				others = append(others, o.spec.gossip)
+			}
+		}
+		m.spec.seeds = others
+	}
+	return t, nil
+}
+
+func (t *clusterTier) addrs() []string {
+	var out []string
+	for _, m := range t.nodes {
+		out = append(out, m.spec.listen)
+	}
+	return out
+}
+
+// settled reports whether every node is up, sees all the others, and has
+// finished repair: only then may the nemesis kill one, so that no two
+// nodes are ever down before their records were copied (k=2 survives one
+// failure at a time).
+func (t *clusterTier) settled() bool {
+	for _, m := range t.nodes {
+		n := m.get()
+		if n == nil || len(n.node.Members()) != len(t.nodes) || !n.node.Settled() {
+			return false
+		}
+	}
+	return true
+}
+
+// records returns the records (copies) the nodes hold, and the clients
+// they are of (copies / k when settled).
+func (t *clusterTier) records() int {
+	total := 0
+	for _, m := range t.nodes {
+		if n := m.get(); n != nil {
+			total += n.node.Records()
+		}
+	}
+	return total
+}
+
+func (t *clusterTier) close() {
+	for _, m := range t.nodes {
+		m.kill()
+	}
+}
+
+func (m *clusterMember) get() *shopNode {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n
+}
+
+func (m *clusterMember) up() bool { return m.get() != nil }
+
+// calls returns how many client calls the node served, over its lives.
+func (m *clusterMember) calls() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n != nil {
+		return m.served + m.n.served.Load()
+	}
+	return m.served
+}
+
+// kill stops the node at once: its records are gone with it.
+func (m *clusterMember) kill() {
+	m.mu.Lock()
+	n := m.n
+	m.n = nil
+	if n != nil {
+		m.served += n.served.Load()
+	}
+	m.mu.Unlock()
+	if n != nil {
+		n.stop()
+	}
+}
+
+// restart starts the node again, empty, on its addresses: it joins the
+// others, and placement moves copies to it.
+func (m *clusterMember) restart() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n != nil {
+		return shop.ErrUp
+	}
+	n, err := startShopNode(m.spec)
+	if err != nil {
+		return err
+	}
+	m.n = n
+	return nil
+}
+
+// startCluster starts the nodes of --mode=cluster and returns how shoppers
+// reach them: plain gRPC clients, round-robin over the nodes.
+func (d *demo) startCluster(sealer *scone.Sealer) (shopper, error) {
+	cfg := d.cfg
+	t, err := startClusterTier(sealer, cfg.nodes, cfg.k)
+	if err != nil {
+		return nil, err
+	}
+	d.cluster = t
+	d.onClose(t.close)
+	var g []victim
+	for _, m := range t.nodes {
+		g = append(g, victim{m.spec.name, m.spec.listen, m.up, m.kill, m.restart})
+		d.narrate("%-9s %s: gateway on %s, peers on %s, gossip on %s (cart and inventory inside, on loopback)",
+			"node", m.spec.name, m.spec.listen, m.spec.peerListen, m.spec.gossip)
+	}
+	d.groups = append(d.groups, g)
+	d.narrate("%d nodes in one cluster (hashicorp/memberlist gossip); every session's SCONEs (gateway,", cfg.nodes)
+	d.narrate("cart and inventory) are kept on k=%d of them, written to all %d before each reply: the", cfg.k, cfg.k)
+	d.narrate("shoppers have no SCONE code, only a scone-client header naming them")
+	conn, err := shop.DialReplicas(t.addrs()) // a plain gRPC client: no hook
+	if err != nil {
+		return nil, err
+	}
+	d.onClose(func() { conn.Close() })
+	return &grpcShopper{gw: pb.NewGatewayClient(conn), names: d.addrNames()}, nil
+}
