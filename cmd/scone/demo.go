@@ -503,7 +503,8 @@ type session struct {
 
 	calls            atomic.Int64
 	ok, refused      int64
-	aborted          int64 // conflicts: failed with nothing kept
+	aborted          int64         // conflicts: failed with nothing kept
+	timeout          time.Duration // of each call (0: 5 s)
 	unknown, applied int64 // outcomes unknown, and of those, found applied
 	pending          *op   // a call whose outcome is not known yet
 	problems         []string
@@ -525,7 +526,11 @@ func (s *session) shop(ctx context.Context, gw shopper) {
 func (s *session) do(ctx context.Context, gw shopper, o op) {
 	want := s.model.expectError(o)
 	before := maps.Clone(s.model.items)
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	timeout := s.timeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	view, order, servedBy, err := gw.call(cctx, o)
 	s.calls.Add(1)

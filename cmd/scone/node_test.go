@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/scone-project/scone"
+	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+	"github.com/scone-project/scone/examples/bookstore/shop"
+)
+
+// nodeProc is one "scone node" process of TestNodeProcesses.
+type nodeProc struct {
+	name, listen, admin, gossip string
+	cmd                         *exec.Cmd
+	log                         *os.File
+}
+
+// metric returns the value of a metric (its first sample) on the node's
+// /metrics, or -1.
+func (p *nodeProc) metric(name string) float64 {
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:\{[^}]*\})? (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// TestNodeProcesses runs four "scone node" processes with k=2 on
+// 127.0.0.1, and shopper sessions without SCONE code against them while one
+// node is killed (SIGKILL), and later another is paused (SIGSTOP) and
+// resumed: every reply and every final cart must agree with the sessions'
+// models.
+func TestNodeProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "scone")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	keys := filepath.Join(dir, "keys.json")
+	if out, err := exec.Command(bin, "keygen", "--out", keys).CombinedOutput(); err != nil {
+		t.Fatalf("scone keygen: %v\n%s", err, out)
+	}
+	var procs []*nodeProc
+	t.Cleanup(func() {
+		for _, p := range procs {
+			p.cmd.Process.Signal(syscall.SIGCONT)
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+			p.log.Close()
+			if t.Failed() {
+				b, _ := os.ReadFile(p.log.Name())
+				t.Logf("log of %s:\n%s", p.name, b)
+			}
+		}
+	})
+	for i := range 4 {
+		p := &nodeProc{name: fmt.Sprintf("node-%d", i+1), listen: freePort(t), admin: freePort(t), gossip: freePort(t)}
+		args := []string{"node", "--name=" + p.name, "--listen=" + p.listen, "--peer-listen=127.0.0.1:0",
+			"--gossip=" + p.gossip, "--admin=" + p.admin, "--keys=" + keys, "--k=2", "--log-level=debug"}
+		if i > 0 {
+			args = append(args, "--join="+procs[0].gossip)
+		}
+		p.cmd = exec.Command(bin, args...)
+		var err error
+		if p.log, err = os.Create(filepath.Join(dir, p.name+".log")); err != nil {
+			t.Fatal(err)
+		}
+		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, p)
+		waitFor(t, "http://"+p.admin+"/metrics")
+	}
+	waitMembers := func(live []*nodeProc) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for _, p := range live {
+			for p.metric("scone_cluster_members") != float64(len(live)) || p.metric("scone_cluster_repair_backlog") > 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s sees %v members, want %d", p.name, p.metric("scone_cluster_members"), len(live))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	waitMembers(procs)
+
+	var addrs []string
+	for _, p := range procs {
+		addrs = append(addrs, p.listen)
+	}
+	conn, err := shop.DialReplicas(addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	gw := &grpcShopper{gw: pb.NewGatewayClient(conn)}
+	sessions := make([]*session, 6)
+	for i := range sessions {
+		sessions[i] = &session{id: i + 1, rng: rand.New(rand.NewPCG(7, uint64(i+1))), model: newCartModel(), dict: scone.NewDict(), timeout: time.Second}
+	}
+	ctxOf := func(s *session) context.Context {
+		return metadata.AppendToOutgoingContext(context.Background(), "scone-client", fmt.Sprintf("shopper-%d", s.id))
+	}
+	steps := func(n int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		for _, s := range sessions {
+			wg.Go(func() {
+				for range n {
+					if s.pending != nil && !s.resolve(ctxOf(s), gw) {
+						return
+					}
+					s.do(ctxOf(s), gw, s.model.nextOp(s.rng))
+				}
+			})
+		}
+		wg.Wait()
+	}
+	steps(10)
+
+	// SIGKILL: the node's copies are gone; the others serve its sessions
+	// from their copies once they notice, and repair copies them again.
+	procs[1].cmd.Process.Kill()
+	procs[1].cmd.Wait()
+	steps(10)
+	live := []*nodeProc{procs[0], procs[2], procs[3]}
+	waitMembers(live)
+	if got := procs[0].metric("scone_cluster_repair_copies_total") + procs[2].metric("scone_cluster_repair_copies_total") +
+		procs[3].metric("scone_cluster_repair_copies_total"); got < 1 {
+		t.Errorf("no node reports a repair copy after a kill (scone_cluster_repair_copies_total = %v)", got)
+	}
+
+	// SIGSTOP: calls through the paused node hang until the client gives
+	// up; the others go on without it; when it resumes, its late writes
+	// must not overwrite what the others wrote meanwhile.
+	procs[2].cmd.Process.Signal(syscall.SIGSTOP)
+	paused := time.Now()
+	steps(8)
+	time.Sleep(3*time.Second - time.Since(paused)) // long enough to be declared dead
+	procs[2].cmd.Process.Signal(syscall.SIGCONT)
+	waitMembers(live)
+	steps(10)
+	for _, s := range sessions {
+		s.finalCheck(ctxOf(s), gw)
+	}
+	var calls, unknown int64
+	for _, s := range sessions {
+		calls += s.calls.Load()
+		unknown += s.unknown
+		for _, p := range s.problems {
+			t.Errorf("session %d: %s", s.id, p)
+		}
+	}
+	t.Logf("%d calls, %d of unknown outcome (through the killed or paused node)", calls, unknown)
+	var body bytes.Buffer
+	resp, err := http.Get("http://" + procs[0].admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(&body, resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"scone_cluster_members", "scone_cluster_replication_seconds_bucket", "scone_cluster_repair_backlog", "scone_cluster_records", `scone_cluster_writes_total{outcome="ok"}`} {
+		if !strings.Contains(body.String(), name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
