@@ -505,8 +505,8 @@ type session struct {
 	ok, refused      int64
 	aborted          int64         // conflicts: failed with nothing kept
 	timeout          time.Duration // of each call (0: 5 s)
-	unknown, applied int64 // outcomes unknown, and of those, found applied
-	pending          *op   // a call whose outcome is not known yet
+	unknown, applied int64         // outcomes unknown, and of those, found applied
+	pending          *op           // a call whose outcome is not known yet
 	problems         []string
 	// tell, if set, narrates an operation: session 1's first few.
 	tell func(o op, servedBy string, err error)
