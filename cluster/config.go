@@ -38,6 +38,12 @@ type Config struct {
 	IdentityKey string
 	// Timeout bounds each call to another node.
 	Timeout time.Duration
+	// Lease is how recently the other owners of a record must have agreed
+	// with this node on the members for it to serve the record from its own
+	// copy, without reading theirs. It must be shorter than the time the
+	// cluster takes to declare a silent node dead (see LANConfig); 0 always
+	// reads every owner.
+	Lease time.Duration
 	// RepairInterval is how often a node re-checks every record it holds,
 	// besides at every change of membership.
 	RepairInterval time.Duration
@@ -62,6 +68,7 @@ func DefaultConfig() Config {
 		K:              2,
 		IdentityKey:    "scone-client",
 		Timeout:        time.Second,
+		Lease:          250 * time.Millisecond,
 		RepairInterval: 10 * time.Second,
 	}
 }
@@ -100,6 +107,8 @@ func (c *Config) validate() error {
 		return errors.New("cluster: empty identity key")
 	case c.Timeout <= 0:
 		return errors.New("cluster: the peer timeout must be positive")
+	case c.Lease < 0:
+		return errors.New("cluster: the lease must not be negative")
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -36,6 +36,17 @@ func (c *counter) add(ctx context.Context, op string) (string, error) {
 	return string(st.Data()), nil
 }
 
+// set replaces the state with value, and returns the state it replaced.
+func (c *counter) set(ctx context.Context, value string) (string, error) {
+	st, ok := scone.FromContext(ctx)
+	if !ok {
+		return "", fmt.Errorf("no state in context")
+	}
+	old := st.Data()
+	st.SetData([]byte(value))
+	return string(old), nil
+}
+
 func (c *counter) get(ctx context.Context) (string, error) {
 	st, ok := scone.FromContext(ctx)
 	if !ok {
@@ -73,6 +84,7 @@ var counterDesc = grpc.ServiceDesc{
 	Methods: []grpc.MethodDesc{
 		counterMethod("Add", (*counter).add),
 		counterMethod("Get", func(c *counter, ctx context.Context, _ string) (string, error) { return c.get(ctx) }),
+		counterMethod("Set", (*counter).set),
 	},
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"slices"
 	"strconv"
@@ -16,8 +17,6 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/cluster/clusterpb"
@@ -34,9 +33,11 @@ type Node struct {
 	reg   *prometheus.Registry
 	m     *metrics
 
+	view atomic.Pointer[view] // the live members
+
 	mu    sync.Mutex
 	addrs map[string]string // live member → Peer address
-	conns map[string]*grpc.ClientConn
+	links map[string]*peerLink
 
 	repairNow chan struct{}
 	// changes counts the membership changes; settled is the count as of
@@ -57,12 +58,13 @@ func New(cfg Config) (*Node, error) {
 		store:     newStore(),
 		reg:       prometheus.NewRegistry(),
 		addrs:     map[string]string{},
-		conns:     map[string]*grpc.ClientConn{},
+		links:     map[string]*peerLink{},
 		repairNow: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
 	n.m = newMetrics(n.reg, func() float64 { return float64(n.store.len()) })
-	n.peer = grpc.NewServer()
+	n.view.Store(&view{})
+	n.peer = grpc.NewServer(grpc.MaxRecvMsgSize(maxBatchBytes))
 	pb.RegisterPeerServer(n.peer, peerServer{n: n})
 
 	mc := cfg.Memberlist
@@ -114,16 +116,31 @@ func (n *Node) GossipAddr() string { return n.ml.LocalNode().Address() }
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
-// Members returns the names of the live members, this node included.
-func (n *Node) Members() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	out := make([]string, 0, len(n.addrs))
+// Members returns the names of the live members, this node included, in
+// order.
+func (n *Node) Members() []string { return slices.Clone(n.view.Load().members) }
+
+// view is a node's membership at one time.
+type view struct {
+	members []string // sorted; never modified
+	hash    uint64
+}
+
+// setView records the members after a change; n.mu must be held.
+func (n *Node) setView() {
+	v := &view{members: make([]string, 0, len(n.addrs))}
 	for name := range n.addrs {
-		out = append(out, name)
+		v.members = append(v.members, name)
 	}
-	slices.Sort(out)
-	return out
+	slices.Sort(v.members)
+	h := fnv.New64a()
+	for _, m := range v.members {
+		h.Write([]byte(m))
+		h.Write([]byte{0})
+	}
+	v.hash = h.Sum64()
+	n.view.Store(v)
+	n.m.members.Set(float64(len(v.members)))
 }
 
 // Records returns how many client records the node holds.
@@ -184,8 +201,8 @@ func (n *Node) Close() {
 	n.done.Wait()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, c := range n.conns {
-		c.Close()
+	for _, l := range n.links {
+		l.close()
 	}
 }
 
@@ -214,7 +231,7 @@ type events struct{ n *Node }
 func (n *Node) memberUp(name, addr string) {
 	n.mu.Lock()
 	n.addrs[name] = addr
-	n.m.members.Set(float64(len(n.addrs)))
+	n.setView()
 	n.mu.Unlock()
 	n.triggerRepair()
 }
@@ -222,11 +239,11 @@ func (n *Node) memberUp(name, addr string) {
 func (n *Node) memberGone(name string) {
 	n.mu.Lock()
 	delete(n.addrs, name)
-	if c := n.conns[name]; c != nil {
-		c.Close()
-		delete(n.conns, name)
+	if l := n.links[name]; l != nil {
+		l.close()
+		delete(n.links, name)
 	}
-	n.m.members.Set(float64(len(n.addrs)))
+	n.setView()
 	n.mu.Unlock()
 	n.triggerRepair()
 }
@@ -237,78 +254,6 @@ func (n *Node) triggerRepair() {
 	case n.repairNow <- struct{}{}:
 	default:
 	}
-}
-
-// client returns a Peer client for a member, or nil if it is not live.
-func (n *Node) client(name string) (pb.PeerClient, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	addr, ok := n.addrs[name]
-	if !ok {
-		return nil, errNotMember
-	}
-	if c := n.conns[name]; c != nil {
-		return pb.NewPeerClient(c), nil
-	}
-	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		// A peer that restarts is reachable again within a second.
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-			MinConnectTimeout: n.cfg.Timeout,
-		}),
-	}
-	if n.cfg.Dial != nil {
-		opts = append(opts, grpc.WithContextDialer(n.cfg.Dial))
-	}
-	c, err := grpc.NewClient("passthrough:///"+addr, opts...)
-	if err != nil {
-		return nil, err
-	}
-	n.conns[name] = c
-	return pb.NewPeerClient(c), nil
-}
-
-var errNotMember = errors.New("cluster: not a live member")
-
-// fetchFrom reads key's record on one member (locally for this node).
-func (n *Node) fetchFrom(ctx context.Context, member, key string) (*Record, error) {
-	if member == n.cfg.Name {
-		return n.store.get(key), nil
-	}
-	c, err := n.client(member)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
-	defer cancel()
-	resp, err := c.Fetch(ctx, &pb.FetchRequest{Key: key})
-	if err != nil {
-		return nil, err
-	}
-	if !resp.GetFound() {
-		return nil, nil
-	}
-	return fromPB(resp.GetRecord()), nil
-}
-
-// storeOn writes a record on one member (locally for this node).
-func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uint64, repair bool) (Verdict, error) {
-	if member == n.cfg.Name {
-		v, _ := n.store.put(rec, base, repair)
-		return v, nil
-	}
-	c, err := n.client(member)
-	if err != nil {
-		return 0, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
-	defer cancel()
-	resp, err := c.Store(ctx, &pb.StoreRequest{Record: toPB(rec), Base: base, Repair: repair})
-	if err != nil {
-		return 0, err
-	}
-	return Verdict(resp.GetVerdict()), nil
 }
 
 // fetch reads a client's record from its owners, in parallel; the newest
@@ -352,61 +297,49 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 	return nil, nil
 }
 
-// write stores rec, made from version base, on its owners: the primary
-// first (which refuses it if another write came first), then the others in
-// parallel. It returns how many owners hold it. If another owner refuses it
-// too (a write came first there), or fewer than need owners took it, the
-// owners that took it are told to undo it, and the call fails with nothing
-// changed.
+// write stores rec, made from version base, on its owners, in parallel, and
+// returns how many took it. Each owner takes it only on top of base
+// (compare-and-set), so of two writes made from one version, no owner takes
+// both, and at most one reaches need owners. If an owner refuses it (a
+// write came first there), or fewer than need owners took it, every owner
+// is told to undo it, and the call fails with nothing changed.
 func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int) (int, error) {
 	start := time.Now()
 	defer func() { n.m.replication.Observe(time.Since(start).Seconds()) }()
-	v, err := n.storeOn(ctx, owners[0], rec, base, false)
-	if err != nil {
-		n.m.writes.WithLabelValues("unavailable").Inc()
-		n.undo(owners[:1], rec)
-		return 0, scone.WrapError(scone.CodeUnavailable, "the record's primary owner did not answer", err)
-	}
-	if v == Conflict {
-		n.m.writes.WithLabelValues("conflict").Inc()
-		return 0, errConflict
-	}
-	took := []string{owners[0]}
-	var failed []string
-	var conflict bool
 	var mu sync.Mutex
+	var took int
+	var conflict bool
+	var lastErr error
 	var wg sync.WaitGroup
-	for _, o := range owners[1:] {
+	for _, o := range owners {
 		wg.Go(func() {
 			v, err := n.storeOn(ctx, o, rec, base, false)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err != nil:
-				failed = append(failed, o) // it may have taken it
+				lastErr = err // it may have taken it
 			case v == Conflict:
 				conflict = true
 			default:
-				took = append(took, o)
+				took++
 			}
 		})
 	}
 	wg.Wait()
 	switch {
 	case conflict:
-		// Every owner is told: one that refused the write holds another
-		// version, which undo leaves alone.
 		n.m.writes.WithLabelValues("conflict").Inc()
-		n.undo(owners, rec)
+		n.undo(owners, rec) // one that refused holds another version: undo leaves it
 		return 0, errConflict
-	case len(took) < need:
+	case took < need:
 		n.m.writes.WithLabelValues("unavailable").Inc()
-		n.undo(append(took, failed...), rec)
-		return 0, scone.NewError(scone.CodeUnavailable,
-			fmt.Sprintf("the new state reached %d of the %d nodes it needs", len(took), need))
+		n.undo(owners, rec)
+		return 0, scone.WrapError(scone.CodeUnavailable,
+			fmt.Sprintf("the new state reached %d of the %d nodes it needs", took, need), lastErr)
 	}
 	n.m.writes.WithLabelValues("ok").Inc()
-	return len(took), nil
+	return took, nil
 }
 
 var errConflict = scone.NewError(scone.CodeConflict, "another request changed this client's state first")
@@ -417,59 +350,44 @@ var errConflict = scone.NewError(scone.CodeConflict, "another request changed th
 func (n *Node) undo(members []string, rec *Record) {
 	var wg sync.WaitGroup
 	for _, m := range members {
-		wg.Go(func() {
-			if m == n.cfg.Name {
-				n.store.undo(rec.Key, rec.RV, rec.Stamp)
-				return
-			}
-			c, err := n.client(m)
-			if err != nil {
-				return
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
-			defer cancel()
-			if _, err := c.Undo(ctx, &pb.UndoRequest{Key: rec.Key, Rv: rec.RV, Stamp: rec.Stamp}); err == nil {
-				n.m.undos.Inc()
-			}
-		})
+		wg.Go(func() { n.undoOn(m, rec) })
 	}
 	wg.Wait()
 }
 
 // owners returns the live owners of key for k copies.
 func (n *Node) owners(key string, k int) []string {
-	return Owners(key, n.Members(), k)
+	return Owners(key, n.view.Load().members, k)
 }
 
-func toPB(r *Record) *pb.Record {
-	return &pb.Record{Key: r.Key, Rv: r.RV, Stamp: r.Stamp, Scones: r.SCONEs, Copies: uint32(r.Copies)}
-}
-
-func fromPB(r *pb.Record) *Record {
-	return &Record{Key: r.GetKey(), RV: r.GetRv(), Stamp: r.GetStamp(), SCONEs: r.GetScones(), Copies: int(r.GetCopies())}
-}
-
-// peerServer serves the Peer protocol from the node's store.
-type peerServer struct {
-	pb.UnimplementedPeerServer
-	n *Node
-}
-
-func (p peerServer) Fetch(_ context.Context, req *pb.FetchRequest) (*pb.FetchReply, error) {
-	r := p.n.store.get(req.GetKey())
-	if r == nil {
-		return &pb.FetchReply{}, nil
+// trusted returns this node's own copy of key's record when it can serve a
+// request without asking the other owners: the node is an owner, holds a
+// copy stored since the last change of membership, and since the copy was
+// stored every other owner has answered it with the same view of the
+// members, with no gap longer than the lease, the last time within the
+// lease. A write needs every owner, and an owner is left out of writes only
+// once the others have declared it dead, which takes longer than the lease
+// of silence; so no write can have been made without this node since its
+// copy. Degrade mode, which writes to fewer owners, never trusts one copy.
+func (n *Node) trusted(key string, owners []string) (*Record, bool) {
+	if n.cfg.Degrade || n.cfg.Lease == 0 || !slices.Contains(owners, n.cfg.Name) {
+		return nil, false
 	}
-	return &pb.FetchReply{Found: true, Record: toPB(r)}, nil
-}
-
-func (p peerServer) Undo(_ context.Context, req *pb.UndoRequest) (*pb.UndoReply, error) {
-	return &pb.UndoReply{Undone: p.n.store.undo(req.GetKey(), req.GetRv(), req.GetStamp())}, nil
-}
-
-func (p peerServer) Store(_ context.Context, req *pb.StoreRequest) (*pb.StoreReply, error) {
-	v, rv := p.n.store.put(fromPB(req.GetRecord()), req.GetBase(), req.GetRepair())
-	return &pb.StoreReply{Verdict: pb.StoreReply_Verdict(v), Rv: rv}, nil
+	rec, gen, at := n.store.getStored(key)
+	if rec == nil || gen != n.changes.Load() {
+		return nil, false
+	}
+	now := time.Now().UnixNano()
+	for _, o := range owners {
+		if o == n.cfg.Name {
+			continue
+		}
+		l, err := n.link(o)
+		if err != nil || !l.agreedFor(at, now) {
+			return nil, false
+		}
+	}
+	return rec, true
 }
 
 // repairLoop runs repair at every change of membership and every

@@ -16,6 +16,10 @@ type store struct {
 // taken back (undo).
 type entry struct {
 	cur, prev *Record
+	// gen is the node's membership generation when cur was stored, and
+	// at when (Unix nanoseconds).
+	gen uint64
+	at  int64
 }
 
 func newStore() *store { return &store{entries: map[string]*entry{}} }
@@ -30,9 +34,20 @@ func (s *store) get(key string) *Record {
 	return nil
 }
 
-// put applies a write or repair (see Accept) and returns its verdict and the
-// version held afterwards.
-func (s *store) put(rec *Record, base uint64, repair bool) (Verdict, uint64) {
+// getStored returns the record of key, and the membership generation and
+// time it was stored in.
+func (s *store) getStored(key string) (rec *Record, gen uint64, at int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[key]; e != nil {
+		return e.cur, e.gen, e.at
+	}
+	return nil, 0, 0
+}
+
+// put applies a write or repair (see Accept), made in membership generation
+// gen at time at, and returns its verdict and the version held afterwards.
+func (s *store) put(rec *Record, base uint64, repair bool, gen uint64, at int64) (Verdict, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entries[rec.Key]
@@ -48,7 +63,7 @@ func (s *store) put(rec *Record, base uint64, repair bool) (Verdict, uint64) {
 	} else {
 		e.prev = e.cur
 	}
-	e.cur = rec
+	e.cur, e.gen, e.at = rec, gen, at
 	s.entries[rec.Key] = e
 	return v, rec.RV
 }

@@ -71,8 +71,309 @@ func (x StoreReply_Verdict) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StoreReply_Verdict.Descriptor instead.
 func (StoreReply_Verdict) EnumDescriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{4, 0}
+	return file_cluster_proto_rawDescGZIP(), []int{8, 0}
 }
+
+type BatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ops           []*Op                  `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BatchRequest) GetOps() []*Op {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+type BatchReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// replies answer the ops, in order.
+	Replies []*OpReply `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	// view is a hash of the members the answering node sees: a node trusts
+	// its own copy of a record only while the record's other owners agree
+	// with it on the members.
+	View          uint64 `protobuf:"fixed64,2,opt,name=view,proto3" json:"view,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchReply) Reset() {
+	*x = BatchReply{}
+	mi := &file_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchReply) ProtoMessage() {}
+
+func (x *BatchReply) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchReply.ProtoReflect.Descriptor instead.
+func (*BatchReply) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BatchReply) GetReplies() []*OpReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
+func (x *BatchReply) GetView() uint64 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
+type Op struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*Op_Fetch
+	//	*Op_Store
+	//	*Op_Undo
+	Op            isOp_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Op) Reset() {
+	*x = Op{}
+	mi := &file_cluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Op) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Op) ProtoMessage() {}
+
+func (x *Op) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Op.ProtoReflect.Descriptor instead.
+func (*Op) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Op) GetOp() isOp_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *Op) GetFetch() *FetchRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Fetch); ok {
+			return x.Fetch
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetStore() *StoreRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Store); ok {
+			return x.Store
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetUndo() *UndoRequest {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Undo); ok {
+			return x.Undo
+		}
+	}
+	return nil
+}
+
+type isOp_Op interface {
+	isOp_Op()
+}
+
+type Op_Fetch struct {
+	// fetch returns the record a node holds for a client, if any.
+	Fetch *FetchRequest `protobuf:"bytes,1,opt,name=fetch,proto3,oneof"`
+}
+
+type Op_Store struct {
+	// store writes a record: a client's write (compare-and-set on its base
+	// version) or a repair (kept if newer).
+	Store *StoreRequest `protobuf:"bytes,2,opt,name=store,proto3,oneof"`
+}
+
+type Op_Undo struct {
+	// undo takes back a write that failed elsewhere: if the node still
+	// holds exactly that version, it returns to the one it held before.
+	Undo *UndoRequest `protobuf:"bytes,3,opt,name=undo,proto3,oneof"`
+}
+
+func (*Op_Fetch) isOp_Op() {}
+
+func (*Op_Store) isOp_Op() {}
+
+func (*Op_Undo) isOp_Op() {}
+
+type OpReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Reply:
+	//
+	//	*OpReply_Fetch
+	//	*OpReply_Store
+	//	*OpReply_Undo
+	Reply         isOpReply_Reply `protobuf_oneof:"reply"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpReply) Reset() {
+	*x = OpReply{}
+	mi := &file_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpReply) ProtoMessage() {}
+
+func (x *OpReply) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpReply.ProtoReflect.Descriptor instead.
+func (*OpReply) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *OpReply) GetReply() isOpReply_Reply {
+	if x != nil {
+		return x.Reply
+	}
+	return nil
+}
+
+func (x *OpReply) GetFetch() *FetchReply {
+	if x != nil {
+		if x, ok := x.Reply.(*OpReply_Fetch); ok {
+			return x.Fetch
+		}
+	}
+	return nil
+}
+
+func (x *OpReply) GetStore() *StoreReply {
+	if x != nil {
+		if x, ok := x.Reply.(*OpReply_Store); ok {
+			return x.Store
+		}
+	}
+	return nil
+}
+
+func (x *OpReply) GetUndo() *UndoReply {
+	if x != nil {
+		if x, ok := x.Reply.(*OpReply_Undo); ok {
+			return x.Undo
+		}
+	}
+	return nil
+}
+
+type isOpReply_Reply interface {
+	isOpReply_Reply()
+}
+
+type OpReply_Fetch struct {
+	Fetch *FetchReply `protobuf:"bytes,1,opt,name=fetch,proto3,oneof"`
+}
+
+type OpReply_Store struct {
+	Store *StoreReply `protobuf:"bytes,2,opt,name=store,proto3,oneof"`
+}
+
+type OpReply_Undo struct {
+	Undo *UndoReply `protobuf:"bytes,3,opt,name=undo,proto3,oneof"`
+}
+
+func (*OpReply_Fetch) isOpReply_Reply() {}
+
+func (*OpReply_Store) isOpReply_Reply() {}
+
+func (*OpReply_Undo) isOpReply_Reply() {}
 
 type Record struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -88,7 +389,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_cluster_proto_msgTypes[0]
+	mi := &file_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +401,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[0]
+	mi := &file_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +414,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{0}
+	return file_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Record) GetKey() string {
@@ -160,7 +461,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_cluster_proto_msgTypes[1]
+	mi := &file_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -172,7 +473,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[1]
+	mi := &file_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -185,7 +486,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{1}
+	return file_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FetchRequest) GetKey() string {
@@ -206,7 +507,7 @@ type FetchReply struct {
 
 func (x *FetchReply) Reset() {
 	*x = FetchReply{}
-	mi := &file_cluster_proto_msgTypes[2]
+	mi := &file_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +519,7 @@ func (x *FetchReply) String() string {
 func (*FetchReply) ProtoMessage() {}
 
 func (x *FetchReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[2]
+	mi := &file_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +532,7 @@ func (x *FetchReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchReply.ProtoReflect.Descriptor instead.
 func (*FetchReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{2}
+	return file_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *FetchReply) GetFound() bool {
@@ -260,7 +561,7 @@ type StoreRequest struct {
 
 func (x *StoreRequest) Reset() {
 	*x = StoreRequest{}
-	mi := &file_cluster_proto_msgTypes[3]
+	mi := &file_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +573,7 @@ func (x *StoreRequest) String() string {
 func (*StoreRequest) ProtoMessage() {}
 
 func (x *StoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[3]
+	mi := &file_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +586,7 @@ func (x *StoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreRequest.ProtoReflect.Descriptor instead.
 func (*StoreRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{3}
+	return file_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StoreRequest) GetRecord() *Record {
@@ -320,7 +621,7 @@ type StoreReply struct {
 
 func (x *StoreReply) Reset() {
 	*x = StoreReply{}
-	mi := &file_cluster_proto_msgTypes[4]
+	mi := &file_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +633,7 @@ func (x *StoreReply) String() string {
 func (*StoreReply) ProtoMessage() {}
 
 func (x *StoreReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[4]
+	mi := &file_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +646,7 @@ func (x *StoreReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreReply.ProtoReflect.Descriptor instead.
 func (*StoreReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{4}
+	return file_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StoreReply) GetVerdict() StoreReply_Verdict {
@@ -373,7 +674,7 @@ type UndoRequest struct {
 
 func (x *UndoRequest) Reset() {
 	*x = UndoRequest{}
-	mi := &file_cluster_proto_msgTypes[5]
+	mi := &file_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +686,7 @@ func (x *UndoRequest) String() string {
 func (*UndoRequest) ProtoMessage() {}
 
 func (x *UndoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[5]
+	mi := &file_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +699,7 @@ func (x *UndoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoRequest.ProtoReflect.Descriptor instead.
 func (*UndoRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{5}
+	return file_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UndoRequest) GetKey() string {
@@ -432,7 +733,7 @@ type UndoReply struct {
 
 func (x *UndoReply) Reset() {
 	*x = UndoReply{}
-	mi := &file_cluster_proto_msgTypes[6]
+	mi := &file_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +745,7 @@ func (x *UndoReply) String() string {
 func (*UndoReply) ProtoMessage() {}
 
 func (x *UndoReply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[6]
+	mi := &file_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +758,7 @@ func (x *UndoReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndoReply.ProtoReflect.Descriptor instead.
 func (*UndoReply) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{6}
+	return file_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UndoReply) GetUndone() bool {
@@ -471,7 +772,23 @@ var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\rcluster.proto\x12\x10scone.cluster.v1\"p\n" +
+	"\rcluster.proto\x12\x10scone.cluster.v1\"6\n" +
+	"\fBatchRequest\x12&\n" +
+	"\x03ops\x18\x01 \x03(\v2\x14.scone.cluster.v1.OpR\x03ops\"U\n" +
+	"\n" +
+	"BatchReply\x123\n" +
+	"\areplies\x18\x01 \x03(\v2\x19.scone.cluster.v1.OpReplyR\areplies\x12\x12\n" +
+	"\x04view\x18\x02 \x01(\x06R\x04view\"\xaf\x01\n" +
+	"\x02Op\x126\n" +
+	"\x05fetch\x18\x01 \x01(\v2\x1e.scone.cluster.v1.FetchRequestH\x00R\x05fetch\x126\n" +
+	"\x05store\x18\x02 \x01(\v2\x1e.scone.cluster.v1.StoreRequestH\x00R\x05store\x123\n" +
+	"\x04undo\x18\x03 \x01(\v2\x1d.scone.cluster.v1.UndoRequestH\x00R\x04undoB\x04\n" +
+	"\x02op\"\xb1\x01\n" +
+	"\aOpReply\x124\n" +
+	"\x05fetch\x18\x01 \x01(\v2\x1c.scone.cluster.v1.FetchReplyH\x00R\x05fetch\x124\n" +
+	"\x05store\x18\x02 \x01(\v2\x1c.scone.cluster.v1.StoreReplyH\x00R\x05store\x121\n" +
+	"\x04undo\x18\x03 \x01(\v2\x1b.scone.cluster.v1.UndoReplyH\x00R\x04undoB\a\n" +
+	"\x05reply\"p\n" +
 	"\x06Record\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x0e\n" +
 	"\x02rv\x18\x02 \x01(\x04R\x02rv\x12\x14\n" +
@@ -501,11 +818,9 @@ const file_cluster_proto_rawDesc = "" +
 	"\x02rv\x18\x02 \x01(\x04R\x02rv\x12\x14\n" +
 	"\x05stamp\x18\x03 \x01(\x03R\x05stamp\"#\n" +
 	"\tUndoReply\x12\x16\n" +
-	"\x06undone\x18\x01 \x01(\bR\x06undone2\xd8\x01\n" +
+	"\x06undone\x18\x01 \x01(\bR\x06undone2M\n" +
 	"\x04Peer\x12E\n" +
-	"\x05Fetch\x12\x1e.scone.cluster.v1.FetchRequest\x1a\x1c.scone.cluster.v1.FetchReply\x12E\n" +
-	"\x05Store\x12\x1e.scone.cluster.v1.StoreRequest\x1a\x1c.scone.cluster.v1.StoreReply\x12B\n" +
-	"\x04Undo\x12\x1d.scone.cluster.v1.UndoRequest\x1a\x1b.scone.cluster.v1.UndoReplyB2Z0github.com/scone-project/scone/cluster/clusterpbb\x06proto3"
+	"\x05Batch\x12\x1e.scone.cluster.v1.BatchRequest\x1a\x1c.scone.cluster.v1.BatchReplyB2Z0github.com/scone-project/scone/cluster/clusterpbb\x06proto3"
 
 var (
 	file_cluster_proto_rawDescOnce sync.Once
@@ -520,32 +835,40 @@ func file_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_cluster_proto_goTypes = []any{
 	(StoreReply_Verdict)(0), // 0: scone.cluster.v1.StoreReply.Verdict
-	(*Record)(nil),          // 1: scone.cluster.v1.Record
-	(*FetchRequest)(nil),    // 2: scone.cluster.v1.FetchRequest
-	(*FetchReply)(nil),      // 3: scone.cluster.v1.FetchReply
-	(*StoreRequest)(nil),    // 4: scone.cluster.v1.StoreRequest
-	(*StoreReply)(nil),      // 5: scone.cluster.v1.StoreReply
-	(*UndoRequest)(nil),     // 6: scone.cluster.v1.UndoRequest
-	(*UndoReply)(nil),       // 7: scone.cluster.v1.UndoReply
+	(*BatchRequest)(nil),    // 1: scone.cluster.v1.BatchRequest
+	(*BatchReply)(nil),      // 2: scone.cluster.v1.BatchReply
+	(*Op)(nil),              // 3: scone.cluster.v1.Op
+	(*OpReply)(nil),         // 4: scone.cluster.v1.OpReply
+	(*Record)(nil),          // 5: scone.cluster.v1.Record
+	(*FetchRequest)(nil),    // 6: scone.cluster.v1.FetchRequest
+	(*FetchReply)(nil),      // 7: scone.cluster.v1.FetchReply
+	(*StoreRequest)(nil),    // 8: scone.cluster.v1.StoreRequest
+	(*StoreReply)(nil),      // 9: scone.cluster.v1.StoreReply
+	(*UndoRequest)(nil),     // 10: scone.cluster.v1.UndoRequest
+	(*UndoReply)(nil),       // 11: scone.cluster.v1.UndoReply
 }
 var file_cluster_proto_depIdxs = []int32{
-	1, // 0: scone.cluster.v1.FetchReply.record:type_name -> scone.cluster.v1.Record
-	1, // 1: scone.cluster.v1.StoreRequest.record:type_name -> scone.cluster.v1.Record
-	0, // 2: scone.cluster.v1.StoreReply.verdict:type_name -> scone.cluster.v1.StoreReply.Verdict
-	2, // 3: scone.cluster.v1.Peer.Fetch:input_type -> scone.cluster.v1.FetchRequest
-	4, // 4: scone.cluster.v1.Peer.Store:input_type -> scone.cluster.v1.StoreRequest
-	6, // 5: scone.cluster.v1.Peer.Undo:input_type -> scone.cluster.v1.UndoRequest
-	3, // 6: scone.cluster.v1.Peer.Fetch:output_type -> scone.cluster.v1.FetchReply
-	5, // 7: scone.cluster.v1.Peer.Store:output_type -> scone.cluster.v1.StoreReply
-	7, // 8: scone.cluster.v1.Peer.Undo:output_type -> scone.cluster.v1.UndoReply
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	3,  // 0: scone.cluster.v1.BatchRequest.ops:type_name -> scone.cluster.v1.Op
+	4,  // 1: scone.cluster.v1.BatchReply.replies:type_name -> scone.cluster.v1.OpReply
+	6,  // 2: scone.cluster.v1.Op.fetch:type_name -> scone.cluster.v1.FetchRequest
+	8,  // 3: scone.cluster.v1.Op.store:type_name -> scone.cluster.v1.StoreRequest
+	10, // 4: scone.cluster.v1.Op.undo:type_name -> scone.cluster.v1.UndoRequest
+	7,  // 5: scone.cluster.v1.OpReply.fetch:type_name -> scone.cluster.v1.FetchReply
+	9,  // 6: scone.cluster.v1.OpReply.store:type_name -> scone.cluster.v1.StoreReply
+	11, // 7: scone.cluster.v1.OpReply.undo:type_name -> scone.cluster.v1.UndoReply
+	5,  // 8: scone.cluster.v1.FetchReply.record:type_name -> scone.cluster.v1.Record
+	5,  // 9: scone.cluster.v1.StoreRequest.record:type_name -> scone.cluster.v1.Record
+	0,  // 10: scone.cluster.v1.StoreReply.verdict:type_name -> scone.cluster.v1.StoreReply.Verdict
+	1,  // 11: scone.cluster.v1.Peer.Batch:input_type -> scone.cluster.v1.BatchRequest
+	2,  // 12: scone.cluster.v1.Peer.Batch:output_type -> scone.cluster.v1.BatchReply
+	12, // [12:13] is the sub-list for method output_type
+	11, // [11:12] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -553,13 +876,23 @@ func file_cluster_proto_init() {
 	if File_cluster_proto != nil {
 		return
 	}
+	file_cluster_proto_msgTypes[2].OneofWrappers = []any{
+		(*Op_Fetch)(nil),
+		(*Op_Store)(nil),
+		(*Op_Undo)(nil),
+	}
+	file_cluster_proto_msgTypes[3].OneofWrappers = []any{
+		(*OpReply_Fetch)(nil),
+		(*OpReply_Store)(nil),
+		(*OpReply_Undo)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,23 +23,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Fetch_FullMethodName = "/scone.cluster.v1.Peer/Fetch"
-	Peer_Store_FullMethodName = "/scone.cluster.v1.Peer/Store"
-	Peer_Undo_FullMethodName  = "/scone.cluster.v1.Peer/Undo"
+	Peer_Batch_FullMethodName = "/scone.cluster.v1.Peer/Batch"
 )
 
 // PeerClient is the client API for Peer service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type PeerClient interface {
-	// Fetch returns the record a node holds for a client, if any.
-	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchReply, error)
-	// Store writes a record: a client's write (compare-and-set on its base
-	// version) or a repair (kept if newer).
-	Store(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*StoreReply, error)
-	// Undo takes back a write that failed elsewhere: if the node still holds
-	// exactly that version, it returns to the one it held before.
-	Undo(ctx context.Context, in *UndoRequest, opts ...grpc.CallOption) (*UndoReply, error)
+	// Batch runs reads and writes of records in order. A node sends another
+	// the operations of all its requests in flight at once, in one call.
+	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchReply, error)
 }
 
 type peerClient struct {
@@ -50,30 +43,10 @@ func NewPeerClient(cc grpc.ClientConnInterface) PeerClient {
 	return &peerClient{cc}
 }
 
-func (c *peerClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchReply, error) {
+func (c *peerClient) Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchReply, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(FetchReply)
-	err := c.cc.Invoke(ctx, Peer_Fetch_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *peerClient) Store(ctx context.Context, in *StoreRequest, opts ...grpc.CallOption) (*StoreReply, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(StoreReply)
-	err := c.cc.Invoke(ctx, Peer_Store_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *peerClient) Undo(ctx context.Context, in *UndoRequest, opts ...grpc.CallOption) (*UndoReply, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(UndoReply)
-	err := c.cc.Invoke(ctx, Peer_Undo_FullMethodName, in, out, cOpts...)
+	out := new(BatchReply)
+	err := c.cc.Invoke(ctx, Peer_Batch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -84,14 +57,9 @@ func (c *peerClient) Undo(ctx context.Context, in *UndoRequest, opts ...grpc.Cal
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
 type PeerServer interface {
-	// Fetch returns the record a node holds for a client, if any.
-	Fetch(context.Context, *FetchRequest) (*FetchReply, error)
-	// Store writes a record: a client's write (compare-and-set on its base
-	// version) or a repair (kept if newer).
-	Store(context.Context, *StoreRequest) (*StoreReply, error)
-	// Undo takes back a write that failed elsewhere: if the node still holds
-	// exactly that version, it returns to the one it held before.
-	Undo(context.Context, *UndoRequest) (*UndoReply, error)
+	// Batch runs reads and writes of records in order. A node sends another
+	// the operations of all its requests in flight at once, in one call.
+	Batch(context.Context, *BatchRequest) (*BatchReply, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -102,14 +70,8 @@ type PeerServer interface {
 // pointer dereference when methods are called.
 type UnimplementedPeerServer struct{}
 
-func (UnimplementedPeerServer) Fetch(context.Context, *FetchRequest) (*FetchReply, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method Fetch not implemented")
-}
-func (UnimplementedPeerServer) Store(context.Context, *StoreRequest) (*StoreReply, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method Store not implemented")
-}
-func (UnimplementedPeerServer) Undo(context.Context, *UndoRequest) (*UndoReply, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method Undo not implemented")
+func (UnimplementedPeerServer) Batch(context.Context, *BatchRequest) (*BatchReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Batch not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -132,56 +94,20 @@ func RegisterPeerServer(s grpc.ServiceRegistrar, srv PeerServer) {
 	s.RegisterService(&Peer_ServiceDesc, srv)
 }
 
-func _Peer_Fetch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(FetchRequest)
+func _Peer_Batch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(PeerServer).Fetch(ctx, in)
+		return srv.(PeerServer).Batch(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: Peer_Fetch_FullMethodName,
+		FullMethod: Peer_Batch_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PeerServer).Fetch(ctx, req.(*FetchRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _Peer_Store_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(StoreRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(PeerServer).Store(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Peer_Store_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PeerServer).Store(ctx, req.(*StoreRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _Peer_Undo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(UndoRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(PeerServer).Undo(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Peer_Undo_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PeerServer).Undo(ctx, req.(*UndoRequest))
+		return srv.(PeerServer).Batch(ctx, req.(*BatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -194,16 +120,8 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*PeerServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
-			MethodName: "Fetch",
-			Handler:    _Peer_Fetch_Handler,
-		},
-		{
-			MethodName: "Store",
-			Handler:    _Peer_Store_Handler,
-		},
-		{
-			MethodName: "Undo",
-			Handler:    _Peer_Undo_Handler,
+			MethodName: "Batch",
+			Handler:    _Peer_Batch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,289 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/scone-project/scone/cluster/clusterpb"
+)
+
+const (
+	// maxBatch is the most operations in one Batch call.
+	maxBatch = 64
+	// maxBatchBytes bounds a Batch call or reply: 64 records of up to
+	// 1 MiB of SCONEs each.
+	maxBatchBytes = 64 << 20
+	// linkSenders is how many Batch calls to one member may be in flight.
+	linkSenders = 1
+)
+
+var (
+	errNotMember  = errors.New("cluster: not a live member")
+	errLinkClosed = errors.New("cluster: the connection to the member was closed")
+)
+
+// peerLink is the node's connection to another member. The operations of
+// concurrent requests queue on it, and each sender takes all those queued
+// into one Batch call: under load a call carries many operations, and the
+// cost of a call is shared among them.
+type peerLink struct {
+	conn    *grpc.ClientConn
+	client  pb.PeerClient
+	queue   chan *pending
+	stop    chan struct{}
+	timeout time.Duration
+	// view returns this node's view hash.
+	view  func() uint64
+	lease time.Duration
+	// agreement is the run of answers in which the member saw the same
+	// members as this node, each within the lease of the one before: from
+	// since to last (Unix nanoseconds, when the calls were sent).
+	mu          sync.Mutex
+	since, last int64
+}
+
+// agree records that the member answered a call sent at t with this node's
+// view of the members.
+func (l *peerLink) agree(t int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t-l.last > int64(l.lease) {
+		l.since = t // a gap: what happened before is not vouched for
+	}
+	l.last = max(l.last, t)
+}
+
+// agreedFor reports whether the member has agreed with this node without a
+// gap from stored until within the lease before now.
+func (l *peerLink) agreedFor(stored, now int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.since <= stored && now-l.last < int64(l.lease)
+}
+
+// pending is one operation waiting for its reply.
+type pending struct {
+	op    *pb.Op
+	reply *pb.OpReply
+	err   error
+	done  chan struct{}
+}
+
+func newLink(conn *grpc.ClientConn, timeout, lease time.Duration, view func() uint64) *peerLink {
+	l := &peerLink{
+		conn: conn, client: pb.NewPeerClient(conn),
+		queue: make(chan *pending, 4*maxBatch), stop: make(chan struct{}), timeout: timeout,
+		view: view, lease: lease,
+	}
+	for range linkSenders {
+		go l.send()
+	}
+	return l
+}
+
+// do runs one operation on the member, within the link's timeout.
+func (l *peerLink) do(ctx context.Context, op *pb.Op) (*pb.OpReply, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	p := &pending{op: op, done: make(chan struct{})}
+	select {
+	case l.queue <- p:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.stop:
+		return nil, errLinkClosed
+	}
+	select {
+	case <-p.done:
+		return p.reply, p.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.stop:
+		return nil, errLinkClosed
+	}
+}
+
+// send sends the queued operations in batches until the link closes.
+func (l *peerLink) send() {
+	batch := make([]*pending, 0, maxBatch)
+	for {
+		select {
+		case p := <-l.queue:
+			batch = append(batch[:0], p)
+		case <-l.stop:
+			return
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case p := <-l.queue:
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		req := &pb.BatchRequest{Ops: make([]*pb.Op, len(batch))}
+		for i, p := range batch {
+			req.Ops[i] = p.op
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+		sent, mine := time.Now(), l.view()
+		resp, err := l.client.Batch(ctx, req)
+		cancel()
+		if err == nil && resp.GetView() == mine && l.view() == mine {
+			l.agree(sent.UnixNano())
+		}
+		if err == nil && len(resp.GetReplies()) != len(batch) {
+			err = fmt.Errorf("cluster: a member answered %d of %d operations", len(resp.GetReplies()), len(batch))
+		}
+		for i, p := range batch {
+			if err != nil {
+				p.err = err
+			} else {
+				p.reply = resp.GetReplies()[i]
+			}
+			close(p.done)
+		}
+	}
+}
+
+func (l *peerLink) close() {
+	close(l.stop)
+	l.conn.Close()
+}
+
+// link returns the link to a live member, connecting on first use.
+func (n *Node) link(name string) (*peerLink, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	addr, ok := n.addrs[name]
+	if !ok {
+		return nil, errNotMember
+	}
+	if l := n.links[name]; l != nil {
+		return l, nil
+	}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxBatchBytes), grpc.MaxCallSendMsgSize(maxBatchBytes)),
+		// A member that restarts is reachable again within a second.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: n.cfg.Timeout,
+		}),
+	}
+	if n.cfg.Dial != nil {
+		opts = append(opts, grpc.WithContextDialer(n.cfg.Dial))
+	}
+	c, err := grpc.NewClient("passthrough:///"+addr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	l := newLink(c, n.cfg.Timeout, n.cfg.Lease, func() uint64 { return n.view.Load().hash })
+	n.links[name] = l
+	return l, nil
+}
+
+// call runs one operation on another member.
+func (n *Node) call(ctx context.Context, member string, op *pb.Op) (*pb.OpReply, error) {
+	l, err := n.link(member)
+	if err != nil {
+		return nil, err
+	}
+	return l.do(ctx, op)
+}
+
+// fetchFrom reads key's record on one member (locally for this node).
+func (n *Node) fetchFrom(ctx context.Context, member, key string) (*Record, error) {
+	if member == n.cfg.Name {
+		return n.store.get(key), nil
+	}
+	r, err := n.call(ctx, member, &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: key}}})
+	if err != nil {
+		return nil, err
+	}
+	f := r.GetFetch()
+	if !f.GetFound() {
+		return nil, nil
+	}
+	return fromPB(f.GetRecord()), nil
+}
+
+// storeOn writes a record on one member (locally for this node).
+func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uint64, repair bool) (Verdict, error) {
+	if member == n.cfg.Name {
+		v, _ := n.store.put(rec, base, repair, n.changes.Load(), time.Now().UnixNano())
+		return v, nil
+	}
+	r, err := n.call(ctx, member, &pb.Op{Op: &pb.Op_Store{Store: &pb.StoreRequest{Record: toPB(rec), Base: base, Repair: repair}}})
+	if err != nil {
+		return 0, err
+	}
+	return Verdict(r.GetStore().GetVerdict()), nil
+}
+
+// undoOn takes back a write of rec on one member (locally for this node).
+func (n *Node) undoOn(member string, rec *Record) {
+	if member == n.cfg.Name {
+		n.store.undo(rec.Key, rec.RV, rec.Stamp)
+		return
+	}
+	op := &pb.Op{Op: &pb.Op_Undo{Undo: &pb.UndoRequest{Key: rec.Key, Rv: rec.RV, Stamp: rec.Stamp}}}
+	if _, err := n.call(context.Background(), member, op); err == nil {
+		n.m.undos.Inc()
+	}
+}
+
+func toPB(r *Record) *pb.Record {
+	return &pb.Record{Key: r.Key, Rv: r.RV, Stamp: r.Stamp, Scones: r.SCONEs, Copies: uint32(r.Copies)}
+}
+
+func fromPB(r *pb.Record) *Record {
+	return &Record{Key: r.GetKey(), RV: r.GetRv(), Stamp: r.GetStamp(), SCONEs: r.GetScones(), Copies: int(r.GetCopies())}
+}
+
+// peerServer serves the Peer protocol from the node's store.
+type peerServer struct {
+	pb.UnimplementedPeerServer
+	n *Node
+}
+
+// Batch runs the operations in order.
+func (p peerServer) Batch(_ context.Context, req *pb.BatchRequest) (*pb.BatchReply, error) {
+	st := p.n.store
+	out := &pb.BatchReply{Replies: make([]*pb.OpReply, len(req.GetOps())), View: p.n.view.Load().hash}
+	for i, op := range req.GetOps() {
+		var r pb.OpReply
+		switch x := op.GetOp().(type) {
+		case *pb.Op_Fetch:
+			f := &pb.FetchReply{}
+			if rec := st.get(x.Fetch.GetKey()); rec != nil {
+				f.Found, f.Record = true, toPB(rec)
+			}
+			r.Reply = &pb.OpReply_Fetch{Fetch: f}
+		case *pb.Op_Store:
+			s := x.Store
+			if s.GetRecord() == nil {
+				return nil, status.Errorf(codes.InvalidArgument, "operation %d stores no record", i)
+			}
+			v, rv := st.put(fromPB(s.GetRecord()), s.GetBase(), s.GetRepair(), p.n.changes.Load(), time.Now().UnixNano())
+			r.Reply = &pb.OpReply_Store{Store: &pb.StoreReply{Verdict: pb.StoreReply_Verdict(v), Rv: rv}}
+		case *pb.Op_Undo:
+			u := x.Undo
+			r.Reply = &pb.OpReply_Undo{Undo: &pb.UndoReply{Undone: st.undo(u.GetKey(), u.GetRv(), u.GetStamp())}}
+		default:
+			return nil, status.Errorf(codes.InvalidArgument, "operation %d is of an unknown kind", i)
+		}
+		out.Replies[i] = &r
+	}
+	return out, nil
+}

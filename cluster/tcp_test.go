@@ -1,0 +1,117 @@
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/scone-project/scone"
+)
+
+// tcpCluster is a cluster of Nodes in this process on loopback TCP and UDP
+// (real memberlist transport, real gRPC), serving the counter service.
+type tcpCluster struct {
+	tb     testing.TB
+	k      int
+	sealer *scone.Sealer
+	nodes  []*tcpNode
+}
+
+// tcpNode is one node; kill and restart keep its name and addresses.
+type tcpNode struct {
+	name, gossip, peer, svc string
+	node                    *Node
+	srv                     *grpc.Server
+	conn                    *grpc.ClientConn // the clients' connection to it
+}
+
+func newTCPCluster(tb testing.TB, n, k int) *tcpCluster {
+	c := &tcpCluster{tb: tb, k: k, sealer: testSealer(tb)}
+	tb.Cleanup(c.close)
+	for i := range n {
+		tn := &tcpNode{name: fmt.Sprintf("node-%d", i), gossip: "127.0.0.1:0", peer: "127.0.0.1:0", svc: "127.0.0.1:0"}
+		c.nodes = append(c.nodes, tn)
+		c.start(tn)
+		conn, err := grpc.NewClient(tn.svc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tn.conn = conn
+	}
+	c.waitMembers(n)
+	return c
+}
+
+func (c *tcpCluster) start(tn *tcpNode) {
+	c.tb.Helper()
+	peerLis, err := net.Listen("tcp", tn.peer)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	svcLis, err := net.Listen("tcp", tn.svc)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Name, cfg.GossipAddr, cfg.PeerAddr, cfg.K = tn.name, tn.gossip, peerLis.Addr().String(), c.k
+	for _, o := range c.nodes {
+		if o != tn && o.node != nil {
+			cfg.Seeds = append(cfg.Seeds, o.gossip)
+		}
+	}
+	if tn.node, err = New(cfg); err != nil {
+		c.tb.Fatal(err)
+	}
+	go tn.node.ServePeer(peerLis)
+	tn.srv = grpc.NewServer(tn.node.ServerOptions(c.sealer)...)
+	tn.srv.RegisterService(&counterDesc, &counter{})
+	go tn.srv.Serve(svcLis)
+	tn.gossip, tn.peer, tn.svc = tn.node.GossipAddr(), cfg.PeerAddr, svcLis.Addr().String()
+}
+
+// kill stops a node at once.
+func (c *tcpCluster) kill(tn *tcpNode) {
+	tn.srv.Stop()
+	tn.node.Close()
+	tn.node = nil
+}
+
+func (c *tcpCluster) live() []*tcpNode {
+	var out []*tcpNode
+	for _, tn := range c.nodes {
+		if tn.node != nil {
+			out = append(out, tn)
+		}
+	}
+	return out
+}
+
+// waitMembers waits until every live node sees n members and has finished
+// repair.
+func (c *tcpCluster) waitMembers(n int) {
+	c.tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, tn := range c.live() {
+		for len(tn.node.Members()) != n || !tn.node.Settled() {
+			if time.Now().After(deadline) {
+				c.tb.Fatalf("%s sees %d members, want %d", tn.name, len(tn.node.Members()), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func (c *tcpCluster) close() {
+	for _, tn := range c.nodes {
+		if tn.conn != nil {
+			tn.conn.Close()
+		}
+		if tn.node != nil {
+			c.kill(tn)
+		}
+	}
+}
