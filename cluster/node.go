@@ -297,21 +297,35 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 	return nil, nil
 }
 
-// write stores rec, made from version base, on its owners, in parallel, and
-// returns how many took it. Each owner takes it only on top of base
-// (compare-and-set), so of two writes made from one version, no owner takes
-// both, and at most one reaches need owners. If an owner refuses it (a
-// write came first there), or fewer than need owners took it, every owner
-// is told to undo it, and the call fails with nothing changed.
+// write stores rec, made from version base, on its owners: the primary
+// first, then the others in parallel, and returns how many took it. Each
+// owner takes it only on top of base (compare-and-set), so of two writes
+// made from one version the primary takes one, and the other fails. If
+// another owner refuses it (a write came first there), or fewer than need
+// owners took it, every owner is told to undo it, and the call fails with
+// nothing changed.
 func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int) (int, error) {
 	start := time.Now()
 	defer func() { n.m.replication.Observe(time.Since(start).Seconds()) }()
+	v, err := n.storeOn(ctx, owners[0], rec, base, false)
+	switch {
+	case err != nil && need > 1 || err != nil && len(owners) == 1:
+		n.m.writes.WithLabelValues("unavailable").Inc()
+		n.undo(owners[:1], rec)
+		return 0, scone.WrapError(scone.CodeUnavailable, "the primary owner of the client's state did not answer", err)
+	case v == Conflict:
+		n.m.writes.WithLabelValues("conflict").Inc()
+		return 0, errConflict
+	}
+	took := 0
+	if err == nil {
+		took = 1
+	}
 	var mu sync.Mutex
-	var took int
 	var conflict bool
 	var lastErr error
 	var wg sync.WaitGroup
-	for _, o := range owners {
+	for _, o := range owners[1:] {
 		wg.Go(func() {
 			v, err := n.storeOn(ctx, o, rec, base, false)
 			mu.Lock()

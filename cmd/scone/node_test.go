@@ -154,9 +154,19 @@ func TestNodeProcesses(t *testing.T) {
 	steps(10)
 	live := []*nodeProc{procs[0], procs[2], procs[3]}
 	waitMembers(live)
-	if got := procs[0].metric("scone_cluster_repair_copies_total") + procs[2].metric("scone_cluster_repair_copies_total") +
-		procs[3].metric("scone_cluster_repair_copies_total"); got < 1 {
-		t.Errorf("no node reports a repair copy after a kill (scone_cluster_repair_copies_total = %v)", got)
+	// Repair: every session's record is on k=2 of the three live nodes.
+	copies := func() float64 {
+		var n float64
+		for _, p := range live {
+			n += p.metric("scone_cluster_records")
+		}
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); copies() != float64(2*len(sessions)); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the live nodes hold %v copies of %d sessions' records, want %d", copies(), len(sessions), 2*len(sessions))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	// SIGSTOP: calls through the paused node hang until the client gives
