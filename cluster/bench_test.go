@@ -40,7 +40,7 @@ func BenchmarkCluster(b *testing.B) {
 				b.Fatal(err)
 			}
 			srv := grpc.NewServer(sconegrpc.ServerOptions(sealer)...)
-			srv.RegisterService(&counterDesc, &counter{})
+			srv.RegisterService(counterDesc, &counter{})
 			go srv.Serve(lis)
 			defer srv.Stop()
 			holders := func(ctx context.Context) scone.Holder { return ctx.Value(holderKey{}).(scone.Holder) }

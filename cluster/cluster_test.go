@@ -209,14 +209,30 @@ func TestClusterPerServiceK(t *testing.T) {
 			if service == "sconetest.Counter" {
 				return 3
 			}
-			return 0
+			return 0 // Config.K
 		}
 	})
-	s := newSession("client-0")
-	run(t, c, []*session{s}, 2)
-	if got := c.copies(s.client); got != 3 {
-		t.Fatalf("%d copies, want the service's 3", got)
+	const client = "client-0"
+	if _, _, err := c.call("node-0", client, "sconetest.Other/Add", "a"); err != nil {
+		t.Fatal(err)
 	}
+	if got := c.copies(client); got != 1 {
+		t.Fatalf("after a service with k=1: %d copies, want 1", got)
+	}
+	s := newSession(client)
+	run(t, c, []*session{s}, 2)
+	if got := c.copies(client); got != 3 {
+		t.Fatalf("after a service with k=3: %d copies, want 3", got)
+	}
+	// The record now holds the k=3 service's state: a write by the k=1
+	// service keeps its three copies.
+	if _, _, err := c.call("node-1", client, "sconetest.Other/Add", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.copies(client); got != 3 {
+		t.Fatalf("after the k=1 service again: %d copies, want 3", got)
+	}
+	c.verify(t, []*session{s})
 }
 
 // TestClusterZombie holds a call on a node between reading the state and

@@ -55,7 +55,7 @@ func (c *counter) get(ctx context.Context) (string, error) {
 	return string(st.Data()), nil
 }
 
-func counterMethod(name string, call func(*counter, context.Context, string) (string, error)) grpc.MethodDesc {
+func counterMethod(service, name string, call func(*counter, context.Context, string) (string, error)) grpc.MethodDesc {
 	return grpc.MethodDesc{
 		MethodName: name,
 		Handler: func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
@@ -73,20 +73,25 @@ func counterMethod(name string, call func(*counter, context.Context, string) (st
 			if in == nil {
 				return h(ctx, req)
 			}
-			return in(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/sconetest.Counter/" + name}, h)
+			return in(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + service + "/" + name}, h)
 		},
 	}
 }
 
-var counterDesc = grpc.ServiceDesc{
-	ServiceName: "sconetest.Counter",
-	HandlerType: (*any)(nil),
-	Methods: []grpc.MethodDesc{
-		counterMethod("Add", (*counter).add),
-		counterMethod("Get", func(c *counter, ctx context.Context, _ string) (string, error) { return c.get(ctx) }),
-		counterMethod("Set", (*counter).set),
-	},
+// counterService describes the counter service under a name.
+func counterService(name string) *grpc.ServiceDesc {
+	return &grpc.ServiceDesc{
+		ServiceName: name,
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{
+			counterMethod(name, "Add", (*counter).add),
+			counterMethod(name, "Get", func(c *counter, ctx context.Context, _ string) (string, error) { return c.get(ctx) }),
+			counterMethod(name, "Set", (*counter).set),
+		},
+	}
 }
+
+var counterDesc = counterService("sconetest.Counter")
 
 // testCluster is a cluster of Nodes on a memNet, each serving the counter
 // service to clients.
@@ -153,7 +158,8 @@ func (c *testCluster) start(name string) *testNode {
 	go n.ServePeer(c.net.listen(name, cfg.PeerAddr))
 	tn := &testNode{node: n, ctr: &counter{}}
 	tn.svc = grpc.NewServer(n.ServerOptions(c.sealer)...)
-	tn.svc.RegisterService(&counterDesc, tn.ctr)
+	tn.svc.RegisterService(counterDesc, tn.ctr)
+	tn.svc.RegisterService(counterService("sconetest.Other"), tn.ctr)
 	go tn.svc.Serve(c.net.listen(name, "svc-"+name))
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -236,7 +242,8 @@ func (c *testCluster) eventually(d time.Duration, f func() error) {
 	}
 }
 
-// call calls a counter method on a node as client.
+// call calls a counter method on a node as client ("Add", or with its
+// service "sconetest.Other/Add").
 func (c *testCluster) call(node, client, method, op string) (string, metadata.MD, error) {
 	c.mu.Lock()
 	conn := c.conns[node]
@@ -259,7 +266,10 @@ func (c *testCluster) call(node, client, method, op string) (string, metadata.MD
 	}
 	var header metadata.MD
 	out := new(wrapperspb.StringValue)
-	err := conn.Invoke(ctx, "/sconetest.Counter/"+method, wrapperspb.String(op), out, grpc.Header(&header))
+	if !strings.Contains(method, "/") {
+		method = "sconetest.Counter/" + method
+	}
+	err := conn.Invoke(ctx, "/"+method, wrapperspb.String(op), out, grpc.Header(&header))
 	return out.GetValue(), header, err
 }
 

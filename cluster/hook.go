@@ -86,12 +86,22 @@ func (n *Node) serve(ctx context.Context, s *scone.Sealer, method string, run fu
 		return sconegrpc.Status(scone.NewError(scone.CodeUnavailable,
 			fmt.Sprintf("%d live members, fewer than the %d copies this service needs", len(owners), k))).Err()
 	}
-	rec, ok := n.trusted(key, owners)
-	var err error
-	if ok {
-		n.m.fetches.WithLabelValues("local").Inc()
-	} else if rec, err = n.fetch(ctx, key, owners); err != nil {
+	rec, err := n.read(ctx, key, owners)
+	if err != nil {
 		return sconegrpc.Status(err).Err()
+	}
+	if rec != nil && rec.Copies > k {
+		// The client's record also holds the state of a service that asks
+		// for more copies: it keeps them.
+		k = rec.Copies
+		owners = n.owners(key, k)
+		if len(owners) < k && (!n.cfg.Degrade || len(owners) == 0) {
+			return sconegrpc.Status(scone.NewError(scone.CodeUnavailable,
+				fmt.Sprintf("%d live members, fewer than the %d copies this client's state needs", len(owners), k))).Err()
+		}
+		if rec, err = n.read(ctx, key, owners); err != nil {
+			return sconegrpc.Status(err).Err()
+		}
 	}
 	var held [][]byte
 	var base uint64
@@ -148,6 +158,16 @@ func (n *Node) serve(ctx context.Context, s *scone.Sealer, method string, run fu
 		grpc.SetHeader(ctx, metadata.Pairs(CopiesHeader, fmt.Sprintf("%d/%d", copies, k)))
 	}
 	return herr
+}
+
+// read returns key's record: the node's own copy if it can vouch for it
+// (see trusted), else the newest of the owners'.
+func (n *Node) read(ctx context.Context, key string, owners []string) (*Record, error) {
+	if rec, ok := n.trusted(key, owners); ok {
+		n.m.fetches.WithLabelValues("local").Inc()
+		return rec, nil
+	}
+	return n.fetch(ctx, key, owners)
 }
 
 // identity names the client: its verified TLS certificate, or the value of

@@ -201,8 +201,9 @@ func (n *Node) Close() {
 	n.done.Wait()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, l := range n.links {
+	for name, l := range n.links {
 		l.close()
+		delete(n.links, name)
 	}
 }
 

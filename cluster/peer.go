@@ -36,11 +36,12 @@ var (
 // into one Batch call: under load a call carries many operations, and the
 // cost of a call is shared among them.
 type peerLink struct {
-	conn    *grpc.ClientConn
-	client  pb.PeerClient
-	queue   chan *pending
-	stop    chan struct{}
-	timeout time.Duration
+	conn      *grpc.ClientConn
+	client    pb.PeerClient
+	queue     chan *pending
+	stop      chan struct{}
+	closeOnce sync.Once
+	timeout   time.Duration
 	// view returns this node's view hash.
 	view  func() uint64
 	lease time.Duration
@@ -157,8 +158,10 @@ func (l *peerLink) send() {
 }
 
 func (l *peerLink) close() {
-	close(l.stop)
-	l.conn.Close()
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		l.conn.Close()
+	})
 }
 
 // link returns the link to a live member, connecting on first use.

@@ -68,7 +68,7 @@ func (c *tcpCluster) start(tn *tcpNode) {
 	}
 	go tn.node.ServePeer(peerLis)
 	tn.srv = grpc.NewServer(tn.node.ServerOptions(c.sealer)...)
-	tn.srv.RegisterService(&counterDesc, &counter{})
+	tn.srv.RegisterService(counterDesc, &counter{})
 	go tn.srv.Serve(svcLis)
 	tn.gossip, tn.peer, tn.svc = tn.node.GossipAddr(), cfg.PeerAddr, svcLis.Addr().String()
 }
