@@ -2,7 +2,9 @@
 //
 //	scone demo    run the bookstore example on 127.0.0.1, kill and restart
 //	              servers under load, and verify that no session lost state
+//	scone inspect print a SCONE's header, or open it with a key file
 //	scone keygen  write a new key file
+//	scone keys    rotate keys in a key file (add, promote, retire, prune)
 //	scone node    run a node of a cluster that keeps SCONEs on k of its nodes
 //	scone relay   run a relay that holds the SCONEs of clients without SCONE
 //	              code (in memory, or in a NATS JetStream bucket)
@@ -29,7 +31,9 @@ type command struct {
 
 var commands = []command{
 	{"demo", "run the bookstore on 127.0.0.1 with servers killed under load, and verify nothing was lost", runDemo},
+	{"inspect", "print a SCONE's header, and with its key file its content or why it does not open", runInspect},
 	{"keygen", "write a new key file", runKeygen},
+	{"keys", "rotate keys in a key file: list, add, promote, retire, prune", runKeys},
 	{"node", "run a node of a cluster that keeps the clients' SCONEs on k nodes", runNode},
 	{"relay", "run a relay that holds SCONEs in the network for clients without SCONE code", runRelay},
 }

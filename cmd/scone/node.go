@@ -18,7 +18,8 @@ clients, keep the clients' SCONEs. A node joins the others through gossip
 before the reply leaves; any k-1 nodes can die at once with nothing
 acknowledged lost. Clients need no SCONE code: they are named by their TLS
 client certificate or the --identity-key metadata. Every node needs the same
-key file (scone keygen). See docs/modes.md.`
+key file (scone keygen); SIGHUP reloads it (scone keys rotates it). See
+docs/modes.md and docs/operations.md.`
 
 func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	f := newDaemonFlags("node", stdout)
@@ -55,7 +56,7 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ring, err := scone.ReadKeyFile(*keys)
 	if err != nil {
-		return fmt.Errorf("--keys=%s: %w", *keys, err)
+		return fmt.Errorf("--keys=%s: %w", *keys, withCause(err))
 	}
 	sealer, err := scone.NewSealer(ring)
 	if err != nil {
@@ -76,6 +77,7 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reloadKeysOnHUP(ctx, *keys, ring, log)
 	ready := func() error {
 		if got := len(n.node.Members()); got < *k {
 			return fmt.Errorf("%d live members, fewer than k=%d", got, *k)

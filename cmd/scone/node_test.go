@@ -52,8 +52,8 @@ func (p *nodeProc) metric(name string) float64 {
 // TestNodeProcesses runs four "scone node" processes with k=2 on
 // 127.0.0.1, and shopper sessions without SCONE code against them while one
 // node is killed (SIGKILL), and later another is paused (SIGSTOP) and
-// resumed: every reply and every final cart must agree with the sessions'
-// models.
+// resumed, and the key is rotated (scone keys, SIGHUP): every reply and
+// every final cart must agree with the sessions' models.
 func TestNodeProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -178,9 +178,28 @@ func TestNodeProcesses(t *testing.T) {
 	time.Sleep(3*time.Second - time.Since(paused)) // long enough to be declared dead
 	procs[2].cmd.Process.Signal(syscall.SIGCONT)
 	waitMembers(live)
-	steps(10)
+	steps(5)
+
+	// A key rotation while the sessions go on: add, SIGHUP, promote,
+	// SIGHUP. Records sealed with key 1 are re-sealed with key 2 as they
+	// are served.
+	for _, step := range [][]string{{"add"}, {"promote", "--id", "2"}} {
+		if out, err := exec.Command(bin, append(append([]string{"keys"}, step...), "--file", keys)...).CombinedOutput(); err != nil {
+			t.Fatalf("scone keys %v: %v\n%s", step, err, out)
+		}
+		for _, p := range live {
+			p.cmd.Process.Signal(syscall.SIGHUP)
+		}
+		steps(5)
+	}
 	for _, s := range sessions {
 		s.finalCheck(ctxOf(s), gw)
+	}
+	for _, p := range live {
+		b, _ := os.ReadFile(p.log.Name())
+		if !regexp.MustCompile(`key file reloaded.* primary=2`).Match(b) {
+			t.Errorf("%s did not log reloading the key file with primary 2", p.name)
+		}
 	}
 	var calls, unknown int64
 	for _, s := range sessions {

@@ -37,7 +37,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	natsURL := f.String("nats-url", nats.DefaultURL, "jetstream store: NATS server URLs, comma-separated")
 	bucket := f.String("bucket", "scone", "jetstream store: key-value bucket shared by the relays")
 	replicas := f.Int("replicas", 1, "jetstream store: NATS servers keeping each SCONE (1, 3 or 5)")
-	verifyKeys := f.String("verify-keys", "", "key file of the services: authenticate every SCONE from an upstream before storing it")
+	verifyKeys := f.String("verify-keys", "", "key file of the services: authenticate every SCONE from an upstream before storing it (SIGHUP reloads it)")
 	maxSize := f.Int("max-size", scone.DefaultMaxSize, "largest SCONE stored, in bytes")
 	tlsCert := f.String("tls-cert", "", "serve TLS with this certificate (PEM); with --tls-key")
 	tlsKey := f.String("tls-key", "", "private key (PEM) of --tls-cert")
@@ -62,7 +62,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg.Upstreams = strings.Split(*upstreams, ",")
 	if *verifyKeys != "" {
 		if cfg.VerifyKeys, err = scone.ReadKeyFile(*verifyKeys); err != nil {
-			return fmt.Errorf("--verify-keys=%s: %w", *verifyKeys, err)
+			return fmt.Errorf("--verify-keys=%s: %w", *verifyKeys, withCause(err))
 		}
 	}
 	if cfg.TLS, err = serverTLS(*tlsCert, *tlsKey, *clientCA); err != nil {
@@ -106,6 +106,9 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	r, err := relay.New(cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.VerifyKeys != nil {
+		reloadKeysOnHUP(ctx, *verifyKeys, cfg.VerifyKeys, log)
 	}
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
