@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hookmetrics"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
@@ -25,10 +27,14 @@ import (
 // state first, so the client may retry. A call whose write fails after the
 // primary owner took it has an unknown outcome for the client, as when a
 // server dies mid-call. Calls that name no client run without state.
+//
+// The hook records the scone_hook_* metrics, with the transport label
+// "cluster", in the node's registry (Metrics).
 func (n *Node) UnaryServerInterceptor(s *scone.Sealer) grpc.UnaryServerInterceptor {
+	m := n.hookMetrics()
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		var resp any
-		err := n.serve(ctx, s, info.FullMethod, func(ctx context.Context) error {
+		err := n.serve(ctx, s, m, info.FullMethod, func(ctx context.Context) error {
 			var err error
 			resp, err = handler(ctx, req)
 			return err
@@ -40,8 +46,9 @@ func (n *Node) UnaryServerInterceptor(s *scone.Sealer) grpc.UnaryServerIntercept
 // StreamServerInterceptor is UnaryServerInterceptor for streaming calls:
 // the state is restored before the handler and written after it returns.
 func (n *Node) StreamServerInterceptor(s *scone.Sealer) grpc.StreamServerInterceptor {
+	m := n.hookMetrics()
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return n.serve(ss.Context(), s, info.FullMethod, func(ctx context.Context) error {
+		return n.serve(ss.Context(), s, m, info.FullMethod, func(ctx context.Context) error {
 			return handler(srv, &serverStream{ss, ctx})
 		})
 	}
@@ -61,6 +68,18 @@ func (n *Node) ServerOptions(s *scone.Sealer) []grpc.ServerOption {
 // "copies/k" (e.g. "1/2").
 const CopiesHeader = "scone-copies"
 
+// hookMetrics returns the recorder of the hook metrics in the node's
+// registry. The interceptors each call it: the second reuses the
+// collectors of the first.
+func (n *Node) hookMetrics() *hookmetrics.Metrics {
+	m, err := hookmetrics.New(n.reg, hookmetrics.Cluster)
+	if err != nil {
+		// The node's own registry holds only scone_cluster_* metrics.
+		panic("cluster: " + err.Error())
+	}
+	return m
+}
+
 type serverStream struct {
 	grpc.ServerStream
 	ctx context.Context
@@ -68,27 +87,43 @@ type serverStream struct {
 
 func (s *serverStream) Context() context.Context { return s.ctx }
 
-// serve runs one call with its client's state kept in the cluster.
-func (n *Node) serve(ctx context.Context, s *scone.Sealer, method string, run func(context.Context) error) error {
-	service, scope := sconegrpc.ServiceName(method), sconegrpc.DefaultScope(method)
+// serve runs one call with its client's state kept in the cluster, and
+// counts it in m.
+func (n *Node) serve(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metrics, method string, run func(context.Context) error) error {
+	service := sconegrpc.ServiceName(method)
+	herr, err := n.serveState(ctx, s, m, service, method, run)
+	if err != nil {
+		m.Failed(service, err)
+		return sconegrpc.Status(err).Err()
+	}
+	return herr
+}
+
+// serveState is serve, with the handler's error apart from the hook's own
+// (a scone error, not yet a status).
+func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metrics, service, method string, run func(context.Context) error) (herr, err error) {
+	scope := sconegrpc.DefaultScope(method)
 	client := n.identity(ctx)
 	if client == "" {
-		x, err := s.Begin(ctx, scone.Incoming{Expect: scone.Expect{Service: service}, Scope: scope, Plain: true})
+		x, err := m.Begin(ctx, s, scone.Incoming{Expect: scone.Expect{Service: service}, Scope: scope, Plain: true})
 		if err != nil {
-			return sconegrpc.Status(err).Err()
+			return nil, err
 		}
-		return run(x.Context())
+		herr := run(x.Context())
+		m.Served(x, true, nil)
+		return herr, nil
 	}
 	key := KeyOf(client)
 	k := n.cfg.k(service)
 	owners := n.owners(key, k)
 	if len(owners) < k && (!n.cfg.Degrade || len(owners) == 0) {
-		return sconegrpc.Status(scone.NewError(scone.CodeUnavailable,
-			fmt.Sprintf("%d live members, fewer than the %d copies this service needs", len(owners), k))).Err()
+		return nil, scone.NewError(scone.CodeUnavailable,
+			fmt.Sprintf("%d live members, fewer than the %d copies this service needs", len(owners), k))
 	}
+	gen := n.changes.Load()
 	rec, err := n.read(ctx, key, owners)
 	if err != nil {
-		return sconegrpc.Status(err).Err()
+		return nil, err
 	}
 	if rec != nil && rec.Copies > k {
 		// The client's record also holds the state of a service that asks
@@ -96,11 +131,11 @@ func (n *Node) serve(ctx context.Context, s *scone.Sealer, method string, run fu
 		k = rec.Copies
 		owners = n.owners(key, k)
 		if len(owners) < k && (!n.cfg.Degrade || len(owners) == 0) {
-			return sconegrpc.Status(scone.NewError(scone.CodeUnavailable,
-				fmt.Sprintf("%d live members, fewer than the %d copies this client's state needs", len(owners), k))).Err()
+			return nil, scone.NewError(scone.CodeUnavailable,
+				fmt.Sprintf("%d live members, fewer than the %d copies this client's state needs", len(owners), k))
 		}
 		if rec, err = n.read(ctx, key, owners); err != nil {
-			return sconegrpc.Status(err).Err()
+			return nil, err
 		}
 	}
 	var held [][]byte
@@ -115,16 +150,16 @@ func (n *Node) serve(ctx context.Context, s *scone.Sealer, method string, run fu
 			sent = append(sent, tok)
 		}
 	}
-	x, err := s.Begin(ctx, scone.Incoming{SCONEs: sent, Expect: scone.Expect{Service: service, Client: client}, Scope: scope})
+	x, err := m.Begin(ctx, s, scone.Incoming{SCONEs: sent, Expect: scone.Expect{Service: service, Client: client}, Scope: scope})
 	if err != nil {
-		return sconegrpc.Status(err).Err()
+		return nil, err
 	}
-	herr := run(x.Context())
+	herr = run(x.Context())
 	st := x.State()
 	readOnly := !st.Changed() && !st.Dropped() && st.Expires().Sub(now) > s.TTL()/2
-	reply, err := x.Finish(nil, herr != nil)
+	reply, err := m.Finish(x, nil, herr != nil)
 	if err != nil {
-		return sconegrpc.Status(err).Err()
+		return nil, err
 	}
 	if readOnly {
 		// The re-seal of an unchanged SCONE gives a client fresh bytes so
@@ -136,14 +171,15 @@ func (n *Node) serve(ctx context.Context, s *scone.Sealer, method string, run fu
 		})
 	}
 	if reply.Empty() {
-		return herr
+		m.Served(x, false, nil)
+		return herr, nil
 	}
 	d := scone.NewDict(scone.WithDictClock(n.cfg.Now))
 	for _, tok := range held {
 		d.Put(tok)
 	}
 	if err := scone.ApplyReply(d, &reply, sent); err != nil {
-		return sconegrpc.Status(err).Err()
+		return nil, err
 	}
 	next := &Record{Key: key, RV: base + 1, Stamp: now.UnixNano(), SCONEs: d.Tokens(), Copies: k}
 	need := k
@@ -152,12 +188,16 @@ func (n *Node) serve(ctx context.Context, s *scone.Sealer, method string, run fu
 	}
 	copies, err := n.write(ctx, next, base, owners, need)
 	if err != nil {
-		return sconegrpc.Status(err).Err()
+		return nil, err
+	}
+	if copies == len(owners) && len(owners) == k {
+		n.store.commit(next, gen, time.Now().UnixNano())
 	}
 	if copies < k {
 		grpc.SetHeader(ctx, metadata.Pairs(CopiesHeader, fmt.Sprintf("%d/%d", copies, k)))
 	}
-	return herr
+	m.Served(x, false, &reply)
+	return herr, nil
 }
 
 // read returns key's record: the node's own copy if it can vouch for it

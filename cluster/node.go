@@ -231,6 +231,13 @@ type events struct{ n *Node }
 
 func (n *Node) memberUp(name, addr string) {
 	n.mu.Lock()
+	if old, ok := n.addrs[name]; ok && old != addr {
+		// The member restarted elsewhere: the link to its old address is dead.
+		if l := n.links[name]; l != nil {
+			l.close()
+			delete(n.links, name)
+		}
+	}
 	n.addrs[name] = addr
 	n.setView()
 	n.mu.Unlock()
@@ -312,10 +319,11 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 	switch {
 	case err != nil && need > 1 || err != nil && len(owners) == 1:
 		n.m.writes.WithLabelValues("unavailable").Inc()
-		n.undo(owners[:1], rec)
+		n.undo(owners, rec)
 		return 0, scone.WrapError(scone.CodeUnavailable, "the primary owner of the client's state did not answer", err)
 	case v == Conflict:
 		n.m.writes.WithLabelValues("conflict").Inc()
+		n.store.distrust(rec.Key) // this node's copy, if any, is behind
 		return 0, errConflict
 	}
 	took := 0
@@ -376,20 +384,22 @@ func (n *Node) owners(key string, k int) []string {
 }
 
 // trusted returns this node's own copy of key's record when it can serve a
-// request without asking the other owners: the node is an owner, holds a
-// copy stored since the last change of membership, and since the copy was
-// stored every other owner has answered it with the same view of the
-// members, with no gap longer than the lease, the last time within the
-// lease. A write needs every owner, and an owner is left out of writes only
-// once the others have declared it dead, which takes longer than the lease
-// of silence; so no write can have been made without this node since its
-// copy. Degrade mode, which writes to fewer owners, never trusts one copy.
+// request without asking the other owners. The node must be an owner and
+// have committed the copy itself: it served the request that wrote it, every
+// owner acknowledged it, and since then no other node has read, written or
+// undone the record here, and membership has not changed. And every other
+// owner must have answered this node since the commit with the same view of
+// the members, with no gap longer than the lease, the last time within the
+// lease: another node writes the record only after reading it here, unless
+// the others have declared this node dead, which takes longer than the
+// lease of silence. Degrade mode, which writes to fewer owners, never
+// trusts one copy.
 func (n *Node) trusted(key string, owners []string) (*Record, bool) {
 	if n.cfg.Degrade || n.cfg.Lease == 0 || !slices.Contains(owners, n.cfg.Name) {
 		return nil, false
 	}
 	rec, gen, at := n.store.getStored(key)
-	if rec == nil || gen != n.changes.Load() {
+	if rec == nil || at == untrusted || gen != n.changes.Load() {
 		return nil, false
 	}
 	now := time.Now().UnixNano()

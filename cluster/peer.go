@@ -224,7 +224,7 @@ func (n *Node) fetchFrom(ctx context.Context, member, key string) (*Record, erro
 // storeOn writes a record on one member (locally for this node).
 func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uint64, repair bool) (Verdict, error) {
 	if member == n.cfg.Name {
-		v, _ := n.store.put(rec, base, repair, n.changes.Load(), time.Now().UnixNano())
+		v, _ := n.store.put(rec, base, repair)
 		return v, nil
 	}
 	r, err := n.call(ctx, member, &pb.Op{Op: &pb.Op_Store{Store: &pb.StoreRequest{Record: toPB(rec), Base: base, Repair: repair}}})
@@ -269,6 +269,7 @@ func (p peerServer) Batch(_ context.Context, req *pb.BatchRequest) (*pb.BatchRep
 		switch x := op.GetOp().(type) {
 		case *pb.Op_Fetch:
 			f := &pb.FetchReply{}
+			st.distrust(x.Fetch.GetKey()) // another node serves the client
 			if rec := st.get(x.Fetch.GetKey()); rec != nil {
 				f.Found, f.Record = true, toPB(rec)
 			}
@@ -278,7 +279,7 @@ func (p peerServer) Batch(_ context.Context, req *pb.BatchRequest) (*pb.BatchRep
 			if s.GetRecord() == nil {
 				return nil, status.Errorf(codes.InvalidArgument, "operation %d stores no record", i)
 			}
-			v, rv := st.put(fromPB(s.GetRecord()), s.GetBase(), s.GetRepair(), p.n.changes.Load(), time.Now().UnixNano())
+			v, rv := st.put(fromPB(s.GetRecord()), s.GetBase(), s.GetRepair())
 			r.Reply = &pb.OpReply_Store{Store: &pb.StoreReply{Verdict: pb.StoreReply_Verdict(v), Rv: rv}}
 		case *pb.Op_Undo:
 			u := x.Undo

@@ -79,8 +79,8 @@ func TestStoreSweep(t *testing.T) {
 	s := testSealer(t)
 	now := time.Now()
 	st := newStore()
-	st.put(&Record{Key: "a", RV: 1, SCONEs: [][]byte{sealFor(t, s, now, time.Minute)}}, 0, false, 0, 0)
-	st.put(&Record{Key: "b", RV: 1, SCONEs: [][]byte{sealFor(t, s, now, time.Hour)}}, 0, false, 0, 0)
+	st.put(&Record{Key: "a", RV: 1, SCONEs: [][]byte{sealFor(t, s, now, time.Minute)}}, 0, false)
+	st.put(&Record{Key: "b", RV: 1, SCONEs: [][]byte{sealFor(t, s, now, time.Hour)}}, 0, false)
 	if n := st.sweep(now.Add(2 * time.Minute)); n != 1 {
 		t.Fatalf("sweep dropped %d records, want 1", n)
 	}
@@ -93,10 +93,10 @@ func TestStoreUndo(t *testing.T) {
 	st := newStore()
 	r1 := &Record{Key: "a", RV: 1, Stamp: 1}
 	r2 := &Record{Key: "a", RV: 2, Stamp: 2}
-	if v, _ := st.put(r1, 0, false, 0, 0); v != Accepted {
+	if v, _ := st.put(r1, 0, false); v != Accepted {
 		t.Fatal("first write refused")
 	}
-	if v, _ := st.put(r2, 1, false, 0, 0); v != Accepted {
+	if v, _ := st.put(r2, 1, false); v != Accepted {
 		t.Fatal("second write refused")
 	}
 	if st.undo("a", 2, 999) {
@@ -112,8 +112,8 @@ func TestStoreUndo(t *testing.T) {
 		t.Fatal("undo of the first write left a record")
 	}
 	// A write refused leaves the record as it was.
-	st.put(r2, 1, false, 0, 0)
-	if v, rv := st.put(&Record{Key: "a", RV: 2, Stamp: 3}, 1, false, 0, 0); v != Conflict || rv != 2 {
+	st.put(r2, 1, false)
+	if v, rv := st.put(&Record{Key: "a", RV: 2, Stamp: 3}, 1, false); v != Conflict || rv != 2 {
 		t.Fatalf("conflicting write: verdict %v rv %d", v, rv)
 	}
 	if st.get("a") != r2 {

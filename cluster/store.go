@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -16,11 +17,17 @@ type store struct {
 // taken back (undo).
 type entry struct {
 	cur, prev *Record
-	// gen is the node's membership generation when cur was stored, and
-	// at when (Unix nanoseconds).
+	// at is when this node committed cur (Unix nanoseconds): it served the
+	// request that wrote cur, and every owner acknowledged it. gen is the
+	// membership generation it was read in. Any other way a record gets
+	// here (another node's write or repair), and any other node reading or
+	// undoing it, resets at to untrusted: the node then reads every owner.
 	gen uint64
 	at  int64
 }
+
+// untrusted is entry.at for a copy this node cannot vouch for alone.
+const untrusted = math.MinInt64
 
 func newStore() *store { return &store{entries: map[string]*entry{}} }
 
@@ -45,9 +52,9 @@ func (s *store) getStored(key string) (rec *Record, gen uint64, at int64) {
 	return nil, 0, 0
 }
 
-// put applies a write or repair (see Accept), made in membership generation
-// gen at time at, and returns its verdict and the version held afterwards.
-func (s *store) put(rec *Record, base uint64, repair bool, gen uint64, at int64) (Verdict, uint64) {
+// put applies a write or repair (see Accept) and returns its verdict and the
+// version held afterwards. The copy starts untrusted (see commit).
+func (s *store) put(rec *Record, base uint64, repair bool) (Verdict, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entries[rec.Key]
@@ -63,9 +70,29 @@ func (s *store) put(rec *Record, base uint64, repair bool, gen uint64, at int64)
 	} else {
 		e.prev = e.cur
 	}
-	e.cur, e.gen, e.at = rec, gen, at
+	e.cur, e.at = rec, untrusted
 	s.entries[rec.Key] = e
 	return v, rec.RV
+}
+
+// commit marks rec, if still held, as committed by this node at time at,
+// from a read in membership generation gen.
+func (s *store) commit(rec *Record, gen uint64, at int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[rec.Key]; e != nil && e.cur == rec {
+		e.gen, e.at = gen, at
+	}
+}
+
+// distrust marks key's copy as one this node cannot vouch for alone:
+// another node is serving the client.
+func (s *store) distrust(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[key]; e != nil {
+		e.at = untrusted
+	}
 }
 
 // undo takes back the write of version (rv, stamp) of key if it is still
@@ -74,7 +101,11 @@ func (s *store) undo(key string, rv uint64, stamp int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entries[key]
-	if e == nil || e.cur.RV != rv || e.cur.Stamp != stamp {
+	if e == nil {
+		return false
+	}
+	e.at = untrusted // a write failed somewhere: another owner may hold it
+	if e.cur.RV != rv || e.cur.Stamp != stamp {
 		return false
 	}
 	if e.prev == nil {

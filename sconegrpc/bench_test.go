@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -42,24 +43,34 @@ type sessionKey struct{}
 // BenchmarkUnary measures a unary call over loopback TCP from 64 concurrent
 // callers on one ClientConn, each caller its own session:
 //
-//	state=none   plain gRPC: no interceptors, no state (the ceiling)
-//	state=256    the SCONE hook on both sides, 256 B of state read, changed and written per call
-//	state=4096   the same with 4 KiB
+//	state=none           plain gRPC: no interceptors, no state (the ceiling)
+//	state=256            the SCONE hook on both sides, 256 B of state read, changed and written per call
+//	state=256/metrics    the same with the server hook's metrics (WithMetrics)
+//	state=4096           the same as state=256 with 4 KiB
 func BenchmarkUnary(b *testing.B) {
-	for _, size := range []int{0, 256, 4096} {
-		name := "state=none"
-		if size > 0 {
-			name = fmt.Sprintf("state=%d", size)
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		size    int
+		metrics bool
+	}{
+		{"state=none", 0, false},
+		{"state=256", 256, false},
+		{"state=256/metrics", 256, true},
+		{"state=4096", 4096, false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
 			var sopts []grpc.ServerOption
 			var dopts []grpc.DialOption
-			if size > 0 {
-				sopts = sconegrpc.ServerOptions(newSealer(b))
+			if bc.size > 0 {
+				var opts []sconegrpc.ServerOption
+				if bc.metrics {
+					opts = append(opts, sconegrpc.WithMetrics(prometheus.NewRegistry()))
+				}
+				sopts = sconegrpc.ServerOptions(newSealer(b), opts...)
 				holders := func(ctx context.Context) scone.Holder { return ctx.Value(sessionKey{}).(scone.Holder) }
 				dopts = sconegrpc.DialOptions(sconegrpc.WithHolderFromContext(holders))
 			}
-			benchUnary(b, size, sopts, dopts)
+			benchUnary(b, bc.size, sopts, dopts)
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
@@ -32,6 +33,7 @@ type serverConfig struct {
 	identity     func(ctx context.Context) string
 	bodyReplies  bool
 	resetOnError bool
+	metrics      prometheus.Registerer
 }
 
 func newServerConfig(opts []ServerOption) serverConfig {
@@ -82,6 +84,18 @@ func WithBodyReplies() ServerOption {
 // loses the client's state; turn it on only for state that can be rebuilt.
 func WithResetOnFailure() ServerOption {
 	return serverOptionFunc(func(c *serverConfig) { c.resetOnError = true })
+}
+
+// WithMetrics makes the server hook record Prometheus metrics on reg, with
+// the transport label "grpc": requests by how their state began, errors by
+// scone code, SCONEs sealed and dropped, SCONE sizes, and the time spent
+// restoring and sealing (the scone_hook_* metrics). Hooks of several
+// services or transports may share reg. The interceptors (ServerOptions,
+// UnaryServerInterceptor, StreamServerInterceptor) register the metrics
+// when they are made, and panic there, like prometheus.MustRegister, if reg
+// holds other collectors under the same names.
+func WithMetrics(reg prometheus.Registerer) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.metrics = reg })
 }
 
 // ServiceName returns the gRPC service name of a full method name:

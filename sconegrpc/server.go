@@ -8,18 +8,21 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hookmetrics"
 )
 
 // ServerOptions returns the grpc.ServerOptions that install the server hook:
 // the unary and stream interceptors, and Codec so unary replies carry
 // SCONEs in their body. Put the options first among the server's
-// interceptors, so the others see the handler's own replies.
+// interceptors, so the others see the handler's own replies. It panics if
+// the metrics of WithMetrics cannot be registered.
 func ServerOptions(s *scone.Sealer, opts ...ServerOption) []grpc.ServerOption {
 	opts = append(opts[:len(opts):len(opts)], WithBodyReplies())
+	h := newServer(s, opts)
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(Codec()),
-		grpc.ChainUnaryInterceptor(UnaryServerInterceptor(s, opts...)),
-		grpc.ChainStreamInterceptor(StreamServerInterceptor(s, opts...)),
+		grpc.ChainUnaryInterceptor(h.unary),
+		grpc.ChainStreamInterceptor(h.stream),
 	}
 }
 
@@ -33,28 +36,42 @@ func ServerOptions(s *scone.Sealer, opts ...ServerOption) []grpc.ServerOption {
 //
 // Calls from clients without the hook run with an empty State each time:
 // their state is not carried, and their replies carry nothing extra.
+//
+// It panics if the metrics of WithMetrics cannot be registered.
 func UnaryServerInterceptor(s *scone.Sealer, opts ...ServerOption) grpc.UnaryServerInterceptor {
-	h := &server{sealer: s, cfg: newServerConfig(opts)}
-	return h.unary
+	return newServer(s, opts).unary
 }
 
 // StreamServerInterceptor returns the server hook for streaming calls. The
 // SCONEs come in the request headers and go back in the trailers, so the
 // state is restored before the handler runs and sealed after it returns.
+// It panics if the metrics of WithMetrics cannot be registered.
 func StreamServerInterceptor(s *scone.Sealer, opts ...ServerOption) grpc.StreamServerInterceptor {
-	h := &server{sealer: s, cfg: newServerConfig(opts)}
-	return h.stream
+	return newServer(s, opts).stream
 }
 
 type server struct {
-	sealer *scone.Sealer
-	cfg    serverConfig
+	sealer  *scone.Sealer
+	cfg     serverConfig
+	metrics *hookmetrics.Metrics // nil without WithMetrics
+}
+
+func newServer(s *scone.Sealer, opts []ServerOption) *server {
+	h := &server{sealer: s, cfg: newServerConfig(opts)}
+	if h.cfg.metrics != nil {
+		m, err := hookmetrics.New(h.cfg.metrics, hookmetrics.GRPC)
+		if err != nil {
+			panic("sconegrpc: " + err.Error())
+		}
+		h.metrics = m
+	}
+	return h
 }
 
 func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	in, hooked, body, err := requestFrame(ctx, req)
 	if err != nil {
-		return nil, statusError(err)
+		return nil, h.fail(h.cfg.serviceID(info.FullMethod), err)
 	}
 	x, err := h.begin(ctx, info.FullMethod, &in, hooked)
 	if err != nil {
@@ -66,15 +83,18 @@ func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 	case err != nil:
 		return nil, err
 	case out == nil:
+		h.served(x, hooked, nil)
 		return resp, herr
 	case herr == nil && body && h.cfg.bodyReplies:
+		h.served(x, hooked, out)
 		return &bodyOut{msg: resp, frame: out}, nil
 	}
 	enc := encodeFrame(out)
 	out.release()
 	if terr := grpc.SetTrailer(ctx, metadata.Pairs(MetadataKey, string(enc))); terr != nil {
-		return nil, statusError(scone.WrapError(scone.CodeInternal, "cannot attach SCONEs to the reply", terr))
+		return nil, h.fail(x.State().Service(), scone.WrapError(scone.CodeInternal, "cannot attach SCONEs to the reply", terr))
 	}
+	h.served(x, hooked, out)
 	return resp, herr
 }
 
@@ -82,7 +102,7 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 	ctx := ss.Context()
 	in, hooked, err := framesFromValues(metadata.ValueFromIncomingContext(ctx, MetadataKey))
 	if err != nil {
-		return statusError(err)
+		return h.fail(h.cfg.serviceID(info.FullMethod), err)
 	}
 	x, err := h.begin(ctx, info.FullMethod, &in, hooked)
 	if err != nil {
@@ -98,6 +118,7 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 		out.release()
 		ss.SetTrailer(metadata.Pairs(MetadataKey, string(enc)))
 	}
+	h.served(x, hooked, out)
 	return herr
 }
 
@@ -108,15 +129,16 @@ func (h *server) begin(ctx context.Context, method string, in *Frame, hooked boo
 	if scope == "" {
 		scope = h.cfg.scope(method)
 	}
-	x, err := h.sealer.Begin(ctx, scone.Incoming{
+	service := h.cfg.serviceID(method)
+	x, err := h.metrics.Begin(ctx, h.sealer, scone.Incoming{
 		SCONEs:         in.SCONEs,
-		Expect:         scone.Expect{Service: h.cfg.serviceID(method), Client: h.cfg.identity(ctx)},
+		Expect:         scone.Expect{Service: service, Client: h.cfg.identity(ctx)},
 		Scope:          scope,
 		Plain:          !hooked,
 		ResetOnFailure: h.cfg.resetOnError,
 	})
 	if err != nil {
-		return nil, statusError(err)
+		return nil, h.fail(service, err)
 	}
 	return x, nil
 }
@@ -127,10 +149,10 @@ func (h *server) begin(ctx context.Context, method string, in *Frame, hooked boo
 // is encoded.
 func (h *server) finish(x *scone.Exchange, herr error, inSize int) (*Frame, error) {
 	out := &Frame{pooled: mem.DefaultBufferPool().Get(max(inSize+256, 1024))}
-	r, err := x.Finish((*out.pooled)[:0], herr != nil)
+	r, err := h.metrics.Finish(x, (*out.pooled)[:0], herr != nil)
 	if err != nil {
 		out.release()
-		return nil, statusError(err)
+		return nil, h.fail(x.State().Service(), err)
 	}
 	if r.Empty() {
 		out.release()
@@ -141,6 +163,25 @@ func (h *server) finish(x *scone.Exchange, herr error, inSize int) (*Frame, erro
 	}
 	out.SCONEs, out.Dropped = r.SCONEs, r.Dropped
 	return out, nil
+}
+
+// served counts a call the hook served, with out the reply's frame (nil:
+// nothing sent). It reads only the lengths of a released frame's SCONEs.
+func (h *server) served(x *scone.Exchange, hooked bool, out *Frame) {
+	if h.metrics == nil {
+		return
+	}
+	var r *scone.Reply
+	if out != nil {
+		r = &scone.Reply{SCONEs: out.SCONEs, Dropped: out.Dropped}
+	}
+	h.metrics.Served(x, !hooked, r)
+}
+
+// fail counts a call of service the hook failed, and returns its status.
+func (h *server) fail(service string, err error) error {
+	h.metrics.Failed(service, err)
+	return statusError(err)
 }
 
 // serverStream gives a stream handler the context with its state.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hookmetrics"
 )
 
 // Middleware returns middleware that serves every request of service with
@@ -20,8 +21,16 @@ import (
 // The state is sealed before the response's headers go out, so the
 // Middleware holds the body back until the handler returns, or until it
 // writes more than the buffer limit or flushes (see WithBufferLimit).
+//
+// It panics if the metrics of WithMetrics cannot be registered.
 func Middleware(s *scone.Sealer, service string, opts ...Option) func(http.Handler) http.Handler {
 	m := &middleware{sealer: s, service: service, cfg: newConfig(opts)}
+	if m.cfg.metrics != nil {
+		var err error
+		if m.metrics, err = hookmetrics.New(m.cfg.metrics, hookmetrics.HTTP); err != nil {
+			panic("sconehttp: " + err.Error())
+		}
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.serve(w, r, next) })
 	}
@@ -31,30 +40,37 @@ type middleware struct {
 	sealer  *scone.Sealer
 	service string
 	cfg     config
+	metrics *hookmetrics.Metrics // nil without WithMetrics
+}
+
+// fail counts a request the middleware failed, and writes its error.
+func (m *middleware) fail(w http.ResponseWriter, err error) {
+	m.metrics.Failed(m.service, err)
+	WriteError(w, err)
 }
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	tokens, byHeader, err := requestSCONEs(r)
 	if err != nil {
-		WriteError(w, err)
+		m.fail(w, err)
 		return
 	}
 	scope := m.cfg.scope(r)
 	if s := r.Header.Get(HeaderScope); byHeader && s != "" {
 		if len(s) > scone.MaxScopeLen {
-			WriteError(w, scone.NewError(scone.CodeMalformed, HeaderScope+" longer than 255 bytes"))
+			m.fail(w, scone.NewError(scone.CodeMalformed, HeaderScope+" longer than 255 bytes"))
 			return
 		}
 		scope = s
 	}
-	x, err := m.sealer.Begin(r.Context(), scone.Incoming{
+	x, err := m.metrics.Begin(r.Context(), m.sealer, scone.Incoming{
 		SCONEs:         tokens,
 		Expect:         scone.Expect{Service: m.service, Client: m.cfg.identity(r)},
 		Scope:          scope,
 		ResetOnFailure: m.cfg.resetOnError,
 	})
 	if err != nil {
-		WriteError(w, err)
+		m.fail(w, err)
 		return
 	}
 	rw := &responseWriter{w: w, m: m, x: x, req: r, byHeader: byHeader}
@@ -146,7 +162,7 @@ func (rw *responseWriter) seal() {
 		return
 	}
 	rw.sealed = true
-	reply, err := rw.x.Finish(nil, rw.status >= 400)
+	reply, err := rw.m.metrics.Finish(rw.x, nil, rw.status >= 400)
 	rw.x.State().Freeze()
 	var cookies []*http.Cookie
 	if err == nil && !rw.byHeader {
@@ -158,9 +174,10 @@ func (rw *responseWriter) seal() {
 		for k := range h {
 			delete(h, k) // the handler's headers belonged to the response it no longer gets
 		}
-		WriteError(rw.w, err)
+		rw.m.fail(rw.w, err)
 		return
 	}
+	rw.m.metrics.Served(rw.x, false, &reply)
 	h := rw.w.Header()
 	if !reply.Empty() {
 		h.Add("Cache-Control", `no-cache="Set-Cookie, Scone"`)

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/scone-project/scone"
 )
 
@@ -27,6 +29,7 @@ type config struct {
 	resetOnError bool
 	cookies      cookiePolicy
 	bufferLimit  int
+	metrics      prometheus.Registerer
 }
 
 func newConfig(opts []Option) config {
@@ -94,6 +97,17 @@ func WithSecureCookies(on bool) Option {
 // it panics (scone.State.Freeze) rather than being lost.
 func WithBufferLimit(n int) Option {
 	return optionFunc(func(c *config) { c.bufferLimit = n })
+}
+
+// WithMetrics makes the Middleware record Prometheus metrics on reg, with
+// the transport label "http": requests by how their state began, errors by
+// scone code, SCONEs sealed and dropped, SCONE sizes, and the time spent
+// restoring and sealing (the scone_hook_* metrics). Middleware of several
+// services, and the hooks of other transports, may share reg. Middleware
+// registers the metrics, and panics there, like prometheus.MustRegister, if
+// reg holds other collectors under the same names.
+func WithMetrics(reg prometheus.Registerer) Option {
+	return optionFunc(func(c *config) { c.metrics = reg })
 }
 
 // PeerIdentity returns "x509-sha256:<hex>", the SHA-256 of the request's

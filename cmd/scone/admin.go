@@ -14,9 +14,10 @@ import (
 )
 
 // serveAdmin serves a daemon's /metrics (Prometheus: the daemon's own
-// registry, plus Go and process metrics) and /healthz on addr until ctx is
-// done. ready reports whether the daemon can serve (for /healthz).
-func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, log *slog.Logger) (net.Addr, error) {
+// registry, plus Go and process metrics), /healthz and the live view
+// /debug/scone/ on addr until ctx is done. ready reports whether the daemon
+// can serve (for /healthz); view gives what the live view shows.
+func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, view func() uiSnapshot, log *slog.Logger) (net.Addr, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -27,6 +28,7 @@ func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, read
 		}
 		w.Write([]byte("ok\n"))
 	})
+	mountView(mux, "/debug/scone/", view)
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err

@@ -39,6 +39,7 @@ type demoConfig struct {
 	killEvery time.Duration
 	nodes     int
 	k         int
+	ui        string
 	quiet     bool
 }
 
@@ -55,6 +56,7 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 	fs.DurationVar(&c.killEvery, "kill-every", 2*time.Second, "kill a random server replica this often, and restart it half as long later (0: never)")
 	fs.IntVar(&c.nodes, "nodes", 4, "cluster mode: bookstore nodes")
 	fs.IntVar(&c.k, "k", 2, "cluster mode: nodes that keep each session's state")
+	fs.StringVar(&c.ui, "ui", "", "serve a live web view of the demo on this address (e.g. 127.0.0.1:8088): the topology, where each session's state lives, calls and errors, and buttons to kill and restart servers, relays and nodes")
 	fs.BoolVar(&c.quiet, "quiet", false, "print only the summary")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: scone demo [flags]")
@@ -123,7 +125,9 @@ type demo struct {
 	relays   *relayTier       // --mode=relay
 	cluster  *clusterTier     // --mode=cluster
 	closers  []func()
-	groups   [][]victim // what the nemesis kills: one group per tier
+	errs     codeCounts  // failed calls by code
+	shopDone atomic.Bool // shopping is over
+	groups   [][]victim  // what the nemesis kills: one group per tier
 	sessions []*session
 	restarts atomic.Int64
 	kills    atomic.Int64
@@ -170,7 +174,17 @@ func (d *demo) run(ctx context.Context) error {
 			rng:   rand.New(rand.NewPCG(cfg.seed, uint64(i+1))),
 			model: newCartModel(),
 			dict:  scone.NewDict(),
+			errs:  &d.errs,
 		})
+	}
+	if cfg.ui != "" {
+		uiCtx, stopUI := context.WithCancel(ctx)
+		defer stopUI()
+		addr, err := d.serveUI(uiCtx, cfg.ui)
+		if err != nil {
+			return fmt.Errorf("--ui=%s: %w", cfg.ui, err)
+		}
+		d.say("web view: http://%s/", addr)
 	}
 	d.followFirstSession()
 	d.narrate("%d shopper sessions start, for %v; a replica is killed every %v", cfg.sessions, cfg.duration, cfg.killEvery)
@@ -184,6 +198,7 @@ func (d *demo) run(ctx context.Context) error {
 	wg.Go(func() { d.nemesis(shopCtx) })
 	wg.Go(func() { d.ticker(shopCtx) })
 	wg.Wait()
+	d.shopDone.Store(true)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -507,9 +522,17 @@ type session struct {
 	timeout          time.Duration // of each call (0: 5 s)
 	unknown, applied int64         // outcomes unknown, and of those, found applied
 	pending          *op           // a call whose outcome is not known yet
-	problems         []string
+	problems         []string      // what disagreed with the model (see problem)
+	lost             atomic.Int64  // len(problems), for readers on other goroutines
+	errs             *codeCounts   // failed calls by code, shared by the sessions
 	// tell, if set, narrates an operation: session 1's first few.
 	tell func(o op, servedBy string, err error)
+}
+
+// problem records a reply or state that disagrees with the model.
+func (s *session) problem(p string) {
+	s.problems = append(s.problems, p)
+	s.lost.Add(1)
 }
 
 // shop makes operations until ctx is done.
@@ -534,6 +557,9 @@ func (s *session) do(ctx context.Context, gw shopper, o op) {
 	defer cancel()
 	view, order, servedBy, err := gw.call(cctx, o)
 	s.calls.Add(1)
+	if err != nil && status.Code(err) != want && s.errs != nil {
+		s.errs.add(status.Code(err).String()) // not a refusal the model predicts
+	}
 	if s.tell != nil {
 		s.tell(o, servedBy, err)
 	}
@@ -549,11 +575,11 @@ func (s *session) do(ctx context.Context, gw shopper, o op) {
 			problem = s.model.checkView(view)
 		}
 		if problem != "" {
-			s.problems = append(s.problems, fmt.Sprintf("%s %s×%d: %s", o.kind, o.isbn, o.quantity, problem))
+			s.problem(fmt.Sprintf("%s %s×%d: %s", o.kind, o.isbn, o.quantity, problem))
 		}
 	case err == nil:
 		s.model.apply(o) // keep following the server, but report it
-		s.problems = append(s.problems, fmt.Sprintf("%s %s×%d succeeded, must fail with %v", o.kind, o.isbn, o.quantity, want))
+		s.problem(fmt.Sprintf("%s %s×%d succeeded, must fail with %v", o.kind, o.isbn, o.quantity, want))
 	case code == want:
 		s.refused++
 	case code == codes.Aborted:
@@ -569,7 +595,7 @@ func (s *session) do(ctx context.Context, gw shopper, o op) {
 		s.unknown++
 		s.pending = &o
 	default:
-		s.problems = append(s.problems, fmt.Sprintf("%s %s×%d: unexpected %v", o.kind, o.isbn, o.quantity, err))
+		s.problem(fmt.Sprintf("%s %s×%d: unexpected %v", o.kind, o.isbn, o.quantity, err))
 	}
 }
 
@@ -594,7 +620,7 @@ func (s *session) resolve(ctx context.Context, gw shopper) bool {
 			return true
 		}
 	}
-	s.problems = append(s.problems, fmt.Sprintf("after %s %s×%d of unknown outcome the cart is neither without nor with it: %s",
+	s.problem(fmt.Sprintf("after %s %s×%d of unknown outcome the cart is neither without nor with it: %s",
 		o.kind, o.isbn, o.quantity, s.model.checkView(v)))
 	return true
 }
@@ -611,7 +637,7 @@ func (s *session) read(ctx context.Context, gw shopper) (*pb.CartView, bool) {
 			return v, true
 		}
 		if time.Now().After(deadline) {
-			s.problems = append(s.problems, "cart unreadable for 10 s: "+err.Error())
+			s.problem("cart unreadable for 10 s: " + err.Error())
 			return nil, false
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -627,7 +653,7 @@ func (s *session) finalCheck(ctx context.Context, gw shopper) {
 	}
 	if v, ok := s.read(ctx, gw); ok {
 		if problem := s.model.checkView(v); problem != "" {
-			s.problems = append(s.problems, "final state: "+problem)
+			s.problem("final state: " + problem)
 		}
 	}
 }

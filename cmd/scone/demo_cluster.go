@@ -20,6 +20,7 @@ type clusterTier struct {
 // killed and restarted with its name and addresses.
 type clusterMember struct {
 	spec nodeSpec
+	tier *clusterTier
 
 	mu     sync.Mutex
 	n      *shopNode
@@ -39,23 +40,16 @@ func startClusterTier(sealer *scone.Sealer, n, k int) (_ *clusterTier, err error
 			name: fmt.Sprintf("node-%d", i+1), listen: "127.0.0.1:0", peerListen: "127.0.0.1:0",
 			gossip: "127.0.0.1:0", seeds: seeds, k: k, sealer: sealer,
 		}
-		m := &clusterMember{spec: spec}
+		m := &clusterMember{spec: spec, tier: t}
 		if m.n, err = startShopNode(spec); err != nil {
 			return nil, err
 		}
-		// Restarts reuse the addresses, and join the nodes started before.
-		m.spec.listen, m.spec.peerListen, m.spec.gossip = m.n.addr, m.n.peerAddr, m.n.node.GossipAddr()
+		// Restarts keep the clients' address (the gateway); the peer and
+		// gossip ports are new each time, as the others learn them by
+		// gossip: a port given up may be taken by then.
+		m.spec.listen, m.spec.gossip = m.n.addr, m.n.node.GossipAddr()
 		t.nodes = append(t.nodes, m)
 		seeds = append(seeds, m.spec.gossip)
-	}
-	for _, m := range t.nodes {
-		var others []string
-		for _, o := range t.nodes {
-			if o != m {
-				others = append(others, o.spec.gossip)
-			}
-		}
-		m.spec.seeds = others
 	}
 	return t, nil
 }
@@ -100,6 +94,16 @@ func (t *clusterTier) close() {
 	}
 }
 
+// member returns the node named name, or nil.
+func (t *clusterTier) member(name string) *clusterMember {
+	for _, m := range t.nodes {
+		if m.spec.name == name {
+			return m
+		}
+	}
+	return nil
+}
+
 func (m *clusterMember) get() *shopNode {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -140,12 +144,27 @@ func (m *clusterMember) restart() error {
 	if m.n != nil {
 		return shop.ErrUp
 	}
-	n, err := startShopNode(m.spec)
+	spec := m.spec
+	spec.seeds = nil
+	for _, o := range m.tier.nodes {
+		if o != m && o.up() {
+			spec.seeds = append(spec.seeds, o.gossipAddr())
+		}
+	}
+	n, err := startShopNode(spec)
 	if err != nil {
 		return err
 	}
 	m.n = n
+	m.spec.gossip = n.node.GossipAddr()
 	return nil
+}
+
+// gossipAddr returns where the node gossips now.
+func (m *clusterMember) gossipAddr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.spec.gossip
 }
 
 // startCluster starts the nodes of --mode=cluster and returns how shoppers
@@ -162,7 +181,7 @@ func (d *demo) startCluster(sealer *scone.Sealer) (shopper, error) {
 	for _, m := range t.nodes {
 		g = append(g, victim{m.spec.name, m.spec.listen, m.up, m.kill, m.restart})
 		d.narrate("%-9s %s: gateway on %s, peers on %s, gossip on %s (cart and inventory inside, on loopback)",
-			"node", m.spec.name, m.spec.listen, m.spec.peerListen, m.spec.gossip)
+			"node", m.spec.name, m.spec.listen, m.get().peerAddr, m.spec.gossip)
 	}
 	d.groups = append(d.groups, g)
 	d.narrate("%d nodes in one cluster (hashicorp/memberlist gossip); every session's SCONEs (gateway,", cfg.nodes)

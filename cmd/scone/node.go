@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/scone-project/scone"
 )
@@ -84,7 +85,7 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return nil
 	}
-	adminAddr, err := serveAdmin(ctx, *admin, n.node.Metrics(), ready, log)
+	adminAddr, err := serveAdmin(ctx, *admin, n.node.Metrics(), ready, nodeView(n, *k), log)
 	if err != nil {
 		n.stop()
 		return fmt.Errorf("--admin=%s: %w", *admin, err)
@@ -94,4 +95,35 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	<-ctx.Done()
 	log.Info("node leaving: finishing calls in flight, handing records over")
 	return n.leave()
+}
+
+// nodeView is what a node's /debug/scone/ shows: the members as this node
+// sees them, and the client records it holds, with their owners.
+func nodeView(n *shopNode, k int) func() uiSnapshot {
+	start := time.Now()
+	return func() uiSnapshot {
+		self := n.node.Name()
+		g := uiGroup{Name: "cluster"}
+		for _, m := range n.node.Members() {
+			um := uiMember{Name: m, Up: true}
+			if m == self {
+				um.Addr = n.addr
+				um.Detail = fmt.Sprintf("this node: %d records, %d calls served", n.node.Records(), n.served.Load())
+			}
+			g.Members = append(g.Members, um)
+		}
+		s := uiSnapshot{
+			Mode: "cluster node " + self, Where: fmt.Sprintf("on k=%d of the nodes", k),
+			Elapsed: time.Since(start).Seconds(), Calls: n.served.Load(), Groups: []uiGroup{g},
+			Clients: "clients name themselves (TLS certificate or scone-client header); records are listed by a hash of the name",
+		}
+		for _, r := range n.node.Held(uiMaxSessions) {
+			us := uiSession{ID: r.Key[:12], Holders: r.Owners, Bytes: r.Bytes, Calls: int64(r.RV)}
+			for _, h := range r.SCONEs {
+				us.SCONEs = append(us.SCONEs, uiSCONE{Service: h.Service[strings.LastIndexByte(h.Service, '.')+1:], Version: h.Version})
+			}
+			s.Sessions = append(s.Sessions, us)
+		}
+		return s
+	}
 }

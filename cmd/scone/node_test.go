@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -217,9 +218,40 @@ func TestNodeProcesses(t *testing.T) {
 	}
 	io.Copy(&body, resp.Body)
 	resp.Body.Close()
+	// The live view of a node: the members it sees and the records it holds.
+	var snap uiSnapshot
+	resp, err = http.Get("http://" + procs[0].admin + "/debug/scone/snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&snap)
+	resp.Body.Close()
+	if err != nil || len(snap.Groups) != 1 || len(snap.Groups[0].Members) != len(live) || len(snap.Sessions) == 0 {
+		t.Errorf("/debug/scone/snapshot of node-1: %+v, %v", snap, err)
+	}
+	for _, r := range snap.Sessions {
+		if len(r.Holders) != 2 || len(r.SCONEs) == 0 {
+			t.Errorf("/debug/scone/ shows record %s on %v with %v", r.ID, r.Holders, r.SCONEs)
+		}
+	}
+	if page := get(t, "http://"+procs[0].admin+"/debug/scone/"); !strings.Contains(page, "<title>SCONE") {
+		t.Errorf("/debug/scone/ does not serve the page:\n%.300s", page)
+	}
 	for _, name := range []string{"scone_cluster_members", "scone_cluster_replication_seconds_bucket", "scone_cluster_repair_backlog", "scone_cluster_records", `scone_cluster_writes_total{outcome="ok"}`} {
 		if !strings.Contains(body.String(), name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}
+}
+
+// get returns the body of a GET of url.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

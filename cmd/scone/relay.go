@@ -114,7 +114,24 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--listen=%s: %w", *listen, err)
 	}
-	adminAddr, err := serveAdmin(ctx, *admin, r.Metrics(), ready, log)
+	start := time.Now()
+	view := func() uiSnapshot {
+		g := uiGroup{Name: "upstreams"}
+		for _, u := range cfg.Upstreams {
+			g.Members = append(g.Members, uiMember{Name: u, Addr: u, Up: true, Detail: "called round-robin"})
+		}
+		s := uiSnapshot{
+			Mode: "relay", Elapsed: time.Since(start).Seconds(), Groups: []uiGroup{g},
+			Where:   "in the relay's " + *storeKind + " store",
+			Clients: "clients name themselves (TLS certificate or " + *identityKey + " header) and hold no SCONEs",
+		}
+		if m, ok := cfg.Store.(*relay.MemoryStore); ok {
+			clients, scones := m.Len()
+			s.Where = fmt.Sprintf("in this relay's memory: %d clients, %d SCONEs", clients, scones)
+		}
+		return s
+	}
+	adminAddr, err := serveAdmin(ctx, *admin, r.Metrics(), ready, view, log)
 	if err != nil {
 		return fmt.Errorf("--admin=%s: %w", *admin, err)
 	}

@@ -83,6 +83,9 @@ func TestRelayCommand(t *testing.T) {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}
+	if snap := get(t, "http://"+admin+"/debug/scone/snapshot"); !strings.Contains(snap, "in this relay's memory: 1 clients") {
+		t.Errorf("/debug/scone/snapshot: %s", snap)
+	}
 	cancel()
 	select {
 	case err := <-done:

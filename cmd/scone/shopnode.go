@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -101,7 +103,7 @@ func startShopNode(spec nodeSpec) (_ *shopNode, err error) {
 	}
 	go n.node.ServePeer(peerLis)
 
-	lis, err := net.Listen("tcp", spec.listen)
+	lis, err := listenRetry(spec.listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen address %s: %w", spec.listen, err)
 	}
@@ -163,4 +165,18 @@ func (n *shopNode) leave() error {
 		c()
 	}
 	return err
+}
+
+// listenRetry listens on addr, retrying for up to two seconds while the
+// address is in use: a node restarted on its old address may find the port
+// still held by a connection of its previous life.
+func listenRetry(addr string) (net.Listener, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		lis, err := net.Listen("tcp", addr)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return lis, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/scone-project/scone/cluster"
+	"github.com/scone-project/scone/examples/bookstore/shop"
+)
+
+//go:embed ui
+var uiFiles embed.FS
+
+// codeCounts counts failed calls by gRPC code, for the web view.
+type codeCounts struct {
+	mu sync.Mutex
+	n  map[string]int64
+}
+
+func (c *codeCounts) add(code string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int64{}
+	}
+	c.n[code]++
+}
+
+func (c *codeCounts) snapshot() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int64, len(c.n))
+	for k, v := range c.n {
+		out[k] = v
+	}
+	return out
+}
+
+// uiSnapshot is what the web view shows, pushed to it twice a second.
+type uiSnapshot struct {
+	Mode     string           `json:"mode"`
+	Where    string           `json:"where"`
+	Elapsed  float64          `json:"elapsed"`
+	Calls    int64            `json:"calls"`
+	Rate     float64          `json:"rate"`
+	Errors   map[string]int64 `json:"errors"`
+	Lost     int64            `json:"lost"`
+	Kills    int64            `json:"kills"`
+	Restarts int64            `json:"restarts"`
+	Groups   []uiGroup        `json:"groups"`
+	Sessions []uiSession      `json:"sessions"`
+	Done     bool             `json:"done"`
+	// Actions is set when the page may kill and restart members.
+	Actions bool `json:"actions"`
+	// Clients, if set, describes the clients' column.
+	Clients string `json:"clients,omitempty"`
+}
+
+type uiGroup struct {
+	Name    string     `json:"name"`
+	Members []uiMember `json:"members"`
+}
+
+type uiMember struct {
+	Name   string  `json:"name"`
+	Addr   string  `json:"addr"`
+	Up     bool    `json:"up"`
+	Rate   float64 `json:"rate"`   // calls served per second
+	Detail string  `json:"detail"` // e.g. what the member holds
+}
+
+type uiSession struct {
+	ID      string    `json:"id"`
+	Holders []string  `json:"holders"` // where its state lives now
+	SCONEs  []uiSCONE `json:"scones"`
+	Bytes   int       `json:"bytes"`
+	Calls   int64     `json:"calls"`
+	Lost    int64     `json:"lost"`
+}
+
+type uiSCONE struct {
+	Service string `json:"service"`
+	Version uint64 `json:"version"`
+}
+
+// uiMaxSessions bounds the sessions the view lists.
+const uiMaxSessions = 48
+
+// webView is the demo's live web view: the page, its event stream, and
+// the kill and restart buttons.
+type webView struct {
+	d *demo
+
+	mu       sync.Mutex
+	last     map[string]int64 // served counts at the last snapshot
+	lastAt   time.Time
+	lastCall int64
+}
+
+// serveUI serves the demo's web view on addr until ctx is done and returns
+// its address.
+func (d *demo) serveUI(ctx context.Context, addr string) (net.Addr, error) {
+	v := &webView{d: d, last: map[string]int64{}, lastAt: time.Now()}
+	mux := http.NewServeMux()
+	mountView(mux, "/", v.snapshot)
+	mux.HandleFunc("POST /kill/{name}", v.act(false))
+	mux.HandleFunc("POST /restart/{name}", v.act(true))
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(lis)
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	return lis.Addr(), nil
+}
+
+// mountView serves the view's page under prefix (ending in "/"), with
+// prefix+"events" pushing snapshot() twice a second (server-sent events)
+// and prefix+"snapshot" returning one.
+func mountView(mux *http.ServeMux, prefix string, snapshot func() uiSnapshot) {
+	static, err := fs.Sub(uiFiles, "ui")
+	if err != nil {
+		panic(err) // the embedded directory is there at build time
+	}
+	mux.Handle("GET "+prefix, http.StripPrefix(prefix, http.FileServerFS(static)))
+	mux.HandleFunc("GET "+prefix+"events", func(w http.ResponseWriter, r *http.Request) { streamView(w, r, snapshot) })
+	mux.HandleFunc("GET "+prefix+"snapshot", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(snapshot())
+	})
+}
+
+// streamView pushes a snapshot every half second until the page goes away.
+func streamView(w http.ResponseWriter, r *http.Request, snapshot func() uiSnapshot) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		b, err := json.Marshal(snapshot())
+		if err != nil {
+			return
+		}
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+			return
+		}
+		flusher.Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// act kills (or restarts) the server, relay or node named in the path.
+func (v *webView) act(restart bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		for _, g := range v.d.groups {
+			for _, m := range g {
+				if m.name != name {
+					continue
+				}
+				if restart {
+					switch err := m.restart(); {
+					case errors.Is(err, shop.ErrUp):
+						http.Error(w, name+" is up", http.StatusConflict)
+					case err != nil:
+						http.Error(w, err.Error(), http.StatusInternalServerError)
+					default:
+						v.d.restarts.Add(1)
+						v.d.narrate("restart %s (from the web view)", name)
+						w.WriteHeader(http.StatusNoContent)
+					}
+					return
+				}
+				if !m.up() {
+					http.Error(w, name+" is down already", http.StatusConflict)
+					return
+				}
+				m.kill()
+				v.d.kills.Add(1)
+				v.d.narrate("kill %s (from the web view)", name)
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		http.Error(w, "no server, relay or node named "+name, http.StatusNotFound)
+	}
+}
+
+// snapshot gathers what the view shows now.
+func (v *webView) snapshot() uiSnapshot {
+	d := v.d
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	now := time.Now()
+	dt := now.Sub(v.lastAt).Seconds()
+	rate := func(name string, n int64) float64 {
+		r := 0.0
+		if dt > 0 {
+			r = float64(n-v.last[name]) / dt
+		}
+		v.last[name] = n
+		return max(r, 0)
+	}
+	s := uiSnapshot{
+		Mode: d.cfg.mode, Elapsed: now.Sub(d.start).Seconds(), Errors: d.errs.snapshot(),
+		Kills: d.kills.Load(), Restarts: d.restarts.Load(), Done: d.shopDone.Load(), Actions: true,
+	}
+	switch {
+	case d.cluster != nil:
+		s.Where = fmt.Sprintf("on k=%d of the nodes", d.cluster.k)
+	case d.relays != nil:
+		s.Where = "in the relays' JetStream bucket"
+	default:
+		s.Where = "in the clients"
+	}
+	served := map[string]int64{}
+	if d.dep != nil {
+		for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {
+			for _, r := range d.dep.Replicas(role) {
+				served[r.Name] = r.Served()
+			}
+		}
+	}
+	if d.cluster != nil {
+		for _, m := range d.cluster.nodes {
+			served[m.spec.name] = m.calls()
+		}
+	}
+	names := []string{"gateway", "cart", "inventory"}
+	switch {
+	case d.cluster != nil:
+		names = []string{"nodes"}
+	case d.relays != nil:
+		names = append(names, "relays")
+	}
+	for i, g := range d.groups {
+		ug := uiGroup{Name: names[min(i, len(names)-1)]}
+		for _, m := range g {
+			um := uiMember{Name: m.name, Addr: m.addr, Up: m.up()}
+			if n, ok := served[m.name]; ok {
+				um.Rate = rate(m.name, n)
+			}
+			if d.cluster != nil && um.Up {
+				if cm := d.cluster.member(m.name); cm != nil {
+					if n := cm.get(); n != nil {
+						um.Detail = fmt.Sprintf("%d records, sees %d members", n.node.Records(), len(n.node.Members()))
+					}
+				}
+			}
+			ug.Members = append(ug.Members, um)
+		}
+		s.Groups = append(s.Groups, ug)
+	}
+	for i, ss := range d.sessions {
+		calls := ss.calls.Load()
+		s.Calls += calls
+		s.Lost += ss.lost.Load()
+		if i >= uiMaxSessions {
+			continue
+		}
+		us := uiSession{ID: fmt.Sprintf("#%d", ss.id), Calls: calls, Lost: ss.lost.Load()}
+		switch {
+		case d.cluster != nil:
+			key := cluster.KeyOf(fmt.Sprintf("shopper-%d", ss.id))
+			for _, m := range d.cluster.nodes {
+				if n := m.get(); n != nil && n.node.Holds(key) {
+					us.Holders = append(us.Holders, m.spec.name)
+				}
+			}
+		case d.relays != nil:
+			us.Holders = []string{"relay bucket"}
+		default:
+			us.Holders = []string{"client"}
+			for _, h := range ss.dict.Headers() {
+				us.SCONEs = append(us.SCONEs, uiSCONE{Service: h.Service[strings.LastIndexByte(h.Service, '.')+1:], Version: h.Version})
+			}
+			slices.SortFunc(us.SCONEs, func(a, b uiSCONE) int { return strings.Compare(a.Service, b.Service) })
+			_, us.Bytes = ss.dict.Len()
+		}
+		s.Sessions = append(s.Sessions, us)
+	}
+	if dt > 0 {
+		s.Rate = max(float64(s.Calls-v.lastCall)/dt, 0)
+	}
+	v.lastCall, v.lastAt = s.Calls, now
+	return s
+}
