@@ -93,7 +93,6 @@ func LANConfig() *memberlist.Config {
 	c.PushPullInterval = time.Second
 	c.TCPTimeout = time.Second
 	c.DeadNodeReclaimTime = time.Second
-	c.LogOutput = io.Discard
 	return c
 }
 

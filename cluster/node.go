@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -83,6 +84,11 @@ func New(cfg Config) (*Node, error) {
 		}
 		// Port 0 picks a free port; GossipAddr tells which.
 		mc.BindAddr, mc.BindPort = host, p
+	}
+	if mc.Logger == nil && mc.LogOutput == nil {
+		// memberlist's own lines ("[DEBUG] memberlist: ...") go to the
+		// node's logger at debug level.
+		mc.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
 	}
 	mc.Delegate = delegate{n}
 	mc.Events = events{n}
