@@ -65,6 +65,7 @@ type Dict struct {
 	byScope map[string]map[string]*dictEntry // scope → service → entry
 	entries int
 	bytes   int
+	expired uint64 // SCONEs dropped on expiry
 }
 
 type dictEntry struct {
@@ -132,7 +133,7 @@ func (d *Dict) putLocked(token []byte, v HeaderView, now time.Time, copyToken bo
 	services := d.byScope[string(v.Scope)]
 	old := services[string(v.Service)]
 	if old != nil && old.hdr.Expired(now) {
-		d.remove(old.hdr.Scope, old.hdr.Service, old) // an expired entry is no rival
+		d.removeExpired(old.hdr.Scope, old.hdr.Service, old) // an expired entry is no rival
 		services, old = d.byScope[string(v.Scope)], nil
 	}
 	if old != nil && old.hdr.Version > v.Version {
@@ -338,7 +339,7 @@ func (d *Dict) Match(dst [][]byte, target string) [][]byte {
 	for scope := range candidateScopes(target) {
 		for service, e := range d.byScope[scope] {
 			if e.hdr.Expired(now) {
-				d.remove(scope, service, e)
+				d.removeExpired(scope, service, e)
 				continue
 			}
 			dst = append(dst, e.token)
@@ -376,6 +377,19 @@ func (d *Dict) remove(scope, service string, e *dictEntry) {
 	d.bytes -= len(e.token)
 }
 
+func (d *Dict) removeExpired(scope, service string, e *dictEntry) {
+	d.remove(scope, service, e)
+	d.expired++
+}
+
+// Expired returns how many SCONEs the Dict has dropped on expiry, by Sweep
+// or on the way (Match, Put).
+func (d *Dict) Expired() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.expired
+}
+
 // Sweep drops every expired SCONE and returns how many it dropped.
 func (d *Dict) Sweep() int {
 	d.mu.Lock()
@@ -388,7 +402,7 @@ func (d *Dict) sweep(now time.Time) int {
 	for scope, services := range d.byScope {
 		for service, e := range services {
 			if e.hdr.Expired(now) {
-				d.remove(scope, service, e)
+				d.removeExpired(scope, service, e)
 				n++
 			}
 		}

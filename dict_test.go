@@ -156,6 +156,11 @@ func TestDictExpiry(t *testing.T) {
 	if hs := d.Headers(); len(hs) != 1 || hs[0].Service != "svc2" {
 		t.Fatalf("Headers = %+v", hs)
 	}
+	// One dropped by Match on the way, one by Sweep; the refused late one
+	// was never held.
+	if n := d.Expired(); n != 2 {
+		t.Fatalf("Expired() = %d, want 2", n)
+	}
 }
 
 // TestDictBound checks what happens at the bound: expired SCONEs make room;

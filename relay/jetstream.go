@@ -8,6 +8,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,6 +67,9 @@ type JetStreamStore struct {
 	kv  jetstream.KeyValue
 	cfg JetStreamConfig
 	pre string // the subject prefix of the bucket's keys
+	// expired counts the expired SCONEs reads skipped (NATS deletes them
+	// with their key's TTL).
+	expired atomic.Uint64
 }
 
 // NewJetStreamStore opens (creating it if needed) the bucket of cfg.
@@ -116,12 +120,19 @@ func (s *JetStreamStore) Get(ctx context.Context, client, target string) ([][]by
 	out := toks[:0]
 	for _, tok := range toks {
 		h, err := scone.Peek(tok)
-		if err == nil && now.Before(h.Expires) && scone.ScopeMatches(string(h.Scope), target) {
+		if err == nil && !now.Before(h.Expires) {
+			s.expired.Add(1)
+			continue
+		}
+		if err == nil && scone.ScopeMatches(string(h.Scope), target) {
 			out = append(out, tok)
 		}
 	}
 	return out, nil
 }
+
+// Expired returns how many expired SCONEs reads have skipped.
+func (s *JetStreamStore) Expired() uint64 { return s.expired.Load() }
 
 // Apply implements Store.
 func (s *JetStreamStore) Apply(ctx context.Context, client string, r *scone.Reply, sent [][]byte) error {

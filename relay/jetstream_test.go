@@ -177,6 +177,9 @@ func TestJetStreamVersionsAndExpiry(t *testing.T) {
 	if got, _ := store.Get(ctx, "alice", "/x"); len(got) != 1 {
 		t.Fatalf("after the inventory SCONE expired: %d", len(got))
 	}
+	if n := store.Expired(); n != 1 {
+		t.Fatalf("Expired() = %d after a read skipped one expired SCONE, want 1", n)
+	}
 	// The key carries a TTL, so JetStream deletes it at the latest expiry.
 	st, err := js.Stream(ctx, "KV_scone")
 	if err != nil {

@@ -4,19 +4,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are a relay's Prometheus metrics (listed in docs/modes.md).
+// metrics are a relay's Prometheus metrics (listed in docs/operations.md).
 type metrics struct {
 	requests    *prometheus.CounterVec
 	stored      prometheus.Counter
 	dropped     prometheus.Counter
 	attached    prometheus.Counter
+	lookups     *prometheus.CounterVec
 	passthrough prometheus.Counter
 	refused     *prometheus.CounterVec
 	carried     *prometheus.CounterVec
 	storeTime   *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// expiryCounter is a Store that counts the SCONEs it found expired.
+type expiryCounter interface{ Expired() uint64 }
+
+func newMetrics(reg prometheus.Registerer, store Store) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scone_relay_requests_total",
@@ -34,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "scone_relay_scones_attached_total",
 			Help: "SCONEs attached to requests from the store.",
 		}),
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scone_relay_lookups_total",
+			Help: "Store lookups for requests from named clients: hit (SCONEs attached) or miss (none held for the target).",
+		}, []string{"result"}),
 		passthrough: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scone_relay_passthrough_total",
 			Help: "Replies whose SCONEs went on to the client, because the request named no client.",
@@ -52,6 +60,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10),
 		}, []string{"op"}),
 	}
-	reg.MustRegister(m.requests, m.stored, m.dropped, m.attached, m.passthrough, m.refused, m.carried, m.storeTime)
+	reg.MustRegister(m.requests, m.stored, m.dropped, m.attached, m.lookups, m.passthrough, m.refused, m.carried, m.storeTime)
+	if ec, ok := store.(expiryCounter); ok {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "scone_relay_scones_expired_total",
+			Help: "SCONEs the store found expired: dropped (memory) or skipped by reads (JetStream, which deletes them with their key's TTL).",
+		}, func() float64 { return float64(ec.Expired()) }))
+	}
 	return m
 }

@@ -44,7 +44,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, reg: prometheus.NewRegistry()}
-	s.m = newMetrics(s.reg)
+	s.m = newMetrics(s.reg, cfg.Store)
 	if cfg.VerifyKeys != nil {
 		v, err := scone.NewSealer(cfg.VerifyKeys, scone.WithMaxSize(cfg.MaxSize))
 		if err != nil {
@@ -159,6 +159,11 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 			return s.refuse(err)
 		}
 		s.m.attached.Add(float64(len(sent)))
+		if len(sent) > 0 {
+			s.m.lookups.WithLabelValues("hit").Inc()
+		} else {
+			s.m.lookups.WithLabelValues("miss").Inc()
+		}
 		f := &sconegrpc.Frame{SCONEs: sent}
 		if body {
 			s.m.carried.WithLabelValues("body").Inc()

@@ -129,9 +129,16 @@ func TestUnmodifiedClientKeepsSession(t *testing.T) {
 		}
 	}
 	// Another client is another session.
+	hits, misses := lookups(t, r, "hit"), lookups(t, r, "miss")
 	bob, bctx := plainGateway(t, addr, "bob")
 	if v, err := bob.GetCart(bctx, &pb.GetCartRequest{}); err != nil || len(v.Lines) != 0 {
 		t.Fatalf("bob sees %v, %v", v, err)
+	}
+	if h, m := lookups(t, r, "hit"), lookups(t, r, "miss"); h != hits || m != misses+1 {
+		t.Fatalf("bob's first call: lookups hit %v→%v, miss %v→%v; want one more miss", hits, h, misses, m)
+	}
+	if _, err := gw.GetCart(ctx, &pb.GetCartRequest{}); err != nil || lookups(t, r, "hit") != hits+1 {
+		t.Fatalf("alice's call: %v, hits %v→%v; want one more hit", err, hits, lookups(t, r, "hit"))
 	}
 
 	// A server replica of each tier killed mid-session: nothing lost.
@@ -163,17 +170,29 @@ func TestUnmodifiedClientKeepsSession(t *testing.T) {
 // carried reads the relay's count of calls carried by a carrier.
 func carried(t *testing.T, r *relay.Server, carrier string) float64 {
 	t.Helper()
+	return counter(t, r, "scone_relay_carried_total", "carrier", carrier)
+}
+
+// lookups reads the relay's count of store lookups with a result.
+func lookups(t *testing.T, r *relay.Server, result string) float64 {
+	t.Helper()
+	return counter(t, r, "scone_relay_lookups_total", "result", result)
+}
+
+// counter reads a labelled counter of the relay's metrics.
+func counter(t *testing.T, r *relay.Server, name, label, value string) float64 {
+	t.Helper()
 	mfs, err := r.Metrics().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "scone_relay_carried_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "carrier" && l.GetValue() == carrier {
+				if l.GetName() == label && l.GetValue() == value {
 					return m.GetCounter().GetValue()
 				}
 			}
@@ -286,6 +305,9 @@ func TestMemoryStoreExpiry(t *testing.T) {
 	m.Sweep()
 	if clients, scones := m.Len(); clients != 0 || scones != 0 {
 		t.Fatalf("after the sweep: %d clients, %d SCONEs", clients, scones)
+	}
+	if n := m.Expired(); n != 1 {
+		t.Fatalf("Expired() = %d after one SCONE expired, want 1", n)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/scone-project/scone"
@@ -61,7 +62,8 @@ type MemoryStore struct {
 
 	mu        sync.Mutex
 	clients   map[string]*held
-	nextSweep time.Time // a sweep before this would find nothing to drop
+	nextSweep time.Time     // a sweep before this would find nothing to drop
+	expired   atomic.Uint64 // SCONEs dropped on expiry
 }
 
 // held is a client's SCONEs, and when the client was first seen.
@@ -110,7 +112,9 @@ func (m *MemoryStore) sweepLocked(now time.Time) int {
 	n := 0
 	next := now.Add(admitGrace)
 	for c, h := range m.clients {
-		n += h.d.Sweep()
+		dropped := h.d.Sweep()
+		m.expired.Add(uint64(dropped))
+		n += dropped
 		if left, _ := h.d.Len(); left == 0 && now.Sub(h.since) >= admitGrace {
 			delete(m.clients, c)
 			continue
@@ -133,7 +137,10 @@ func (m *MemoryStore) Get(_ context.Context, client, target string) ([][]byte, e
 	if err != nil {
 		return nil, err
 	}
-	return d.Match(nil, target), nil
+	before := d.Expired()
+	toks := d.Match(nil, target)
+	m.expired.Add(d.Expired() - before)
+	return toks, nil
 }
 
 // Apply implements Store.
@@ -144,8 +151,14 @@ func (m *MemoryStore) Apply(_ context.Context, client string, r *scone.Reply, se
 	if err != nil {
 		return err
 	}
-	return d.ApplyIfBase(r, sent)
+	before := d.Expired()
+	err = d.ApplyIfBase(r, sent)
+	m.expired.Add(d.Expired() - before)
+	return err
 }
+
+// Expired returns how many SCONEs the store has dropped on expiry.
+func (m *MemoryStore) Expired() uint64 { return m.expired.Load() }
 
 // Sweep drops every expired SCONE, and the clients left with none (once
 // past their first minute). It returns how many SCONEs it dropped.
