@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,17 @@ func TestClusterServesAnyNode(t *testing.T) {
 		}
 	}
 	c.verify(t, sessions)
+	// What a node says it holds (scone node's /debug/scone/).
+	key := KeyOf(sessions[0].client)
+	owners := Owners(key, c.live(), 2)
+	info, ok := c.node(owners[0]).node.Describe(key)
+	if !ok || info.RV != 5 || info.Copies != 2 || len(info.Owners) != 2 || len(info.SCONEs) != 1 ||
+		info.SCONEs[0].Service != "sconetest.Counter" || info.Bytes == 0 {
+		t.Fatalf("Describe on an owner: %+v, %v", info, ok)
+	}
+	if held := c.node(owners[0]).node.Held(100); !slices.ContainsFunc(held, func(r RecordInfo) bool { return r.Key == key }) {
+		t.Fatalf("Held on an owner lacks the record: %+v", held)
+	}
 	// A call that names no client runs without state and keeps nothing.
 	out, _, err := c.call("node-0", "", "Add", "anonymous")
 	if err != nil || out != "anonymous," {

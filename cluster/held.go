@@ -37,14 +37,28 @@ func (n *Node) Held(max int) []RecordInfo {
 		if rec == nil {
 			continue
 		}
-		info := RecordInfo{Key: key, RV: rec.RV, Copies: rec.Copies, Owners: Owners(key, members, rec.Copies)}
-		for _, tok := range rec.SCONEs {
-			info.Bytes += len(tok)
-			if h, err := scone.ParseHeader(tok); err == nil {
-				info.SCONEs = append(info.SCONEs, h)
-			}
-		}
+		info := n.describe(key, rec, members)
 		out = append(out, info)
 	}
 	return out
+}
+
+// Describe describes the record the node holds for key, if any.
+func (n *Node) Describe(key string) (RecordInfo, bool) {
+	rec := n.store.get(key)
+	if rec == nil {
+		return RecordInfo{}, false
+	}
+	return n.describe(key, rec, n.view.Load().members), true
+}
+
+func (n *Node) describe(key string, rec *Record, members []string) RecordInfo {
+	info := RecordInfo{Key: key, RV: rec.RV, Copies: rec.Copies, Owners: Owners(key, members, rec.Copies)}
+	for _, tok := range rec.SCONEs {
+		info.Bytes += len(tok)
+		if h, err := scone.ParseHeader(tok); err == nil {
+			info.SCONEs = append(info.SCONEs, h)
+		}
+	}
+	return info
 }

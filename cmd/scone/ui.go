@@ -286,10 +286,19 @@ func (v *webView) snapshot() uiSnapshot {
 		case d.cluster != nil:
 			key := cluster.KeyOf(fmt.Sprintf("shopper-%d", ss.id))
 			for _, m := range d.cluster.nodes {
-				if n := m.get(); n != nil && n.node.Holds(key) {
+				n := m.get()
+				if n == nil {
+					continue
+				}
+				if info, ok := n.node.Describe(key); ok {
 					us.Holders = append(us.Holders, m.spec.name)
+					us.Bytes, us.SCONEs = info.Bytes, nil
+					for _, h := range info.SCONEs {
+						us.SCONEs = append(us.SCONEs, uiSCONE{Service: h.Service[strings.LastIndexByte(h.Service, '.')+1:], Version: h.Version})
+					}
 				}
 			}
+			slices.SortFunc(us.SCONEs, func(a, b uiSCONE) int { return strings.Compare(a.Service, b.Service) })
 		case d.relays != nil:
 			us.Holders = []string{"relay bucket"}
 		default:
