@@ -116,7 +116,16 @@ func TestWebView(t *testing.T) {
 		n, _ := strconv.Atoi(text("#calls"))
 		return n
 	}
-	before := calls()
+	sessionCalls := func() []int {
+		t.Helper()
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](
+			`[...document.querySelectorAll("#sessions tbody tr")].map(tr => parseInt(tr.children[4].textContent))`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before, perBefore := calls(), sessionCalls()
 	// The page re-renders twice a second: click through the DOM of the
 	// moment rather than a node that may be replaced.
 	clicked, err := chromedp.Run(ctx, chromedp.Evaluate[bool](
@@ -128,7 +137,7 @@ func TestWebView(t *testing.T) {
 		t.Fatalf("cart-1 not shown down after the click: %v", err)
 	}
 	time.Sleep(2 * time.Second) // the sessions go on without cart-1
-	after := calls()
+	after, perAfter := calls(), sessionCalls()
 	lost, errs := text("#lost"), text("#errors")
 	lostRows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#sessions td.lost-n").length`))
 	if err != nil {
@@ -140,6 +149,14 @@ func TestWebView(t *testing.T) {
 	}
 	if after <= before+100 {
 		t.Errorf("calls went from %d to %d after the kill: the sessions did not carry on", before, after)
+	}
+	if len(perAfter) != len(perBefore) {
+		t.Fatalf("%d sessions before the kill, %d after", len(perBefore), len(perAfter))
+	}
+	for i := range perAfter {
+		if perAfter[i] <= perBefore[i] {
+			t.Errorf("session #%d made no call after the kill (%d → %d)", i+1, perBefore[i], perAfter[i])
+		}
 	}
 	if lost != "0" || lostRows != 0 {
 		t.Errorf("the page shows lost=%s and %d sessions with losses", lost, lostRows)
