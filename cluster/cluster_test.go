@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -192,6 +193,47 @@ func TestClusterUnreachableFails(t *testing.T) {
 		if state != before {
 			t.Fatalf("state through %s is %q, want %q unchanged", name, state, before)
 		}
+	}
+}
+
+// TestClusterPartitionHeals cuts a node off until both sides have declared
+// each other dead and stopped gossiping to the dead, heals the network, and
+// checks that the cluster becomes whole again (the nodes rejoin the members
+// they lost) with the state intact.
+func TestClusterPartitionHeals(t *testing.T) {
+	c := newTestCluster(t, 4, 2, func(cfg *Config) {
+		cfg.Memberlist.GossipToTheDeadTime = time.Nanosecond
+		cfg.RejoinInterval = 200 * time.Millisecond
+	})
+	sessions := newSessions(4)
+	run(t, c, sessions, 2)
+	c.net.isolate("node-0")
+	c.eventually(10*time.Second, func() error {
+		if got := len(c.node("node-0").node.Members()); got != 1 {
+			return fmt.Errorf("node-0 sees %d members, want 1", got)
+		}
+		for _, name := range c.live()[1:] {
+			if got := len(c.node(name).node.Members()); got != 3 {
+				return fmt.Errorf("%s sees %d members, want 3", name, got)
+			}
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // long after the last gossip about the deaths
+	c.net.heal("node-0")
+	c.waitMembers(4)
+	run(t, c, sessions, 2)
+	c.verify(t, sessions)
+	joins := 0.0
+	for _, name := range c.live() {
+		m := c.node(name).node.m
+		joins += testutil.ToFloat64(m.rejoins.WithLabelValues("joined"))
+		if lost := testutil.ToFloat64(m.lost); lost != 0 {
+			t.Errorf("%s: scone_cluster_lost_members is %v once whole, want 0", name, lost)
+		}
+	}
+	if joins == 0 {
+		t.Fatal("the cluster became whole with no rejoin counted")
 	}
 }
 

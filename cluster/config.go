@@ -47,6 +47,11 @@ type Config struct {
 	// RepairInterval is how often a node re-checks every record it holds,
 	// besides at every change of membership.
 	RepairInterval time.Duration
+	// RejoinInterval is how often a node tries to join again one of the
+	// members it lost (or its seeds, when it is alone), so that the sides
+	// of a healed partition find each other; RejoinTimeout is how long
+	// after the loss it keeps trying. See rejoin.go.
+	RejoinInterval, RejoinTimeout time.Duration
 	// Memberlist, if set, is used as the memberlist configuration (its Name,
 	// Delegate and Events are set by the Node); by default it is
 	// LANConfig().
@@ -70,6 +75,8 @@ func DefaultConfig() Config {
 		Timeout:        time.Second,
 		Lease:          150 * time.Millisecond,
 		RepairInterval: 10 * time.Second,
+		RejoinInterval: time.Second,
+		RejoinTimeout:  time.Hour,
 	}
 }
 
@@ -78,9 +85,9 @@ func DefaultConfig() Config {
 // suspicion of 3 probe intervals (for clusters under ten nodes, growing to
 // at most 9 while no other member confirms it) before a silent node is
 // declared dead, so at least 0.45 s, longer than the default Lease; and a
-// full state exchange with a random member every second, which also ends a
-// partition within seconds of it healing (each side learns from the other
-// that it was declared dead, and refutes it). Faster probing notices sooner
+// full state exchange with a random live member every second. A partition
+// ends within seconds of healing because the Node tries to rejoin the
+// members it lost (Config.RejoinInterval). Faster probing notices sooner
 // but declares busy nodes dead more often. docs/modes.md gives the measured
 // recovery times.
 func LANConfig() *memberlist.Config {
@@ -119,6 +126,12 @@ func (c *Config) validate() error {
 	}
 	if c.RepairInterval <= 0 {
 		c.RepairInterval = 10 * time.Second
+	}
+	if c.RejoinInterval <= 0 {
+		c.RejoinInterval = time.Second
+	}
+	if c.RejoinTimeout <= 0 {
+		c.RejoinTimeout = time.Hour
 	}
 	return nil
 }

@@ -2,7 +2,7 @@ package cluster
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// metrics are a node's Prometheus metrics (listed in docs/modes.md).
+// metrics are a node's Prometheus metrics (listed in docs/operations.md).
 type metrics struct {
 	members     prometheus.Gauge
 	records     prometheus.GaugeFunc
@@ -13,6 +13,8 @@ type metrics struct {
 	backlog     prometheus.Gauge
 	repairs     prometheus.Counter
 	repairTime  prometheus.Histogram
+	lost        prometheus.Gauge
+	rejoins     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, records func() float64) *metrics {
@@ -46,7 +48,14 @@ func newMetrics(reg prometheus.Registerer, records func() float64) *metrics {
 			Name: "scone_cluster_repair_seconds", Help: "Duration of repair passes that had work to do.",
 			Buckets: prometheus.ExponentialBuckets(1e-3, 2, 14),
 		}),
+		lost: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scone_cluster_lost_members", Help: "Members declared dead that this node still tries to rejoin.",
+		}),
+		rejoins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scone_cluster_rejoins_total", Help: "Attempts to rejoin a lost member or a seed, by outcome (joined, failed).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.members, m.records, m.replication, m.fetches, m.writes, m.undos, m.backlog, m.repairs, m.repairTime)
+	reg.MustRegister(m.members, m.records, m.replication, m.fetches, m.writes, m.undos, m.backlog, m.repairs, m.repairTime,
+		m.lost, m.rejoins)
 	return m
 }

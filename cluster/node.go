@@ -39,6 +39,7 @@ type Node struct {
 	mu    sync.Mutex
 	addrs map[string]string // live member → Peer address
 	links map[string]*peerLink
+	lost  map[string]lostMember // see rejoin.go
 
 	repairNow chan struct{}
 	// changes counts the membership changes; settled is the count as of
@@ -60,6 +61,7 @@ func New(cfg Config) (*Node, error) {
 		reg:       prometheus.NewRegistry(),
 		addrs:     map[string]string{},
 		links:     map[string]*peerLink{},
+		lost:      map[string]lostMember{},
 		repairNow: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
@@ -103,8 +105,9 @@ func New(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("cluster: joining %v: %w", cfg.Seeds, err)
 		}
 	}
-	n.done.Add(1)
+	n.done.Add(2)
 	go n.repairLoop()
+	go n.rejoinLoop()
 	return n, nil
 }
 
@@ -229,7 +232,7 @@ func (d delegate) GetBroadcasts(int, int) [][]byte  { return nil }
 func (d delegate) LocalState(bool) []byte           { return nil }
 func (d delegate) MergeRemoteState([]byte, bool)    {}
 func (e events) NotifyUpdate(node *memberlist.Node) { e.NotifyJoin(node) }
-func (e events) NotifyLeave(node *memberlist.Node)  { e.n.memberGone(node.Name) }
+func (e events) NotifyLeave(node *memberlist.Node)  { e.n.memberGone(node.Name, node.Address()) }
 func (e events) NotifyJoin(node *memberlist.Node)   { e.n.memberUp(node.Name, string(node.Meta)) }
 
 // events follows membership.
@@ -245,14 +248,16 @@ func (n *Node) memberUp(name, addr string) {
 		}
 	}
 	n.addrs[name] = addr
+	n.memberFound(name)
 	n.setView()
 	n.mu.Unlock()
 	n.triggerRepair()
 }
 
-func (n *Node) memberGone(name string) {
+func (n *Node) memberGone(name, gossipAddr string) {
 	n.mu.Lock()
 	delete(n.addrs, name)
+	n.memberLost(name, gossipAddr)
 	if l := n.links[name]; l != nil {
 		l.close()
 		delete(n.links, name)
