@@ -1,0 +1,126 @@
+package chaos
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// Report is what the checker found in a history.
+type Report struct {
+	Ops, OK, Refused, Failed, Unknown int
+	// Violations describe every broken promise; empty means none.
+	Violations []string
+	// Unchecked lists sessions whose linearizability check ran out of
+	// time (neither proven nor refuted).
+	Unchecked []int
+	// Illegal holds, per session whose history is not linearizable,
+	// porcupine's linearization info, for Visualize.
+	Illegal map[int]porcupine.LinearizationInfo
+}
+
+// Check checks a history: each session's operations must be linearizable
+// against the cart model (timeout bounds the search per session), the
+// versions each session observes must never go back, and no SCONE may
+// have been opened after its expiry.
+func Check(model Cart, ops []Op, timeout time.Duration) Report {
+	r := Report{Ops: len(ops), Illegal: map[int]porcupine.LinearizationInfo{}}
+	bySess := map[int][]Op{}
+	for _, op := range ops {
+		bySess[op.Session] = append(bySess[op.Session], op)
+		switch op.Outcome {
+		case OK:
+			r.OK++
+		case Refused:
+			r.Refused++
+		case Failed:
+			r.Failed++
+		case Unknown:
+			r.Unknown++
+		}
+	}
+	m := model.Model()
+	m.Partition = nil // one session at a time, to name the one that fails
+	for _, id := range slices.Sorted(maps.Keys(bySess)) {
+		res, info := porcupine.CheckOperationsVerbose(m, Operations(bySess[id]), timeout)
+		switch res {
+		case porcupine.Illegal:
+			r.Illegal[id] = info
+			r.Violations = append(r.Violations, fmt.Sprintf("session %d: its history is not linearizable (a lost update or a stale read)", id))
+		case porcupine.Unknown:
+			r.Unchecked = append(r.Unchecked, id)
+		}
+	}
+	r.Violations = append(r.Violations, CheckVersions(ops)...)
+	r.Violations = append(r.Violations, CheckExpiry(ops)...)
+	return r
+}
+
+// Visualize writes porcupine's HTML view of each session whose history is
+// not linearizable into dir, and returns the files written.
+func (r Report) Visualize(model Cart, dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	m := model.Model()
+	m.Partition = nil
+	var files []string
+	for _, id := range slices.Sorted(maps.Keys(r.Illegal)) {
+		path := filepath.Join(dir, fmt.Sprintf("session-%d.html", id))
+		if err := porcupine.VisualizePath(m, r.Illegal[id], path); err != nil {
+			return files, err
+		}
+		files = append(files, path)
+	}
+	return files, nil
+}
+
+// CheckVersions reports every OK operation after which a session holds a
+// SCONE of a service older than one it held after an earlier OK operation:
+// a holder keeps the newest version, so versions never go back.
+func CheckVersions(ops []Op) []string {
+	var out []string
+	bySess := map[int][]Op{}
+	for _, op := range ops {
+		if op.Outcome == OK && op.Versions != nil {
+			bySess[op.Session] = append(bySess[op.Session], op)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(bySess)) {
+		s := bySess[id]
+		slices.SortStableFunc(s, func(a, b Op) int { return int(a.Invoke - b.Invoke) })
+		seen := map[string]uint64{}
+		for _, op := range s {
+			for svc, v := range op.Versions {
+				if v < seen[svc] {
+					out = append(out, fmt.Sprintf("session %d: %s version %d after %d (at %v)", id, svc, v, seen[svc], op.Invoke))
+				}
+				seen[svc] = max(seen[svc], v)
+			}
+		}
+	}
+	return out
+}
+
+// CheckExpiry reports every OK operation served by a process whose clock
+// was already past the expiry of the SCONE it had to open when the call
+// was invoked (its skew added): it should have refused that SCONE as
+// expired.
+func CheckExpiry(ops []Op) []string {
+	var out []string
+	for _, op := range ops {
+		if op.Outcome != OK || !op.HasExpiry || !op.SkewKnown {
+			continue
+		}
+		if late := op.Invoke + op.Skew - op.Expires; late > 0 {
+			out = append(out, fmt.Sprintf("session %d: %s via %s opened a SCONE %v after its expiry (clock skew %v)",
+				op.Session, op.Input.Kind, op.Served, late, op.Skew))
+		}
+	}
+	return out
+}
