@@ -1,0 +1,166 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// inProcess are the contenders that need no external server.
+var inProcess = []string{Plain, Map, Client, RelayMemory, RelayJetStream, ClusterK2, Circulate}
+
+func TestBenchSmoke(t *testing.T) {
+	const calls, rounds = 120, 2
+	cfg := DefaultConfig()
+	cfg.Contenders = inProcess
+	cfg.Callers = 8
+	cfg.Rounds = rounds
+	cfg.Duration = time.Minute // bounded by MaxCalls
+	cfg.Warmup = 0
+	cfg.MaxCalls = calls
+	cfg.SessionCalls = 4
+	cfg.Sizes = []int{256, 4096}
+	rep, err := Bench(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Skipped) != 1 || rep.Skipped[0].Contender != Circulate || !strings.Contains(rep.Skipped[0].Reason, "not yet available") {
+		t.Errorf("skipped %+v, want only circulate, not yet available", rep.Skipped)
+	}
+	want := []string{Plain, Map, Client, RelayMemory, RelayJetStream, ClusterK2}
+	if strings.Join(rep.Ran, ",") != strings.Join(want, ",") {
+		t.Fatalf("ran %v, want %v", rep.Ran, want)
+	}
+	if len(rep.Runs) != len(want)*len(cfg.Sizes)*rounds {
+		t.Fatalf("%d runs, want %d", len(rep.Runs), len(want)*len(cfg.Sizes)*rounds)
+	}
+	// Rounds alternate the contenders: A B C … A B C ….
+	for i, r := range rep.Runs {
+		if r.Contender != want[i%len(want)] || r.Round != i/(len(want)*len(cfg.Sizes))+1 {
+			t.Fatalf("run %d is %s round %d: not in round-robin order", i, r.Contender, r.Round)
+		}
+	}
+	for _, r := range rep.Runs {
+		if r.Calls != calls || r.Errors != 0 || r.Wrong != 0 {
+			t.Errorf("%s size=%d round %d: %d calls, %d errors, %d wrong (%s); want %d calls, none failed",
+				r.Contender, r.Size, r.Round, r.Calls, r.Errors, r.Wrong, r.FirstError, calls)
+		}
+		if r.Latency.Count() != uint64(r.Calls) {
+			t.Errorf("%s: %d latencies for %d calls", r.Contender, r.Latency.Count(), r.Calls)
+		}
+		if r.Sessions < calls/(2*int64(cfg.SessionCalls)) || r.Sessions > calls {
+			t.Errorf("%s: %d sessions for %d calls of mean length %d", r.Contender, r.Sessions, r.Calls, cfg.SessionCalls)
+		}
+		if r.QPS() <= 0 || r.CPU <= 0 {
+			t.Errorf("%s: QPS %v, CPU %v", r.Contender, r.QPS(), r.CPU)
+		}
+	}
+	// The ratios are the per-round ratios of the runs' QPS.
+	for _, size := range cfg.Sizes {
+		var ratios []float64
+		for round := 1; round <= rounds; round++ {
+			ratios = append(ratios, qpsIn(t, rep, Client, size, round)/qpsIn(t, rep, Plain, size, round))
+		}
+		got := rep.Ratio(Client, Plain, size)
+		if got.N != rounds || !near(got.Median, (ratios[0]+ratios[1])/2) ||
+			!near(got.Min, min(ratios[0], ratios[1])) || !near(got.Max, max(ratios[0], ratios[1])) {
+			t.Errorf("client ÷ plain at %d = %+v, want from rounds %v", size, got, ratios)
+		}
+	}
+	rows := rep.Rows()
+	if len(rows) != len(want)*len(cfg.Sizes) {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for _, row := range rows {
+		if row.Calls != calls*rounds || row.QPS <= 0 || row.P50 <= 0 || row.P50 > row.P99 || row.VsPlain.N != rounds {
+			t.Errorf("row %+v", row)
+		}
+		if row.VsRedis.N != 0 {
+			t.Errorf("%s: a ratio to Redis, which did not run", row.Contender)
+		}
+	}
+	for _, tr := range rep.Tracked() {
+		ran := !strings.Contains(tr.Name, Redis) && !strings.Contains(tr.Name, Nginx)
+		if (tr.Ratio.N == rounds) != ran {
+			t.Errorf("tracked %s at %d: %+v", tr.Name, tr.Size, tr.Ratio)
+		}
+	}
+}
+
+func qpsIn(t *testing.T, rep *Report, name string, size, round int) float64 {
+	t.Helper()
+	for _, r := range rep.Runs {
+		if r.Contender == name && r.Size == size && r.Round == round {
+			return r.QPS()
+		}
+	}
+	t.Fatalf("no run of %s size %d round %d", name, size, round)
+	return 0
+}
+
+func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+// forgetful loses every session's state: the bench must see it.
+type forgetful struct{}
+
+func (forgetful) step(_ context.Context, _ string, size int) (uint64, error) {
+	_, n := advance(nil, size)
+	return n, nil
+}
+
+func TestBenchCatchesLostState(t *testing.T) {
+	c := Contender{Name: "forgetful", Stateful: true, start: func(context.Context) (*running, error) {
+		r := &running{}
+		addr, err := serve(r, forgetful{}, false)
+		if err != nil {
+			return fail(r, err)
+		}
+		return r, dial(r, addr)
+	}}
+	r, err := startContender(t.Context(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	cfg := Config{Callers: 4, MaxCalls: 100, SessionCalls: 5, Seed: 1}
+	var seq = new(sequence)
+	run := measure(t.Context(), &cfg, c, r, 64, 1, time.Minute, &seq.n)
+	if run.Wrong == 0 || !strings.Contains(run.FirstError, "state lost or stale") {
+		t.Fatalf("%d wrong of %d calls (%q): a lost state went unseen", run.Wrong, run.Calls, run.FirstError)
+	}
+}
+
+func TestMissingDaemonIsSkipped(t *testing.T) {
+	_, err := lookBinary("scone-bench-no-such-daemon", "scone-bench-pkg")
+	var skip *SkipError
+	if !errors.As(err, &skip) || !strings.Contains(skip.Reason, "apt-get install scone-bench-pkg") {
+		t.Fatalf("err = %v, want a SkipError with the install hint", err)
+	}
+}
+
+func TestMemorySmoke(t *testing.T) {
+	const sessions, size = 4000, 1024
+	mc := DefaultMemoryConfig()
+	mc.Sessions, mc.Size, mc.Callers, mc.Timeout = sessions, size, 8, time.Minute
+	res, err := Memory(t.Context(), mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2 || res[0].Contender != Map || res[1].Contender != Client {
+		t.Fatalf("results %+v", res)
+	}
+	for _, r := range res {
+		if r.Sessions != sessions || r.Calls != sessions || r.Errors != 0 || r.Wrong != 0 {
+			t.Errorf("%s: %+v", r.Contender, r)
+		}
+	}
+	// The map keeps every session's state; SCONE's server keeps none.
+	if g := res[0].Growth(); g < sessions*size/2 {
+		t.Errorf("map heap grew %d B for %d sessions of %d B", g, sessions, size)
+	}
+	if g := res[1].Growth(); g > sessions*size/4 {
+		t.Errorf("client mode heap grew %d B for %d sessions of %d B", g, sessions, size)
+	}
+}

@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// MemoryResult is the memory run of one contender: the server-side heap
+// after Sessions distinct sessions of one call each.
+type MemoryResult struct {
+	Contender string
+	Sessions  int64
+	Size      int
+	// HeapBefore and HeapAfter are this process's heap in use after a full
+	// collection, before the first session and after the last.
+	HeapBefore, HeapAfter int64
+	// Calls, Errors and Wrong count the calls (one per session).
+	Calls, Errors, Wrong int64
+	Elapsed              time.Duration
+}
+
+// Growth returns the heap growth over the run.
+func (m *MemoryResult) Growth() int64 { return m.HeapAfter - m.HeapBefore }
+
+// MemoryConfig is a memory run: sessions distinct sessions of one call each,
+// of size bytes of state, from callers concurrent callers, against a fresh
+// server of each contender named, one after the other.
+type MemoryConfig struct {
+	Contenders []string
+	Sessions   int64
+	Size       int
+	Callers    int
+	// Timeout bounds each contender's run.
+	Timeout time.Duration
+	Log     io.Writer
+}
+
+// DefaultMemoryConfig returns the full memory run: a million sessions of
+// 256 B, the in-memory map against SCONE client mode.
+func DefaultMemoryConfig() MemoryConfig {
+	return MemoryConfig{
+		Contenders: []string{Map, Client},
+		Sessions:   1_000_000,
+		Size:       256,
+		Callers:    64,
+		Timeout:    10 * time.Minute,
+	}
+}
+
+// Memory runs mc. Run it alone: the heap it reads is the whole process's.
+func Memory(ctx context.Context, mc MemoryConfig) ([]MemoryResult, error) {
+	if mc.Sessions < 1 || mc.Callers < 1 || mc.Size < MinSize || mc.Size > MaxSize || mc.Timeout <= 0 {
+		return nil, fmt.Errorf("memory run: bad configuration %+v", mc)
+	}
+	cfg := Config{Sizes: []int{mc.Size}, Callers: mc.Callers, Rounds: 1, Duration: mc.Timeout,
+		MaxCalls: mc.Sessions, SessionCalls: 1, Seed: 1}
+	var out []MemoryResult
+	for _, c := range Contenders() {
+		if !slices.Contains(mc.Contenders, c.Name) {
+			continue
+		}
+		res, err := memoryOne(ctx, &cfg, c)
+		if err != nil {
+			return out, err
+		}
+		logf(mc.Log, "memory %-8s %d sessions: heap %s → %s", c.Name, res.Sessions, MiB(res.HeapBefore), MiB(res.HeapAfter))
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+func memoryOne(ctx context.Context, cfg *Config, c Contender) (MemoryResult, error) {
+	r, err := startContender(ctx, c)
+	if err != nil {
+		return MemoryResult{}, err
+	}
+	defer r.close()
+	var seq atomic.Int64
+	heap0 := heapInUse()
+	run := measure(ctx, cfg, c, r, cfg.Sizes[0], 1, cfg.Duration, &seq)
+	res := MemoryResult{
+		Contender: c.Name, Sessions: run.Sessions, Size: cfg.Sizes[0],
+		HeapBefore: heap0, HeapAfter: heapInUse(),
+		Calls: run.Calls, Errors: run.Errors, Wrong: run.Wrong, Elapsed: run.Elapsed,
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if run.Sessions < cfg.MaxCalls {
+		return res, fmt.Errorf("memory run of %s: %d of %d sessions in %v", c.Name, run.Sessions, cfg.MaxCalls, cfg.Duration)
+	}
+	return res, nil
+}
+
+// MiB formats bytes in mebibytes.
+func MiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
