@@ -1,5 +1,7 @@
 // Command scone runs SCONE's tools and daemons. Subcommands:
 //
+//	scone bench   compare SCONE with plain gRPC, a map in the server, Redis
+//	              and nginx, side by side on 127.0.0.1 (BENCHMARKS.md)
 //	scone demo    run the bookstore example on 127.0.0.1, kill and restart
 //	              servers under load, and verify that no session lost state
 //	scone inspect print a SCONE's header, or open it with a key file
@@ -30,6 +32,7 @@ type command struct {
 }
 
 var commands = []command{
+	{"bench", "compare SCONE with plain gRPC, in-memory sessions, Redis and nginx, side by side", runBench},
 	{"demo", "run the bookstore on 127.0.0.1 with servers killed under load, and verify nothing was lost", runDemo},
 	{"inspect", "print a SCONE's header, and with its key file its content or why it does not open", runInspect},
 	{"keygen", "write a new key file", runKeygen},

@@ -67,7 +67,8 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c *Config) validate() error {
+// Validate reports what is wrong with c, if anything.
+func (c *Config) Validate() error {
 	switch {
 	case len(c.Sizes) == 0:
 		return errors.New("no state sizes")
@@ -113,7 +114,7 @@ type Run struct {
 	// CPU is the CPU time of this process (callers and servers) and of the
 	// contender's external processes during the run.
 	CPU time.Duration
-	// HeapGrowth is the growth of this process's heap in use (after a full
+	// HeapGrowth is the growth of this process's live heap (after a full
 	// collection) over the run, plus that of the state held outside it
 	// (redis-server's used_memory).
 	HeapGrowth int64
@@ -151,7 +152,7 @@ type Report struct {
 // counted in the runs, not returned as errors; the error is for a bench
 // that could not run at all (a bad Config, a cancelled ctx).
 func Bench(ctx context.Context, cfg Config) (*Report, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	rep := &Report{Config: cfg, Started: time.Now()}
@@ -219,13 +220,13 @@ func logf(w io.Writer, format string, args ...any) {
 	}
 }
 
-// heapInUse returns the heap in use after a full collection.
-func heapInUse() int64 {
+// liveHeap returns the bytes of live heap objects after a full collection.
+func liveHeap() int64 {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapInuse)
+	return int64(ms.HeapAlloc)
 }
 
 // externalCPU returns the CPU time of r's external processes.
@@ -260,7 +261,7 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 	if r.extMemory != nil {
 		ext0, _ = r.extMemory(ctx)
 	}
-	heap0 := heapInUse()
+	heap0 := liveHeap()
 	cpu0, xcpu0 := selfCPU(), externalCPU(r)
 	start := time.Now()
 	deadline := start.Add(d)
@@ -305,7 +306,7 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 	wg.Wait()
 	run.Elapsed = time.Since(start)
 	run.CPU = selfCPU() - cpu0 + externalCPU(r) - xcpu0
-	run.HeapGrowth = heapInUse() - heap0
+	run.HeapGrowth = liveHeap() - heap0
 	if r.extMemory != nil {
 		if ext1, err := r.extMemory(ctx); err == nil {
 			run.HeapGrowth += ext1 - ext0

@@ -15,7 +15,7 @@ type MemoryResult struct {
 	Contender string
 	Sessions  int64
 	Size      int
-	// HeapBefore and HeapAfter are this process's heap in use after a full
+	// HeapBefore and HeapAfter are this process's live heap after a full
 	// collection, before the first session and after the last.
 	HeapBefore, HeapAfter int64
 	// Calls, Errors and Wrong count the calls (one per session).
@@ -51,7 +51,8 @@ func DefaultMemoryConfig() MemoryConfig {
 	}
 }
 
-// Memory runs mc. Run it alone: the heap it reads is the whole process's.
+// Memory runs mc. Run it alone, and before anything else: the heap it
+// reads is the whole process's.
 func Memory(ctx context.Context, mc MemoryConfig) ([]MemoryResult, error) {
 	if mc.Sessions < 1 || mc.Callers < 1 || mc.Size < MinSize || mc.Size > MaxSize || mc.Timeout <= 0 {
 		return nil, fmt.Errorf("memory run: bad configuration %+v", mc)
@@ -80,11 +81,11 @@ func memoryOne(ctx context.Context, cfg *Config, c Contender) (MemoryResult, err
 	}
 	defer r.close()
 	var seq atomic.Int64
-	heap0 := heapInUse()
+	heap0 := liveHeap()
 	run := measure(ctx, cfg, c, r, cfg.Sizes[0], 1, cfg.Duration, &seq)
 	res := MemoryResult{
 		Contender: c.Name, Sessions: run.Sessions, Size: cfg.Sizes[0],
-		HeapBefore: heap0, HeapAfter: heapInUse(),
+		HeapBefore: heap0, HeapAfter: liveHeap(),
 		Calls: run.Calls, Errors: run.Errors, Wrong: run.Wrong, Elapsed: run.Elapsed,
 	}
 	if err := ctx.Err(); err != nil {

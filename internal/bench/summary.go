@@ -15,8 +15,9 @@ type Row struct {
 	// CPUPerCall is the median over the rounds of CPU time per call (this
 	// process, callers and servers, and the contender's external processes).
 	CPUPerCall time.Duration
-	// HeapPer100k is the median over the rounds of the server-side memory
-	// growth per 100,000 sessions started, in bytes.
+	// HeapPer100k is the server-side memory growth per 100,000 sessions
+	// started, in bytes: the growth summed over the rounds' runs, over the
+	// sessions they started (the sums tame a run's noise).
 	HeapPer100k float64
 	// VsPlain and VsRedis are the QPS ratios to plain gRPC and to Redis at
 	// the same size, paired per round.
@@ -56,7 +57,8 @@ func (rep *Report) Rows() []Row {
 	for _, size := range rep.Config.Sizes {
 		for _, name := range rep.Ran {
 			row := Row{Contender: name, Size: size, Latency: new(Histogram)}
-			var qps, cpu, heap []float64
+			var qps, cpu []float64
+			var growth, sessions int64
 			for i := range rep.Runs {
 				r := &rep.Runs[i]
 				if r.Contender != name || r.Size != size {
@@ -66,9 +68,8 @@ func (rep *Report) Rows() []Row {
 				if r.Calls > 0 {
 					cpu = append(cpu, float64(r.CPU)/float64(r.Calls))
 				}
-				if r.Sessions > 0 {
-					heap = append(heap, float64(r.HeapGrowth)/float64(r.Sessions)*1e5)
-				}
+				growth += r.HeapGrowth
+				sessions += r.Sessions
 				row.Calls += r.Calls
 				row.Errors += r.Errors
 				row.Wrong += r.Wrong
@@ -79,7 +80,9 @@ func (rep *Report) Rows() []Row {
 			}
 			row.QPS = median(qps)
 			row.CPUPerCall = time.Duration(median(cpu))
-			row.HeapPer100k = median(heap)
+			if sessions > 0 {
+				row.HeapPer100k = float64(growth) / float64(sessions) * 1e5
+			}
 			row.P50, row.P99 = row.Latency.Quantile(0.50), row.Latency.Quantile(0.99)
 			row.VsPlain = rep.Ratio(name, Plain, size)
 			row.VsRedis = rep.Ratio(name, Redis, size)

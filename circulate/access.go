@@ -1,0 +1,395 @@
+package circulate
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/scone-project/scone"
+	pb "github.com/scone-project/scone/circulate/circulatepb"
+	"github.com/scone-project/scone/cluster"
+)
+
+// maxForwards bounds how many relays pass one write on to the primary.
+const maxForwards = 4
+
+// Get implements relay.Store: it returns the client's SCONEs for target from
+// this relay's copy, or else from the group (see query).
+func (s *Store) Get(ctx context.Context, client, target string) ([][]byte, error) {
+	key := cluster.KeyOf(client)
+	now := s.cfg.Now()
+	it := s.slot(key).state().it
+	if it != nil && it.expires.After(now) {
+		s.m.queries.WithLabelValues("local").Inc()
+	} else {
+		var err error
+		if it, err = s.query(ctx, key); err != nil {
+			return nil, err
+		}
+	}
+	r := route{at: now}
+	if it != nil {
+		r.primary = it.primary()
+	}
+	s.mu.Lock()
+	s.routes[key] = r
+	s.mu.Unlock()
+	if it == nil {
+		return nil, nil
+	}
+	d := scone.NewDict(scone.WithDictClock(s.cfg.Now))
+	if err := d.Apply(nil, it.scones); err != nil {
+		return nil, err
+	}
+	return d.Match(nil, target), nil
+}
+
+// answer is one relay's reply to a query.
+type answer struct {
+	member  string
+	it      *item
+	age     time.Duration // how long the member has held it
+	movedTo string
+	err     error
+}
+
+// query asks every other live relay, in parallel, for the client's copy,
+// and returns the newest. If none holds one, the client has no SCONEs, but
+// only if every relay said so within QueryTimeout: otherwise the query
+// fails (Unavailable), so a request is never served with an empty state
+// while its state may be on a relay that is slow to answer.
+func (s *Store) query(ctx context.Context, key string) (*item, error) {
+	start := time.Now()
+	defer func() { s.m.queryTime.Observe(time.Since(start).Seconds()) }()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	answers := s.ask(ctx, key, s.others())
+	best, missing := s.newest(answers)
+	if best == nil && missing == 0 {
+		// A hand-off between the answers: ask where the copies went.
+		var moved []string
+		for _, a := range answers {
+			if a.movedTo != "" && a.movedTo != s.cfg.Name {
+				moved = append(moved, a.movedTo)
+			}
+		}
+		if len(moved) > 0 {
+			best, missing = s.newest(s.ask(ctx, key, moved))
+		}
+	}
+	if local := s.slot(key).state().it; local != nil && local.expires.After(s.cfg.Now()) && local.newer(best) {
+		best = local // it arrived while the others were asked
+	}
+	switch {
+	case best != nil:
+		s.m.queries.WithLabelValues("found").Inc()
+		return best, nil
+	case missing > 0:
+		s.m.queries.WithLabelValues("unavailable").Inc()
+		return nil, scone.NewError(scone.CodeUnavailable, fmt.Sprintf(
+			"circulate: the client's SCONEs were not found within %v: %d relays did not answer", s.cfg.QueryTimeout, missing))
+	}
+	s.m.queries.WithLabelValues("new").Inc()
+	return nil, nil
+}
+
+// others returns the live members but this relay.
+func (s *Store) others() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.members))
+	for _, m := range s.members {
+		if m != s.cfg.Name {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// ask sends Query to members in parallel and returns their answers.
+func (s *Store) ask(ctx context.Context, key string, members []string) []answer {
+	out := make([]answer, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Go(func() {
+			out[i] = answer{member: m}
+			c, err := s.conn(m)
+			if err != nil {
+				out[i].err = err
+				return
+			}
+			r, err := c.Query(ctx, &pb.QueryRequest{Key: key})
+			if err != nil {
+				out[i].err = err
+				return
+			}
+			out[i].movedTo = r.MovedTo
+			out[i].age = time.Duration(r.AgeMs) * time.Millisecond
+			if r.Copy != nil {
+				out[i].it, out[i].err = fromProto(r.Copy, s.cfg.MaxPerClient, s.cfg.Now())
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// newest returns the newest live copy among answers, and how many relays
+// did not answer.
+func (s *Store) newest(answers []answer) (best *item, missing int) {
+	now := s.cfg.Now()
+	for _, a := range answers {
+		switch {
+		case a.err != nil:
+			missing++
+		case a.it != nil && a.it.expires.After(now) && a.it.newer(best):
+			best = a.it
+		}
+	}
+	return best, missing
+}
+
+// Apply implements relay.Store: the write goes to the primary holder of the
+// client's copies, found by the read that came before it, and takes effect
+// there only if the copies still hold what the request carried (sent).
+func (s *Store) Apply(ctx context.Context, client string, r *scone.Reply, sent [][]byte) error {
+	key := cluster.KeyOf(client)
+	s.mu.Lock()
+	rt, ok := s.routes[key]
+	delete(s.routes, key)
+	s.mu.Unlock()
+	req := &pb.ApplyRequest{Key: key, Scones: r.SCONEs, Sent: sent}
+	for _, d := range r.Dropped {
+		req.Dropped = append(req.Dropped, &pb.Dropped{Service: d.Service, Scope: d.Scope})
+	}
+	target := rt.primary
+	if !ok || target == "" {
+		// No relay held the client's SCONEs: the first relay of hop 0
+		// creates them, so two first writes meet there.
+		req.Create = true
+		target = s.home(key)
+	}
+	rep, err := s.applyAt(ctx, target, req)
+	if err != nil {
+		s.m.writes.WithLabelValues("unavailable").Inc()
+		return scone.WrapError(scone.CodeUnavailable, "circulate: the primary holder of the client's SCONEs did not answer", err)
+	}
+	code := scone.Code(rep.Code)
+	switch code {
+	case 0:
+		s.m.writes.WithLabelValues("ok").Inc()
+		return nil
+	case scone.CodeConflict:
+		s.m.writes.WithLabelValues("conflict").Inc()
+	default:
+		s.m.writes.WithLabelValues("unavailable").Inc()
+	}
+	return scone.NewError(code, rep.Message)
+}
+
+// home returns the relay that creates key's first copies.
+func (s *Store) home(key string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := placement(key, 0, s.members, 1); len(h) == 1 {
+		return h[0]
+	}
+	return s.cfg.Name
+}
+
+// applyAt runs a write on member (this relay or another), following it to
+// where the copies moved.
+func (s *Store) applyAt(ctx context.Context, member string, req *pb.ApplyRequest) (*pb.ApplyReply, error) {
+	if member == s.cfg.Name {
+		return s.applyHere(ctx, req), nil
+	}
+	c, err := s.conn(member)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*s.cfg.Timeout)
+	defer cancel()
+	return c.Apply(ctx, req)
+}
+
+// applyHere runs a write on this relay: as the primary holder of the
+// client's copies, or as the relay that creates them; else it passes the
+// write on to the primary.
+func (s *Store) applyHere(ctx context.Context, req *pb.ApplyRequest) *pb.ApplyReply {
+	sl, err := s.lockSlot(ctx, req.Key)
+	if err != nil {
+		return failure(err)
+	}
+	st := sl.state()
+	cur := st.it
+	if cur != nil && !cur.expires.After(s.cfg.Now()) {
+		cur = nil
+	}
+	switch {
+	case cur == nil && st.movedTo != "" && st.movedTo != s.cfg.Name:
+		sl.release()
+		return s.forward(ctx, st.movedTo, req)
+	case cur == nil && !req.Create:
+		sl.release()
+		return failure(scone.NewError(scone.CodeUnavailable, "circulate: the client's SCONEs moved; retry"))
+	case cur != nil && cur.primary() != s.cfg.Name:
+		sl.release()
+		return s.forward(ctx, cur.primary(), req)
+	}
+	defer sl.release()
+	return failure(s.write(ctx, sl, cur, req))
+}
+
+// forward passes a write on to the primary named by another relay.
+func (s *Store) forward(ctx context.Context, to string, req *pb.ApplyRequest) *pb.ApplyReply {
+	if req.Forwards >= maxForwards {
+		return failure(scone.NewError(scone.CodeUnavailable, "circulate: the client's SCONEs are moving; retry"))
+	}
+	req.Forwards++
+	req.Create = false
+	rep, err := s.applyAt(ctx, to, req)
+	if err != nil {
+		return failure(scone.WrapError(scone.CodeUnavailable, "circulate: the primary holder did not answer", err))
+	}
+	return rep
+}
+
+// write applies a reply on top of cur (nil: a new client), replicates the
+// result to the other holders, and keeps it; sl is locked. If a holder
+// refuses or does not answer, the holders that took it undo it, and the
+// write fails with nothing changed.
+func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyRequest) error {
+	d := scone.NewDict(scone.WithDictLimits(s.cfg.MaxPerClient, s.cfg.MaxBytesPerClient), scone.WithDictClock(s.cfg.Now))
+	next := &item{key: req.Key, gen: 1, since: s.cfg.Now()}
+	mode := pb.PutRequest_HANDOFF
+	if cur != nil {
+		if err := d.Apply(nil, cur.scones); err != nil {
+			return err
+		}
+		next.gen, next.hop, next.holders = cur.gen+1, cur.hop, cur.holders
+		mode = pb.PutRequest_UPDATE
+	} else {
+		others := s.others()
+		next.holders = append([]string{s.cfg.Name}, placement(req.Key, 0, others, s.cfg.Copies-1)...)
+	}
+	r := &scone.Reply{SCONEs: req.Scones}
+	for _, k := range req.Dropped {
+		r.Dropped = append(r.Dropped, scone.HolderKey{Service: k.Service, Scope: k.Scope})
+	}
+	if err := d.ApplyIfBase(r, req.Sent); err != nil {
+		return err
+	}
+	next.scones = d.Tokens()
+	if len(next.scones) == 0 {
+		s.dropAll(sl, cur)
+		return nil
+	}
+	if len(next.holders) < s.cfg.Copies {
+		return scone.NewError(scone.CodeUnavailable, fmt.Sprintf(
+			"circulate: %d relays live, fewer than the %d copies each client needs", len(next.holders), s.cfg.Copies))
+	}
+	next.expires = expiry(next.scones)
+	var base uint64
+	if cur != nil {
+		base = cur.gen
+	}
+	took, refused, err := s.putAll(ctx, next.holders[1:], mode, next, base)
+	if refused != nil || err != nil {
+		s.putEach(took, pb.PutRequest_UNDO, next, 0)
+		if refused != nil {
+			return scone.NewError(scone.CodeConflict, "circulate: another relay changed this client's state first")
+		}
+		return scone.WrapError(scone.CodeUnavailable, "circulate: a holder of the client's copies did not answer", err)
+	}
+	next.prev = cur
+	sl.set(next)
+	s.cfg.Logger.Debug("written", "relay", s.cfg.Name, "key", short(next.key), "gen", next.gen, "hop", next.hop, "holders", next.holders)
+	return nil
+}
+
+// dropAll removes every copy of a client whose last session ended; sl is
+// locked.
+func (s *Store) dropAll(sl *slot, cur *item) {
+	if cur == nil {
+		return
+	}
+	for _, h := range cur.holders {
+		if h == s.cfg.Name {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+		if c, err := s.conn(h); err == nil {
+			c.Retire(ctx, &pb.RetireRequest{Key: cur.key, Gen: cur.gen, Hop: cur.hop})
+		}
+		cancel()
+	}
+	sl.set(nil)
+}
+
+// refusal says how the relays that refused a Put hold their copies.
+type refusal struct {
+	youngest time.Duration // the shortest time one has held its copy
+}
+
+// putAll sends a Put to members in parallel: it returns those that took
+// it, the refusals (nil if none), and an error if one did not answer.
+func (s *Store) putAll(ctx context.Context, members []string, mode pb.PutRequest_Mode, it *item, base uint64) (took []string, refused *refusal, err error) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range members {
+		wg.Go(func() {
+			r, e := s.put(ctx, m, mode, it, base)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case e != nil:
+				err = e
+			case !r.Ok:
+				age := time.Duration(r.AgeMs) * time.Millisecond
+				if refused == nil || age < refused.youngest {
+					refused = &refusal{youngest: age}
+				}
+			default:
+				took = append(took, m)
+			}
+		})
+	}
+	wg.Wait()
+	return took, refused, err
+}
+
+// putEach sends a Put to members, best effort.
+func (s *Store) putEach(members []string, mode pb.PutRequest_Mode, it *item, base uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	s.putAll(ctx, members, mode, it, base)
+}
+
+// put sends one Put to member.
+func (s *Store) put(ctx context.Context, member string, mode pb.PutRequest_Mode, it *item, base uint64) (*pb.PutReply, error) {
+	c, err := s.conn(member)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	return c.Put(ctx, &pb.PutRequest{Mode: mode, Copy: it.toProto(), Base: base})
+}
+
+// settle is how long a copy must have been held before other copies give
+// way to it: a hand-off or write that put it there and then failed takes it
+// back (UNDO) within its own time bound, shorter than this.
+func (s *Store) settle() time.Duration { return 3 * s.cfg.Timeout }
+
+// failure returns the reply of a write that ended with err (nil: success).
+func failure(err error) *pb.ApplyReply {
+	if err == nil {
+		return &pb.ApplyReply{}
+	}
+	code := scone.CodeOf(err)
+	if code == scone.CodeUnknown {
+		code = scone.CodeInternal
+	}
+	return &pb.ApplyReply{Code: uint32(code), Message: err.Error()}
+}

@@ -1,0 +1,266 @@
+package circulate
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	pb "github.com/scone-project/scone/circulate/circulatepb"
+)
+
+// handoffWorkers bounds the hand-offs in flight from one relay.
+const handoffWorkers = 16
+
+// loop moves the copies this relay holds: each tick it hands on the copies
+// it is the primary of and has held for Dwell, checks on copies that have
+// not moved for long, drops expired ones, and forgets old records of
+// hand-offs. A change of membership runs it at once, so copies on a relay
+// that left are recreated without waiting.
+func (s *Store) loop() {
+	defer s.done.Done()
+	tick := time.NewTicker(max(s.cfg.Dwell/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		case <-s.changed:
+		}
+		s.pass()
+	}
+}
+
+// pass runs one round of the loop.
+func (s *Store) pass() {
+	now := s.cfg.Now()
+	sem := make(chan struct{}, handoffWorkers)
+	var wg sync.WaitGroup
+	for key, sl := range s.snapshot() {
+		st := sl.state()
+		it := st.it
+		switch {
+		case it == nil:
+			if now.Sub(st.movedAt) > s.forgetAfter() {
+				s.remove(key, sl)
+			}
+			continue
+		case !it.expires.After(now):
+			s.expire(sl, it)
+			continue
+		}
+		act := s.action(it, now)
+		if act == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			act(sl)
+		})
+	}
+	wg.Wait()
+	s.forgetRoutes(now)
+}
+
+// action returns what this relay must do with its copy it now, if anything.
+func (s *Store) action(it *item, now time.Time) func(*slot) {
+	acting := s.actingPrimary(it)
+	held := now.Sub(it.since)
+	switch {
+	case acting && (held >= s.cfg.Dwell || s.lostHolder(it)):
+		return func(sl *slot) { s.handoff(sl, false) }
+	case !acting && held >= 3*s.cfg.Dwell:
+		return s.check
+	}
+	return nil
+}
+
+// actingPrimary reports whether this relay moves it: it is the first of its
+// holders that is live.
+func (s *Store) actingPrimary(it *item) bool {
+	for _, h := range it.holders {
+		if h == s.cfg.Name {
+			return true
+		}
+		if s.live(h) {
+			return false
+		}
+	}
+	return false
+}
+
+// lostHolder reports whether a holder of it is no longer live.
+func (s *Store) lostHolder(it *item) bool {
+	for _, h := range it.holders {
+		if !s.live(h) {
+			return true
+		}
+	}
+	return len(it.holders) < s.cfg.Copies && len(s.Members()) > len(it.holders)
+}
+
+// handoff moves the copies of a slot to the relays of the next hop: it puts
+// them on every one of them, and once all have taken them, retires the
+// copies of this hop (this relay's last). If a relay of the next hop fails
+// to take them, the others go back to what they held, and the copies stay
+// where they are until the next try. force hands on even a copy this relay is not the
+// primary of (on leaving). It reports whether the copies moved.
+func (s *Store) handoff(sl *slot, force bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.Timeout)
+	defer cancel()
+	if err := sl.acquire(ctx); err != nil {
+		return false
+	}
+	defer sl.release()
+	it := sl.state().it
+	if it == nil || !it.expires.After(s.cfg.Now()) || !force && !s.actingPrimary(it) {
+		return false // gone, expired (dropped by the next pass), or not ours to move
+	}
+	next := &item{
+		key: it.key, gen: it.gen, hop: it.hop + 1, scones: it.scones, expires: it.expires,
+		holders: placement(it.key, it.hop+1, s.Members(), s.cfg.Copies),
+	}
+	if len(next.holders) == 0 {
+		return false // alone and leaving
+	}
+	var remote []string
+	for _, h := range next.holders {
+		if h != s.cfg.Name {
+			remote = append(remote, h)
+		}
+	}
+	took, refused, err := s.putAll(ctx, remote, pb.PutRequest_HANDOFF, next, 0)
+	switch {
+	case refused != nil:
+		// A relay holds a newer copy. Once it has held it long enough
+		// that no failed hand-off or write can take it back, this one is
+		// left over.
+		s.putEach(took, pb.PutRequest_UNDO, next, 0)
+		if refused.youngest < s.settle() {
+			s.m.handoffs.WithLabelValues("failed").Inc()
+			return false
+		}
+		s.cfg.Logger.Debug("hand-off refused: left over", "relay", s.cfg.Name, "key", short(it.key), "gen", it.gen, "hop", it.hop)
+		s.m.handoffs.WithLabelValues("stale").Inc()
+		sl.moved(next.primary(), s.cfg.Now())
+		return false
+	case err != nil:
+		// The relays that took the copy go back to what they held.
+		s.m.handoffs.WithLabelValues("failed").Inc()
+		s.putEach(took, pb.PutRequest_UNDO, next, 0)
+		s.cfg.Logger.Debug("hand-off failed", "relay", s.cfg.Name, "key", short(it.key), "err", err)
+		return false
+	}
+	var old []string
+	for _, h := range it.holders {
+		if h != s.cfg.Name && !slices.Contains(next.holders, h) {
+			old = append(old, h)
+		}
+	}
+	s.retireOn(old, it, next.primary())
+	if slices.Contains(next.holders, s.cfg.Name) {
+		next.since = s.cfg.Now()
+		sl.set(next)
+	} else {
+		sl.moved(next.primary(), s.cfg.Now())
+	}
+	s.m.handoffs.WithLabelValues("ok").Inc()
+	s.cfg.Logger.Debug("handed on", "relay", s.cfg.Name, "key", short(it.key), "gen", it.gen, "hop", next.hop, "holders", next.holders)
+	return true
+}
+
+// retireOn tells members to drop their copies up to it, best effort.
+func (s *Store) retireOn(members []string, it *item, movedTo string) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, m := range members {
+		wg.Go(func() {
+			if c, err := s.conn(m); err == nil {
+				c.Retire(ctx, &pb.RetireRequest{Key: it.key, Gen: it.gen, Hop: it.hop, MovedTo: movedTo})
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// check asks the primary of a copy that has not moved for three dwell
+// times whether it is still current. If the primary (or the relay it
+// handed the copies to) holds a copy at least as new, settled, this one was
+// left behind (its retirement lost) and is dropped. If the primary holds
+// the same copy, it is only slow to move it. Otherwise (the primary does
+// not answer, or lost the copy) this relay hands the copies on itself: it
+// may hold the last one.
+func (s *Store) check(sl *slot) {
+	it := sl.state().it
+	if it == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	a := s.ask(ctx, it.key, []string{it.primary()})[0]
+	if a.err == nil && a.it == nil && a.movedTo != "" && a.movedTo != s.cfg.Name {
+		a = s.ask(ctx, it.key, []string{a.movedTo})[0]
+	}
+	switch {
+	case a.err == nil && a.it != nil && it.same(a.it):
+		return
+	case a.err == nil && a.it != nil && !it.newer(a.it) && a.age >= s.settle():
+		if sl.acquire(ctx) == nil {
+			if sl.state().it == it {
+				s.cfg.Logger.Debug("left over: dropped", "relay", s.cfg.Name, "key", short(it.key), "gen", it.gen, "hop", it.hop)
+				s.m.handoffs.WithLabelValues("stale").Inc()
+				sl.moved(a.member, s.cfg.Now())
+			}
+			sl.release()
+		}
+	case a.err != nil || a.it == nil || it.newer(a.it):
+		s.handoff(sl, true)
+	}
+}
+
+// expire drops an expired copy.
+func (s *Store) expire(sl *slot, it *item) {
+	if !sl.tryAcquire() {
+		return // busy: next time
+	}
+	defer sl.release()
+	if sl.state().it == it {
+		sl.set(nil)
+		s.m.expired.Inc()
+	}
+}
+
+// forgetAfter is how long a relay remembers where it handed copies.
+func (s *Store) forgetAfter() time.Duration { return 10*s.cfg.Dwell + s.cfg.QueryTimeout }
+
+// remove deletes an empty slot from the store.
+func (s *Store) remove(key string, sl *slot) {
+	if !sl.tryAcquire() {
+		return
+	}
+	defer sl.release()
+	st := sl.state()
+	if st.it != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.slots[key] == sl {
+		delete(s.slots, key)
+	}
+	s.mu.Unlock()
+	sl.ref.Store(&slotState{dead: true})
+}
+
+// forgetRoutes drops the routes of reads that had no write.
+func (s *Store) forgetRoutes(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, r := range s.routes {
+		if now.Sub(r.at) > time.Minute {
+			delete(s.routes, k)
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package circulate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Config configures a circulating Store. Start from DefaultConfig.
+type Config struct {
+	// Name names the relay in the group; unique. Required.
+	Name string
+	// GossipAddr is where memberlist listens (UDP and TCP), host:port.
+	GossipAddr string
+	// PeerAddr is the address (host:port) the other relays reach this one's
+	// Circulation service at (serve it with Store.ServePeer). Required.
+	PeerAddr string
+	// Seeds are gossip addresses of relays to join; empty starts a group.
+	Seeds []string
+	// Copies is how many relays hold each client's SCONEs at any time: any
+	// Copies-1 of them can fail at once with nothing acknowledged lost.
+	Copies int
+	// Dwell is how long the primary holder keeps a client's copies before
+	// handing them to the next relays.
+	Dwell time.Duration
+	// QueryTimeout bounds the search for a client's SCONEs that this relay
+	// does not hold: if some relay has not answered by then, and none that
+	// did holds them, the request fails (Unavailable) rather than being
+	// served without its state.
+	QueryTimeout time.Duration
+	// Timeout bounds every other call to another relay.
+	Timeout time.Duration
+	// MaxPerClient bounds each client's SCONEs, by count and bytes.
+	MaxPerClient      int
+	MaxBytesPerClient int
+	// Memberlist, if set, is the memberlist configuration (its Name,
+	// Delegate and Events are set by the Store); by default
+	// cluster.LANConfig().
+	Memberlist *memberlist.Config
+	// Dial, if set, connects to other relays' Circulation service.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Now is the clock expiry and dwell are read by (nil: time.Now).
+	Now func() time.Time
+	// Logger receives the store's logs. Default: discarded.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every default set; Name and PeerAddr
+// remain to be given.
+func DefaultConfig() Config {
+	return Config{
+		GossipAddr:        "127.0.0.1:7947",
+		Copies:            2,
+		Dwell:             500 * time.Millisecond,
+		QueryTimeout:      time.Second,
+		Timeout:           time.Second,
+		MaxPerClient:      64,
+		MaxBytesPerClient: 1 << 20,
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("circulate: the relay needs a name")
+	case c.PeerAddr == "":
+		return errors.New("circulate: the relay needs a peer address")
+	case c.Copies < 1:
+		return fmt.Errorf("circulate: copies must be at least 1, not %d", c.Copies)
+	case c.Dwell <= 0:
+		return errors.New("circulate: the dwell time must be positive")
+	case c.QueryTimeout <= 0 || c.Timeout <= 0:
+		return errors.New("circulate: timeouts must be positive")
+	case c.MaxPerClient < 1 || c.MaxBytesPerClient < 1:
+		return errors.New("circulate: per-client bounds must be positive")
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package circulate
+
+import (
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/cluster"
+	pb "github.com/scone-project/scone/circulate/circulatepb"
+)
+
+// item is a relay's copy of one client's SCONEs. Items are never modified:
+// a change makes a new one.
+type item struct {
+	key     string
+	gen     uint64   // grows by one at each write
+	hop     uint64   // grows by one at each hand-off
+	holders []string // the relays holding this hop's copies, the primary first
+	scones  [][]byte
+	expires time.Time // the latest expiry of its SCONEs
+	since   time.Time // when this relay took it
+	prev    *item     // before the last UPDATE, for its UNDO
+}
+
+// newer reports whether a is a later copy than b: a later write, or the same
+// write handed further. A nil b is older than any copy.
+func (a *item) newer(b *item) bool {
+	if b == nil {
+		return true
+	}
+	if a.gen != b.gen {
+		return a.gen > b.gen
+	}
+	return a.hop > b.hop
+}
+
+// same reports whether a and b are copies of one write at one hop.
+func (a *item) same(b *item) bool {
+	return b != nil && a.gen == b.gen && a.hop == b.hop
+}
+
+// primary returns the relay that serialises the item's writes and moves it.
+func (a *item) primary() string { return a.holders[0] }
+
+// placement returns the relays that hold the copies of key's hop-th hop:
+// rendezvous hashing of (key, hop) over the live members, so each hop goes
+// to a different set, and every relay computes the same one.
+func placement(key string, hop uint64, members []string, copies int) []string {
+	return cluster.Owners(key+"/"+strconv.FormatUint(hop, 10), members, copies)
+}
+
+// expiry returns the latest expiry of tokens, which must be well formed.
+func expiry(tokens [][]byte) time.Time {
+	var t time.Time
+	for _, tok := range tokens {
+		if h, err := scone.Peek(tok); err == nil && h.Expires.After(t) {
+			t = h.Expires
+		}
+	}
+	return t
+}
+
+// short returns the start of a key, for logs.
+func short(key string) string { return key[:min(len(key), 8)] }
+
+// toProto returns the item as sent to other relays.
+func (a *item) toProto() *pb.Copy {
+	return &pb.Copy{Key: a.key, Gen: a.gen, Hop: a.hop, Holders: a.holders, Scones: a.scones}
+}
+
+// fromProto checks a copy from another relay and returns it as an item.
+func fromProto(c *pb.Copy, maxSCONEs int, now time.Time) (*item, error) {
+	switch {
+	case c == nil || c.Key == "":
+		return nil, scone.NewError(scone.CodeMalformed, "circulate: a copy without a key")
+	case len(c.Holders) == 0:
+		return nil, scone.NewError(scone.CodeMalformed, "circulate: a copy without holders")
+	case len(c.Scones) == 0 || len(c.Scones) > maxSCONEs:
+		return nil, scone.NewError(scone.CodeMalformed, "circulate: a copy of "+strconv.Itoa(len(c.Scones))+" SCONEs")
+	}
+	for _, tok := range c.Scones {
+		if _, err := scone.Peek(tok); err != nil {
+			return nil, err
+		}
+	}
+	return &item{
+		key: c.Key, gen: c.Gen, hop: c.Hop,
+		holders: slices.Clone(c.Holders), scones: c.Scones,
+		expires: expiry(c.Scones), since: now,
+	}, nil
+}

@@ -1,0 +1,41 @@
+// Package circulate keeps clients' SCONEs in circulation among a group of
+// relays, the second network-held mode of the SCONE patent (Fig. 8): no
+// relay keeps a client's SCONEs; they move from relay to relay until they
+// are needed or expire, and the relay that receives a request finds them by
+// asking the others.
+//
+// A Store is a relay.Store; give it to a relay (relay.Config.Store). The
+// relays form a group with memberlist, and each serves the others its
+// Circulation service (circulatepb).
+//
+// # Copies, hops and the primary
+//
+// Each client's SCONEs exist as Config.Copies copies (2 by default) on as
+// many relays: the holders of the current hop, chosen by rendezvous hashing
+// of (client, hop) over the live relays; the first is the primary. After
+// Config.Dwell the primary hands the copies on: it puts them on every
+// holder of the next hop, and only once all have acknowledged does it retire
+// the copies of the old hop (its own last), so a hand-off in flight is never
+// the only copy. When a holder leaves or fails, the first live holder hands
+// the copies on at once, which recreates the lost copy: the count returns to
+// Copies. Every holder drops its copy at the expiry of the client's last
+// SCONE.
+//
+// # Reads and writes
+//
+// A relay that holds a copy serves a request from it; otherwise it asks
+// every other live relay in parallel and takes the newest copy (the highest
+// generation, then hop). If no relay holds one and all have answered, the
+// client has no state; if some relay has not answered within
+// Config.QueryTimeout, the request fails with CodeUnavailable, never served
+// with an empty state by accident.
+//
+// The write of a reply goes to the primary the read found (a relay that
+// handed the copies on lately passes it on). The primary applies it only if
+// its copy still holds what the request carried (as scone.Dict.ApplyIfBase:
+// else CodeConflict), puts the new generation on the other holders on top of
+// the old one (compare-and-set), and keeps it once all have; if a holder
+// refuses or does not answer, the holders that took it undo it and the write
+// fails with nothing changed. Older copies found by a read (left behind by a
+// failed hand-off, or on a relay that was paused) are retired.
+package circulate

@@ -1,0 +1,324 @@
+package circulate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/scone-project/scone"
+	pb "github.com/scone-project/scone/circulate/circulatepb"
+	"github.com/scone-project/scone/cluster"
+	"github.com/scone-project/scone/relay"
+)
+
+// Store is a relay.Store in which no relay keeps a client's SCONEs: they
+// circulate among the relays of a group. See the package documentation.
+type Store struct {
+	cfg  Config
+	ml   *memberlist.Memberlist
+	peer *grpc.Server
+	reg  *prometheus.Registry
+	m    *metrics
+
+	mu      sync.Mutex
+	slots   map[string]*slot  // by client key
+	addrs   map[string]string // live member → Circulation address
+	conns   map[string]*grpc.ClientConn
+	members []string // sorted live members, this relay included
+	routes  map[string]route // client key → where its last read found the primary
+
+	changed chan struct{} // membership changed
+	stop    chan struct{}
+	done    sync.WaitGroup
+}
+
+// route is where a read found a client's copies: the write of its reply
+// goes to that primary.
+type route struct {
+	primary string // "" when no relay held them: the write creates them
+	at      time.Time
+}
+
+var _ relay.Store = (*Store)(nil)
+
+// New starts a Store: it begins gossiping and joins cfg.Seeds. Serve its
+// Circulation service with ServePeer.
+func New(cfg Config) (*Store, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:     cfg,
+		reg:     prometheus.NewRegistry(),
+		slots:   map[string]*slot{},
+		addrs:   map[string]string{},
+		conns:   map[string]*grpc.ClientConn{},
+		routes:  map[string]route{},
+		changed: make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+	}
+	s.m = newMetrics(s.reg, s.held)
+	s.peer = grpc.NewServer()
+	pb.RegisterCirculationServer(s.peer, peerServer{s: s})
+
+	mc := cfg.Memberlist
+	if mc == nil {
+		mc = cluster.LANConfig()
+	}
+	mc.Name = cfg.Name
+	if mc.Transport == nil {
+		host, port, err := net.SplitHostPort(cfg.GossipAddr)
+		if err != nil {
+			return nil, fmt.Errorf("circulate: gossip address %q: %v", cfg.GossipAddr, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("circulate: gossip address %q: %v", cfg.GossipAddr, err)
+		}
+		mc.BindAddr, mc.BindPort = host, p
+	}
+	if mc.Logger == nil && mc.LogOutput == nil {
+		mc.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
+	}
+	mc.Delegate = delegate{s}
+	mc.Events = events{s}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("circulate: starting memberlist: %w", err)
+	}
+	s.ml = ml
+	if len(cfg.Seeds) > 0 {
+		if _, err := ml.Join(cfg.Seeds); err != nil {
+			ml.Shutdown()
+			return nil, fmt.Errorf("circulate: joining %v: %w", cfg.Seeds, err)
+		}
+	}
+	s.done.Add(1)
+	go s.loop()
+	return s, nil
+}
+
+// ServePeer serves the Circulation service (the other relays' queries,
+// hand-offs and writes) on lis until Close.
+func (s *Store) ServePeer(lis net.Listener) error { return s.peer.Serve(lis) }
+
+// Metrics returns the registry of the store's Prometheus metrics.
+func (s *Store) Metrics() *prometheus.Registry { return s.reg }
+
+// GossipAddr returns the address other relays join this one at.
+func (s *Store) GossipAddr() string { return s.ml.LocalNode().Address() }
+
+// Name returns the relay's name in the group.
+func (s *Store) Name() string { return s.cfg.Name }
+
+// Members returns the names of the live relays, this one included, sorted.
+func (s *Store) Members() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.members)
+}
+
+// Copies returns the copies this relay holds now, by client key: their
+// generation and hop.
+func (s *Store) Copies() map[string][2]uint64 {
+	out := map[string][2]uint64{}
+	now := s.cfg.Now()
+	for key, sl := range s.snapshot() {
+		if it := sl.state().it; it != nil && it.expires.After(now) {
+			out[key] = [2]uint64{it.gen, it.hop}
+		}
+	}
+	return out
+}
+
+// held counts the copies this relay holds (expired ones included until
+// swept).
+func (s *Store) held() float64 {
+	n := 0
+	for _, sl := range s.snapshot() {
+		if sl.state().it != nil {
+			n++
+		}
+	}
+	return float64(n)
+}
+
+// Close leaves the group at once, as a crash would for the others: the
+// copies held here are recreated elsewhere from their other copies.
+func (s *Store) Close() error {
+	select {
+	case <-s.stop:
+		return nil
+	default:
+	}
+	close(s.stop)
+	s.ml.Shutdown()
+	s.peer.Stop()
+	s.done.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, c := range s.conns {
+		c.Close()
+		delete(s.conns, name)
+	}
+	return nil
+}
+
+// Leave hands every copy this relay holds to the next relays, tells the
+// group it is leaving, and closes.
+func (s *Store) Leave(timeout time.Duration) error {
+	s.mu.Lock()
+	delete(s.addrs, s.cfg.Name) // hand-offs now place copies elsewhere
+	s.setMembers()
+	s.mu.Unlock()
+	failed := 0
+	for _, sl := range s.snapshot() {
+		if it := sl.state().it; it != nil && !s.handoff(sl, true) {
+			failed++
+		}
+	}
+	err := s.ml.Leave(timeout)
+	s.Close()
+	if failed > 0 {
+		err = errors.Join(fmt.Errorf("circulate: %d copies not handed over on leaving", failed), err)
+	}
+	return err
+}
+
+// slot returns the slot of key, made if needed.
+func (s *Store) slot(key string) *slot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl := s.slots[key]
+	if sl == nil {
+		sl = newSlot()
+		s.slots[key] = sl
+	}
+	return sl
+}
+
+// lockSlot returns key's slot, locked.
+func (s *Store) lockSlot(ctx context.Context, key string) (*slot, error) {
+	for {
+		sl := s.slot(key)
+		if err := sl.acquire(ctx); err != nil {
+			return nil, scone.WrapError(scone.CodeUnavailable, "circulate: the client's copy is busy", err)
+		}
+		if !sl.state().dead {
+			return sl, nil
+		}
+		sl.release() // removed meanwhile: a new one is in the map
+	}
+}
+
+// snapshot returns the slots.
+func (s *Store) snapshot() map[string]*slot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*slot, len(s.slots))
+	for k, v := range s.slots {
+		out[k] = v
+	}
+	return out
+}
+
+// conn returns a connection to a live member's Circulation service.
+func (s *Store) conn(name string) (pb.CirculationClient, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.conns[name]; c != nil {
+		return pb.NewCirculationClient(c), nil
+	}
+	addr, ok := s.addrs[name]
+	if !ok {
+		return nil, scone.NewError(scone.CodeUnavailable, "circulate: "+name+" is not a live relay")
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if s.cfg.Dial != nil {
+		opts = append(opts, grpc.WithContextDialer(s.cfg.Dial))
+	}
+	c, err := grpc.NewClient("passthrough:///"+addr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	s.conns[name] = c
+	return pb.NewCirculationClient(c), nil
+}
+
+// delegate gives memberlist the relay's metadata: its Circulation address.
+type delegate struct{ s *Store }
+
+func (d delegate) NodeMeta(int) []byte             { return []byte(d.s.cfg.PeerAddr) }
+func (d delegate) NotifyMsg([]byte)                {}
+func (d delegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (d delegate) LocalState(bool) []byte          { return nil }
+func (d delegate) MergeRemoteState([]byte, bool)   {}
+
+// events follows membership.
+type events struct{ s *Store }
+
+func (e events) NotifyJoin(n *memberlist.Node)   { e.s.memberUp(n.Name, string(n.Meta)) }
+func (e events) NotifyUpdate(n *memberlist.Node) { e.s.memberUp(n.Name, string(n.Meta)) }
+func (e events) NotifyLeave(n *memberlist.Node)  { e.s.memberGone(n.Name) }
+
+func (s *Store) memberUp(name, addr string) {
+	s.mu.Lock()
+	if old, ok := s.addrs[name]; ok && old != addr {
+		if c := s.conns[name]; c != nil {
+			c.Close()
+			delete(s.conns, name)
+		}
+	}
+	s.addrs[name] = addr
+	s.setMembers()
+	s.mu.Unlock()
+	s.notifyChange()
+}
+
+func (s *Store) memberGone(name string) {
+	s.mu.Lock()
+	delete(s.addrs, name)
+	if c := s.conns[name]; c != nil {
+		c.Close()
+		delete(s.conns, name)
+	}
+	s.setMembers()
+	s.mu.Unlock()
+	s.notifyChange()
+}
+
+// setMembers records the live members; s.mu must be held.
+func (s *Store) setMembers() {
+	s.members = s.members[:0:0]
+	for name := range s.addrs {
+		s.members = append(s.members, name)
+	}
+	slices.Sort(s.members)
+	s.m.members.Set(float64(len(s.members)))
+}
+
+func (s *Store) notifyChange() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// live reports whether name is a live member.
+func (s *Store) live(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.addrs[name]
+	return ok
+}

@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// String formats a ratio as "median (min–max)", or "—" when it could not
+// be formed.
+func (r Ratio) String() string {
+	if r.N == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f (%.2f–%.2f)", r.Median, r.Min, r.Max)
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= 10*time.Millisecond:
+		return fmt.Sprintf("%.0f ms", float64(d)/1e6)
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.1f ms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%.0f µs", float64(d)/1e3)
+	}
+}
+
+func fmtBytes(b float64) string {
+	sign := "+"
+	if b < 0 {
+		sign, b = "−", -b
+	}
+	switch {
+	case b >= 1<<20:
+		return fmt.Sprintf("%s%.1f MiB", sign, b/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%s%.0f KiB", sign, b/(1<<10))
+	default:
+		return fmt.Sprintf("%s%.0f B", sign, b)
+	}
+}
+
+func fmtSize(n int) string {
+	if n%1024 == 0 {
+		return fmt.Sprintf("%d KiB", n/1024)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func fmtQPS(q float64) string { return fmt.Sprintf("%.0f", q) }
+
+// table is the comparison as rows of cells, with its header.
+func (rep *Report) table() [][]string {
+	out := [][]string{{"contender", "state", "calls/s", "p50", "p99", "CPU/call", "heap/100k sessions", "÷ plain", "÷ Redis", "failed"}}
+	for _, r := range rep.Rows() {
+		failed := "0"
+		if r.Errors+r.Wrong > 0 {
+			failed = fmt.Sprintf("%d+%d", r.Errors, r.Wrong)
+		}
+		out = append(out, []string{
+			r.Contender, fmtSize(r.Size), fmtQPS(r.QPS), fmtDur(r.P50), fmtDur(r.P99),
+			fmtDur(r.CPUPerCall), fmtBytes(r.HeapPer100k), r.VsPlain.String(), r.VsRedis.String(), failed,
+		})
+	}
+	return out
+}
+
+// tracked is the tracked ratios as rows: one per ratio, a column per size.
+func (rep *Report) tracked() [][]string {
+	head := []string{"ratio (calls/s, paired per round)"}
+	for _, s := range rep.Config.Sizes {
+		head = append(head, fmtSize(s))
+	}
+	out := [][]string{head}
+	byName := map[string][]string{}
+	var order []string
+	for _, t := range rep.Tracked() {
+		if _, ok := byName[t.Name]; !ok {
+			order = append(order, t.Name)
+		}
+		byName[t.Name] = append(byName[t.Name], t.Ratio.String())
+	}
+	for _, n := range order {
+		out = append(out, append([]string{n}, byName[n]...))
+	}
+	return out
+}
+
+func memoryTable(mem []MemoryResult) [][]string {
+	out := [][]string{{"contender", "sessions", "state", "heap before", "heap after", "growth", "per session", "failed"}}
+	for _, m := range mem {
+		out = append(out, []string{
+			m.Contender, fmt.Sprintf("%d", m.Sessions), fmtSize(m.Size), MiB(m.HeapBefore), MiB(m.HeapAfter),
+			fmtBytes(float64(m.Growth())), fmtBytes(float64(m.Growth()) / float64(max(m.Sessions, 1))),
+			fmt.Sprintf("%d", m.Errors+m.Wrong),
+		})
+	}
+	return out
+}
+
+func writeText(w io.Writer, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+func writeMarkdownTable(w io.Writer, rows [][]string) {
+	for i, r := range rows {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+		if i == 0 {
+			seps := make([]string, len(r))
+			for j := range seps {
+				seps[j] = "---:"
+			}
+			seps[0] = "---"
+			fmt.Fprintf(w, "|%s|\n", strings.Join(seps, "|"))
+		}
+	}
+}
+
+// WriteText prints the report as plain-text tables: the comparison, the
+// tracked ratios, the memory run (if any), and the skipped contenders.
+func WriteText(w io.Writer, rep *Report, mem []MemoryResult) {
+	writeText(w, rep.table())
+	fmt.Fprintln(w)
+	writeText(w, rep.tracked())
+	if len(mem) > 0 {
+		fmt.Fprintln(w)
+		writeText(w, memoryTable(mem))
+	}
+	for _, s := range rep.Skipped {
+		fmt.Fprintf(w, "\nskipped %s: %s", s.Contender, s.Reason)
+	}
+	if len(rep.Skipped) > 0 {
+		fmt.Fprintln(w)
+	}
+}
+
+// MarkdownMeta is what a Markdown report says besides the figures.
+type MarkdownMeta struct {
+	// Command is the exact command that made the report.
+	Command string
+	// Machine describes the machine (see Machine).
+	Machine string
+	// Plots are image paths relative to the Markdown file, with captions.
+	Plots []Plot
+}
+
+// Plot is a written plot: its path and what it shows.
+type Plot struct {
+	Path, Caption string
+}
+
+// WriteMarkdown writes the report as Markdown: the command, the machine,
+// the tables, the skipped contenders and the plots.
+func WriteMarkdown(w io.Writer, rep *Report, mem []MemoryResult, meta MarkdownMeta) {
+	c := rep.Config
+	fmt.Fprintf(w, "Command:\n\n```sh\n%s\n```\n\n", meta.Command)
+	fmt.Fprintf(w, "Machine: %s. Run on %s, %s.\n\n", meta.Machine, rep.Started.UTC().Format("2006-01-02 15:04 MST"), rep.Elapsed.Round(time.Second))
+	fmt.Fprintf(w, "Workload: %d concurrent callers, each running sessions of 1 to %d calls (mean %d, seed %d); every call a read-modify-write of the session's state. "+
+		"%d rounds; in each round every contender runs %v at each size, in this order: %s.\n\n",
+		c.Callers, 2*c.SessionCalls-1, c.SessionCalls, c.Seed, c.Rounds, c.Duration, strings.Join(rep.Ran, ", "))
+	writeMarkdownTable(w, rep.table())
+	fmt.Fprintln(w)
+	writeMarkdownTable(w, rep.tracked())
+	if len(mem) > 0 {
+		fmt.Fprintf(w, "\nMemory run, before the rounds: live heap (after a full collection) of the process serving %d distinct sessions of one call each, a fresh server per contender:\n\n", mem[0].Sessions)
+		writeMarkdownTable(w, memoryTable(mem))
+	}
+	if len(rep.Skipped) > 0 {
+		fmt.Fprintln(w)
+		for _, s := range rep.Skipped {
+			fmt.Fprintf(w, "* skipped `%s`: %s\n", s.Contender, s.Reason)
+		}
+	}
+	for _, p := range meta.Plots {
+		fmt.Fprintf(w, "\n![%s](%s)\n", p.Caption, p.Path)
+	}
+}
