@@ -125,8 +125,7 @@ func TestBenchCatchesLostState(t *testing.T) {
 	}
 	defer r.close()
 	cfg := Config{Callers: 4, MaxCalls: 100, SessionCalls: 5, Seed: 1}
-	var seq = new(sequence)
-	run := measure(t.Context(), &cfg, c, r, 64, 1, time.Minute, &seq.n)
+	run := measure(t.Context(), &cfg, c, r, 64, 1, time.Minute, new(sequence).ptr())
 	if run.Wrong == 0 || !strings.Contains(run.FirstError, "state lost or stale") {
 		t.Fatalf("%d wrong of %d calls (%q): a lost state went unseen", run.Wrong, run.Calls, run.FirstError)
 	}

@@ -8,6 +8,8 @@ import (
 
 type sequence struct{ n atomic.Int64 }
 
+func (s *sequence) ptr() *atomic.Int64 { return &s.n }
+
 func TestPairedRatio(t *testing.T) {
 	for _, tc := range []struct {
 		name string
