@@ -78,23 +78,24 @@ func (s *Store) action(it *item, now time.Time) func(*slot) {
 }
 
 // actingPrimary reports whether this relay moves it: it is the first of its
-// holders that is live.
+// holders that still holds a copy.
 func (s *Store) actingPrimary(it *item) bool {
 	for _, h := range it.holders {
 		if h == s.cfg.Name {
 			return true
 		}
-		if s.live(h) {
+		if s.holds(h, it) {
 			return false
 		}
 	}
 	return false
 }
 
-// lostHolder reports whether a holder of it is no longer live.
+// lostHolder reports whether a holder of it lost its copy (it left, or
+// restarted), or there are fewer holders than copies and more relays.
 func (s *Store) lostHolder(it *item) bool {
 	for _, h := range it.holders {
-		if !s.live(h) {
+		if !s.holds(h, it) {
 			return true
 		}
 	}

@@ -32,10 +32,11 @@ type Store struct {
 	m    *metrics
 
 	mu      sync.Mutex
-	slots   map[string]*slot  // by client key
-	addrs   map[string]string // live member → Circulation address
+	slots   map[string]*slot     // by client key
+	addrs   map[string]string    // live member → Circulation address
+	joined  map[string]time.Time // live member → when it joined at that address
 	conns   map[string]*grpc.ClientConn
-	members []string // sorted live members, this relay included
+	members []string         // sorted live members, this relay included
 	routes  map[string]route // client key → where its last read found the primary
 
 	changed chan struct{} // membership changed
@@ -63,6 +64,7 @@ func New(cfg Config) (*Store, error) {
 		reg:     prometheus.NewRegistry(),
 		slots:   map[string]*slot{},
 		addrs:   map[string]string{},
+		joined:  map[string]time.Time{},
 		conns:   map[string]*grpc.ClientConn{},
 		routes:  map[string]route{},
 		changed: make(chan struct{}, 1),
@@ -280,6 +282,9 @@ func (s *Store) memberUp(name, addr string) {
 			delete(s.conns, name)
 		}
 	}
+	if old, ok := s.addrs[name]; !ok || old != addr {
+		s.joined[name] = s.cfg.Now()
+	}
 	s.addrs[name] = addr
 	s.setMembers()
 	s.mu.Unlock()
@@ -289,6 +294,7 @@ func (s *Store) memberUp(name, addr string) {
 func (s *Store) memberGone(name string) {
 	s.mu.Lock()
 	delete(s.addrs, name)
+	delete(s.joined, name)
 	if c := s.conns[name]; c != nil {
 		c.Close()
 		delete(s.conns, name)
@@ -315,10 +321,16 @@ func (s *Store) notifyChange() {
 	}
 }
 
-// live reports whether name is a live member.
-func (s *Store) live(name string) bool {
+// holds reports whether holder h still holds its copy of it, as far as
+// this relay can tell: h is live, and has not restarted (joined again at a
+// new address) since this relay took its own copy, which was placed on h at
+// about the same time.
+func (s *Store) holds(h string, it *item) bool {
+	if h == s.cfg.Name {
+		return true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.addrs[name]
-	return ok
+	_, ok := s.addrs[h]
+	return ok && !s.joined[h].After(it.since)
 }

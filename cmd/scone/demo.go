@@ -39,6 +39,8 @@ type demoConfig struct {
 	killEvery time.Duration
 	nodes     int
 	k         int
+	relays    int // circulate
+	copies    int // circulate
 	ui        string
 	quiet     bool
 }
@@ -47,7 +49,7 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 	var c demoConfig
 	fs := flag.NewFlagSet("scone demo", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.mode, "mode", "client", "where state lives: client (the client holds every tier's SCONEs), relay (relays in front of the gateways hold them in an embedded NATS JetStream bucket; the clients have no SCONE code), or cluster (the bookstore nodes keep them, each on k nodes; the clients have no SCONE code)")
+	fs.StringVar(&c.mode, "mode", "client", "where state lives: client (the client holds every tier's SCONEs), relay (relays in front of the gateways hold them in an embedded NATS JetStream bucket; the clients have no SCONE code), circulate (no relay keeps them: they move from relay to relay, and a relay finds them by asking the others), or cluster (the bookstore nodes keep them, each on k nodes; the clients have no SCONE code)")
 	fs.StringVar(&c.transport, "transport", "grpc", "how the shoppers reach the gateway: grpc, or http (the HTTP/JSON front, SCONEs in headers)")
 	fs.IntVar(&c.sessions, "sessions", 32, "concurrent shopper sessions")
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "how long the sessions shop")
@@ -56,6 +58,8 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 	fs.DurationVar(&c.killEvery, "kill-every", 2*time.Second, "kill a random server replica this often, and restart it half as long later (0: never)")
 	fs.IntVar(&c.nodes, "nodes", 4, "cluster mode: bookstore nodes")
 	fs.IntVar(&c.k, "k", 2, "cluster mode: nodes that keep each session's state")
+	fs.IntVar(&c.relays, "relays", 3, "circulate mode: relays in front of the gateways")
+	fs.IntVar(&c.copies, "copies", 2, "circulate mode: relays holding each session's SCONEs at any time")
 	fs.StringVar(&c.ui, "ui", "", "serve a live web view of the demo on this address (e.g. 127.0.0.1:8088): the topology, where each session's state lives, calls and errors, and buttons to kill and restart servers, relays and nodes")
 	fs.BoolVar(&c.quiet, "quiet", false, "print only the summary")
 	fs.Usage = func() {
@@ -80,11 +84,13 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 		return c, errUsage
 	}
 	switch {
-	case c.mode != "client" && c.mode != "relay" && c.mode != "cluster":
-		return c, fmt.Errorf("--mode=%q: want client, relay or cluster (circulate is not in this build)", c.mode)
+	case c.mode != "client" && c.mode != "relay" && c.mode != "circulate" && c.mode != "cluster":
+		return c, fmt.Errorf("--mode=%q: want client, relay, circulate or cluster", c.mode)
 	case c.transport != "grpc" && c.transport != "http":
 		return c, fmt.Errorf("--transport=%q: want grpc or http", c.transport)
-	case c.mode == "relay" && c.transport != "grpc":
+	case c.mode == "circulate" && (c.copies < 2 || c.copies >= c.relays):
+		return c, fmt.Errorf("--copies=%d with --relays=%d: need 2 ≤ copies < relays, so a relay can be killed", c.copies, c.relays)
+	case (c.mode == "relay" || c.mode == "circulate") && c.transport != "grpc":
 		return c, fmt.Errorf("--transport=%q: the relays relay gRPC", c.transport)
 	case c.mode == "cluster" && c.transport != "grpc":
 		return c, fmt.Errorf("--transport=%q: the cluster nodes serve gRPC", c.transport)
@@ -122,7 +128,7 @@ type demo struct {
 	mu    sync.Mutex // serialises output
 
 	dep      *shop.Deployment // --mode=client and relay
-	relays   *relayTier       // --mode=relay
+	relays   *relayTier       // --mode=relay and circulate
 	cluster  *clusterTier     // --mode=cluster
 	closers  []func()
 	errs     codeCounts  // failed calls by code
@@ -227,7 +233,7 @@ func (d *demo) run(ctx context.Context) error {
 // session (its holder) and, in relay mode, the header that names it.
 func (d *demo) sessionContext(ctx context.Context, s *session) context.Context {
 	ctx = context.WithValue(ctx, sessionKey{}, s)
-	if d.cfg.mode == "relay" || d.cfg.mode == "cluster" {
+	if d.cfg.mode != "client" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "scone-client", fmt.Sprintf("shopper-%d", s.id))
 	}
 	return ctx
@@ -264,8 +270,13 @@ func (d *demo) deploy(sealer *scone.Sealer) (_ shopper, err error) {
 		}
 		d.groups = append(d.groups, g)
 	}
-	if cfg.mode == "relay" {
-		if d.relays, err = startRelayTier(2, d.dep.Addrs(shop.RoleGateway)); err != nil {
+	if cfg.mode == "relay" || cfg.mode == "circulate" {
+		if cfg.mode == "relay" {
+			d.relays, err = startRelayTier(2, d.dep.Addrs(shop.RoleGateway))
+		} else {
+			d.relays, err = startCirculateTier(cfg.relays, cfg.copies, d.dep.Addrs(shop.RoleGateway))
+		}
+		if err != nil {
 			return nil, err
 		}
 		d.onClose(d.relays.close)
@@ -276,14 +287,19 @@ func (d *demo) deploy(sealer *scone.Sealer) (_ shopper, err error) {
 		}
 		d.groups = append(d.groups, g)
 		d.narrate("per-session state in a SCONE; the relays take the SCONEs off the replies and keep them")
-		d.narrate("in a NATS JetStream bucket (NATS embedded here) they share: the shoppers have no SCONE")
+		if cfg.mode == "relay" {
+			d.narrate("in a NATS JetStream bucket (NATS embedded here) they share: the shoppers have no SCONE")
+		} else {
+			d.narrate("in circulation: %d copies of each session's, handed from relay to relay, and found by", cfg.copies)
+			d.narrate("asking the other relays when a request comes to one without them: the shoppers have no SCONE")
+		}
 		d.narrate("code at all, only a scone-client header naming them, and no server or relay keeps any")
 	} else {
 		d.narrate("per-session state in a SCONE that the shopper's client holds, and no replica keeps any")
 	}
 
 	var gw shopper
-	if cfg.mode == "relay" {
+	if d.relays != nil {
 		conn, err := shop.DialReplicas(d.relays.addrs()) // a plain gRPC client: no hook
 		if err != nil {
 			return nil, err
@@ -370,7 +386,8 @@ func (d *demo) followFirstSession() {
 }
 
 // nemesis kills a random replica (or relay) every killEvery, and restarts
-// it half a period later; at least one of each group stays up.
+// it half a period later; at least one of each group stays up. With relays,
+// every other kill is a relay's.
 func (d *demo) nemesis(ctx context.Context) {
 	if d.cfg.killEvery == 0 {
 		return
@@ -385,6 +402,9 @@ func (d *demo) nemesis(ctx context.Context) {
 		case <-tick.C:
 		}
 		g := d.groups[r.IntN(len(d.groups))]
+		if d.relays != nil && d.kills.Load()%2 == 0 {
+			g = d.groups[len(d.groups)-1] // every other kill is a relay's
+		}
 		v := g[r.IntN(len(g))]
 		up := 0
 		for _, x := range g {
@@ -392,12 +412,15 @@ func (d *demo) nemesis(ctx context.Context) {
 				up++
 			}
 		}
-		if !v.up() || up < 2 || d.cluster != nil && !d.cluster.settled() {
-			continue // a cluster loses one node at a time, once repaired
+		if !v.up() || up < 2 || d.cluster != nil && !d.cluster.settled() || d.relays != nil && !d.relays.settled() {
+			continue // a cluster, or circulation, loses one member at a time, once repaired
 		}
 		v.kill()
 		d.kills.Add(1)
-		if d.cluster != nil {
+		circulating := d.relays != nil && d.relays.copies > 0 && strings.HasPrefix(v.name, "relay-")
+		if circulating {
+			d.narrate("kill %s: calls in flight through it fail, and the copies it held are gone; once the other relays notice (about a second), each session's other copy is handed on, which recreates the lost one", v.name)
+		} else if d.cluster != nil {
 			d.narrate("kill %s: calls in flight through it fail, and its copies of session records are gone; the sessions it kept are served from their other copy once the others notice (about a second), and repair copies them again", v.name)
 		} else {
 			d.narrate("kill %s: its connections drop and calls in flight through it fail; it held no session state", v.name)
@@ -461,6 +484,9 @@ func (d *demo) ticker(ctx context.Context) {
 		switch {
 		case d.cluster != nil:
 			d.narrate("state: %d copies of session records in the nodes (k=%d each); 0 bytes in the clients", d.cluster.records(), d.cluster.k)
+		case d.relays != nil && d.relays.copies > 0:
+			n, c := d.relays.held(ctx)
+			d.narrate("state: %d sessions' SCONEs in circulation, %d copies on the relays; 0 bytes in the clients and servers", n, c)
 		case d.relays != nil:
 			n, b := d.relays.held(ctx)
 			d.narrate("state: %d sessions' SCONEs (%.1f KiB) in the relays' JetStream bucket; 0 bytes in the clients and servers", n, float64(b)/1024)

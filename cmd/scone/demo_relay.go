@@ -13,19 +13,25 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scone-project/scone/circulate"
+	"github.com/scone-project/scone/cluster"
 	"github.com/scone-project/scone/examples/bookstore/shop"
 	"github.com/scone-project/scone/relay"
 )
 
-// relayTier is the network of --mode=relay: relays in front of the gateway
-// replicas, sharing one JetStream bucket on a NATS server embedded in the
-// demo.
+// relayTier is the network of --mode=relay and --mode=circulate: relays in
+// front of the gateway replicas, sharing one JetStream bucket on a NATS
+// server embedded in the demo, or circulating the SCONEs among themselves.
 type relayTier struct {
 	dir    string
 	ns     *server.Server
 	nc     *nats.Conn
 	kv     jetstream.KeyValue
 	relays []*relayReplica
+	copies int // circulate: copies of each session's SCONEs; 0 for JetStream
+
+	mu     sync.Mutex
+	gossip map[string]string // circulate: relay up → its gossip address
 }
 
 // relayReplica is one relay process (here, one relay server) that can be
@@ -33,9 +39,100 @@ type relayTier struct {
 type relayReplica struct {
 	name, addr string
 	cfg        relay.Config
+	tier       *relayTier
 
-	mu  sync.Mutex
-	srv *relay.Server
+	mu    sync.Mutex
+	srv   *relay.Server
+	store *circulate.Store // circulate: made anew at each start
+}
+
+// startCirculateTier starts n relays that circulate the SCONEs among
+// themselves, copies copies of each session's.
+func startCirculateTier(n, copies int, upstreams []string) (_ *relayTier, err error) {
+	t := &relayTier{copies: copies, gossip: map[string]string{}}
+	defer func() {
+		if err != nil {
+			t.close()
+		}
+	}()
+	for i := range n {
+		if err := t.addRelay(i, upstreams, nil); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// addRelay starts the tier's i-th relay, with store (nil: its own
+// circulating one).
+func (t *relayTier) addRelay(i int, upstreams []string, store relay.Store) error {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	cfg := relay.DefaultConfig()
+	cfg.Upstreams, cfg.Store = upstreams, store
+	r := &relayReplica{name: fmt.Sprintf("relay-%d", i+1), addr: lis.Addr().String(), cfg: cfg, tier: t}
+	if err := r.serve(lis); err != nil {
+		lis.Close()
+		return err
+	}
+	t.relays = append(t.relays, r)
+	return nil
+}
+
+// stores returns the circulating stores of the relays up.
+func (t *relayTier) stores() []*circulate.Store {
+	var out []*circulate.Store
+	for _, r := range t.relays {
+		r.mu.Lock()
+		if r.store != nil {
+			out = append(out, r.store)
+		}
+		r.mu.Unlock()
+	}
+	return out
+}
+
+// settled reports whether the relays up all see each other and every
+// session has its copies (always true without circulation): the nemesis
+// kills one relay at a time, once the last loss is repaired.
+func (t *relayTier) settled() bool {
+	if t.copies == 0 {
+		return true
+	}
+	stores := t.stores()
+	counts := map[string]int{}
+	for _, s := range stores {
+		if len(s.Members()) != len(stores) {
+			return false
+		}
+		for k := range s.Copies() {
+			counts[k]++
+		}
+	}
+	for _, n := range counts {
+		if n != min(t.copies, len(stores)) {
+			return false
+		}
+	}
+	return true
+}
+
+// holders returns the relays holding a copy of the session of client.
+func (t *relayTier) holders(client string) []string {
+	key := cluster.KeyOf(client)
+	var out []string
+	for _, r := range t.relays {
+		r.mu.Lock()
+		if r.store != nil {
+			if _, ok := r.store.Copies()[key]; ok {
+				out = append(out, r.name)
+			}
+		}
+		r.mu.Unlock()
+	}
+	return out
 }
 
 func startRelayTier(n int, upstreams []string) (_ *relayTier, err error) {
@@ -76,18 +173,9 @@ func startRelayTier(n int, upstreams []string) (_ *relayTier, err error) {
 		return nil, err
 	}
 	for i := range n {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		if err := t.addRelay(i, upstreams, store); err != nil {
 			return nil, err
 		}
-		cfg := relay.DefaultConfig()
-		cfg.Upstreams, cfg.Store = upstreams, store
-		r := &relayReplica{name: fmt.Sprintf("relay-%d", i+1), addr: lis.Addr().String(), cfg: cfg}
-		if err := r.serve(lis); err != nil {
-			lis.Close()
-			return nil, err
-		}
-		t.relays = append(t.relays, r)
 	}
 	return t, nil
 }
@@ -100,8 +188,19 @@ func (t *relayTier) addrs() []string {
 	return out
 }
 
-// held reports how many sessions the bucket holds SCONEs of, and its size.
-func (t *relayTier) held(ctx context.Context) (sessions uint64, bytes uint64) {
+// held reports how many sessions the bucket holds SCONEs of, and its size;
+// when circulating, how many sessions and copies are in circulation.
+func (t *relayTier) held(ctx context.Context) (sessions uint64, bytesOrCopies uint64) {
+	if t.copies > 0 {
+		keys := map[string]bool{}
+		for _, s := range t.stores() {
+			for k := range s.Copies() {
+				keys[k] = true
+				bytesOrCopies++
+			}
+		}
+		return uint64(len(keys)), bytesOrCopies
+	}
 	st, err := t.kv.Status(ctx)
 	if err != nil {
 		return 0, 0
@@ -132,13 +231,54 @@ func (r *relayReplica) serve(lis net.Listener) error {
 }
 
 func (r *relayReplica) serveLocked(lis net.Listener) error {
-	srv, err := relay.New(r.cfg)
+	cfg := r.cfg
+	if r.tier.copies > 0 {
+		st, err := r.startStore()
+		if err != nil {
+			return err
+		}
+		r.store, cfg.Store = st, st
+	}
+	srv, err := relay.New(cfg)
 	if err != nil {
+		if r.store != nil {
+			r.store.Close()
+			r.store = nil
+		}
 		return err
 	}
 	r.srv = srv
 	go srv.Serve(lis)
 	return nil
+}
+
+// startStore starts the relay's circulating store, joining the relays up.
+func (r *relayReplica) startStore() (*circulate.Store, error) {
+	peer, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	cfg := circulate.DefaultConfig()
+	cfg.Name, cfg.GossipAddr, cfg.PeerAddr = r.name, "127.0.0.1:0", peer.Addr().String()
+	cfg.Copies = r.tier.copies
+	t := r.tier
+	t.mu.Lock()
+	for name, addr := range t.gossip {
+		if name != r.name {
+			cfg.Seeds = append(cfg.Seeds, addr)
+		}
+	}
+	t.mu.Unlock()
+	st, err := circulate.New(cfg)
+	if err != nil {
+		peer.Close()
+		return nil, err
+	}
+	go st.ServePeer(peer)
+	t.mu.Lock()
+	t.gossip[r.name] = st.GossipAddr()
+	t.mu.Unlock()
+	return st, nil
 }
 
 func (r *relayReplica) up() bool {
@@ -149,11 +289,17 @@ func (r *relayReplica) up() bool {
 
 func (r *relayReplica) kill() {
 	r.mu.Lock()
-	srv := r.srv
-	r.srv = nil
+	srv, st := r.srv, r.store
+	r.srv, r.store = nil, nil
 	r.mu.Unlock()
 	if srv != nil {
 		srv.Stop()
+	}
+	if st != nil {
+		r.tier.mu.Lock()
+		delete(r.tier.gossip, r.name)
+		r.tier.mu.Unlock()
+		st.Close() // as a crash: its copies are gone
 	}
 }
 

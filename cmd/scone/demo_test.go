@@ -62,6 +62,24 @@ func TestDemoRelay(t *testing.T) {
 	}
 }
 
+// TestDemoCirculate runs the demo with the SCONEs circulating among three
+// relays, a relay killed (every other kill is a relay's), and clients
+// without SCONE code whose calls go round-robin over the relays.
+func TestDemoCirculate(t *testing.T) {
+	var out bytes.Buffer
+	code := run([]string{"demo", "--mode=circulate", "--duration=5s", "--sessions=6", "--kill-every=1s", "--seed=9"}, &out, &out)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if code != 0 || !regexp.MustCompile(`^verified: sessions=6 calls=\d+ restarts=[1-9]\d* lost=0$`).MatchString(lines[len(lines)-1]) {
+		t.Fatalf("demo with circulating SCONEs exited %d:\n%s", code, out.String())
+	}
+	if !regexp.MustCompile(`kill relay-\d: calls in flight`).MatchString(out.String()) {
+		t.Errorf("no relay was killed:\n%s", out.String())
+	}
+	if !regexp.MustCompile(`state: 6 sessions' SCONEs in circulation, \d+ copies on the relays`).MatchString(out.String()) {
+		t.Errorf("the narration does not say where the state is:\n%s", out.String())
+	}
+}
+
 // TestDemoCluster runs the demo in cluster mode: four nodes keep the
 // sessions' state with k=2, and nodes are killed and restarted.
 func TestDemoCluster(t *testing.T) {
@@ -83,7 +101,7 @@ func TestDemoFlags(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"demo", "--mode=circulate"}, 1, `--mode="circulate"`},
+		{[]string{"demo", "--mode=circulate", "--relays=2"}, 1, "need 2 ≤ copies < relays"},
 		{[]string{"demo", "--mode=cluster", "--transport=http"}, 1, "the cluster nodes serve gRPC"},
 		{[]string{"demo", "--mode=cluster", "--k=4"}, 1, "need 1 ≤ k < nodes"},
 		{[]string{"demo", "--mode=relay", "--transport=http"}, 1, "the relays relay gRPC"},

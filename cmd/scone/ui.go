@@ -231,6 +231,8 @@ func (v *webView) snapshot() uiSnapshot {
 	switch {
 	case d.cluster != nil:
 		s.Where = fmt.Sprintf("on k=%d of the nodes", d.cluster.k)
+	case d.relays != nil && d.relays.copies > 0:
+		s.Where = fmt.Sprintf("circulating among the relays, %d copies each", d.relays.copies)
 	case d.relays != nil:
 		s.Where = "in the relays' JetStream bucket"
 	default:
@@ -299,6 +301,8 @@ func (v *webView) snapshot() uiSnapshot {
 				}
 			}
 			slices.SortFunc(us.SCONEs, func(a, b uiSCONE) int { return strings.Compare(a.Service, b.Service) })
+		case d.relays != nil && d.relays.copies > 0:
+			us.Holders = d.relays.holders(fmt.Sprintf("shopper-%d", ss.id))
 		case d.relays != nil:
 			us.Holders = []string{"relay bucket"}
 		default:
