@@ -19,14 +19,14 @@ import (
 
 // inspection is what scone inspect reports of one SCONE.
 type inspection struct {
-	Format  uint8     `json:"format"`
-	KeyID   uint32    `json:"key_id"`
-	Service string    `json:"service"`
-	Scope   string    `json:"scope"`
-	Version uint64    `json:"version"`
-	Expires time.Time `json:"expires"`
-	Expired bool      `json:"expired"`
-	Size    int       `json:"size"`
+	Format  uint8    `json:"format"`
+	KeyID   uint32   `json:"key_id"`
+	Service string   `json:"service"`
+	Scope   string   `json:"scope"`
+	Version uint64   `json:"version"`
+	Expires jsonTime `json:"expires"`
+	Expired bool     `json:"expired"`
+	Size    int      `json:"size"`
 	// With --keys: the content, or why it did not open.
 	Opened *openedContent `json:"opened,omitempty"`
 	Error  string         `json:"error,omitempty"`
@@ -34,16 +34,26 @@ type inspection struct {
 }
 
 type openedContent struct {
-	KeyID    uint32    `json:"key_id"`
-	Stale    bool      `json:"stale_key"`
-	Session  string    `json:"session"`
-	IssuedAt time.Time `json:"issued_at"`
-	Epoch    uint64    `json:"epoch"`
-	Client   string    `json:"client,omitempty"`
-	Endpoint string    `json:"endpoint,omitempty"`
-	Object   string    `json:"object,omitempty"`
-	Status   string    `json:"status,omitempty"`
-	Data     []byte    `json:"data"`
+	KeyID    uint32   `json:"key_id"`
+	Stale    bool     `json:"stale_key"`
+	Session  string   `json:"session"`
+	IssuedAt jsonTime `json:"issued_at"`
+	Epoch    uint64   `json:"epoch"`
+	Client   string   `json:"client,omitempty"`
+	Endpoint string   `json:"endpoint,omitempty"`
+	Object   string   `json:"object,omitempty"`
+	Status   string   `json:"status,omitempty"`
+	Data     []byte   `json:"data"`
+}
+
+// jsonTime is a time that encodes in JSON as RFC 3339 whatever its year: a
+// SCONE's times may be as late as 2^62 ms, past the year 9999 that
+// time.Time's own MarshalJSON refuses.
+type jsonTime struct{ time.Time }
+
+// MarshalJSON implements json.Marshaler.
+func (t jsonTime) MarshalJSON() ([]byte, error) {
+	return json.Marshal(t.Format(time.RFC3339Nano))
 }
 
 const inspectUsage = `usage: scone inspect [flags] [SCONE | FILE | -]
@@ -149,7 +159,7 @@ func inspect(token []byte, ring *scone.KeyRing, client string, now time.Time) (*
 	}
 	in := &inspection{
 		Format: h.Format, KeyID: h.KeyID, Service: h.Service, Scope: h.Scope,
-		Version: h.Version, Expires: h.Expires, Expired: h.Expired(now), Size: len(token),
+		Version: h.Version, Expires: jsonTime{h.Expires}, Expired: h.Expired(now), Size: len(token),
 	}
 	if ring == nil {
 		return in, nil
@@ -165,7 +175,7 @@ func inspect(token []byte, ring *scone.KeyRing, client string, now time.Time) (*
 		return in, nil
 	}
 	in.Opened = &openedContent{
-		KeyID: o.KeyID, Stale: o.Stale, Session: sc.Session.String(), IssuedAt: sc.IssuedAt,
+		KeyID: o.KeyID, Stale: o.Stale, Session: sc.Session.String(), IssuedAt: jsonTime{sc.IssuedAt},
 		Epoch: sc.Epoch, Client: sc.Client, Endpoint: sc.Endpoint, Object: sc.Object,
 		Status: sc.Status, Data: bytes.Clone(sc.Data),
 	}
@@ -173,9 +183,9 @@ func inspect(token []byte, ring *scone.KeyRing, client string, now time.Time) (*
 }
 
 func printInspection(w io.Writer, in *inspection) {
-	expiry := "in " + time.Until(in.Expires).Round(time.Second).String()
+	expiry := "in " + time.Until(in.Expires.Time).Round(time.Second).String()
 	if in.Expired {
-		expiry = "expired " + time.Since(in.Expires).Round(time.Second).String() + " ago"
+		expiry = "expired " + time.Since(in.Expires.Time).Round(time.Second).String() + " ago"
 	}
 	fmt.Fprintf(w, "format    %d\n", in.Format)
 	fmt.Fprintf(w, "key       %d\n", in.KeyID)
