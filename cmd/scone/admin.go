@@ -14,13 +14,14 @@ import (
 )
 
 // serveAdmin serves a daemon's /metrics (Prometheus: the daemon's own
-// registry, plus Go and process metrics), /healthz and the live view
-// /debug/scone/ on addr until ctx is done. ready reports whether the daemon
-// can serve (for /healthz); view gives what the live view shows.
-func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, view func() uiSnapshot, log *slog.Logger) (net.Addr, error) {
+// registry and more, plus Go and process metrics), /healthz and the live
+// view /debug/scone/ on addr until ctx is done. ready reports whether the
+// daemon can serve (for /healthz); view gives what the live view shows.
+func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, view func() uiSnapshot, log *slog.Logger, more ...prometheus.Gatherer) (net.Addr, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gather := append(prometheus.Gatherers{reg}, more...)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)

@@ -15,7 +15,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/circulate"
 	"github.com/scone-project/scone/relay"
 )
 
@@ -24,7 +27,10 @@ takes the SCONEs off every reply, keeps them for the client (named by its
 TLS client certificate or the --identity-key metadata), and attaches them to
 the client's next request, so clients need no SCONE code. With
 --store=jetstream, relays sharing a NATS JetStream bucket form one holder
-and any of them can die without losing state.`
+and any of them can die without losing state. With --circulate
+(--store=circulate), no relay keeps them: relays joined by --seeds pass each
+client's SCONEs from one to another (--copies of them at any time) and find
+them by asking each other.`
 
 func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	f := newDaemonFlags("relay", stdout)
@@ -32,7 +38,15 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	listen := f.String("listen", "127.0.0.1:7400", "address to serve gRPC on")
 	upstreams := f.String("upstream", "", "comma-separated addresses (host:port) of the servers to relay to; required")
 	identityKey := f.String("identity-key", "scone-client", "metadata key naming the client, when it has no TLS client certificate")
-	storeKind := f.String("store", "memory", "where SCONEs are kept: memory or jetstream")
+	storeKind := f.String("store", "memory", "where SCONEs are kept: memory, jetstream or circulate")
+	circ := f.Bool("circulate", false, "circulate the SCONEs among the relays (the same as --store=circulate)")
+	name := f.String("name", "", "circulate: this relay's name in the group, unique (default: the --peer-listen address)")
+	gossip := f.String("gossip", "127.0.0.1:7947", "circulate: memberlist address (UDP and TCP) the relays gossip on")
+	peerListen := f.String("peer-listen", "127.0.0.1:7401", "circulate: address of the service the other relays reach this one at")
+	seeds := f.String("seeds", "", "circulate: comma-separated gossip addresses of relays to join (none: start a group)")
+	copies := f.Int("copies", circulate.DefaultConfig().Copies, "circulate: relays holding each client's SCONEs at any time")
+	dwell := f.Duration("dwell", circulate.DefaultConfig().Dwell, "circulate: how long a relay keeps a client's SCONEs before handing them on")
+	queryTimeout := f.Duration("query-timeout", circulate.DefaultConfig().QueryTimeout, "circulate: how long a relay looks for a client's SCONEs on the others before failing the request (Unavailable)")
 	maxClients := f.Int("max-clients", relay.DefaultMemoryConfig().MaxClients, "memory store: clients held at most; new ones are refused beyond")
 	natsURL := f.String("nats-url", nats.DefaultURL, "jetstream store: NATS server URLs, comma-separated")
 	bucket := f.String("bucket", "scone", "jetstream store: key-value bucket shared by the relays")
@@ -69,6 +83,10 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	ready := func() error { return nil }
+	if *circ {
+		*storeKind = "circulate"
+	}
+	var circulating *circulate.Store
 	switch *storeKind {
 	case "memory":
 		mc := relay.DefaultMemoryConfig()
@@ -99,8 +117,34 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			return nil
 		}
+	case "circulate":
+		plis, err := net.Listen("tcp", *peerListen)
+		if err != nil {
+			return fmt.Errorf("--peer-listen=%s: %w", *peerListen, err)
+		}
+		cc := circulate.DefaultConfig()
+		cc.Name, cc.GossipAddr, cc.PeerAddr = *name, *gossip, plis.Addr().String()
+		if cc.Name == "" {
+			cc.Name = cc.PeerAddr
+		}
+		if *seeds != "" {
+			cc.Seeds = strings.Split(*seeds, ",")
+		}
+		cc.Copies, cc.Dwell, cc.QueryTimeout, cc.Logger = *copies, *dwell, *queryTimeout, log
+		if circulating, err = circulate.New(cc); err != nil {
+			plis.Close()
+			return fmt.Errorf("--store=circulate: %w", err)
+		}
+		go circulating.ServePeer(plis)
+		cfg.Store = circulating
+		ready = func() error {
+			if n := len(circulating.Members()); n < cc.Copies {
+				return fmt.Errorf("%d relays in the group, fewer than --copies=%d", n, cc.Copies)
+			}
+			return nil
+		}
 	default:
-		return fmt.Errorf("--store=%q: want memory or jetstream", *storeKind)
+		return fmt.Errorf("--store=%q: want memory, jetstream or circulate", *storeKind)
 	}
 
 	r, err := relay.New(cfg)
@@ -129,14 +173,28 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 			clients, scones := m.Len()
 			s.Where = fmt.Sprintf("in this relay's memory: %d clients, %d SCONEs", clients, scones)
 		}
+		if circulating != nil {
+			g := uiGroup{Name: "relays"}
+			for _, m := range circulating.Members() {
+				g.Members = append(g.Members, uiMember{Name: m, Up: true})
+			}
+			s.Groups = append(s.Groups, g)
+			s.Where = fmt.Sprintf("circulating among %d relays: this one holds %d copies now", len(g.Members), len(circulating.Copies()))
+		}
 		return s
 	}
-	adminAddr, err := serveAdmin(ctx, *admin, r.Metrics(), ready, view, log)
+	var more []prometheus.Gatherer
+	if circulating != nil {
+		more = append(more, circulating.Metrics())
+	}
+	adminAddr, err := serveAdmin(ctx, *admin, r.Metrics(), ready, view, log, more...)
 	if err != nil {
 		return fmt.Errorf("--admin=%s: %w", *admin, err)
 	}
 	log.Info("relay serving", "listen", lis.Addr().String(), "upstreams", cfg.Upstreams, "store", *storeKind, "admin", adminAddr.String())
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		<-ctx.Done()
 		log.Info("relay draining calls in flight")
 		done := make(chan struct{})
@@ -147,7 +205,17 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 			r.Stop()
 		}
 	}()
-	return r.Serve(lis)
+	err = r.Serve(lis)
+	if ctx.Err() != nil {
+		<-drained
+	}
+	if circulating != nil {
+		// The copies held here go to the next relays before it leaves.
+		if lerr := circulating.Leave(5 * time.Second); lerr != nil {
+			log.Warn("leaving the group", "err", lerr)
+		}
+	}
+	return err
 }
 
 // serverTLS builds a server TLS config from flags, or nil for plaintext.

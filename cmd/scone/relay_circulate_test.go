@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/scone-project/scone"
+	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+	"github.com/scone-project/scone/examples/bookstore/shop"
+)
+
+// TestRelayCommandCirculate runs three "scone relay --circulate" in front
+// of the bookstore: a client without SCONE code sends each call to another
+// relay and keeps its cart; a relay leaves (SIGTERM) mid-session and
+// nothing is lost; /metrics serves the documented scone_circulate_*
+// metrics.
+func TestRelayCommandCirculate(t *testing.T) {
+	ring, _ := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
+	sealer, _ := scone.NewSealer(ring)
+	d, err := shop.Deploy(sealer, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	type daemon struct {
+		listen, admin string
+		cancel        context.CancelFunc
+		done          chan error
+	}
+	var relays []*daemon
+	var seed string
+	for i := range 3 {
+		r := &daemon{listen: freePort(t), admin: freePort(t), done: make(chan error, 1)}
+		gossip := freePort(t)
+		args := []string{"--circulate", "--name=relay-" + fmt.Sprint(i), "--listen=" + r.listen, "--admin=" + r.admin,
+			"--gossip=" + gossip, "--peer-listen=" + freePort(t), "--dwell=200ms",
+			"--upstream=" + strings.Join(d.Addrs(shop.RoleGateway), ",")}
+		if seed != "" {
+			args = append(args, "--seeds="+seed)
+		}
+		seed = gossip
+		var ctx context.Context
+		ctx, r.cancel = context.WithCancel(context.Background())
+		go func() {
+			var out bytes.Buffer
+			r.done <- runRelay(ctx, args, &out)
+		}()
+		relays = append(relays, r)
+		time.Sleep(200 * time.Millisecond) // its gossip address is open: the next joins it
+	}
+	defer func() {
+		for _, r := range relays {
+			r.cancel()
+		}
+	}()
+	for _, r := range relays {
+		waitFor(t, "http://"+r.admin+"/healthz") // ready once it sees another relay
+	}
+
+	gws := map[string]pb.GatewayClient{}
+	for _, r := range relays {
+		conn, err := grpc.NewClient(r.listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		gws[r.listen] = pb.NewGatewayClient(conn)
+	}
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "scone-client", "alice")
+	ops := uint64(0)
+	add := func(r *daemon) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			v, err := gws[r.listen].AddItem(ctx, &pb.AddItemRequest{Isbn: shop.Catalog[ops%uint64(len(shop.Catalog))].Isbn, Quantity: 1})
+			if err == nil {
+				if v.Operations != ops+1 {
+					t.Fatalf("through %s: %d operations, want %d", r.listen, v.Operations, ops+1)
+				}
+				ops++
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("through %s: %v", r.listen, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for i := range 9 {
+		add(relays[i%3])
+		if i%3 == 2 {
+			time.Sleep(300 * time.Millisecond) // the copies move on
+		}
+	}
+	served := map[string]bool{}
+	for _, r := range relays {
+		for name := range scrape(t, r.admin) { // and each scone_ family is documented
+			served[name] = true
+		}
+	}
+	for _, name := range []string{"scone_relay_requests_total", "scone_circulate_members", "scone_circulate_copies",
+		"scone_circulate_handoffs_total", "scone_circulate_queries_total", "scone_circulate_query_seconds",
+		"scone_circulate_writes_total", "scone_circulate_expired_total"} {
+		if !served[name] {
+			t.Errorf("no relay serves %s", name)
+		}
+	}
+	if body := get(t, "http://"+relays[0].admin+"/metrics"); !strings.Contains(body, "scone_circulate_members 3") {
+		t.Errorf("/metrics: the relay does not see the 3 relays:\n%.3000s", body)
+	}
+	if snap := get(t, "http://"+relays[1].admin+"/debug/scone/snapshot"); !strings.Contains(snap, "circulating among 3 relays") {
+		t.Errorf("/debug/scone/snapshot: %s", snap)
+	}
+
+	// The first relay leaves: it hands the copies it holds on first.
+	relays[0].cancel()
+	select {
+	case err := <-relays[0].done:
+		if err != nil {
+			t.Fatalf("relay ended with %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the relay did not stop")
+	}
+	for i := range 6 {
+		add(relays[1+i%2])
+	}
+	for _, r := range relays[1:] {
+		r.cancel()
+		if err := <-r.done; err != nil {
+			t.Fatalf("relay ended with %v", err)
+		}
+	}
+}
