@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
-	"github.com/scone-project/scone/cluster"
 	pb "github.com/scone-project/scone/circulate/circulatepb"
+	"github.com/scone-project/scone/cluster"
 )
 
 // item is a relay's copy of one client's SCONEs. Items are never modified:
