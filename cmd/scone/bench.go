@@ -27,9 +27,10 @@ store (GET + SET per call on a redis-server it starts), SCONE client mode,
 client mode through nginx grpc_pass, relay mode (memory and JetStream
 stores), cluster mode with k=2. Contenders alternate in rounds (A B C … A B C
 …) so that a noisy machine's drift hits all alike; the table gives medians
-over the rounds and per-round paired ratios. Before the rounds, the memory
-run: the heap after --mem-sessions distinct sessions, the map against
-client mode.
+over the rounds and per-round paired ratios. After the rounds, the heap
+pass: each contender alone, its server-side memory growth over
+--heap-sessions sessions. Before the rounds, the memory run: the heap after
+--mem-sessions distinct sessions, the map against client mode.
 
 redis-server and nginx are started from their Debian packages when
 installed (apt-get install redis-server nginx); without them those
@@ -40,7 +41,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newDaemonFlags("bench", stdout)
 	fs.usage(benchSummary)
 	def := bench.DefaultConfig()
-	quick := fs.Bool("quick", false, "a short run (about a minute): 2 rounds of 400ms, 100,000 sessions in the memory run; flags given explicitly still win")
+	quick := fs.Bool("quick", false, "a short run (under a minute): 2 rounds of 400ms, 3,000 sessions in the heap pass, 100,000 in the memory run; flags given explicitly still win")
 	contenders := fs.String("contenders", "", "comma-separated contenders to run (default all): "+contenderNames())
 	sizes := fs.String("sizes", "256,4096", "state sizes in bytes, comma-separated")
 	callers := fs.Int("callers", def.Callers, "concurrent callers")
@@ -49,6 +50,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	warmup := fs.Duration("warmup", def.Warmup, "unmeasured run of each contender and size before the first round")
 	sessionCalls := fs.Int("session-calls", def.SessionCalls, "mean calls per session")
 	seed := fs.Uint64("seed", def.Seed, "seed of the session lengths")
+	heapSessions := fs.Int64("heap-sessions", def.HeapSessions, "one-call sessions of the heap pass, per contender and size (0: no heap pass)")
 	memSessions := fs.Int64("mem-sessions", bench.DefaultMemoryConfig().Sessions, "sessions in the memory run (0: no memory run)")
 	out := fs.String("out", "", "directory to write the report to (bench.md and PNG plots)")
 	splice := fs.String("splice", "", "Markdown file whose part between "+benchBegin+" and "+benchEnd+" is replaced by the report (needs --out, for the plots)")
@@ -58,7 +60,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	if *quick {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, v := range map[string]string{"rounds": "2", "duration": "400ms", "warmup": "200ms", "mem-sessions": "100000"} {
+		for name, v := range map[string]string{"rounds": "2", "duration": "400ms", "warmup": "200ms", "heap-sessions": "3000", "mem-sessions": "100000"} {
 			if _, env := os.LookupEnv(fs.envName(name)); !set[name] && !env {
 				fs.Set(name, v)
 			}
@@ -66,7 +68,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	cfg := def
 	cfg.Callers, cfg.Rounds, cfg.Duration, cfg.Warmup = *callers, *rounds, *duration, *warmup
-	cfg.SessionCalls, cfg.Seed, cfg.Log = *sessionCalls, *seed, os.Stderr
+	cfg.SessionCalls, cfg.Seed, cfg.HeapSessions, cfg.Log = *sessionCalls, *seed, *heapSessions, os.Stderr
 	var err error
 	if cfg.Sizes, err = parseSizes(*sizes); err != nil {
 		return err

@@ -21,7 +21,7 @@ func TestBenchCommand(t *testing.T) {
 	}
 	var stdout, stderr bytes.Buffer
 	args := []string{"bench", "--contenders=plain,map,client,circulate", "--sizes=64,512", "--callers=4",
-		"--rounds=2", "--duration=150ms", "--warmup=0s", "--mem-sessions=500", "--out", out, "--splice", doc}
+		"--rounds=2", "--duration=150ms", "--warmup=0s", "--heap-sessions=200", "--mem-sessions=500", "--out", out, "--splice", doc}
 	if code := run(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}

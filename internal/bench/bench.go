@@ -24,6 +24,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/scone-project/scone/internal/bench/benchpb"
 )
 
@@ -50,6 +53,11 @@ type Config struct {
 	SessionCalls int
 	// Seed fixes the session lengths.
 	Seed uint64
+	// HeapSessions, if positive, is the number of one-call sessions of the
+	// heap pass: after the rounds, each contender is started afresh, alone,
+	// at each size, and its server-side memory growth over that many
+	// sessions is measured.
+	HeapSessions int64
 	// Log receives progress lines (nil: none).
 	Log io.Writer
 }
@@ -59,11 +67,12 @@ func DefaultConfig() Config {
 	return Config{
 		Sizes:        []int{256, 4096},
 		Callers:      64,
-		Rounds:       5,
+		Rounds:       6,
 		Duration:     2 * time.Second,
 		Warmup:       500 * time.Millisecond,
 		SessionCalls: 10,
 		Seed:         1,
+		HeapSessions: 30_000,
 	}
 }
 
@@ -103,9 +112,11 @@ type Run struct {
 	Contender string
 	Size      int
 	Round     int // from 1; 0 for a warmup
-	// Calls made; Errors among them failed, Wrong replied with a state
-	// other than the session's (lost or stale).
-	Calls, Errors, Wrong int64
+	// Calls made; Errors among them failed (Unavailable of them with
+	// gRPC's Unavailable, the cluster's answer when an owner does not
+	// answer in time), Wrong replied with a state other than the session's
+	// (lost or stale).
+	Calls, Errors, Unavailable, Wrong int64
 	// FirstError describes the first failed or wrong call.
 	FirstError string
 	// Sessions started.
@@ -114,10 +125,6 @@ type Run struct {
 	// CPU is the CPU time of this process (callers and servers) and of the
 	// contender's external processes during the run.
 	CPU time.Duration
-	// HeapGrowth is the growth of this process's live heap (after a full
-	// collection) over the run, plus that of the state held outside it
-	// (redis-server's used_memory).
-	HeapGrowth int64
 	// Latency holds every call's latency.
 	Latency *Histogram
 }
@@ -142,6 +149,8 @@ type Report struct {
 	Ran     []string // contenders run, in order
 	Skipped []Skip
 	Runs    []Run // the measured runs, in the order they ran
+	// Heap is the heap pass, a result per contender and size.
+	Heap    []MemoryResult
 	Started time.Time
 	Elapsed time.Duration
 }
@@ -205,8 +214,30 @@ func Bench(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	for _, a := range act {
+		a.r.close()
+	}
+	act = nil
+	if cfg.HeapSessions > 0 {
+		hc := cfg
+		hc.Rounds, hc.Duration, hc.MaxCalls, hc.SessionCalls = 1, 10*time.Minute, cfg.HeapSessions, 1
+		for _, size := range cfg.Sizes {
+			for _, c := range Contenders() {
+				if !slices.Contains(rep.Ran, c.Name) {
+					continue
+				}
+				res, err := memoryOne(ctx, &hc, c, size)
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				if err != nil {
+					cfg.logf("heap  %-16s size=%-5d not measured: %v", c.Name, size, err)
+					continue
+				}
+				rep.Heap = append(rep.Heap, res)
+				cfg.logf("heap  %-16s size=%-5d %d sessions: %s", c.Name, size, res.Sessions, fmtBytes(float64(res.Growth())))
+			}
+		}
 	}
 	rep.Elapsed = time.Since(rep.Started)
 	return rep, nil
@@ -246,9 +277,9 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 	run := Run{Contender: c.Name, Size: size, Round: round, Latency: new(Histogram)}
 	hists := make([]Histogram, cfg.Callers)
 	var (
-		calls, errs, wrong, sessions atomic.Int64
-		firstMu                      sync.Mutex
-		first                        string
+		calls, errs, unavail, wrong, sessions atomic.Int64
+		firstMu                               sync.Mutex
+		first                                 string
 	)
 	note := func(err error) {
 		firstMu.Lock()
@@ -257,11 +288,7 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 			first = err.Error()
 		}
 	}
-	ext0 := int64(0)
-	if r.extMemory != nil {
-		ext0, _ = r.extMemory(ctx)
-	}
-	heap0 := liveHeap()
+	runtime.GC() // no garbage of the run before
 	cpu0, xcpu0 := selfCPU(), externalCPU(r)
 	start := time.Now()
 	deadline := start.Add(d)
@@ -293,6 +320,9 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 				switch {
 				case err != nil:
 					errs.Add(1)
+					if status.Code(err) == codes.Unavailable {
+						unavail.Add(1)
+					}
 					note(fmt.Errorf("session %s: %w", req.Session, err))
 					left = 0 // its state is unknown now
 				case c.Stateful && rep.GetCount() != count:
@@ -306,13 +336,8 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 	wg.Wait()
 	run.Elapsed = time.Since(start)
 	run.CPU = selfCPU() - cpu0 + externalCPU(r) - xcpu0
-	run.HeapGrowth = liveHeap() - heap0
-	if r.extMemory != nil {
-		if ext1, err := r.extMemory(ctx); err == nil {
-			run.HeapGrowth += ext1 - ext0
-		}
-	}
-	run.Calls, run.Errors, run.Wrong, run.Sessions, run.FirstError = calls.Load(), errs.Load(), wrong.Load(), sessions.Load(), first
+	run.Calls, run.Errors, run.Unavailable, run.Wrong = calls.Load(), errs.Load(), unavail.Load(), wrong.Load()
+	run.Sessions, run.FirstError = sessions.Load(), first
 	for i := range hists {
 		run.Latency.Merge(&hists[i])
 	}

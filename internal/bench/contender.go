@@ -76,7 +76,7 @@ type running struct {
 	// time counts with this process's.
 	pids func() []int
 	// extMemory, if set, returns the bytes of session state held outside
-	// this process (redis-server's used_memory).
+	// this process (redis-server's dataset).
 	extMemory func(ctx context.Context) (int64, error)
 	closers   []func()
 }

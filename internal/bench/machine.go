@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 )
 
@@ -18,8 +19,10 @@ func Machine() string {
 		cpu = runtime.GOARCH
 	}
 	parts = append(parts, fmt.Sprintf("%s, %d CPUs (GOMAXPROCS %d)", cpu, runtime.NumCPU(), runtime.GOMAXPROCS(0)))
-	if mem := field("/proc/meminfo", "MemTotal"); mem != "" {
-		parts = append(parts, "memory "+mem)
+	if mem, ok := strings.CutSuffix(field("/proc/meminfo", "MemTotal"), " kB"); ok {
+		if kb, err := strconv.ParseFloat(mem, 64); err == nil {
+			parts = append(parts, fmt.Sprintf("%.0f GiB of memory", kb/(1<<20)))
+		}
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		parts = append(parts, runtime.GOOS+" "+strings.TrimSpace(string(b)))

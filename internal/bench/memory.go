@@ -18,13 +18,17 @@ type MemoryResult struct {
 	// HeapBefore and HeapAfter are this process's live heap after a full
 	// collection, before the first session and after the last.
 	HeapBefore, HeapAfter int64
+	// External is the growth of the state held outside this process
+	// (redis-server's dataset).
+	External int64
 	// Calls, Errors and Wrong count the calls (one per session).
 	Calls, Errors, Wrong int64
 	Elapsed              time.Duration
 }
 
-// Growth returns the heap growth over the run.
-func (m *MemoryResult) Growth() int64 { return m.HeapAfter - m.HeapBefore }
+// Growth returns the server-side memory growth over the run: the heap's
+// and the external state's.
+func (m *MemoryResult) Growth() int64 { return m.HeapAfter - m.HeapBefore + m.External }
 
 // MemoryConfig is a memory run: sessions distinct sessions of one call each,
 // of size bytes of state, from callers concurrent callers, against a fresh
@@ -64,7 +68,7 @@ func Memory(ctx context.Context, mc MemoryConfig) ([]MemoryResult, error) {
 		if !slices.Contains(mc.Contenders, c.Name) {
 			continue
 		}
-		res, err := memoryOne(ctx, &cfg, c)
+		res, err := memoryOne(ctx, &cfg, c, mc.Size)
 		if err != nil {
 			return out, err
 		}
@@ -74,24 +78,47 @@ func Memory(ctx context.Context, mc MemoryConfig) ([]MemoryResult, error) {
 	return out, nil
 }
 
-func memoryOne(ctx context.Context, cfg *Config, c Contender) (MemoryResult, error) {
+// memoryOne starts c afresh and alone, warms it up, and measures the
+// growth of the server-side memory over cfg.MaxCalls sessions of
+// cfg.SessionCalls (1) call each.
+func memoryOne(ctx context.Context, cfg *Config, c Contender, size int) (MemoryResult, error) {
 	r, err := startContender(ctx, c)
 	if err != nil {
 		return MemoryResult{}, err
 	}
 	defer r.close()
 	var seq atomic.Int64
+	// A warmup first, not counted: connection pools fill, buffers grow,
+	// the relay learns the method's kind.
+	warm := *cfg
+	warm.MaxCalls = int64(10 * cfg.Callers)
+	if w := measure(ctx, &warm, c, r, size, 0, cfg.Duration, &seq); w.Errors+w.Wrong > 0 {
+		return MemoryResult{}, fmt.Errorf("warmup of %s: %d calls failed: %s", c.Name, w.Errors+w.Wrong, w.FirstError)
+	}
+	var ext0 int64
+	if r.extMemory != nil {
+		if ext0, err = r.extMemory(ctx); err != nil {
+			return MemoryResult{}, err
+		}
+	}
 	heap0 := liveHeap()
-	run := measure(ctx, cfg, c, r, cfg.Sizes[0], 1, cfg.Duration, &seq)
+	run := measure(ctx, cfg, c, r, size, 1, cfg.Duration, &seq)
 	res := MemoryResult{
-		Contender: c.Name, Sessions: run.Sessions, Size: cfg.Sizes[0],
+		Contender: c.Name, Sessions: run.Sessions, Size: size,
 		HeapBefore: heap0, HeapAfter: liveHeap(),
 		Calls: run.Calls, Errors: run.Errors, Wrong: run.Wrong, Elapsed: run.Elapsed,
+	}
+	if r.extMemory != nil {
+		ext1, err := r.extMemory(ctx)
+		if err != nil {
+			return res, err
+		}
+		res.External = ext1 - ext0
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-	if run.Sessions < cfg.MaxCalls {
+	if run.Calls < cfg.MaxCalls {
 		return res, fmt.Errorf("memory run of %s: %d of %d sessions in %v", c.Name, run.Sessions, cfg.MaxCalls, cfg.Duration)
 	}
 	return res, nil

@@ -79,17 +79,18 @@ func startRedis(ctx context.Context) (*running, error) {
 	return r, nil
 }
 
-// redisUsedMemory returns redis-server's used_memory (bytes its allocator
-// holds for data and overhead).
+// redisUsedMemory returns the memory redis-server's keys and values take
+// (used_memory_dataset: used_memory without the server's overhead and the
+// clients' buffers, which swing with load).
 func redisUsedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
 	info, err := rdb.Info(ctx, "memory").Result()
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory_dataset:"); ok {
 			return strconv.ParseInt(v, 10, 64)
 		}
 	}
-	return 0, errors.New("redis INFO memory has no used_memory")
+	return 0, errors.New("redis INFO memory has no used_memory_dataset")
 }

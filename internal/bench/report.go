@@ -165,6 +165,9 @@ func WriteMarkdown(w io.Writer, rep *Report, mem []MemoryResult, meta MarkdownMe
 	fmt.Fprintf(w, "Workload: %d concurrent callers, each running sessions of 1 to %d calls (mean %d, seed %d); every call a read-modify-write of the session's state. "+
 		"%d rounds; in each round every contender runs %v at each size, in this order: %s.\n\n",
 		c.Callers, 2*c.SessionCalls-1, c.SessionCalls, c.Seed, c.Rounds, c.Duration, strings.Join(rep.Ran, ", "))
+	if c.HeapSessions > 0 {
+		fmt.Fprintf(w, "Heap pass, after the rounds: each contender started afresh and alone at each size, %d sessions of one call; heap/100k sessions is its server-side memory growth (live heap after a full collection, plus redis-server's dataset) scaled to 100,000 sessions.\n\n", c.HeapSessions)
+	}
 	writeMarkdownTable(w, rep.table())
 	fmt.Fprintln(w)
 	writeMarkdownTable(w, rep.tracked())

@@ -16,8 +16,7 @@ type Row struct {
 	// process, callers and servers, and the contender's external processes).
 	CPUPerCall time.Duration
 	// HeapPer100k is the server-side memory growth per 100,000 sessions
-	// started, in bytes: the growth summed over the rounds' runs, over the
-	// sessions they started (the sums tame a run's noise).
+	// in the heap pass, in bytes (0 without a heap pass).
 	HeapPer100k float64
 	// VsPlain and VsRedis are the QPS ratios to plain gRPC and to Redis at
 	// the same size, paired per round.
@@ -58,7 +57,6 @@ func (rep *Report) Rows() []Row {
 		for _, name := range rep.Ran {
 			row := Row{Contender: name, Size: size, Latency: new(Histogram)}
 			var qps, cpu []float64
-			var growth, sessions int64
 			for i := range rep.Runs {
 				r := &rep.Runs[i]
 				if r.Contender != name || r.Size != size {
@@ -68,8 +66,6 @@ func (rep *Report) Rows() []Row {
 				if r.Calls > 0 {
 					cpu = append(cpu, float64(r.CPU)/float64(r.Calls))
 				}
-				growth += r.HeapGrowth
-				sessions += r.Sessions
 				row.Calls += r.Calls
 				row.Errors += r.Errors
 				row.Wrong += r.Wrong
@@ -80,8 +76,10 @@ func (rep *Report) Rows() []Row {
 			}
 			row.QPS = median(qps)
 			row.CPUPerCall = time.Duration(median(cpu))
-			if sessions > 0 {
-				row.HeapPer100k = float64(growth) / float64(sessions) * 1e5
+			for _, h := range rep.Heap {
+				if h.Contender == name && h.Size == size && h.Sessions > 0 {
+					row.HeapPer100k = float64(h.Growth()) / float64(h.Sessions) * 1e5
+				}
 			}
 			row.P50, row.P99 = row.Latency.Quantile(0.50), row.Latency.Quantile(0.99)
 			row.VsPlain = rep.Ratio(name, Plain, size)
