@@ -36,6 +36,11 @@ type Config struct {
 	QueryTimeout time.Duration
 	// Timeout bounds every other call to another relay.
 	Timeout time.Duration
+	// RejoinInterval is how often a relay tries to join again one of the
+	// relays it lost (or its seeds, when it is alone), so that the sides of
+	// a healed partition find each other; RejoinTimeout is how long after
+	// the loss it keeps trying.
+	RejoinInterval, RejoinTimeout time.Duration
 	// MaxPerClient bounds each client's SCONEs, by count and bytes.
 	MaxPerClient      int
 	MaxBytesPerClient int
@@ -60,6 +65,8 @@ func DefaultConfig() Config {
 		Dwell:             500 * time.Millisecond,
 		QueryTimeout:      time.Second,
 		Timeout:           time.Second,
+		RejoinInterval:    time.Second,
+		RejoinTimeout:     time.Hour,
 		MaxPerClient:      64,
 		MaxBytesPerClient: 1 << 20,
 	}
@@ -75,7 +82,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("circulate: copies must be at least 1, not %d", c.Copies)
 	case c.Dwell <= 0:
 		return errors.New("circulate: the dwell time must be positive")
-	case c.QueryTimeout <= 0 || c.Timeout <= 0:
+	case c.QueryTimeout <= 0 || c.Timeout <= 0 || c.RejoinInterval <= 0 || c.RejoinTimeout <= 0:
 		return errors.New("circulate: timeouts must be positive")
 	case c.MaxPerClient < 1 || c.MaxBytesPerClient < 1:
 		return errors.New("circulate: per-client bounds must be positive")

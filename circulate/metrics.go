@@ -12,6 +12,7 @@ type metrics struct {
 	queryTime prometheus.Histogram
 	writes    *prometheus.CounterVec
 	expired   prometheus.Counter
+	rejoins   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, copies func() float64) *metrics {
@@ -38,7 +39,10 @@ func newMetrics(reg prometheus.Registerer, copies func() float64) *metrics {
 		expired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scone_circulate_expired_total", Help: "Copies dropped at their expiry.",
 		}),
+		rejoins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scone_circulate_rejoins_total", Help: "Attempts to rejoin a lost relay or a seed, by outcome (joined, failed).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.members, m.copies, m.handoffs, m.queries, m.queryTime, m.writes, m.expired)
+	reg.MustRegister(m.members, m.copies, m.handoffs, m.queries, m.queryTime, m.writes, m.expired, m.rejoins)
 	return m
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/circulate/circulatepb"
 	"github.com/scone-project/scone/cluster"
+	"github.com/scone-project/scone/internal/rejoin"
 	"github.com/scone-project/scone/relay"
 )
 
@@ -39,7 +40,8 @@ type Store struct {
 	members []string         // sorted live members, this relay included
 	routes  map[string]route // client key → where its last read found the primary
 
-	changed chan struct{} // membership changed
+	lost    *rejoin.Tracker // relays lost, to join again after a partition
+	changed chan struct{}   // membership changed
 	stop    chan struct{}
 	done    sync.WaitGroup
 }
@@ -67,6 +69,7 @@ func New(cfg Config) (*Store, error) {
 		joined:  map[string]time.Time{},
 		conns:   map[string]*grpc.ClientConn{},
 		routes:  map[string]route{},
+		lost:    rejoin.New(cfg.Seeds, cfg.RejoinTimeout),
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 	}
@@ -106,8 +109,12 @@ func New(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("circulate: joining %v: %w", cfg.Seeds, err)
 		}
 	}
-	s.done.Add(1)
+	s.done.Add(2)
 	go s.loop()
+	go func() {
+		defer s.done.Done()
+		s.lost.Run(s.stop, cfg.RejoinInterval, func() bool { return len(s.Members()) <= 1 }, s.rejoin)
+	}()
 	return s, nil
 }
 
@@ -272,7 +279,7 @@ type events struct{ s *Store }
 
 func (e events) NotifyJoin(n *memberlist.Node)   { e.s.memberUp(n.Name, string(n.Meta)) }
 func (e events) NotifyUpdate(n *memberlist.Node) { e.s.memberUp(n.Name, string(n.Meta)) }
-func (e events) NotifyLeave(n *memberlist.Node)  { e.s.memberGone(n.Name) }
+func (e events) NotifyLeave(n *memberlist.Node)  { e.s.memberGone(n.Name, n.Address()) }
 
 func (s *Store) memberUp(name, addr string) {
 	s.mu.Lock()
@@ -288,10 +295,14 @@ func (s *Store) memberUp(name, addr string) {
 	s.addrs[name] = addr
 	s.setMembers()
 	s.mu.Unlock()
+	s.lost.Found(name)
 	s.notifyChange()
 }
 
-func (s *Store) memberGone(name string) {
+func (s *Store) memberGone(name, gossipAddr string) {
+	if name != s.cfg.Name {
+		s.lost.Lost(name, gossipAddr, s.cfg.Now())
+	}
 	s.mu.Lock()
 	delete(s.addrs, name)
 	delete(s.joined, name)
@@ -302,6 +313,17 @@ func (s *Store) memberGone(name string) {
 	s.setMembers()
 	s.mu.Unlock()
 	s.notifyChange()
+}
+
+// rejoin tries to join one of the relays this one lost, or its seeds.
+func (s *Store) rejoin(addr string) {
+	if _, err := s.ml.Join([]string{addr}); err != nil {
+		s.m.rejoins.WithLabelValues("failed").Inc()
+		s.cfg.Logger.Debug("rejoin failed", "relay", s.cfg.Name, "addr", addr, "err", err)
+		return
+	}
+	s.m.rejoins.WithLabelValues("joined").Inc()
+	s.cfg.Logger.Info("rejoined", "relay", s.cfg.Name, "addr", addr)
 }
 
 // setMembers records the live members; s.mu must be held.

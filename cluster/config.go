@@ -50,7 +50,7 @@ type Config struct {
 	// RejoinInterval is how often a node tries to join again one of the
 	// members it lost (or its seeds, when it is alone), so that the sides
 	// of a healed partition find each other; RejoinTimeout is how long
-	// after the loss it keeps trying. See rejoin.go.
+	// after the loss it keeps trying. See package internal/rejoin.
 	RejoinInterval, RejoinTimeout time.Duration
 	// Memberlist, if set, is used as the memberlist configuration (its Name,
 	// Delegate and Events are set by the Node); by default it is

@@ -21,6 +21,7 @@ import (
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/cluster/clusterpb"
+	"github.com/scone-project/scone/internal/rejoin"
 )
 
 // Node is one member of a cluster that keeps SCONEs: it holds its share of
@@ -39,7 +40,7 @@ type Node struct {
 	mu    sync.Mutex
 	addrs map[string]string // live member → Peer address
 	links map[string]*peerLink
-	lost  map[string]lostMember // see rejoin.go
+	lost  *rejoin.Tracker // members lost, to join again after a partition
 
 	repairNow chan struct{}
 	// changes counts the membership changes; settled is the count as of
@@ -61,7 +62,7 @@ func New(cfg Config) (*Node, error) {
 		reg:       prometheus.NewRegistry(),
 		addrs:     map[string]string{},
 		links:     map[string]*peerLink{},
-		lost:      map[string]lostMember{},
+		lost:      rejoin.New(cfg.Seeds, cfg.RejoinTimeout),
 		repairNow: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
@@ -107,7 +108,10 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.done.Add(2)
 	go n.repairLoop()
-	go n.rejoinLoop()
+	go func() {
+		defer n.done.Done()
+		n.lost.Run(n.stop, n.cfg.RejoinInterval, n.alone, n.rejoin)
+	}()
 	return n, nil
 }
 
@@ -248,7 +252,8 @@ func (n *Node) memberUp(name, addr string) {
 		}
 	}
 	n.addrs[name] = addr
-	n.memberFound(name)
+	n.lost.Found(name)
+	n.m.lost.Set(float64(n.lost.Len()))
 	n.setView()
 	n.mu.Unlock()
 	n.triggerRepair()
@@ -257,7 +262,10 @@ func (n *Node) memberUp(name, addr string) {
 func (n *Node) memberGone(name, gossipAddr string) {
 	n.mu.Lock()
 	delete(n.addrs, name)
-	n.memberLost(name, gossipAddr)
+	if name != n.cfg.Name {
+		n.lost.Lost(name, gossipAddr, time.Now())
+	}
+	n.m.lost.Set(float64(n.lost.Len()))
 	if l := n.links[name]; l != nil {
 		l.close()
 		delete(n.links, name)
