@@ -2,6 +2,8 @@
 //
 //	scone bench   compare SCONE with plain gRPC, a map in the server, Redis
 //	              and nginx, side by side on 127.0.0.1 (BENCHMARKS.md)
+//	scone chaos   run a mode's processes under a seeded schedule of faults,
+//	              and check every session's history for linearizability
 //	scone demo    run the bookstore example on 127.0.0.1, kill and restart
 //	              servers under load, and verify that no session lost state
 //	scone inspect print a SCONE's header, or open it with a key file
@@ -33,6 +35,7 @@ type command struct {
 
 var commands = []command{
 	{"bench", "compare SCONE with plain gRPC, in-memory sessions, Redis and nginx, side by side", runBench},
+	{"chaos", "run a mode's processes under seeded faults and check every session's history", runChaos},
 	{"demo", "run the bookstore on 127.0.0.1 with servers killed under load, and verify nothing was lost", runDemo},
 	{"inspect", "print a SCONE's header, and with its key file its content or why it does not open", runInspect},
 	{"keygen", "write a new key file", runKeygen},

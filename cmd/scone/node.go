@@ -59,7 +59,11 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--keys=%s: %w", *keys, withCause(err))
 	}
-	sealer, err := scone.NewSealer(ring)
+	now, err := chaosClock(log)
+	if err != nil {
+		return err
+	}
+	sealer, err := scone.NewSealer(ring, scone.WithClock(now))
 	if err != nil {
 		return err
 	}
@@ -69,7 +73,7 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	spec := nodeSpec{
 		name: *name, listen: *listen, peerListen: *peerListen, gossip: *gossip,
-		k: *k, degrade: *degrade, identity: *identityKey, sealer: sealer, tls: tlsConf, log: log,
+		k: *k, degrade: *degrade, identity: *identityKey, sealer: sealer, tls: tlsConf, log: log, now: now,
 	}
 	if *join != "" {
 		spec.seeds = strings.Split(*join, ",")

@@ -37,6 +37,7 @@ type nodeSpec struct {
 	tls        *tls.Config // for clients; nil: plaintext
 	memberlist *memberlist.Config
 	log        *slog.Logger
+	now        func() time.Time // the node's clock (nil: time.Now)
 }
 
 // shopNode is one node of a bookstore cluster: a cluster.Node and the
@@ -97,6 +98,7 @@ func startShopNode(spec nodeSpec) (_ *shopNode, err error) {
 	}
 	cfg.Memberlist = spec.memberlist
 	cfg.Logger = spec.log
+	cfg.Now = spec.now
 	if n.node, err = cluster.New(cfg); err != nil {
 		peerLis.Close()
 		return nil, err

@@ -82,7 +82,11 @@ func (r Report) Visualize(model Cart, dir string) ([]string, error) {
 
 // CheckVersions reports every OK operation after which a session holds a
 // SCONE of a service older than one it held after an earlier OK operation:
-// a holder keeps the newest version, so versions never go back.
+// a holder keeps the newest version, so versions never go back. A server
+// may end a session (the inventory when nothing is reserved, the cart at
+// checkout), and the next SCONE of that service starts from version 1
+// again: so a service the session no longer holds after an operation, or
+// any after a checkout, starts over.
 func CheckVersions(ops []Op) []string {
 	var out []string
 	bySess := map[int][]Op{}
@@ -96,6 +100,14 @@ func CheckVersions(ops []Op) []string {
 		slices.SortStableFunc(s, func(a, b Op) int { return int(a.Invoke - b.Invoke) })
 		seen := map[string]uint64{}
 		for _, op := range s {
+			if op.Input.Kind == Checkout {
+				clear(seen)
+			}
+			for svc := range seen {
+				if _, ok := op.Versions[svc]; !ok {
+					delete(seen, svc) // the session ended
+				}
+			}
 			for svc, v := range op.Versions {
 				if v < seen[svc] {
 					out = append(out, fmt.Sprintf("session %d: %s version %d after %d (at %v)", id, svc, v, seen[svc], op.Invoke))

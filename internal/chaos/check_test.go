@@ -43,6 +43,8 @@ func TestCheck(t *testing.T) {
 		{"unknown not applied", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Unknown, nil, 0), get(0, 20, a1, 1)}, false},
 		{"unknown applied", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Unknown, nil, 0), get(0, 20, a3, 2)}, false},
 		{"unknown applied late", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Unknown, nil, 0), get(0, 20, a1, 1), get(0, 30, a3, 2)}, false},
+		{"unknown applied after a newer change", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Unknown, nil, 0), add(0, 20, "b", 1, OK, map[string]int32{"a": 1, "b": 1}, 2), get(0, 30, map[string]int32{"a": 3, "b": 1}, 3)}, true},
+		{"unknown read left out", []Op{add(0, 0, "a", 1, OK, a1, 1), {Session: 0, Input: Input{Kind: Get}, Invoke: ms(10), Return: ms(15), Outcome: Unknown}, get(0, 20, a1, 1)}, false},
 		{"failed applied", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Failed, nil, 0), get(0, 20, a3, 2)}, true},
 		{"refusal predicted", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 5, Refused, nil, 0), get(0, 20, a1, 1)}, false},
 		{"refusal not predicted", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Refused, nil, 0)}, true},
@@ -85,6 +87,15 @@ func TestCheckVersions(t *testing.T) {
 	}
 	if v := CheckVersions([]Op{op(0, 1), op(10, 3), op(20, 2)}); len(v) != 1 {
 		t.Fatalf("a version going back: %q", v)
+	}
+	ended := Op{Session: 1, Invoke: ms(15), Outcome: OK, Versions: map[string]uint64{}}
+	if v := CheckVersions([]Op{op(0, 1), op(10, 3), ended, op(20, 1)}); len(v) != 0 {
+		t.Fatalf("a new session after one ended reported: %q", v)
+	}
+	checkout := op(15, 1)
+	checkout.Input.Kind = Checkout
+	if v := CheckVersions([]Op{op(0, 1), op(10, 3), checkout, op(20, 2)}); len(v) != 0 {
+		t.Fatalf("a new session after a checkout reported: %q", v)
 	}
 }
 

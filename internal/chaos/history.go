@@ -66,6 +66,10 @@ type Op struct {
 	Changes  uint64
 	// Err is the error of a failed call, for the report.
 	Err string
+	// NoReply is set when the call timed out or its connection died: the
+	// client saw no reply. Its Outcome says what the mode promises of it
+	// (Unknown, or Failed where the client holds the state).
+	NoReply bool
 	// Served names the process that served the call, if known.
 	Served string
 	// Versions are the versions of the SCONEs the session holds after an

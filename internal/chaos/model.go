@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -80,42 +81,53 @@ func apply(s cartState, in Input) cartState {
 	return cartState{encodeItems(items), s.Changes + 1}
 }
 
-// step is the model's step function.
-func (c Cart) step(state, input, output any) (bool, any) {
+// step is the model's step function: the states a session's cart may be
+// in after an operation with its recorded outcome, none if the outcome is
+// impossible. A change of unknown outcome may or may not have taken effect.
+func (c Cart) step(state, input, output any) []any {
 	s, in, out := state.(cartState), input.(Input), output.(Op)
 	items := decodeItems(s.Items)
 	refused := c.refused(items, in)
 	switch out.Outcome {
 	case Unknown:
-		if refused {
-			return true, s
+		if refused || in.Kind == Get {
+			return []any{s}
 		}
-		return true, apply(s, in)
+		return []any{s, apply(s, in)}
 	case Refused:
-		return refused, s
+		if refused {
+			return []any{s}
+		}
+		return nil
 	case Failed:
-		return true, s
+		return []any{s}
 	}
 	if refused {
-		return false, s
+		return nil
 	}
 	next := apply(s, in)
 	if in.Kind == Checkout {
-		return encodeItems(out.Items) == s.Items && out.Changes == next.Changes, next
+		if encodeItems(out.Items) == s.Items && out.Changes == next.Changes {
+			return []any{next}
+		}
+		return nil
 	}
 	var units int32
 	for _, q := range out.Items {
 		units += q
 	}
-	return encodeItems(out.Items) == next.Items && out.Changes == next.Changes && out.Reserved == units, next
+	if encodeItems(out.Items) == next.Items && out.Changes == next.Changes && out.Reserved == units {
+		return []any{next}
+	}
+	return nil
 }
 
 // Model returns the porcupine model of a session's cart. Histories are
 // partitioned by session: each session's cart is its own object.
 func (c Cart) Model() porcupine.Model {
-	return porcupine.Model{
+	nm := porcupine.NondeterministicModel{
 		Partition: bySession,
-		Init:      func() any { return cartState{} },
+		Init:      func() []any { return []any{cartState{}} },
 		Step:      c.step,
 		DescribeOperation: func(input, output any) string {
 			in, out := input.(Input), output.(Op)
@@ -140,6 +152,7 @@ func (c Cart) Model() porcupine.Model {
 			return fmt.Sprintf("{%s} changes=%d", s.Items, s.Changes)
 		},
 	}
+	return nm.ToModel()
 }
 
 func bySession(h []porcupine.Operation) [][]porcupine.Operation {
@@ -158,19 +171,45 @@ func bySession(h []porcupine.Operation) [][]porcupine.Operation {
 	return out
 }
 
-// Operations turns recorded ops into porcupine's. An operation of unknown
-// outcome returns at infinity: it may take effect at any time after its
-// invocation, or never (porcupine may then place it after every other).
-// Failed operations promise no effect and are left out.
+// Operations turns recorded ops into porcupine's. Failed operations
+// promise no effect and are left out, and so are reads of unknown
+// outcome, which constrain nothing.
+//
+// A change of unknown outcome may take effect at any time after its
+// invocation, or never, but not after the session's next acknowledged
+// change: every holder takes a new state only over the state it was made
+// from (a relay's store applies a reply only over the SCONEs the request
+// carried, a cluster owner only over the record version the write was
+// made from), so a change landing after a newer one would be refused, and
+// the newer one was made from a state with or without it. Its return is
+// therefore just before the invocation of the next acknowledged change, or
+// infinity if none follows; porcupine may place it anywhere in between,
+// including after every operation that observed the state (never).
 func Operations(ops []Op) []porcupine.Operation {
+	sorted := slices.Clone(ops)
+	slices.SortStableFunc(sorted, func(a, b Op) int {
+		if a.Session != b.Session {
+			return a.Session - b.Session
+		}
+		return cmp.Compare(a.Invoke, b.Invoke)
+	})
 	var out []porcupine.Operation
-	for _, op := range ops {
-		if op.Outcome == Failed {
+	for i, op := range sorted {
+		if op.Outcome == Failed || op.Outcome == Unknown && op.Input.Kind == Get {
 			continue
 		}
 		ret := int64(op.Return)
 		if op.Outcome == Unknown {
 			ret = math.MaxInt64
+			for _, next := range sorted[i+1:] {
+				if next.Session != op.Session {
+					break
+				}
+				if next.Outcome == OK && next.Input.Kind != Get {
+					ret = int64(next.Invoke) - 1
+					break
+				}
+			}
 		}
 		out = append(out, porcupine.Operation{ClientId: op.Session, Input: op.Input, Call: int64(op.Invoke), Output: op, Return: ret})
 	}

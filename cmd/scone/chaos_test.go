@@ -1,0 +1,94 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// buildScone builds the scone binary (with extra build tags) into dir.
+func buildScone(t *testing.T, dir string, tags ...string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "scone")
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var chaosLine = regexp.MustCompile(`(?m)\Achaos: mode=(\S+) ops=(\d+) faults=(\d+) unknown=(\d+) violations=(\d+) seed=(\d+)\z`)
+
+// runChaosProcess runs "scone chaos" and returns its output, the numbers
+// of its last line, and its exit error.
+func runChaosProcess(t *testing.T, bin string, args ...string) (string, map[string]int, error) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"chaos", "--quiet"}, args...)...)
+	cmd.Dir = t.TempDir()
+	out, err := cmd.Output()
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	m := chaosLine.FindStringSubmatch(lines[len(lines)-1])
+	if m == nil {
+		stderr := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("last line is not the chaos summary:\n%s\n%s", out, stderr)
+	}
+	n := map[string]int{}
+	for i, k := range []string{"ops", "faults", "unknown", "violations", "seed"} {
+		n[k], _ = strconv.Atoi(m[i+2])
+	}
+	return string(out), n, err
+}
+
+// TestChaos runs scone chaos briefly in every mode: real processes, faults
+// from a fixed seed, and every history checked. Each run takes about 20 s.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	bin := buildScone(t, t.TempDir())
+	for _, mode := range []string{"client", "relay", "cluster"} {
+		t.Run(mode, func(t *testing.T) {
+			out, n, err := runChaosProcess(t, bin, "--mode="+mode, "--duration=15s", "--fault-every=1500ms", "--seed=1")
+			if err != nil || n["violations"] != 0 {
+				t.Fatalf("scone chaos --mode=%s: %v\n%s", mode, err, out)
+			}
+			if n["ops"] < 100 || n["faults"] < 3 || n["seed"] != 1 {
+				t.Fatalf("too little happened: %v\n%s", n, out)
+			}
+		})
+	}
+}
+
+// TestChaosCatchesBrokenBuild builds scone with the chaosbroken tag, whose
+// cart servers skip sealing every tenth update while replying as if they
+// had, and checks that scone chaos reports the lost updates, exits
+// non-zero, and leaves porcupine's view and the logs.
+func TestChaosCatchesBrokenBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	bin := buildScone(t, t.TempDir(), "chaosbroken")
+	outDir := filepath.Join(t.TempDir(), "evidence")
+	out, n, err := runChaosProcess(t, bin, "--mode=client", "--duration=6s", "--seed=1", "--out="+outDir)
+	if err == nil || n["violations"] == 0 || !strings.Contains(out, "not linearizable") {
+		t.Fatalf("the broken build passed: %v\n%s", err, out)
+	}
+	views, _ := filepath.Glob(filepath.Join(outDir, "session-*.html"))
+	logs, _ := filepath.Glob(filepath.Join(outDir, "logs", "cart-*.log"))
+	if len(views) == 0 || len(logs) == 0 {
+		t.Fatalf("evidence: views %v, logs %v", views, logs)
+	}
+	if b, _ := os.ReadFile(logs[0]); !strings.Contains(string(b), "BROKEN BUILD") {
+		t.Fatalf("%s does not say the build is broken:\n%s", logs[0], b)
+	}
+}
