@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -14,6 +13,7 @@ import (
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
 	"github.com/scone-project/scone/internal/badinput"
+	"github.com/scone-project/scone/internal/badinput/badhttp"
 	"github.com/scone-project/scone/sconehttp"
 )
 
@@ -59,25 +59,23 @@ func TestBadInput(t *testing.T) {
 	cases := c.Select(false)
 	for _, cs := range cases {
 		for _, b := range cs.BeforePayloads {
-			v, status, _, err := getCart(base, badinput.Case{Carrier: badinput.Envelope, Payloads: [][]byte{b}})
-			if err != nil || status != http.StatusOK {
-				t.Fatalf("%s: the SCONE presented first: %d %v %v", cs.Name, status, v, err)
+			before := badinput.Case{Carrier: badinput.Envelope, Payloads: [][]byte{b}}
+			if status, _, body, err := badhttp.Get(base+"/shop/cart", &before); err != nil || status != http.StatusOK {
+				t.Fatalf("%s: the SCONE presented first: %d %s %v", cs.Name, status, body, err)
 			}
 		}
-		v, status, code, err := getCart(base, cs)
-		switch {
-		case err != nil:
-			t.Errorf("%s: %v", cs.Name, err)
-		case strconv.Itoa(status) != cs.HTTP.Status:
-			t.Errorf("%s: status %d, want %s", cs.Name, status, cs.HTTP.Status)
-		case cs.HTTP.OK() && v.Operations != cs.Operations:
-			t.Errorf("%s: accepted with %d operations, want %d", cs.Name, v.Operations, cs.Operations)
-		case !cs.HTTP.OK() && cs.HTTP.Code != "" && code != cs.HTTP.Code:
-			t.Errorf("%s: Scone-Error %q, want %s", cs.Name, code, cs.HTTP.Code)
-		case !cs.HTTP.OK() && cs.HTTP.Code != "":
-			if c, ok := scone.ParseCode(cs.HTTP.Code); !ok || strconv.Itoa(sconehttp.HTTPStatus(c)) != cs.HTTP.Status {
-				t.Errorf("%s: the manifest says %s for %s, which maps to %d", cs.Name, cs.HTTP.Status, cs.HTTP.Code, sconehttp.HTTPStatus(c))
+		status, code, body, err := badhttp.Get(base+"/shop/cart", &cs)
+		if err == nil {
+			err = badhttp.Check(status, code, cs.HTTP)
+		}
+		if err == nil && cs.HTTP.OK() {
+			var v pb.CartView
+			if err = protojson.Unmarshal(body, &v); err == nil && v.Operations != cs.Operations {
+				err = fmt.Errorf("accepted with %d operations, want %d", v.Operations, cs.Operations)
 			}
+		}
+		if err != nil {
+			t.Errorf("%s: %v", cs.Name, err)
 		}
 		resp, err := shopper.Get(base + "/shop/cart")
 		if err != nil {
@@ -93,47 +91,4 @@ func TestBadInput(t *testing.T) {
 	if len(cases) < 30 {
 		t.Errorf("only %d HTTP cases in the corpus", len(cases))
 	}
-}
-
-// getCart gets the cart with the case's payloads on its carrier, and
-// returns the cart (on 200), the status and the Scone-Error header.
-func getCart(base string, cs badinput.Case) (v *pb.CartView, status int, code string, err error) {
-	req, err := http.NewRequest(http.MethodGet, base+"/shop/cart", nil)
-	if err != nil {
-		return nil, 0, "", err
-	}
-	switch cs.Carrier {
-	case badinput.Envelope:
-		texts := make([]string, len(cs.Payloads))
-		for i, p := range cs.Payloads {
-			texts[i] = scone.EncodeText(p)
-		}
-		req.Header.Set(sconehttp.HeaderSCONE, strings.Join(texts, ","))
-	case badinput.Header:
-		for _, p := range cs.Payloads {
-			req.Header.Add(sconehttp.HeaderSCONE, string(p))
-		}
-	case badinput.Cookie:
-		for _, p := range cs.Payloads {
-			req.Header.Add("Cookie", string(p))
-		}
-	default:
-		return nil, 0, "", fmt.Errorf("carrier %q is not for HTTP", cs.Carrier)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, 0, "", err
-	}
-	if resp.StatusCode == http.StatusOK {
-		v = &pb.CartView{}
-		if err := protojson.Unmarshal(b, v); err != nil {
-			return nil, 0, "", fmt.Errorf("cart %s: %w", b, err)
-		}
-	}
-	return v, resp.StatusCode, resp.Header.Get(sconehttp.ErrorHeader), nil
 }
