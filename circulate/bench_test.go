@@ -113,6 +113,7 @@ func BenchmarkCirculate(b *testing.B) {
 			}
 			req := &pb.LookupRequest{Isbn: "9780441013593"}
 			var callers, failed atomic.Int64
+			var firstErr atomic.Value
 			b.SetParallelism(32) // 64 callers on 2 CPUs
 			b.ReportAllocs()
 			start := time.Now()
@@ -122,12 +123,13 @@ func BenchmarkCirculate(b *testing.B) {
 				for i := int(id); p.Next(); i++ {
 					if _, err := clients[i%len(clients)].Lookup(ctx, req); err != nil {
 						failed.Add(1)
+						firstErr.CompareAndSwap(nil, err.Error())
 					}
 				}
 			})
 			elapsed := time.Since(start)
 			if f := failed.Load(); f > int64(b.N)/100 {
-				b.Fatalf("%d of %d calls failed", f, b.N)
+				b.Fatalf("%d of %d calls failed, the first with %v", f, b.N, firstErr.Load())
 			}
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
 			var gets []time.Duration
