@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"testing"
 	"time"
+
+	"github.com/scone-project/scone/internal/badinput"
 )
 
-// fuzzSeeds returns valid envelopes to start the fuzzers from: the golden
-// vectors and a few fresh seals.
+// fuzzSeeds returns envelopes to start the fuzzers from: the golden
+// vectors, and the envelopes of the bad-input corpus up to 4 KiB.
 func fuzzSeeds(t testing.TB) [][]byte {
 	var seeds [][]byte
 	for _, v := range vectorInputs() {
@@ -18,6 +20,15 @@ func fuzzSeeds(t testing.TB) [][]byte {
 			t.Fatal(err)
 		}
 		seeds = append(seeds, env)
+	}
+	c, err := badinput.Load(badInputDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cs := range c.Cases {
+		if cs.Carrier == badinput.Envelope && len(cs.Payloads[0]) <= 4<<10 {
+			seeds = append(seeds, cs.Payloads...)
+		}
 	}
 	return seeds
 }

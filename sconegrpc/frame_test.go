@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/badinput"
 )
 
 func sampleFrame() Frame {
@@ -114,6 +115,21 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add(AppendFrame(nil, &s))
 	f.Add([]byte{})
 	f.Add([]byte{0x12, 0x03, 0x0a, 0x01, 0x78})
+	c, err := badinput.Load("../testdata/badinput")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, cs := range c.Select(true) {
+		for _, p := range cs.Payloads {
+			switch {
+			case len(p) > 16<<10:
+			case cs.Carrier == badinput.Frame:
+				f.Add(p)
+			case cs.Carrier == badinput.Envelope:
+				f.Add(AppendFrame(nil, &Frame{SCONEs: [][]byte{p}}))
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr, err := ParseFrame(b)
 		if err != nil {
