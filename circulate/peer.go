@@ -56,7 +56,12 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 			sl.set(in)
 		}
 	case pb.PutRequest_UPDATE:
-		if cur == nil || cur.gen != req.Base || cur.hop != in.hop {
+		if cur == nil {
+			// It lost its copy (it restarted): not a conflict, and the
+			// primary recreates the copy at its next hand-off.
+			return nil, status.Error(codes.Unavailable, "circulate: this relay holds no copy to update")
+		}
+		if cur.gen != req.Base || cur.hop != in.hop {
 			return &pb.PutReply{}, nil
 		}
 		in.prev = cur
