@@ -29,6 +29,7 @@ const (
 var (
 	errNotMember  = errors.New("cluster: not a live member")
 	errLinkClosed = errors.New("cluster: the connection to the member was closed")
+	errNodeClosed = errors.New("cluster: the node is closed")
 )
 
 // peerLink is the node's connection to another member. The operations of
@@ -168,6 +169,13 @@ func (l *peerLink) close() {
 func (n *Node) link(name string) (*peerLink, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	select {
+	case <-n.stop:
+		// Close has closed the links, or will once it holds mu: a new one
+		// would never be closed.
+		return nil, errNodeClosed
+	default:
+	}
 	addr, ok := n.addrs[name]
 	if !ok {
 		return nil, errNotMember
