@@ -173,7 +173,8 @@ type chaosRun struct {
 	bin   string
 	dir   string // keys, logs, NATS data
 	keys  string
-	start time.Time
+	start time.Time // of the run, for the narration
+	t0    time.Time // of the sessions and the fault schedule
 
 	procs   []*chaosProc
 	byName  map[string]*chaosProc
@@ -203,13 +204,16 @@ func (r *chaosRun) narrate(format string, a ...any) {
 	}
 }
 
+// close kills the processes and closes the proxies; it may be called
+// more than once.
 func (r *chaosRun) close() {
 	for _, p := range slices.Backward(r.procs) {
 		p.pause(false)
 		p.kill()
 	}
-	for _, p := range r.proxies {
+	for name, p := range r.proxies {
 		p.Close()
+		delete(r.proxies, name)
 	}
 }
 
@@ -275,7 +279,7 @@ func (r *chaosRun) run(ctx context.Context) error {
 	r.narrate("%d faults scheduled over %v, one at a time; %d sessions start", len(schedule), cfg.duration, cfg.sessions)
 
 	r.hist = chaos.NewHistory()
-	r.start = time.Now()
+	r.t0 = time.Now()
 	sessions, closeConn, err := r.newSessions()
 	if err != nil {
 		return r.fail(err)
@@ -305,6 +309,7 @@ func (r *chaosRun) run(ctx context.Context) error {
 	if r.mode.final != nil {
 		final = append(final, r.mode.final(ctx, r)...)
 	}
+	r.close() // the processes are done with; their logs stay
 	return r.report(final)
 }
 

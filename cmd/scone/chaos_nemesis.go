@@ -59,7 +59,7 @@ func (r *chaosRun) nemesis(ctx context.Context, schedule []chaos.Fault) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Until(r.start.Add(f.At))):
+		case <-time.After(time.Until(r.t0.Add(f.At))):
 		}
 		if (f.Kind == chaos.Kill || f.Kind == chaos.Pause) && r.mode.settle != nil {
 			if err := r.mode.settle(ctx, r, 30*time.Second); err != nil {

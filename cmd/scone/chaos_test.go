@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -32,6 +33,9 @@ func runChaosProcess(t *testing.T, bin string, args ...string) (string, map[stri
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"chaos", "--quiet"}, args...)...)
 	cmd.Dir = t.TempDir()
+	// If the test binary dies (a timeout), the chaos process dies with it,
+	// and its own processes with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.Output()
 	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
 	m := chaosLine.FindStringSubmatch(lines[len(lines)-1])
@@ -62,7 +66,9 @@ func TestChaos(t *testing.T) {
 			if err != nil || n["violations"] != 0 {
 				t.Fatalf("scone chaos --mode=%s: %v\n%s", mode, err, out)
 			}
-			if n["ops"] < 100 || n["faults"] < 3 || n["seed"] != 1 {
+			// At least one fault: how many of the schedule's fit depends on
+			// how fast the machine is, which a test must not.
+			if n["ops"] < 100 || n["faults"] < 1 || n["seed"] != 1 {
 				t.Fatalf("too little happened: %v\n%s", n, out)
 			}
 		})
