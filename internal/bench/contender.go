@@ -64,6 +64,7 @@ type SkipError struct {
 	Reason string
 }
 
+// Error returns why the contender was skipped.
 func (e *SkipError) Error() string { return e.Reason }
 
 // running is a started contender: the connections callers spread over, and

@@ -18,6 +18,7 @@ const (
 
 var kindNames = [...]string{"add", "remove", "get", "checkout"}
 
+// String returns the kind's name.
 func (k Kind) String() string { return kindNames[k] }
 
 // Input is one operation a session asks for.
@@ -48,6 +49,7 @@ const (
 
 var outcomeNames = [...]string{"ok", "refused", "failed", "unknown"}
 
+// String returns the outcome's name.
 func (o Outcome) String() string { return outcomeNames[o] }
 
 // Op is one recorded operation.

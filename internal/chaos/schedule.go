@@ -30,6 +30,7 @@ type Fault struct {
 	Delay  time.Duration // Latency: added per chunk; Skew: the clock's offset
 }
 
+// String describes the fault.
 func (f Fault) String() string {
 	s := fmt.Sprintf("%s %s for %v", f.Kind, f.Target, f.For)
 	switch f.Kind {
