@@ -90,12 +90,12 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		mc := bench.DefaultMemoryConfig()
 		mc.Sessions, mc.Callers, mc.Log = *memSessions, cfg.Callers, os.Stderr
 		if mem, err = bench.Memory(ctx, mc); err != nil {
-			return err
+			return interrupted(err)
 		}
 	}
 	rep, err := bench.Bench(ctx, cfg)
 	if err != nil {
-		return err
+		return interrupted(err)
 	}
 	fmt.Fprintln(stdout)
 	bench.WriteText(stdout, rep, mem)
@@ -116,6 +116,14 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%d calls failed and %d replied with a wrong state (see the table's failed column)", failed, wrong)
 	}
 	return nil
+}
+
+// interrupted says so when err is the end of the command's context.
+func interrupted(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return errors.New("interrupted (every server it started is stopped)")
+	}
+	return err
 }
 
 func contenderNames() string {

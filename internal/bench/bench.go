@@ -67,8 +67,8 @@ func DefaultConfig() Config {
 	return Config{
 		Sizes:        []int{256, 4096},
 		Callers:      64,
-		Rounds:       6,
-		Duration:     2 * time.Second,
+		Rounds:       10,
+		Duration:     1500 * time.Millisecond,
 		Warmup:       500 * time.Millisecond,
 		SessionCalls: 10,
 		Seed:         1,
@@ -251,13 +251,15 @@ func logf(w io.Writer, format string, args ...any) {
 	}
 }
 
-// liveHeap returns the bytes of live heap objects after a full collection.
-func liveHeap() int64 {
+// liveHeap returns the bytes of live heap objects after a full collection,
+// and the bytes of the heap's spans in use (HeapInuse: the live objects
+// and the free room in their spans).
+func liveHeap() (live, inUse int64) {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc)
+	return int64(ms.HeapAlloc), int64(ms.HeapInuse)
 }
 
 // externalCPU returns the CPU time of r's external processes.

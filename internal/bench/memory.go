@@ -18,6 +18,9 @@ type MemoryResult struct {
 	// HeapBefore and HeapAfter are this process's live heap after a full
 	// collection, before the first session and after the last.
 	HeapBefore, HeapAfter int64
+	// InUseAfter is the heap's spans in use after the last session
+	// (runtime.MemStats.HeapInuse, after a full collection).
+	InUseAfter int64
 	// External is the growth of the state held outside this process
 	// (redis-server's dataset).
 	External int64
@@ -101,13 +104,14 @@ func memoryOne(ctx context.Context, cfg *Config, c Contender, size int) (MemoryR
 			return MemoryResult{}, err
 		}
 	}
-	heap0 := liveHeap()
+	heap0 := settledHeap()
 	run := measure(ctx, cfg, c, r, size, 1, cfg.Duration, &seq)
 	res := MemoryResult{
 		Contender: c.Name, Sessions: run.Sessions, Size: size,
-		HeapBefore: heap0, HeapAfter: liveHeap(),
-		Calls: run.Calls, Errors: run.Errors, Wrong: run.Wrong, Elapsed: run.Elapsed,
+		HeapBefore: heap0,
+		Calls:      run.Calls, Errors: run.Errors, Wrong: run.Wrong, Elapsed: run.Elapsed,
 	}
+	res.HeapAfter, res.InUseAfter = liveHeap()
 	if r.extMemory != nil {
 		ext1, err := r.extMemory(ctx)
 		if err != nil {
@@ -126,3 +130,19 @@ func memoryOne(ctx context.Context, cfg *Config, c Contender, size int) (MemoryR
 
 // MiB formats bytes in mebibytes.
 func MiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// settledHeap waits, up to 5 s, until the live heap stops shrinking, and
+// returns it: servers closed a moment ago still let go of their memory as
+// their goroutines end, which would read as the next contender's shrinking.
+func settledHeap() int64 {
+	prev, _ := liveHeap()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		cur, _ := liveHeap()
+		if prev-cur < 64<<10 {
+			return cur
+		}
+		prev = cur
+	}
+	return prev
+}

@@ -90,10 +90,10 @@ func (rep *Report) tracked() [][]string {
 }
 
 func memoryTable(mem []MemoryResult) [][]string {
-	out := [][]string{{"contender", "sessions", "state", "heap before", "heap after", "growth", "per session", "failed"}}
+	out := [][]string{{"contender", "sessions", "state", "live heap before", "live heap after", "heap in use after", "growth", "per session", "failed"}}
 	for _, m := range mem {
 		out = append(out, []string{
-			m.Contender, fmt.Sprintf("%d", m.Sessions), fmtSize(m.Size), MiB(m.HeapBefore), MiB(m.HeapAfter),
+			m.Contender, fmt.Sprintf("%d", m.Sessions), fmtSize(m.Size), MiB(m.HeapBefore), MiB(m.HeapAfter), MiB(m.InUseAfter),
 			fmtBytes(float64(m.Growth())), fmtBytes(float64(m.Growth()) / float64(max(m.Sessions, 1))),
 			fmt.Sprintf("%d", m.Errors+m.Wrong),
 		})
@@ -172,7 +172,7 @@ func WriteMarkdown(w io.Writer, rep *Report, mem []MemoryResult, meta MarkdownMe
 	fmt.Fprintln(w)
 	writeMarkdownTable(w, rep.tracked())
 	if len(mem) > 0 {
-		fmt.Fprintf(w, "\nMemory run, before the rounds: live heap (after a full collection) of the process serving %d distinct sessions of one call each, a fresh server per contender:\n\n", mem[0].Sessions)
+		fmt.Fprintf(w, "\nMemory run, before the rounds: the heap (after a full collection) of the process serving %d distinct sessions of one call each, a fresh server per contender; live heap is the live objects (runtime.MemStats.HeapAlloc), heap in use adds the free room in their spans (HeapInuse):\n\n", mem[0].Sessions)
 		writeMarkdownTable(w, memoryTable(mem))
 	}
 	if len(rep.Skipped) > 0 {
