@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -387,6 +388,7 @@ func (r *chaosRun) report(final []string) error {
 	out := chaos.Outages(ops)
 	r.say("operations: %d (ok %d, refused by the shop's rules %d, failed with nothing changed %d, outcome unknown %d); %d calls got no reply (timeout or connection died)",
 		rep.Ops, rep.OK, rep.Refused, rep.Failed, rep.Unknown, noReply)
+	r.say("failed calls by status: %s", failedByStatus(ops))
 	r.say("faults: %d (%s); %d skipped (the cluster had not settled)", total, strings.Join(kinds, ", "), skipped)
 	r.say("restarts: %d, ready after p50 %v, max %v", len(restarts), chaos.Quantile(restarts, 0.5).Round(time.Millisecond), chaos.Quantile(restarts, 1).Round(time.Millisecond))
 	r.say("sessions without progress: %d stretches, p50 %v, p99 %v, max %v", len(out),
@@ -442,4 +444,24 @@ func (r *chaosRun) writeEvidence(rep chaos.Report, ops []chaos.Op, violations []
 			op.Outcome, op.Input.Kind, op.Input.ISBN, op.Input.Qty, op.Items, op.Reserved, op.Changes, op.Served, op.Err)
 	}
 	return dir, os.WriteFile(filepath.Join(dir, "history.txt"), []byte(b.String()), 0o644)
+}
+
+// failedByStatus counts the calls that failed (other than the shop's
+// refusals) by status, and SCONE code if any.
+func failedByStatus(ops []chaos.Op) string {
+	n := map[string]int{}
+	for _, op := range ops {
+		if op.Outcome == chaos.Failed || op.Outcome == chaos.Unknown {
+			code, _, _ := strings.Cut(op.Err, ":")
+			n[code]++
+		}
+	}
+	var parts []string
+	for _, code := range slices.Sorted(maps.Keys(n)) {
+		parts = append(parts, fmt.Sprintf("%s %d", code, n[code]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }

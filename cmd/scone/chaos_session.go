@@ -115,7 +115,11 @@ func (s *chaosSession) do(ctx context.Context, o op) chaos.Outcome {
 	rec.Outcome, rec.NoReply = r.classify(err)
 	switch {
 	case err != nil:
-		rec.Err = status.Code(err).String() + ": " + status.Convert(err).Message()
+		rec.Err = status.Code(err).String()
+		if sc := sconegrpc.CodeOf(err); sc != scone.CodeUnknown {
+			rec.Err += " (" + sc.String() + ")"
+		}
+		rec.Err += ": " + status.Convert(err).Message()
 		if len(rec.Err) > 200 {
 			rec.Err = rec.Err[:200]
 		}
