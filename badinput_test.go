@@ -146,7 +146,7 @@ func badCorpus(t testing.TB) (badinput.Manifest, map[string][]byte) {
 	httpOf := grpcOf
 	add := func(c badinput.Case, payloads ...[]byte) {
 		ext := ".bin"
-		if c.Carrier == badinput.Header || c.Carrier == badinput.Cookie || c.Carrier == badinput.Metadata {
+		if c.Carrier == badinput.Header || c.Carrier == badinput.Cookie || c.Carrier == badinput.Metadata || c.Carrier == badinput.RawMetadata {
 			ext = ".txt"
 		}
 		for i, p := range payloads {
@@ -295,6 +295,11 @@ func badCorpus(t testing.TB) (badinput.Manifest, map[string][]byte) {
 		About:   "wrong carrier: a SCONE's text form under the metadata key \"scone\": not a carrier, ignored",
 		Carrier: badinput.Metadata, Key: "scone", GRPC: grpcOf("ok", "OK")},
 		[]byte(EncodeText(dupValid)))
+
+	add(badinput.Case{Name: "metadata-bad-base64",
+		About:   "a scone-bin value on the wire that is not base64: gRPC refuses it before any hook",
+		Carrier: badinput.RawMetadata, Key: "scone-bin", GRPC: grpcOf("", "Internal")},
+		[]byte("!!not*base64!!"))
 
 	// Carrier faults, HTTP.
 	text := EncodeText(dupValid)

@@ -28,6 +28,10 @@ const (
 	Frame = "frame"
 	// Metadata: each payload is a value of the text metadata key Key.
 	Metadata = "metadata"
+	// RawMetadata: each payload is a raw HTTP/2 header value of the
+	// metadata key Key, as it travels on the wire (so a -bin key's value
+	// may be bad base64, which gRPC clients never send).
+	RawMetadata = "raw-metadata"
 	// Header: each payload is one raw Scone header line.
 	Header = "header"
 	// Cookie: each payload is one raw Cookie header line.
@@ -55,7 +59,7 @@ type Case struct {
 	About string `json:"about"`
 	// Carrier is how the payloads travel (Envelope, Frame, …).
 	Carrier string `json:"carrier"`
-	// Key is the metadata key of the Metadata carrier.
+	// Key is the metadata key of the Metadata and RawMetadata carriers.
 	Key string `json:"key,omitempty"`
 	// Files hold the payloads, relative to the corpus directory.
 	Files []string `json:"files"`
@@ -145,7 +149,7 @@ func Load(dir string) (*Corpus, error) {
 		if cs.PadTo > 0 {
 			last := &cs.Payloads[len(cs.Payloads)-1]
 			pad := byte(0)
-			if cs.Carrier == Header || cs.Carrier == Cookie || cs.Carrier == Metadata {
+			if cs.Carrier == Header || cs.Carrier == Cookie || cs.Carrier == Metadata || cs.Carrier == RawMetadata {
 				pad = 'A'
 			}
 			*last = append(*last, bytes.Repeat([]byte{pad}, max(0, cs.PadTo-len(*last)))...)

@@ -19,7 +19,9 @@ import (
 )
 
 // Call makes a unary call of method on conn with req, md's pairs, and the
-// case's payloads on its carrier in the request's metadata.
+// case's payloads on its carrier in the request's metadata. For the
+// RawMetadata carrier conn must be a *grpc.ClientConn made for one address,
+// which the call reaches over plaintext HTTP/2 by hand.
 func Call(ctx context.Context, conn grpc.ClientConnInterface, method string, cs *badinput.Case, md metadata.MD, req, reply proto.Message) error {
 	md = md.Copy()
 	switch cs.Carrier {
@@ -33,6 +35,8 @@ func Call(ctx context.Context, conn grpc.ClientConnInterface, method string, cs 
 		for _, p := range cs.Payloads {
 			md.Append(cs.Key, string(p))
 		}
+	case badinput.RawMetadata:
+		return callRaw(ctx, conn, method, cs, md, req, reply)
 	default:
 		return fmt.Errorf("badgrpc: carrier %q is not for gRPC", cs.Carrier)
 	}
