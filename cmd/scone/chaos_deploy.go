@@ -209,13 +209,14 @@ type chaosNode struct {
 }
 
 // deployChaosCluster: scone node processes with k copies of each
-// session's state; the sessions have no SCONE code.
+// session's state, each node's Peer service behind a fault proxy; the
+// sessions have no SCONE code.
 func deployChaosCluster(r *chaosRun) error {
 	var nodes []*chaosProc
 	gossip := map[string]string{}
 	for i := range r.cfg.nodes {
 		name := fmt.Sprintf("node-%d", i+1)
-		var addrs [3]string
+		var addrs [4]string
 		for j := range addrs {
 			a, err := freeAddr()
 			if err != nil {
@@ -223,8 +224,15 @@ func deployChaosCluster(r *chaosRun) error {
 			}
 			addrs[j] = a
 		}
-		listen, g, admin := addrs[0], addrs[1], addrs[2]
+		listen, g, admin, peer := addrs[0], addrs[1], addrs[2], addrs[3]
 		gossip[name] = g
+		// The other nodes reach this one's Peer service through one proxy:
+		// partitioning it cuts every replication read and write to this
+		// node, while gossip (not proxied) still sees it alive.
+		peerVia, err := r.link("peers", name, peer)
+		if err != nil {
+			return err
+		}
 		env, err := r.skewable(name)
 		if err != nil {
 			return err
@@ -237,7 +245,7 @@ func deployChaosCluster(r *chaosRun) error {
 					join = append(join, gossip[o.name])
 				}
 			}
-			args := []string{"node", "--name=" + name, "--listen=" + listen, "--peer-listen=127.0.0.1:0", "--gossip=" + g,
+			args := []string{"node", "--name=" + name, "--listen=" + listen, "--peer-listen=" + peer, "--peer-advertise=" + peerVia, "--gossip=" + g,
 				"--admin=" + admin, "--keys=" + r.keys, fmt.Sprintf("--k=%d", r.cfg.k)}
 			if len(join) > 0 {
 				args = append(args, "--join="+strings.Join(join, ","))

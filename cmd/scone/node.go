@@ -29,6 +29,7 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	name := f.String("name", host, "the node's name, unique in the cluster")
 	listen := f.String("listen", "127.0.0.1:7600", "address to serve the gateway (gRPC) to clients on")
 	peerListen := f.String("peer-listen", "127.0.0.1:7601", "address to serve the other nodes on (reads and writes of records)")
+	peerAdvertise := f.String("peer-advertise", "", "address the other nodes reach --peer-listen at, when it differs (a NAT, a proxy); empty: the address listened on")
 	gossip := f.String("gossip", "127.0.0.1:7946", "address (UDP and TCP) of gossip with the other nodes")
 	join := f.String("join", "", "gossip addresses of nodes to join, comma-separated; empty starts a new cluster")
 	k := f.Int("k", 2, "nodes that keep each client's state (copies written before each reply)")
@@ -72,7 +73,7 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	spec := nodeSpec{
-		name: *name, listen: *listen, peerListen: *peerListen, gossip: *gossip,
+		name: *name, listen: *listen, peerListen: *peerListen, peerAdvertise: *peerAdvertise, gossip: *gossip,
 		k: *k, degrade: *degrade, identity: *identityKey, sealer: sealer, tls: tlsConf, log: log, now: now,
 	}
 	if *join != "" {

@@ -38,6 +38,10 @@ type nodeSpec struct {
 	memberlist *memberlist.Config
 	log        *slog.Logger
 	now        func() time.Time // the node's clock (nil: time.Now)
+
+	// peerAdvertise is where the other nodes reach the Peer service (empty:
+	// the address listened on).
+	peerAdvertise string
 }
 
 // shopNode is one node of a bookstore cluster: a cluster.Node and the
@@ -90,6 +94,9 @@ func startShopNode(spec nodeSpec) (_ *shopNode, err error) {
 	cfg.Name = spec.name
 	cfg.GossipAddr = spec.gossip
 	cfg.PeerAddr = n.peerAddr
+	if spec.peerAdvertise != "" {
+		cfg.PeerAddr = spec.peerAdvertise
+	}
 	cfg.Seeds = spec.seeds
 	cfg.K = spec.k
 	cfg.Degrade = spec.degrade
