@@ -125,6 +125,7 @@ func frame(tokens ...[]byte) []byte {
 	return b
 }
 
+// with returns a copy of b changed by f.
 func with(b []byte, f func(b []byte)) []byte {
 	b = bytes.Clone(b)
 	f(b)
@@ -139,11 +140,11 @@ func badCorpus(t testing.TB) (badinput.Manifest, map[string][]byte) {
 	}
 	m := badinput.Manifest{
 		About: "Bad inputs for every SCONE holder: written by go test -run TestBadInputCorpus -update " +
-			"in the root package; sent by the badinput tests of sconegrpc, sconehttp, relay, cluster and cmd/scone.",
+			"in the root package; sent by the TestBadInput tests of sconegrpc, sconehttp, relay and cluster, " +
+			"and the TestBadInputProcesses tests of cmd/scone and examples/bookstore. See docs/security.md.",
 		Service: badService, Scope: badScope, KeyFile: "keys.json",
 	}
-	grpcOf := func(code, status string) *badinput.Expect { return &badinput.Expect{Code: code, Status: status} }
-	httpOf := grpcOf
+	expect := func(code, status string) *badinput.Expect { return &badinput.Expect{Code: code, Status: status} }
 	add := func(c badinput.Case, payloads ...[]byte) {
 		ext := ".bin"
 		if c.Carrier == badinput.Header || c.Carrier == badinput.Cookie || c.Carrier == badinput.Metadata || c.Carrier == badinput.RawMetadata {
@@ -162,7 +163,7 @@ func badCorpus(t testing.TB) (badinput.Manifest, map[string][]byte) {
 	// An envelope case yields the same code on both transports.
 	env := func(name, about, code, grpcStatus, httpStatus string, p []byte) {
 		add(badinput.Case{Name: name, About: about, Carrier: badinput.Envelope, Open: code,
-			GRPC: grpcOf(code, grpcStatus), HTTP: httpOf(code, httpStatus)}, p)
+			GRPC: expect(code, grpcStatus), HTTP: expect(code, httpStatus)}, p)
 	}
 
 	// A bad SCONE has a high version, so it would be preferred to the
@@ -171,8 +172,8 @@ func badCorpus(t testing.TB) (badinput.Manifest, map[string][]byte) {
 	hl := headerLen(g.scone(0xb0, 1000, 9))
 
 	add(badinput.Case{Name: "empty", About: "a zero-length SCONE", Carrier: badinput.Envelope, Open: "malformed",
-		GRPC: grpcOf("malformed", "InvalidArgument"),
-		HTTP: httpOf("ok", "200")}, // an empty text form is no SCONE: the Scone header's empty entries are skipped
+		GRPC: expect("malformed", "InvalidArgument"),
+		HTTP: expect("ok", "200")}, // an empty text form is no SCONE: the Scone header's empty entries are skipped
 		[]byte{})
 	env("truncated-header", "the first 30 bytes of a SCONE", "malformed", "InvalidArgument", "400", valid[:30])
 	env("truncated-minimum", "one byte short of the smallest envelope", "malformed", "InvalidArgument", "400", valid[:envelopeMin-1])
@@ -219,7 +220,7 @@ func badCorpus(t testing.TB) (badinput.Manifest, map[string][]byte) {
 		About: "authentic, of another service: a hook treats it as a passenger for its back ends, " +
 			"never as its own state (Sealer.Open refuses it with wrong_service)",
 		Carrier: badinput.Envelope, Open: "wrong_service",
-		GRPC: grpcOf("ok", "OK"), HTTP: httpOf("ok", "200")}, g.seal(badKey1, other))
+		GRPC: expect("ok", "OK"), HTTP: expect("ok", "200")}, g.seal(badKey1, other))
 
 	body := func(flags byte, mutate func(b []byte) []byte) []byte {
 		sc := g.scone(0xb6, 1000, 9)
@@ -242,12 +243,12 @@ func badCorpus(t testing.TB) (badinput.Manifest, map[string][]byte) {
 
 	add(badinput.Case{Name: "over-budget", About: "64 KiB + 1: over the default size budget, refused before decryption",
 		Carrier: badinput.Envelope, PadTo: DefaultMaxSize + 1, Open: "too_large",
-		GRPC: grpcOf("too_large", "ResourceExhausted"), HTTP: httpOf("too_large", "413")}, valid[:hl])
+		GRPC: expect("too_large", "ResourceExhausted"), HTTP: expect("too_large", "413")}, valid[:hl])
 	add(badinput.Case{Name: "over-maximum",
 		About:   "1 MiB + 1: over the largest envelope; over HTTP its text form is over net/http's 1 MB header limit",
 		Carrier: badinput.Envelope, PadTo: MaxEnvelopeSize + 1, Open: "too_large",
-		GRPC: grpcOf("too_large", "ResourceExhausted"),
-		HTTP: httpOf("", "431")}, valid[:hl])
+		GRPC: expect("too_large", "ResourceExhausted"),
+		HTTP: expect("", "431")}, valid[:hl])
 
 	// Replays: stateless servers accept an older SCONE of a session (the
 	// price of statelessness, docs/security.md); anti-rollback refuses one
@@ -255,78 +256,78 @@ func badCorpus(t testing.TB) (badinput.Manifest, map[string][]byte) {
 	add(badinput.Case{Name: "replayed",
 		About:   "an old, authentic SCONE (1 operation) presented alone: accepted, its state restored",
 		Carrier: badinput.Envelope, Open: "ok", Operations: 1,
-		GRPC: grpcOf("ok", "OK"), HTTP: httpOf("ok", "200")}, g.seal(badKey1, g.scone(0xc0, 1, 1)))
+		GRPC: expect("ok", "OK"), HTTP: expect("ok", "200")}, g.seal(badKey1, g.scone(0xc0, 1, 1)))
 	v2 := g.seal(badKey1, g.scone(0xc1, 2, 2))
 	files["rolled-back.before.bin"] = v2
 	add(badinput.Case{Name: "rolled-back",
 		About: "version 1 of a session after version 2 was presented: accepted without anti-rollback, " +
 			"rolled_back with it",
 		Carrier: badinput.Envelope, Open: "ok", Operations: 1, Before: []string{"rolled-back.before.bin"},
-		GRPC:      grpcOf("ok", "OK"),
-		HighWater: grpcOf("rolled_back", "FailedPrecondition"),
-		HTTP:      httpOf("ok", "200")}, g.seal(badKey1, g.scone(0xc1, 1, 1)))
+		GRPC:      expect("ok", "OK"),
+		HighWater: expect("rolled_back", "FailedPrecondition"),
+		HTTP:      expect("ok", "200")}, g.seal(badKey1, g.scone(0xc1, 1, 1)))
 
 	// Carrier faults, gRPC.
 	dupValid := g.seal(badKey1, g.scone(0xc2, 5, 5))
 	dupForged := with(dupValid, func(b []byte) { b[12]++ }) // version 6, not authentic
 	add(badinput.Case{Name: "frame-garbage", About: "a scone-bin value that is not protobuf",
-		Carrier: badinput.Frame, GRPC: grpcOf("malformed", "InvalidArgument")}, []byte{0xff, 0xff, 0xff})
+		Carrier: badinput.Frame, GRPC: expect("malformed", "InvalidArgument")}, []byte{0xff, 0xff, 0xff})
 	add(badinput.Case{Name: "frame-truncated", About: "a frame whose SCONE field runs past its end",
-		Carrier: badinput.Frame, GRPC: grpcOf("malformed", "InvalidArgument")}, frame(dupValid)[:40])
+		Carrier: badinput.Frame, GRPC: expect("malformed", "InvalidArgument")}, frame(dupValid)[:40])
 	add(badinput.Case{Name: "frame-too-many", About: "65 SCONEs in one frame, over the limit of 64",
-		Carrier: badinput.Frame, GRPC: grpcOf("too_large", "ResourceExhausted")},
+		Carrier: badinput.Frame, GRPC: expect("too_large", "ResourceExhausted")},
 		frame(slices.Repeat([][]byte{dupValid}, 65)...))
 	add(badinput.Case{Name: "frame-oversized", About: "a 4 MiB + 1 frame, over the frame size limit",
-		Carrier: badinput.Frame, PadTo: 4<<20 + 1, GRPC: grpcOf("too_large", "ResourceExhausted")},
+		Carrier: badinput.Frame, PadTo: 4<<20 + 1, GRPC: expect("too_large", "ResourceExhausted")},
 		frame(dupValid))
 	add(badinput.Case{Name: "duplicate-metadata",
 		About:   "two scone-bin values: a session's SCONE, and a forgery of its next version",
-		Carrier: badinput.Frame, GRPC: grpcOf("tampered", "Unauthenticated")},
+		Carrier: badinput.Frame, GRPC: expect("tampered", "Unauthenticated")},
 		frame(dupValid), frame(dupForged))
 	add(badinput.Case{Name: "duplicate-in-frame",
 		About:   "one frame with a session's SCONE twice: the same state, accepted",
-		Carrier: badinput.Frame, Operations: 5, GRPC: grpcOf("ok", "OK")},
+		Carrier: badinput.Frame, Operations: 5, GRPC: expect("ok", "OK")},
 		frame(dupValid, dupValid))
 	add(badinput.Case{Name: "text-in-binary-key",
 		About:   "wrong carrier: the text form of a SCONE as the scone-bin value (a frame is expected)",
-		Carrier: badinput.Frame, GRPC: grpcOf("malformed", "InvalidArgument")},
+		Carrier: badinput.Frame, GRPC: expect("malformed", "InvalidArgument")},
 		[]byte(EncodeText(dupValid)))
 	add(badinput.Case{Name: "text-key",
 		About:   "wrong carrier: a SCONE's text form under the metadata key \"scone\": not a carrier, ignored",
-		Carrier: badinput.Metadata, Key: "scone", GRPC: grpcOf("ok", "OK")},
+		Carrier: badinput.Metadata, Key: "scone", GRPC: expect("ok", "OK")},
 		[]byte(EncodeText(dupValid)))
 
 	add(badinput.Case{Name: "metadata-bad-base64",
 		About:   "a scone-bin value on the wire that is not base64: gRPC refuses it before any hook",
-		Carrier: badinput.RawMetadata, Key: "scone-bin", GRPC: grpcOf("", "Internal")},
+		Carrier: badinput.RawMetadata, Key: "scone-bin", GRPC: expect("", "Internal")},
 		[]byte("!!not*base64!!"))
 
 	// Carrier faults, HTTP.
 	text := EncodeText(dupValid)
 	add(badinput.Case{Name: "header-bad-base64", About: "a Scone header that is not base64url",
-		Carrier: badinput.Header, HTTP: httpOf("malformed", "400")}, []byte("!!not*base64!!"))
+		Carrier: badinput.Header, HTTP: expect("malformed", "400")}, []byte("!!not*base64!!"))
 	add(badinput.Case{Name: "header-padded", About: "a SCONE's text form with base64 padding",
-		Carrier: badinput.Header, HTTP: httpOf("malformed", "400")}, []byte(base64Padded(dupValid)))
+		Carrier: badinput.Header, HTTP: expect("malformed", "400")}, []byte(base64Padded(dupValid)))
 	add(badinput.Case{Name: "header-hex", About: "wrong carrier: a SCONE in hex, which decodes as base64url to garbage",
-		Carrier: badinput.Header, HTTP: httpOf("malformed", "400")}, []byte(hex.EncodeToString(dupValid)))
+		Carrier: badinput.Header, HTTP: expect("malformed", "400")}, []byte(hex.EncodeToString(dupValid)))
 	add(badinput.Case{Name: "header-too-many", About: "65 SCONEs in the Scone header, over the limit of 64",
-		Carrier: badinput.Header, HTTP: httpOf("too_large", "413")},
+		Carrier: badinput.Header, HTTP: expect("too_large", "413")},
 		[]byte(strings.Join(slices.Repeat([]string{text}, 65), ",")))
 	add(badinput.Case{Name: "header-duplicate",
 		About:   "two Scone header lines: a session's SCONE, and a forgery of its next version",
-		Carrier: badinput.Header, HTTP: httpOf("tampered", "401")},
+		Carrier: badinput.Header, HTTP: expect("tampered", "401")},
 		[]byte(text), []byte(EncodeText(dupForged)))
 	add(badinput.Case{Name: "header-oversized", About: "a 2 MiB Scone header: net/http refuses it",
-		Carrier: badinput.Header, PadTo: 2 << 20, HTTP: httpOf("", "431")}, []byte("A"))
+		Carrier: badinput.Header, PadTo: 2 << 20, HTTP: expect("", "431")}, []byte("A"))
 	cookie := "scone-" + badService + "="
 	add(badinput.Case{Name: "cookie-bad-base64", About: "a SCONE cookie that is not base64url",
-		Carrier: badinput.Cookie, HTTP: httpOf("malformed", "400")}, []byte(cookie+"!!not*base64!!"))
+		Carrier: badinput.Cookie, HTTP: expect("malformed", "400")}, []byte(cookie+"!!not*base64!!"))
 	add(badinput.Case{Name: "cookie-duplicate",
 		About:   "the SCONE cookie twice: a session's SCONE, and a forgery of its next version",
-		Carrier: badinput.Cookie, HTTP: httpOf("tampered", "401")},
+		Carrier: badinput.Cookie, HTTP: expect("tampered", "401")},
 		[]byte(cookie+text+"; "+cookie+EncodeText(dupForged)))
 	add(badinput.Case{Name: "cookie-tampered", About: "a SCONE cookie with one bit flipped",
-		Carrier: badinput.Cookie, HTTP: httpOf("tampered", "401")},
+		Carrier: badinput.Cookie, HTTP: expect("tampered", "401")},
 		[]byte(cookie+EncodeText(with(dupValid, func(b []byte) { b[len(b)-5] ^= 4 }))))
 	return m, files
 }
