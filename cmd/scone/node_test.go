@@ -196,9 +196,15 @@ func TestNodeProcesses(t *testing.T) {
 		s.finalCheck(ctxOf(s), gw)
 	}
 	for _, p := range live {
-		b, _ := os.ReadFile(p.log.Name())
-		if !regexp.MustCompile(`key file reloaded.* primary=2`).Match(b) {
-			t.Errorf("%s did not log reloading the key file with primary 2", p.name)
+		reloaded := regexp.MustCompile(`key file reloaded.* primary=2`)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if b, _ := os.ReadFile(p.log.Name()); reloaded.Match(b) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s did not log reloading the key file with primary 2", p.name)
+				break
+			}
 		}
 	}
 	var calls, unknown int64
