@@ -162,7 +162,7 @@ func TestClusterUnreachableFails(t *testing.T) {
 	before := strings.Join(s.acked, ",") + ","
 	// node-0 is cut off from the rest: before and after it notices, its
 	// calls fail with Unavailable and change nothing.
-	c.net.isolate("node-0")
+	c.net.Isolate("node-0")
 	deadline := time.Now().Add(15 * time.Second)
 	for i := 0; ; i++ {
 		_, _, err := c.call("node-0", s.client, "Add", fmt.Sprint("lost-", i))
@@ -181,7 +181,7 @@ func TestClusterUnreachableFails(t *testing.T) {
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "fewer than the 2 copies") {
 		t.Fatalf("call on a node alone: %v, want Unavailable for too few members", err)
 	}
-	c.net.heal("node-0")
+	c.net.Heal("node-0")
 	c.waitMembers(4)
 	for _, name := range c.live() {
 		var state string
@@ -207,7 +207,7 @@ func TestClusterPartitionHeals(t *testing.T) {
 	})
 	sessions := newSessions(4)
 	run(t, c, sessions, 2)
-	c.net.isolate("node-0")
+	c.net.Isolate("node-0")
 	c.eventually(10*time.Second, func() error {
 		if got := len(c.node("node-0").node.Members()); got != 1 {
 			return fmt.Errorf("node-0 sees %d members, want 1", got)
@@ -220,7 +220,7 @@ func TestClusterPartitionHeals(t *testing.T) {
 		return nil
 	})
 	time.Sleep(time.Second) // long after the last gossip about the deaths
-	c.net.heal("node-0")
+	c.net.Heal("node-0")
 	c.waitMembers(4)
 	run(t, c, sessions, 2)
 	c.verify(t, sessions)
@@ -311,7 +311,7 @@ func TestClusterZombie(t *testing.T) {
 		result <- err
 	}()
 	<-held
-	c.net.isolate(zombie)
+	c.net.Isolate(zombie)
 	var others []string
 	for _, name := range c.live() {
 		if name != zombie {
@@ -329,7 +329,7 @@ func TestClusterZombie(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	c.net.heal(zombie)
+	c.net.Heal(zombie)
 	c.waitMembers(4)
 	close(release)
 	err := <-result

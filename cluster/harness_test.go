@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/memnet"
 )
 
 // counter is the test service: Add appends an operation to the client's
@@ -93,11 +94,11 @@ func counterService(name string) *grpc.ServiceDesc {
 
 var counterDesc = counterService("sconetest.Counter")
 
-// testCluster is a cluster of Nodes on a memNet, each serving the counter
+// testCluster is a cluster of Nodes on a memnet.Net, each serving the counter
 // service to clients.
 type testCluster struct {
 	t      testing.TB
-	net    *memNet
+	net    *memnet.Net
 	sealer *scone.Sealer
 	tune   func(*Config)
 
@@ -116,7 +117,7 @@ type testNode struct {
 // newTestCluster starts n nodes with k copies, tuned by tune if not nil.
 func newTestCluster(t testing.TB, n, k int, tune func(*Config)) *testCluster {
 	c := &testCluster{
-		t: t, net: newMemNet(), sealer: testSealer(t),
+		t: t, net: memnet.New(), sealer: testSealer(t),
 		nodes: map[string]*testNode{}, conns: map[string]*grpc.ClientConn{},
 		tune: func(cfg *Config) {
 			cfg.K = k
@@ -139,14 +140,14 @@ func (c *testCluster) start(name string) *testNode {
 	cfg := DefaultConfig()
 	cfg.Name = name
 	cfg.PeerAddr = "peer-" + name
-	cfg.Dial = c.net.dialer(name)
+	cfg.Dial = c.net.Dialer(name)
 	cfg.Timeout = 500 * time.Millisecond
 	cfg.Memberlist = LANConfig()
-	cfg.Memberlist.Transport = c.net.transport(name)
+	cfg.Memberlist.Transport = c.net.Transport(name)
 	c.mu.Lock()
 	for _, other := range c.order {
 		if c.nodes[other] != nil {
-			cfg.Seeds = append(cfg.Seeds, c.net.addrOf[other])
+			cfg.Seeds = append(cfg.Seeds, c.net.AddrOf(other))
 		}
 	}
 	c.mu.Unlock()
@@ -155,12 +156,12 @@ func (c *testCluster) start(name string) *testNode {
 	if err != nil {
 		c.t.Fatalf("starting %s: %v", name, err)
 	}
-	go n.ServePeer(c.net.listen(name, cfg.PeerAddr))
+	go n.ServePeer(c.net.Listen(name, cfg.PeerAddr))
 	tn := &testNode{node: n, ctr: &counter{}}
 	tn.svc = grpc.NewServer(n.ServerOptions(c.sealer)...)
 	tn.svc.RegisterService(counterDesc, tn.ctr)
 	tn.svc.RegisterService(counterService("sconetest.Other"), tn.ctr)
-	go tn.svc.Serve(c.net.listen(name, "svc-"+name))
+	go tn.svc.Serve(c.net.Listen(name, "svc-"+name))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.nodes[name]; !ok {
@@ -251,7 +252,7 @@ func (c *testCluster) call(node, client, method, op string) (string, metadata.MD
 		var err error
 		conn, err = grpc.NewClient("passthrough:///svc-"+node,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithContextDialer(c.net.dialer("client")))
+			grpc.WithContextDialer(c.net.Dialer("client")))
 		if err != nil {
 			c.mu.Unlock()
 			return "", nil, err

@@ -1,4 +1,8 @@
-package cluster
+// Package memnet is an in-memory network for tests of memberlist groups:
+// memberlist transports and gRPC listeners in one process, with members
+// that can be cut off (a partition, or a paused process as the others see
+// it) and healed. Fast, and free of the timing of real sockets.
+package memnet
 
 import (
 	"bytes"
@@ -15,10 +19,10 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 )
 
-// memNet is an in-memory network for cluster tests: memberlist transports
-// and gRPC listeners, with nodes that can be cut off (a partition, or a
-// paused process as the others see it) and healed.
-type memNet struct {
+// Net is an in-memory network: memberlist transports and gRPC listeners,
+// with members that can be cut off and healed. Its zero value is not
+// usable; call New.
+type Net struct {
 	mu        sync.Mutex
 	gossip    map[string]*memTransport // by gossip address
 	addrOf    map[string]string        // node name → gossip address
@@ -34,8 +38,9 @@ type memConn struct {
 	c    net.Conn
 }
 
-func newMemNet() *memNet {
-	return &memNet{
+// New returns an empty network.
+func New() *Net {
+	return &Net{
 		gossip:    map[string]*memTransport{},
 		addrOf:    map[string]string{},
 		listeners: map[string]*bufconn.Listener{},
@@ -44,9 +49,9 @@ func newMemNet() *memNet {
 	}
 }
 
-// transport returns a fresh memberlist transport for a node, at the same
-// address as before if the node was on the network already.
-func (n *memNet) transport(name string) *memTransport {
+// Transport returns a fresh memberlist transport for a member, at the same
+// address as before if the member was on the network already.
+func (n *Net) Transport(name string) memberlist.NodeAwareTransport {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	addr, ok := n.addrOf[name]
@@ -64,8 +69,15 @@ func (n *memNet) transport(name string) *memTransport {
 	return t
 }
 
-// listen returns a fresh listener for a node's service at addr.
-func (n *memNet) listen(name, addr string) net.Listener {
+// AddrOf returns the gossip address of a member that has had a Transport.
+func (n *Net) AddrOf(name string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addrOf[name]
+}
+
+// Listen returns a fresh listener for a member's service at addr.
+func (n *Net) Listen(name, addr string) net.Listener {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	l := bufconn.Listen(1 << 20)
@@ -74,8 +86,9 @@ func (n *memNet) listen(name, addr string) net.Listener {
 	return l
 }
 
-// dialer returns the Dial function of node from.
-func (n *memNet) dialer(from string) func(context.Context, string) (net.Conn, error) {
+// Dialer returns the dial function of member from. The member named
+// "client" reaches every member, cut off or not.
+func (n *Net) Dialer(from string) func(context.Context, string) (net.Conn, error) {
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		n.mu.Lock()
 		l, to := n.listeners[addr], n.ownerOf[addr]
@@ -94,15 +107,15 @@ func (n *memNet) dialer(from string) func(context.Context, string) (net.Conn, er
 	}
 }
 
-func (n *memNet) track(a, b string, c net.Conn) {
+func (n *Net) track(a, b string, c net.Conn) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.conns = append(n.conns, memConn{a, b, c})
 }
 
-// isolate cuts a node off from every other: its packets are dropped, its
+// Isolate cuts a member off from every other: its packets are dropped, its
 // connections closed, and new ones refused.
-func (n *memNet) isolate(name string) {
+func (n *Net) Isolate(name string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.cut[name] = true
@@ -117,8 +130,8 @@ func (n *memNet) isolate(name string) {
 	n.conns = kept
 }
 
-// heal reconnects a node cut off by isolate.
-func (n *memNet) heal(name string) {
+// Heal reconnects a member cut off by Isolate.
+func (n *Net) Heal(name string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.cut, name)
@@ -126,7 +139,7 @@ func (n *memNet) heal(name string) {
 
 // route returns the transport a packet or stream from a node to addr goes
 // to, or nil if it is dropped.
-func (n *memNet) route(from string, a memberlist.Address) *memTransport {
+func (n *Net) route(from string, a memberlist.Address) *memTransport {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	t := n.gossip[a.Addr]
@@ -138,7 +151,7 @@ func (n *memNet) route(from string, a memberlist.Address) *memTransport {
 
 // memTransport is a memberlist.NodeAwareTransport on a memNet.
 type memTransport struct {
-	net     *memNet
+	net     *Net
 	name    string
 	addr    string
 	packets chan *memberlist.Packet
