@@ -71,6 +71,10 @@ var chaosModes = map[string]chaosMode{
 		deploy: deployChaosCluster, settle: settleCluster, final: checkClusterCopies,
 		skews: []time.Duration{30 * time.Second, 2 * time.Second, -30 * time.Second},
 	},
+	"circulate": {
+		deploy: deployChaosCirculate, settle: settleCirculate,
+		skews: []time.Duration{45 * time.Second, 5 * time.Second, -5 * time.Second},
+	},
 }
 
 func chaosModeNames() string {
@@ -121,8 +125,6 @@ func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 		return c, errUsage
 	}
 	switch _, ok := chaosModes[c.mode]; {
-	case c.mode == "circulate":
-		return c, errors.New("--mode=circulate: not covered by scone chaos yet")
 	case !ok:
 		return c, fmt.Errorf("--mode=%q: want %s", c.mode, chaosModeNames())
 	case c.duration <= 0 || c.every <= 0 || c.timeout <= 0 || c.check <= 0:
@@ -160,6 +162,7 @@ func runChaos(ctx context.Context, args []string, stdout io.Writer) error {
 		cfg: cfg, mode: chaosModes[cfg.mode], out: stdout, bin: bin, dir: dir, start: time.Now(),
 		byName: map[string]*chaosProc{}, proxies: map[string]*faultproxy.Proxy{},
 		names: map[string]string{}, clocks: map[string]*procClock{}, faults: map[chaos.FaultKind]int{},
+		changers: map[int]bool{},
 	}
 	defer os.RemoveAll(dir)
 	defer r.close()
@@ -183,13 +186,14 @@ type chaosRun struct {
 	names   map[string]string            // proxy address → the process behind it
 	clocks  map[string]*procClock        // by process
 	entry   []string                     // what the sessions dial
-	nodes   []chaosNode                  // cluster mode
+	nodes   []chaosNode                  // cluster and circulate modes
 	targets chaos.Targets
 	hist    *chaos.History
 
 	mu       sync.Mutex // guards what follows, and output
 	faults   map[chaos.FaultKind]int
 	skipped  int
+	changers map[int]bool    // sessions with an acknowledged change
 	restarts []time.Duration // time from a restart to the process being ready
 }
 
@@ -389,7 +393,7 @@ func (r *chaosRun) report(final []string) error {
 	r.say("operations: %d (ok %d, refused by the shop's rules %d, failed with nothing changed %d, outcome unknown %d); %d calls got no reply (timeout or connection died)",
 		rep.Ops, rep.OK, rep.Refused, rep.Failed, rep.Unknown, noReply)
 	r.say("failed calls by status: %s", failedByStatus(ops))
-	r.say("faults: %d (%s); %d skipped (the cluster had not settled)", total, strings.Join(kinds, ", "), skipped)
+	r.say("faults: %d (%s); %d skipped (the system had not settled)", total, strings.Join(kinds, ", "), skipped)
 	r.say("restarts: %d, ready after p50 %v, max %v", len(restarts), chaos.Quantile(restarts, 0.5).Round(time.Millisecond), chaos.Quantile(restarts, 1).Round(time.Millisecond))
 	r.say("sessions without progress: %d stretches, p50 %v, p99 %v, max %v", len(out),
 		chaos.Quantile(out, 0.5).Round(time.Millisecond), chaos.Quantile(out, 0.99).Round(time.Millisecond), chaos.Quantile(out, 1).Round(time.Millisecond))
@@ -464,4 +468,11 @@ func failedByStatus(ops []chaos.Op) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// changed returns how many sessions have made an acknowledged change.
+func (r *chaosRun) changed() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.changers)
 }

@@ -136,6 +136,11 @@ func (s *chaosSession) do(ctx context.Context, o op) chaos.Outcome {
 			rec.Versions[h.Service] = h.Version
 		}
 	}
+	if rec.Outcome == chaos.OK && rec.Changes > 0 {
+		r.mu.Lock()
+		r.changers[s.id] = true
+		r.mu.Unlock()
+	}
 	r.hist.Add(rec)
 	return rec.Outcome
 }
