@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/scone-project/scone"
@@ -253,7 +254,15 @@ func (s *Store) conn(name string) (pb.CirculationClient, error) {
 	if !ok {
 		return nil, scone.NewError(scone.CodeUnavailable, "circulate: "+name+" is not a live relay")
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A relay cut off and back is reached again within 50 ms, not
+		// after gRPC's default second of backoff.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: s.cfg.Timeout,
+		}),
+	}
 	if s.cfg.Dial != nil {
 		opts = append(opts, grpc.WithContextDialer(s.cfg.Dial))
 	}
