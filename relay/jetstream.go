@@ -93,7 +93,30 @@ func NewJetStreamStore(ctx context.Context, js jetstream.JetStream, cfg JetStrea
 	if err != nil {
 		return nil, scone.WrapError(scone.CodeUnavailable, "opening the JetStream bucket "+cfg.Bucket, err)
 	}
+	if kv, err = leaderReads(ctx, js, kv); err != nil {
+		return nil, scone.WrapError(scone.CodeUnavailable, "opening the JetStream bucket "+cfg.Bucket, err)
+	}
 	return &JetStreamStore{js: js, kv: kv, cfg: cfg, pre: "$KV." + cfg.Bucket + "."}, nil
+}
+
+// leaderReads turns off direct gets on the bucket's stream and reopens it.
+// Key-value buckets are made with direct gets, which any replica may answer,
+// including one that has not applied the latest write yet: a relay would
+// then attach a client's older SCONEs and serve a stale read (scone chaos
+// --mode=relay found it). Without them every read goes to the stream's
+// leader, which holds every acknowledged write.
+func leaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.KeyValue, error) {
+	st, err := js.Stream(ctx, "KV_"+kv.Bucket())
+	if err != nil {
+		return nil, err
+	}
+	if sc := st.CachedInfo().Config; sc.AllowDirect {
+		sc.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, sc); err != nil {
+			return nil, err
+		}
+	}
+	return js.KeyValue(ctx, kv.Bucket())
 }
 
 // key is the bucket key of a client: a hash, so any identity makes a valid
