@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/inspect"
 )
 
 func TestInspect(t *testing.T) {
@@ -56,7 +57,7 @@ func TestInspect(t *testing.T) {
 		{"bound to this client", bound, ring, "alice", "", "hers", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in, err := inspect(tc.token, tc.ring, tc.client, now)
+			in, err := inspect.Inspect(tc.token, tc.ring, tc.client, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,7 +77,7 @@ func TestInspect(t *testing.T) {
 			}
 		})
 	}
-	if _, err := inspect([]byte("not a scone"), ring, "", now); err == nil || !strings.Contains(err.Error(), "not a SCONE (malformed)") {
+	if _, err := inspect.Inspect([]byte("not a scone"), ring, "", now); err == nil || !strings.Contains(err.Error(), "not a SCONE (malformed)") {
 		t.Fatalf("garbage: %v", err)
 	}
 }
@@ -123,7 +124,7 @@ func TestInspectCommand(t *testing.T) {
 	if code := run([]string{"inspect", "--json", "--keys", keys, scone.EncodeText(bad)}, &out, &out); code != 1 {
 		t.Fatalf("tampered: exit %d, want 1\n%s", code, out.String())
 	}
-	var in inspection
+	var in inspect.Inspection
 	if err := json.NewDecoder(&out).Decode(&in); err != nil || in.Code != "tampered" || in.Opened != nil {
 		t.Fatalf("tampered, JSON: %+v %v", in, err)
 	}

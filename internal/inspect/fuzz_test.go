@@ -1,4 +1,4 @@
-package main
+package inspect
 
 import (
 	"bytes"
@@ -40,14 +40,14 @@ func FuzzInspect(f *testing.F) {
 	}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		tok, err := readInspectInput("-", bytes.NewReader(b))
+		tok, err := Read("-", bytes.NewReader(b))
 		if err != nil {
 			if len(b) != 0 {
 				t.Fatalf("%d bytes of input refused: %v", len(b), err)
 			}
 			return
 		}
-		in, err := inspect(tok, ring, "", now)
+		in, err := Inspect(tok, ring, "", now)
 		if err != nil {
 			if _, perr := scone.ParseHeader(tok); perr == nil {
 				t.Fatalf("a header that parses is refused: %v", err)
@@ -62,7 +62,7 @@ func FuzzInspect(f *testing.F) {
 				t.Fatalf("code %q", in.Code)
 			}
 		}
-		printInspection(io.Discard, in)
+		in.Print(io.Discard)
 		if _, err := json.Marshal(in); err != nil {
 			t.Fatal(err)
 		}
