@@ -428,7 +428,7 @@ func (r *chaosRun) writeEvidence(rep chaos.Report, ops []chaos.Op, violations []
 	if err != nil {
 		return "", err
 	}
-	if _, err := rep.Visualize(chaos.Cart{MaxPerTitle: shop.MaxPerTitle}, dir); err != nil {
+	if _, err := rep.Visualize(dir); err != nil {
 		return "", err
 	}
 	var b strings.Builder

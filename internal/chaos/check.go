@@ -20,8 +20,10 @@ type Report struct {
 	// time (neither proven nor refuted).
 	Unchecked []int
 	// Illegal holds, per session whose history is not linearizable,
-	// porcupine's linearization info, for Visualize.
+	// porcupine's linearization info of the first segment that is not, for
+	// Visualize.
 	Illegal map[int]porcupine.LinearizationInfo
+	models  map[int]porcupine.Model
 }
 
 // Check checks a history: each session's operations must be linearizable
@@ -44,16 +46,22 @@ func Check(model Cart, ops []Op, timeout time.Duration) Report {
 			r.Unknown++
 		}
 	}
-	m := model.Model()
-	m.Partition = nil // one session at a time, to name the one that fails
+	r.models = map[int]porcupine.Model{}
 	for _, id := range slices.Sorted(maps.Keys(bySess)) {
-		res, info := porcupine.CheckOperationsVerbose(m, Operations(bySess[id]), timeout)
-		switch res {
-		case porcupine.Illegal:
-			r.Illegal[id] = info
-			r.Violations = append(r.Violations, fmt.Sprintf("session %d: its history is not linearizable (a lost update or a stale read)", id))
-		case porcupine.Unknown:
-			r.Unchecked = append(r.Unchecked, id)
+		segs, inits := segments(Operations(bySess[id]))
+		for i, seg := range segs {
+			m := model.from(inits[i])
+			m.Partition = nil // one session at a time, to name the one that fails
+			res, info := porcupine.CheckOperationsVerbose(m, seg, timeout)
+			if res == porcupine.Illegal {
+				r.Illegal[id], r.models[id] = info, m
+				r.Violations = append(r.Violations, fmt.Sprintf("session %d: its history is not linearizable (a lost update or a stale read) from %v",
+					id, time.Duration(seg[0].Call)))
+				break
+			}
+			if res == porcupine.Unknown && !slices.Contains(r.Unchecked, id) {
+				r.Unchecked = append(r.Unchecked, id)
+			}
 		}
 	}
 	r.Violations = append(r.Violations, CheckVersions(ops)...)
@@ -62,17 +70,16 @@ func Check(model Cart, ops []Op, timeout time.Duration) Report {
 }
 
 // Visualize writes porcupine's HTML view of each session whose history is
-// not linearizable into dir, and returns the files written.
-func (r Report) Visualize(model Cart, dir string) ([]string, error) {
+// not linearizable (its first segment that is not) into dir, and returns
+// the files written.
+func (r Report) Visualize(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	m := model.Model()
-	m.Partition = nil
 	var files []string
 	for _, id := range slices.Sorted(maps.Keys(r.Illegal)) {
 		path := filepath.Join(dir, fmt.Sprintf("session-%d.html", id))
-		if err := porcupine.VisualizePath(m, r.Illegal[id], path); err != nil {
+		if err := porcupine.VisualizePath(r.models[id], r.Illegal[id], path); err != nil {
 			return files, err
 		}
 		files = append(files, path)

@@ -1,8 +1,11 @@
 package chaos
 
 import (
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +71,7 @@ func TestCheck(t *testing.T) {
 func TestVisualize(t *testing.T) {
 	a1 := map[string]int32{"a": 1}
 	r := Check(cart, []Op{add(3, 0, "a", 1, OK, a1, 1), get(3, 10, map[string]int32{}, 0)}, 10*time.Second)
-	files, err := r.Visualize(cart, t.TempDir())
+	files, err := r.Visualize(t.TempDir())
 	if err != nil || len(files) != 1 || !strings.HasSuffix(files[0], "session-3.html") {
 		t.Fatalf("Visualize: %v, %v", files, err)
 	}
@@ -157,5 +160,40 @@ func TestOutages(t *testing.T) {
 	}
 	if q := Quantile(got, 0.99); q != ms(25) {
 		t.Fatalf("Quantile = %v", q)
+	}
+}
+
+func TestSegments(t *testing.T) {
+	var ops []Op
+	items := map[string]int32{}
+	for i := range 1000 {
+		isbn := fmt.Sprintf("b%d", i%7)
+		if items[isbn] == 5 {
+			delete(items, isbn)
+			ops = append(ops, view(Op{Session: 0, Input: Input{Kind: Remove, ISBN: isbn, Qty: 5}, Invoke: ms(10 * i), Return: ms(10*i + 5), Outcome: OK}, maps.Clone(items), uint64(i+1)))
+			continue
+		}
+		items[isbn]++
+		ops = append(ops, view(Op{Session: 0, Input: Input{Kind: Add, ISBN: isbn, Qty: 1}, Invoke: ms(10 * i), Return: ms(10*i + 5), Outcome: OK}, maps.Clone(items), uint64(i+1)))
+	}
+	segs, inits := segments(Operations(ops))
+	if len(segs) != len(ops) || len(inits) != len(segs) {
+		t.Fatalf("%d segments of %d sequential operations", len(segs), len(ops))
+	}
+	if r := Check(cart, ops, 10*time.Second); len(r.Violations) != 0 {
+		t.Fatalf("a sequential history: %q", r.Violations)
+	}
+	// A lost update at the end, and an unknown change that overlaps the
+	// operations after it until the next acknowledged change.
+	unknown := Op{Session: 0, Input: Input{Kind: Add, ISBN: "x", Qty: 1}, Invoke: ms(10000), Return: ms(10001), Outcome: Unknown}
+	stale := get(0, 10010, maps.Clone(items), 1000)
+	stale.Items["b0"]--
+	stale.Reserved--
+	bad := append(slices.Clone(ops), unknown, stale)
+	if segs, _ := segments(Operations(bad)); len(segs) != len(ops)+1 || len(segs[len(segs)-1]) != 2 {
+		t.Fatalf("%d segments: the unknown change and the read it overlaps must be in one", len(segs))
+	}
+	if r := Check(cart, bad, 10*time.Second); len(r.Violations) != 1 {
+		t.Fatalf("a stale read after 1000 operations: %q", r.Violations)
 	}
 }

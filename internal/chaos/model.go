@@ -124,10 +124,13 @@ func (c Cart) step(state, input, output any) []any {
 
 // Model returns the porcupine model of a session's cart. Histories are
 // partitioned by session: each session's cart is its own object.
-func (c Cart) Model() porcupine.Model {
+func (c Cart) Model() porcupine.Model { return c.from(cartState{}) }
+
+// from returns the model of a cart that starts in state init.
+func (c Cart) from(init cartState) porcupine.Model {
 	nm := porcupine.NondeterministicModel{
 		Partition: bySession,
-		Init:      func() []any { return []any{cartState{}} },
+		Init:      func() []any { return []any{init} },
 		Step:      c.step,
 		DescribeOperation: func(input, output any) string {
 			in, out := input.(Input), output.(Op)
@@ -214,4 +217,36 @@ func Operations(ops []Op) []porcupine.Operation {
 		out = append(out, porcupine.Operation{ClientId: op.Session, Input: op.Input, Call: int64(op.Invoke), Output: op, Return: ret})
 	}
 	return out
+}
+
+// segments cuts one session's operations (sorted by invocation, as
+// Operations returns them) at every acknowledged operation that overlaps no
+// other: every linearization puts it after all that came before and before
+// all that came after, and its reply shows the whole state (the cart and
+// the count of changes), so the history is linearizable if and only if each
+// segment is, from the state the previous segment's last operation showed.
+// This keeps the search small over long histories. It returns the segments
+// and their initial states.
+func segments(ops []porcupine.Operation) ([][]porcupine.Operation, []cartState) {
+	var segs [][]porcupine.Operation
+	inits := []cartState{{}}
+	start := 0
+	maxReturn := int64(math.MinInt64)
+	for i, op := range ops {
+		pin := op.Output.(Op).Outcome == OK && maxReturn < op.Call && (i+1 == len(ops) || ops[i+1].Call > op.Return)
+		maxReturn = max(maxReturn, op.Return)
+		if !pin || i+1 == len(ops) {
+			continue
+		}
+		segs = append(segs, ops[start:i+1])
+		out := op.Output.(Op)
+		next := cartState{encodeItems(out.Items), out.Changes}
+		if op.Input.(Input).Kind == Checkout {
+			next.Items = ""
+		}
+		inits = append(inits, next)
+		start = i + 1
+	}
+	segs = append(segs, ops[start:])
+	return segs, inits
 }
