@@ -75,7 +75,7 @@ func TestDemoCirculate(t *testing.T) {
 	if !regexp.MustCompile(`kill relay-\d: calls in flight`).MatchString(out.String()) {
 		t.Errorf("no relay was killed:\n%s", out.String())
 	}
-	if !regexp.MustCompile(`state: 6 sessions' SCONEs in circulation, \d+ copies on the relays`).MatchString(out.String()) {
+	if !regexp.MustCompile(`state: \d+ sessions' SCONEs in circulation, \d+ copies on the relays`).MatchString(out.String()) {
 		t.Errorf("the narration does not say where the state is:\n%s", out.String())
 	}
 }
