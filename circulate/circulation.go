@@ -107,7 +107,7 @@ func (s *Store) lostHolder(it *item) bool {
 // copies of this hop (this relay's last). If a relay of the next hop fails
 // to take them, the others go back to what they held, and the copies stay
 // where they are until the next try. force hands on even a copy this relay is not the
-// primary of (on leaving). It reports whether the copies moved.
+// primary of (on leaving). It reports whether the copies are elsewhere now.
 func (s *Store) handoff(sl *slot, force bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.Timeout)
 	defer cancel()
@@ -146,7 +146,7 @@ func (s *Store) handoff(sl *slot, force bool) bool {
 		s.cfg.Logger.Debug("hand-off refused: left over", "relay", s.cfg.Name, "key", short(it.key), "gen", it.gen, "hop", it.hop)
 		s.m.handoffs.WithLabelValues("stale").Inc()
 		sl.moved(next.primary(), s.cfg.Now())
-		return false
+		return true // newer copies are elsewhere
 	case err != nil:
 		// The relays that took the copy go back to what they held.
 		s.m.handoffs.WithLabelValues("failed").Inc()
