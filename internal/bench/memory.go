@@ -24,9 +24,10 @@ type MemoryResult struct {
 	// External is the growth of the state held outside this process
 	// (redis-server's dataset).
 	External int64
-	// Calls, Errors and Wrong count the calls (one per session).
-	Calls, Errors, Wrong int64
-	Elapsed              time.Duration
+	// Calls, Errors (Unavailable of them), and Wrong count the calls (one
+	// per session), as in Run.
+	Calls, Errors, Unavailable, Wrong int64
+	Elapsed                           time.Duration
 }
 
 // Growth returns the server-side memory growth over the run: the heap's
@@ -109,7 +110,7 @@ func memoryOne(ctx context.Context, cfg *Config, c Contender, size int) (MemoryR
 	res := MemoryResult{
 		Contender: c.Name, Sessions: run.Sessions, Size: size,
 		HeapBefore: heap0,
-		Calls:      run.Calls, Errors: run.Errors, Wrong: run.Wrong, Elapsed: run.Elapsed,
+		Calls:      run.Calls, Errors: run.Errors, Unavailable: run.Unavailable, Wrong: run.Wrong, Elapsed: run.Elapsed,
 	}
 	res.HeapAfter, res.InUseAfter = liveHeap()
 	if r.extMemory != nil {
@@ -131,18 +132,20 @@ func memoryOne(ctx context.Context, cfg *Config, c Contender, size int) (MemoryR
 // MiB formats bytes in mebibytes.
 func MiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-// settledHeap waits, up to 5 s, until the live heap stops shrinking, and
-// returns it: servers closed a moment ago still let go of their memory as
-// their goroutines end, which would read as the next contender's shrinking.
+// settledHeap waits until the live heap has not shrunk for a second (at
+// most 10 s), and returns it: servers closed a moment ago still let go of
+// their memory as their goroutines end, later on a loaded machine, which
+// would read as the next contender's shrinking.
 func settledHeap() int64 {
-	prev, _ := liveHeap()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+	last, _ := liveHeap()
+	stableSince := time.Now()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && time.Since(stableSince) < time.Second; {
 		time.Sleep(200 * time.Millisecond)
 		cur, _ := liveHeap()
-		if prev-cur < 64<<10 {
-			return cur
+		if last-cur >= 64<<10 {
+			stableSince = time.Now()
 		}
-		prev = cur
+		last = cur
 	}
-	return prev
+	return last
 }
