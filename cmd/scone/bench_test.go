@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/scone-project/scone/internal/bench"
 )
 
 // TestBenchCommand runs a tiny scone bench with in-process contenders only
@@ -74,5 +76,29 @@ func TestBenchFlags(t *testing.T) {
 		if code := run(tc.args, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 1 and %q", tc.args, code, stderr.String(), tc.want)
 		}
+	}
+}
+
+func TestBenchVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  bench.Run
+		fail bool
+	}{
+		{"clean", bench.Run{Calls: 10}, false},
+		{"unavailable only", bench.Run{Calls: 10, Errors: 2, Unavailable: 2}, false},
+		{"other error", bench.Run{Calls: 10, Errors: 3, Unavailable: 2}, true},
+		{"wrong state", bench.Run{Calls: 10, Wrong: 1}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := benchVerdict(&out, &bench.Report{Runs: []bench.Run{tc.run}}, nil)
+			if (err != nil) != tc.fail {
+				t.Fatalf("verdict %v, want failure %v", err, tc.fail)
+			}
+			if tc.run.Unavailable > 0 && !strings.Contains(out.String(), "Unavailable") {
+				t.Errorf("no note of the Unavailable calls: %q", out.String())
+			}
+		})
 	}
 }

@@ -114,13 +114,3 @@ func (rep *Report) Tracked() []Tracked {
 	}
 	return out
 }
-
-// Failed returns the calls that failed or replied with a wrong state, over
-// every measured run.
-func (rep *Report) Failed() (errors, wrong int64) {
-	for _, r := range rep.Runs {
-		errors += r.Errors
-		wrong += r.Wrong
-	}
-	return errors, wrong
-}
