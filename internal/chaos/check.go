@@ -48,12 +48,13 @@ func Check(model Cart, ops []Op, timeout time.Duration) Report {
 	}
 	r.models = map[int]porcupine.Model{}
 	for _, id := range slices.Sorted(maps.Keys(bySess)) {
-		segs, inits := segments(Operations(bySess[id]))
+		segs, inits := segments(Operations(bySess[id]), 256)
 		for i, seg := range segs {
 			m := model.from(inits[i])
 			m.Partition = nil // one session at a time, to name the one that fails
-			res, info := porcupine.CheckOperationsVerbose(m, seg, timeout)
+			res := porcupine.CheckOperationsTimeout(m, seg, timeout)
 			if res == porcupine.Illegal {
+				_, info := porcupine.CheckOperationsVerbose(m, seg, timeout)
 				r.Illegal[id], r.models[id] = info, m
 				r.Violations = append(r.Violations, fmt.Sprintf("session %d: its history is not linearizable (a lost update or a stale read) from %v",
 					id, time.Duration(seg[0].Call)))

@@ -176,7 +176,7 @@ func TestSegments(t *testing.T) {
 		items[isbn]++
 		ops = append(ops, view(Op{Session: 0, Input: Input{Kind: Add, ISBN: isbn, Qty: 1}, Invoke: ms(10 * i), Return: ms(10*i + 5), Outcome: OK}, maps.Clone(items), uint64(i+1)))
 	}
-	segs, inits := segments(Operations(ops))
+	segs, inits := segments(Operations(ops), 1)
 	if len(segs) != len(ops) || len(inits) != len(segs) {
 		t.Fatalf("%d segments of %d sequential operations", len(segs), len(ops))
 	}
@@ -190,10 +190,13 @@ func TestSegments(t *testing.T) {
 	stale.Items["b0"]--
 	stale.Reserved--
 	bad := append(slices.Clone(ops), unknown, stale)
-	if segs, _ := segments(Operations(bad)); len(segs) != len(ops)+1 || len(segs[len(segs)-1]) != 2 {
+	if segs, _ := segments(Operations(bad), 1); len(segs) != len(ops)+1 || len(segs[len(segs)-1]) != 2 {
 		t.Fatalf("%d segments: the unknown change and the read it overlaps must be in one", len(segs))
 	}
 	if r := Check(cart, bad, 10*time.Second); len(r.Violations) != 1 {
 		t.Fatalf("a stale read after 1000 operations: %q", r.Violations)
+	}
+	if segs, _ := segments(Operations(ops), 256); len(segs) != 4 {
+		t.Fatalf("%d segments of at least 256 of 1000 operations", len(segs))
 	}
 }

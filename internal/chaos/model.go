@@ -225,9 +225,11 @@ func Operations(ops []Op) []porcupine.Operation {
 // all that came after, and its reply shows the whole state (the cart and
 // the count of changes), so the history is linearizable if and only if each
 // segment is, from the state the previous segment's last operation showed.
-// This keeps the search small over long histories. It returns the segments
-// and their initial states.
-func segments(ops []porcupine.Operation) ([][]porcupine.Operation, []cartState) {
+// This keeps the search small over long histories; a segment is cut only
+// once it holds minSegment operations, so that the checker is called a few
+// hundred times, not once per operation. It returns the segments and their
+// initial states.
+func segments(ops []porcupine.Operation, minSegment int) ([][]porcupine.Operation, []cartState) {
 	var segs [][]porcupine.Operation
 	inits := []cartState{{}}
 	start := 0
@@ -235,7 +237,7 @@ func segments(ops []porcupine.Operation) ([][]porcupine.Operation, []cartState) 
 	for i, op := range ops {
 		pin := op.Output.(Op).Outcome == OK && maxReturn < op.Call && (i+1 == len(ops) || ops[i+1].Call > op.Return)
 		maxReturn = max(maxReturn, op.Return)
-		if !pin || i+1 == len(ops) {
+		if !pin || i+1 == len(ops) || i+1-start < minSegment {
 			continue
 		}
 		segs = append(segs, ops[start:i+1])
