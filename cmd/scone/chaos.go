@@ -46,6 +46,10 @@ type chaosMode struct {
 	// clientHolds: the sessions hold their SCONEs, so a call that failed,
 	// even without a reply, changed nothing.
 	clientHolds bool
+	// unavailableChangesNothing: a call the mode fails with SCONE code
+	// unavailable (cluster: fewer than k nodes took the write, and those that
+	// did undid it) promises the state is unchanged.
+	unavailableChangesNothing bool
 	// settle, if set, waits until the system can lose a process without
 	// losing state (cluster mode: repair done), before a kill or pause.
 	settle func(ctx context.Context, r *chaosRun, wait time.Duration) error
@@ -68,7 +72,7 @@ var chaosModes = map[string]chaosMode{
 		skews:  []time.Duration{45 * time.Second, 5 * time.Second, -5 * time.Second},
 	},
 	"cluster": {
-		deploy: deployChaosCluster, settle: settleCluster, final: checkClusterCopies,
+		deploy: deployChaosCluster, settle: settleCluster, final: checkClusterCopies, unavailableChangesNothing: true,
 		skews: []time.Duration{30 * time.Second, 2 * time.Second, -30 * time.Second},
 	},
 	"circulate": {

@@ -177,7 +177,9 @@ func (r *chaosRun) classify(err error) (chaos.Outcome, bool) {
 	if code == codes.FailedPrecondition && sc == scone.CodeUnknown {
 		return chaos.Refused, false
 	}
-	noReply := code == codes.Unavailable || code == codes.DeadlineExceeded || code == codes.Canceled
+	// No reply: a timeout, or a connection that died (a status the server
+	// sent carries a SCONE code).
+	noReply := sc == scone.CodeUnknown && (code == codes.Unavailable || code == codes.DeadlineExceeded || code == codes.Canceled)
 	switch {
 	case r.mode.clientHolds:
 		// The client keeps its SCONEs when a call fails: nothing changed.
@@ -187,6 +189,8 @@ func (r *chaosRun) classify(err error) (chaos.Outcome, bool) {
 		return chaos.Failed, noReply
 	case sc != scone.CodeUnknown && sc != scone.CodeUnavailable && sc != scone.CodeInternal:
 		// A SCONE that did not open: the call stopped before any change.
+		return chaos.Failed, noReply
+	case sc == scone.CodeUnavailable && r.mode.unavailableChangesNothing:
 		return chaos.Failed, noReply
 	}
 	return chaos.Unknown, noReply
