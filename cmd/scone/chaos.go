@@ -376,7 +376,7 @@ func (r *chaosRun) report(final []string) error {
 	cfg := r.cfg
 	ops := r.hist.Ops()
 	r.narrate("checking %d operations of %d sessions (porcupine, per session)", len(ops), cfg.sessions)
-	rep := chaos.Check(chaos.Cart{MaxPerTitle: shop.MaxPerTitle}, ops, cfg.check)
+	rep := chaos.Check(chaos.Cart{MaxPerTitle: shop.MaxPerTitle}, ops, r.settle(), cfg.check)
 	violations := append(rep.Violations, final...)
 	noReply := 0
 	for _, op := range ops {
@@ -479,4 +479,12 @@ func (r *chaosRun) changed() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.changers)
+}
+
+// settle bounds how long after its invocation a call may still take
+// effect: held by a fault (a partition, a pause: at most 1.25 times
+// --fault-every) and then served within its deadline (--call-timeout, which
+// a server counts from the request's arrival), with 2 s to spare.
+func (r *chaosRun) settle() time.Duration {
+	return r.cfg.every*5/4 + r.cfg.timeout + 2*time.Second
 }

@@ -27,10 +27,11 @@ type Report struct {
 }
 
 // Check checks a history: each session's operations must be linearizable
-// against the cart model (timeout bounds the search per session), the
+// against the cart model (a change of unknown outcome taking effect at most
+// settle after its invocation; timeout bounds the search per segment), the
 // versions each session observes must never go back, and no SCONE may
 // have been opened after its expiry.
-func Check(model Cart, ops []Op, timeout time.Duration) Report {
+func Check(model Cart, ops []Op, settle, timeout time.Duration) Report {
 	r := Report{Ops: len(ops), Illegal: map[int]porcupine.LinearizationInfo{}}
 	bySess := map[int][]Op{}
 	for _, op := range ops {
@@ -48,7 +49,7 @@ func Check(model Cart, ops []Op, timeout time.Duration) Report {
 	}
 	r.models = map[int]porcupine.Model{}
 	for _, id := range slices.Sorted(maps.Keys(bySess)) {
-		segs, inits := segments(Operations(bySess[id]), 256)
+		segs, inits := segments(Operations(bySess[id], settle), 256)
 		for i, seg := range segs {
 			m := model.from(inits[i])
 			m.Partition = nil // one session at a time, to name the one that fails

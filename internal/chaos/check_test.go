@@ -46,7 +46,8 @@ func TestCheck(t *testing.T) {
 		{"unknown not applied", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Unknown, nil, 0), get(0, 20, a1, 1)}, false},
 		{"unknown applied", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Unknown, nil, 0), get(0, 20, a3, 2)}, false},
 		{"unknown applied late", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Unknown, nil, 0), get(0, 20, a1, 1), get(0, 30, a3, 2)}, false},
-		{"unknown applied after a newer change", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Unknown, nil, 0), add(0, 20, "b", 1, OK, map[string]int32{"a": 1, "b": 1}, 2), get(0, 30, map[string]int32{"a": 3, "b": 1}, 3)}, true},
+		{"unknown applied after a newer change", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Unknown, nil, 0), add(0, 20, "b", 1, OK, map[string]int32{"a": 1, "b": 1}, 2), get(0, 30, map[string]int32{"a": 3, "b": 1}, 3)}, false},
+		{"unknown applied too late", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Unknown, nil, 0), get(0, 120, a1, 1), get(0, 130, a3, 2)}, true},
 		{"unknown read left out", []Op{add(0, 0, "a", 1, OK, a1, 1), {Session: 0, Input: Input{Kind: Get}, Invoke: ms(10), Return: ms(15), Outcome: Unknown}, get(0, 20, a1, 1)}, false},
 		{"failed applied", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 2, Failed, nil, 0), get(0, 20, a3, 2)}, true},
 		{"refusal predicted", []Op{add(0, 0, "a", 1, OK, a1, 1), add(0, 10, "a", 5, Refused, nil, 0), get(0, 20, a1, 1)}, false},
@@ -57,7 +58,7 @@ func TestCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := Check(cart, tt.ops, 10*time.Second)
+			r := Check(cart, tt.ops, ms(100), 10*time.Second)
 			if got := len(r.Illegal) > 0; got != tt.illegal {
 				t.Fatalf("illegal=%v, want %v; violations %q", got, tt.illegal, r.Violations)
 			}
@@ -70,7 +71,7 @@ func TestCheck(t *testing.T) {
 
 func TestVisualize(t *testing.T) {
 	a1 := map[string]int32{"a": 1}
-	r := Check(cart, []Op{add(3, 0, "a", 1, OK, a1, 1), get(3, 10, map[string]int32{}, 0)}, 10*time.Second)
+	r := Check(cart, []Op{add(3, 0, "a", 1, OK, a1, 1), get(3, 10, map[string]int32{}, 0)}, ms(100), 10*time.Second)
 	files, err := r.Visualize(t.TempDir())
 	if err != nil || len(files) != 1 || !strings.HasSuffix(files[0], "session-3.html") {
 		t.Fatalf("Visualize: %v, %v", files, err)
@@ -176,11 +177,11 @@ func TestSegments(t *testing.T) {
 		items[isbn]++
 		ops = append(ops, view(Op{Session: 0, Input: Input{Kind: Add, ISBN: isbn, Qty: 1}, Invoke: ms(10 * i), Return: ms(10*i + 5), Outcome: OK}, maps.Clone(items), uint64(i+1)))
 	}
-	segs, inits := segments(Operations(ops), 1)
+	segs, inits := segments(Operations(ops, ms(100)), 1)
 	if len(segs) != len(ops) || len(inits) != len(segs) {
 		t.Fatalf("%d segments of %d sequential operations", len(segs), len(ops))
 	}
-	if r := Check(cart, ops, 10*time.Second); len(r.Violations) != 0 {
+	if r := Check(cart, ops, ms(100), 10*time.Second); len(r.Violations) != 0 {
 		t.Fatalf("a sequential history: %q", r.Violations)
 	}
 	// A lost update at the end, and an unknown change that overlaps the
@@ -190,13 +191,13 @@ func TestSegments(t *testing.T) {
 	stale.Items["b0"]--
 	stale.Reserved--
 	bad := append(slices.Clone(ops), unknown, stale)
-	if segs, _ := segments(Operations(bad), 1); len(segs) != len(ops)+1 || len(segs[len(segs)-1]) != 2 {
+	if segs, _ := segments(Operations(bad, ms(100)), 1); len(segs) != len(ops)+1 || len(segs[len(segs)-1]) != 2 {
 		t.Fatalf("%d segments: the unknown change and the read it overlaps must be in one", len(segs))
 	}
-	if r := Check(cart, bad, 10*time.Second); len(r.Violations) != 1 {
+	if r := Check(cart, bad, ms(100), 10*time.Second); len(r.Violations) != 1 {
 		t.Fatalf("a stale read after 1000 operations: %q", r.Violations)
 	}
-	if segs, _ := segments(Operations(ops), 256); len(segs) != 4 {
+	if segs, _ := segments(Operations(ops, ms(100)), 256); len(segs) != 4 {
 		t.Fatalf("%d segments of at least 256 of 1000 operations", len(segs))
 	}
 }

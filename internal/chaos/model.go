@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -179,16 +180,13 @@ func bySession(h []porcupine.Operation) [][]porcupine.Operation {
 // outcome, which constrain nothing.
 //
 // A change of unknown outcome may take effect at any time after its
-// invocation, or never, but not after the session's next acknowledged
-// change: every holder takes a new state only over the state it was made
-// from (a relay's store applies a reply only over the SCONEs the request
-// carried, a cluster owner only over the record version the write was
-// made from), so a change landing after a newer one would be refused, and
-// the newer one was made from a state with or without it. Its return is
-// therefore just before the invocation of the next acknowledged change, or
-// infinity if none follows; porcupine may place it anywhere in between,
-// including after every operation that observed the state (never).
-func Operations(ops []Op) []porcupine.Operation {
+// invocation, or never, but not later than settle after it: settle bounds
+// how long a request can be held on its way (a partition, a paused
+// process) plus how long a server may then work on it (its deadline). Its
+// return is therefore its invocation plus settle; porcupine may place it
+// anywhere in between, or not at all (as a change that did not happen,
+// since the model lets it have no effect).
+func Operations(ops []Op, settle time.Duration) []porcupine.Operation {
 	sorted := slices.Clone(ops)
 	slices.SortStableFunc(sorted, func(a, b Op) int {
 		if a.Session != b.Session {
@@ -197,22 +195,13 @@ func Operations(ops []Op) []porcupine.Operation {
 		return cmp.Compare(a.Invoke, b.Invoke)
 	})
 	var out []porcupine.Operation
-	for i, op := range sorted {
+	for _, op := range sorted {
 		if op.Outcome == Failed || op.Outcome == Unknown && op.Input.Kind == Get {
 			continue
 		}
 		ret := int64(op.Return)
 		if op.Outcome == Unknown {
-			ret = math.MaxInt64
-			for _, next := range sorted[i+1:] {
-				if next.Session != op.Session {
-					break
-				}
-				if next.Outcome == OK && next.Input.Kind != Get {
-					ret = int64(next.Invoke) - 1
-					break
-				}
-			}
+			ret = int64(max(op.Return, op.Invoke+settle))
 		}
 		out = append(out, porcupine.Operation{ClientId: op.Session, Input: op.Input, Call: int64(op.Invoke), Output: op, Return: ret})
 	}
