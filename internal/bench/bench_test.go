@@ -121,6 +121,11 @@ func testBench(t *testing.T, contenders []string) {
 	if len(rep.Heap) != 0 {
 		t.Errorf("a heap pass without HeapSessions: %+v", rep.Heap)
 	}
+	for _, cells := range rep.table()[1:] {
+		if cells[6] != "—" {
+			t.Errorf("heap/100k of %s without a heap pass: %q", cells[0], cells[6])
+		}
+	}
 	rows := rep.Rows()
 	if len(rows) != len(want)*len(cfg.Sizes) {
 		t.Fatalf("%d rows", len(rows))

@@ -60,9 +60,15 @@ func (rep *Report) table() [][]string {
 		if r.Errors+r.Wrong > 0 {
 			failed = fmt.Sprintf("%d+%d", r.Errors, r.Wrong)
 		}
+		heap := "—" // no heap pass
+		for _, h := range rep.Heap {
+			if h.Contender == r.Contender && h.Size == r.Size {
+				heap = fmtBytes(r.HeapPer100k)
+			}
+		}
 		out = append(out, []string{
 			r.Contender, fmtSize(r.Size), fmtQPS(r.QPS), fmtDur(r.P50), fmtDur(r.P99),
-			fmtDur(r.CPUPerCall), fmtBytes(r.HeapPer100k), r.VsPlain.String(), r.VsRedis.String(), failed,
+			fmtDur(r.CPUPerCall), heap, r.VsPlain.String(), r.VsRedis.String(), failed,
 		})
 	}
 	return out
