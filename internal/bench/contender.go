@@ -54,7 +54,7 @@ func Contenders() []Contender {
 		{RelayMemory, "SCONE relay mode, memory store: clients without SCONE code", true, startRelayMemory},
 		{RelayJetStream, "SCONE relay mode, JetStream store (embedded NATS, every write synced to disk)", true, startRelayJetStream},
 		{ClusterK2, "SCONE cluster mode: four nodes keep each session on k=2 of them", true, startClusterK2},
-		{Circulate, "SCONE circulation mode", true, startCirculate},
+		{Circulate, "SCONE circulation mode: three relays pass each session's SCONE among them (2 copies)", true, startCirculateRelays},
 	}
 }
 
@@ -206,8 +206,4 @@ func startClient(context.Context) (*running, error) {
 		return fail(r, err)
 	}
 	return r, nil
-}
-
-func startCirculate(context.Context) (*running, error) {
-	return nil, &SkipError{Reason: "not yet available (circulation, issue 5, has not landed)"}
 }

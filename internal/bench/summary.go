@@ -99,12 +99,14 @@ type Tracked struct {
 
 // Tracked returns the ratios the project follows: client mode over plain
 // gRPC, Redis and the map; each relay over nginx; the cluster over client
-// mode; at every size (N = 0 where a side did not run).
+// mode; circulation over the relay's memory store; at every size (N = 0
+// where a side did not run).
 func (rep *Report) Tracked() []Tracked {
 	pairs := [][2]string{
 		{Client, Plain}, {Client, Redis}, {Client, Map},
 		{RelayMemory, Nginx}, {RelayJetStream, Nginx},
 		{ClusterK2, Client},
+		{Circulate, RelayMemory},
 	}
 	var out []Tracked
 	for _, p := range pairs {
