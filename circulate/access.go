@@ -15,12 +15,13 @@ import (
 const maxForwards = 4
 
 // Get implements relay.Store: it returns the client's SCONEs for target from
-// this relay's copy, or else from the group (see query).
+// this relay's copy if it took it within the Lease, or else from the group
+// (see query).
 func (s *Store) Get(ctx context.Context, client, target string) ([][]byte, error) {
 	key := cluster.KeyOf(client)
 	now := s.cfg.Now()
 	it := s.slot(key).state().it
-	if it != nil && it.expires.After(now) {
+	if it != nil && it.expires.After(now) && now.Sub(it.since) < s.cfg.Lease {
 		s.m.queries.WithLabelValues("local").Inc()
 	} else {
 		var err error

@@ -36,6 +36,12 @@ type Config struct {
 	QueryTimeout time.Duration
 	// Timeout bounds every other call to another relay.
 	Timeout time.Duration
+	// Lease is how long after taking a copy a relay serves reads from it
+	// without asking the others. It must be shorter than the time the group
+	// takes to declare a silent relay dead (see cluster.LANConfig): a relay
+	// that was paused or cut off longer than that may hold a copy the others
+	// have since moved on from and written over. 0 always asks.
+	Lease time.Duration
 	// RejoinInterval is how often a relay tries to join again one of the
 	// relays it lost (or its seeds, when it is alone), so that the sides of
 	// a healed partition find each other; RejoinTimeout is how long after
@@ -65,6 +71,7 @@ func DefaultConfig() Config {
 		Dwell:             500 * time.Millisecond,
 		QueryTimeout:      time.Second,
 		Timeout:           time.Second,
+		Lease:             300 * time.Millisecond,
 		RejoinInterval:    time.Second,
 		RejoinTimeout:     time.Hour,
 		MaxPerClient:      64,
@@ -82,6 +89,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("circulate: copies must be at least 1, not %d", c.Copies)
 	case c.Dwell <= 0:
 		return errors.New("circulate: the dwell time must be positive")
+	case c.Lease < 0:
+		return errors.New("circulate: the lease must not be negative")
 	case c.QueryTimeout <= 0 || c.Timeout <= 0 || c.RejoinInterval <= 0 || c.RejoinTimeout <= 0:
 		return errors.New("circulate: timeouts must be positive")
 	case c.MaxPerClient < 1 || c.MaxBytesPerClient < 1:

@@ -23,8 +23,9 @@
 //
 // # Reads and writes
 //
-// A relay that holds a copy serves a request from it; otherwise it asks
-// every other live relay in parallel and takes the newest copy (the highest
+// A relay that took its copy within Config.Lease (shorter than the time the
+// group takes to declare a silent relay dead) serves a request from it;
+// otherwise it asks every other live relay in parallel and takes the newest copy (the highest
 // generation, then hop). If no relay holds one and all have answered, the
 // client has no state; if some relay has not answered within
 // Config.QueryTimeout, the request fails with CodeUnavailable, never served
