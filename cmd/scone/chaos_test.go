@@ -60,7 +60,7 @@ func TestChaos(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	bin := buildScone(t, t.TempDir())
-	for _, mode := range []string{"client", "relay", "cluster"} {
+	for _, mode := range []string{"client", "relay", "cluster", "circulate"} {
 		t.Run(mode, func(t *testing.T) {
 			out, n, err := runChaosProcess(t, bin, "--mode="+mode, "--duration=15s", "--fault-every=1500ms", "--seed=1")
 			if err != nil || n["violations"] != 0 {
