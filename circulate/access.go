@@ -303,8 +303,7 @@ func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyReq
 		}
 		return scone.WrapError(scone.CodeUnavailable, "circulate: a holder of the client's copies did not answer", err)
 	}
-	next.prev = cur
-	sl.set(next)
+	sl.set(next) // the primary is never asked to undo: it keeps no prev
 	s.cfg.Logger.Debug("written", "relay", s.cfg.Name, "key", short(next.key), "gen", next.gen, "hop", next.hop, "holders", next.holders)
 	return nil
 }

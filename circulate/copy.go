@@ -40,6 +40,17 @@ func (a *item) same(b *item) bool {
 	return b != nil && a.gen == b.gen && a.hop == b.hop
 }
 
+// withoutPrev returns a with no earlier copy kept: only one step is ever
+// undone, and a chain would keep every generation a relay ever held.
+func (a *item) withoutPrev() *item {
+	if a == nil || a.prev == nil {
+		return a
+	}
+	c := *a
+	c.prev = nil
+	return &c
+}
+
 // primary returns the relay that serialises the item's writes and moves it.
 func (a *item) primary() string { return a.holders[0] }
 

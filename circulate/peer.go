@@ -52,7 +52,7 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 			return &pb.PutReply{AgeMs: uint64(max(0, s.cfg.Now().Sub(cur.since).Milliseconds()))}, nil
 		case !in.same(cur):
 			s.cfg.Logger.Debug("taken", "relay", s.cfg.Name, "key", short(in.key), "gen", in.gen, "hop", in.hop, "holders", in.holders)
-			in.prev = cur // for the UNDO of a hand-off that fails
+			in.prev = cur.withoutPrev() // for the UNDO of a hand-off that fails
 			sl.set(in)
 		}
 	case pb.PutRequest_UPDATE:
@@ -64,7 +64,7 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 		if cur.gen != req.Base || cur.hop != in.hop {
 			return &pb.PutReply{}, nil
 		}
-		in.prev = cur
+		in.prev = cur.withoutPrev()
 		sl.set(in)
 	case pb.PutRequest_UNDO:
 		if in.same(cur) {
