@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/scone-project/scone/circulate"
-	"github.com/scone-project/scone/relay"
 )
 
 // circulateRelays is the shape of the circulation contender: three relays
@@ -43,19 +42,7 @@ func startCirculateRelays(ctx context.Context) (*running, error) {
 		go st.ServePeer(peerLis)
 		stores = append(stores, st)
 		seeds = append(seeds, st.GossipAddr())
-		rc := relay.DefaultConfig()
-		rc.Upstreams, rc.Store, rc.IdentityKey = []string{upstream}, st, identityKey
-		rs, err := relay.New(rc)
-		if err != nil {
-			return fail(r, err)
-		}
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return fail(r, err)
-		}
-		go rs.Serve(lis)
-		r.onClose(rs.Stop)
-		if err := dial(r, lis.Addr().String()); err != nil {
+		if err := serveRelay(r, upstream, st); err != nil {
 			return fail(r, err)
 		}
 	}

@@ -79,20 +79,26 @@ func startRelay(r *running, store relay.Store) (*running, error) {
 	if err != nil {
 		return fail(r, err)
 	}
+	if err := serveRelay(r, upstream, store); err != nil {
+		return fail(r, err)
+	}
+	return r, nil
+}
+
+// serveRelay serves a relay in front of upstream keeping the SCONEs in
+// store, and dials it for the callers.
+func serveRelay(r *running, upstream string, store relay.Store) error {
 	cfg := relay.DefaultConfig()
 	cfg.Upstreams, cfg.Store, cfg.IdentityKey = []string{upstream}, store, identityKey
 	rs, err := relay.New(cfg)
 	if err != nil {
-		return fail(r, err)
+		return err
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fail(r, err)
+		return err
 	}
 	go rs.Serve(lis)
 	r.onClose(rs.Stop)
-	if err := dial(r, lis.Addr().String()); err != nil {
-		return fail(r, err)
-	}
-	return r, nil
+	return dial(r, lis.Addr().String())
 }
