@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/circulate/circulatepb"
 	"github.com/scone-project/scone/cluster"
+	"github.com/scone-project/scone/internal/gossip"
 	"github.com/scone-project/scone/internal/rejoin"
 	"github.com/scone-project/scone/relay"
 )
@@ -82,34 +81,14 @@ func New(cfg Config) (*Store, error) {
 	if mc == nil {
 		mc = cluster.LANConfig()
 	}
-	mc.Name = cfg.Name
-	if mc.Transport == nil {
-		host, port, err := net.SplitHostPort(cfg.GossipAddr)
-		if err != nil {
-			return nil, fmt.Errorf("circulate: gossip address %q: %v", cfg.GossipAddr, err)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil {
-			return nil, fmt.Errorf("circulate: gossip address %q: %v", cfg.GossipAddr, err)
-		}
-		mc.BindAddr, mc.BindPort = host, p
-	}
-	if mc.Logger == nil && mc.LogOutput == nil {
-		mc.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
-	}
-	mc.Delegate = delegate{s}
-	mc.Events = events{s}
-	ml, err := memberlist.Create(mc)
+	ml, err := gossip.Start(gossip.Member{
+		Config: mc, Name: cfg.Name, Addr: cfg.GossipAddr, Seeds: cfg.Seeds,
+		Logger: cfg.Logger, Delegate: delegate{s}, Events: events{s},
+	})
 	if err != nil {
-		return nil, fmt.Errorf("circulate: starting memberlist: %w", err)
+		return nil, fmt.Errorf("circulate: %w", err)
 	}
 	s.ml = ml
-	if len(cfg.Seeds) > 0 {
-		if _, err := ml.Join(cfg.Seeds); err != nil {
-			ml.Shutdown()
-			return nil, fmt.Errorf("circulate: joining %v: %w", cfg.Seeds, err)
-		}
-	}
 	s.done.Add(2)
 	go s.loop()
 	go func() {

@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"log/slog"
 	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/cluster/clusterpb"
+	"github.com/scone-project/scone/internal/gossip"
 	"github.com/scone-project/scone/internal/rejoin"
 )
 
@@ -75,37 +74,14 @@ func New(cfg Config) (*Node, error) {
 	if mc == nil {
 		mc = LANConfig()
 	}
-	mc.Name = cfg.Name
-	if mc.Transport == nil {
-		host, port, err := net.SplitHostPort(cfg.GossipAddr)
-		if err != nil {
-			return nil, fmt.Errorf("cluster: gossip address %q: %v", cfg.GossipAddr, err)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil {
-			return nil, fmt.Errorf("cluster: gossip address %q: %v", cfg.GossipAddr, err)
-		}
-		// Port 0 picks a free port; GossipAddr tells which.
-		mc.BindAddr, mc.BindPort = host, p
-	}
-	if mc.Logger == nil && mc.LogOutput == nil {
-		// memberlist's own lines ("[DEBUG] memberlist: ...") go to the
-		// node's logger at debug level.
-		mc.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
-	}
-	mc.Delegate = delegate{n}
-	mc.Events = events{n}
-	ml, err := memberlist.Create(mc)
+	ml, err := gossip.Start(gossip.Member{
+		Config: mc, Name: cfg.Name, Addr: cfg.GossipAddr, Seeds: cfg.Seeds,
+		Logger: cfg.Logger, Delegate: delegate{n}, Events: events{n},
+	})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: starting memberlist: %w", err)
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n.ml = ml
-	if len(cfg.Seeds) > 0 {
-		if _, err := ml.Join(cfg.Seeds); err != nil {
-			ml.Shutdown()
-			return nil, fmt.Errorf("cluster: joining %v: %w", cfg.Seeds, err)
-		}
-	}
 	n.done.Add(2)
 	go n.repairLoop()
 	go func() {
