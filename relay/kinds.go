@@ -2,6 +2,8 @@ package relay
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -11,6 +13,7 @@ import (
 	_ "google.golang.org/grpc/encoding/proto" // the codec of reflection calls
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
 )
 
@@ -75,7 +78,7 @@ func (k *kinds) learn(service string) {
 	found, err := k.ask(ctx, service)
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err != nil || found == nil {
+	if err != nil {
 		time.AfterFunc(time.Minute, func() {
 			k.mu.Lock()
 			delete(k.asked, service)
@@ -104,28 +107,70 @@ func (k *kinds) ask(ctx context.Context, service string) (map[string]kind, error
 	if err != nil {
 		return nil, err
 	}
-	for _, raw := range resp.GetFileDescriptorResponse().GetFileDescriptorProto() {
+	return methodKinds(resp, service)
+}
+
+// maxMethods bounds the methods learnt of one service, so an upstream
+// cannot make the relay keep a reply's worth of method names per service.
+// A service with more is not learnt: its methods use metadata.
+const maxMethods = 4096
+
+// methodKinds reads the kind of each method of service (a full name,
+// "pkg.Service") from an upstream's reflection reply: the files it sent,
+// serialized FileDescriptorProtos. It reads all of them, and fails unless
+// every one decodes, exactly one service in them is service, and that
+// service's method names are proto identifiers, each once: a reply the
+// relay cannot trust in full teaches it nothing.
+func methodKinds(resp *rpb.ServerReflectionResponse, service string) (map[string]kind, error) {
+	if e := resp.GetErrorResponse(); e != nil {
+		return nil, fmt.Errorf("reflection error %d: %s", e.GetErrorCode(), e.GetErrorMessage())
+	}
+	files := resp.GetFileDescriptorResponse().GetFileDescriptorProto()
+	if len(files) == 0 {
+		return nil, errors.New("reflection reply without files")
+	}
+	var found *descriptorpb.ServiceDescriptorProto
+	for _, raw := range files {
 		var fd descriptorpb.FileDescriptorProto
 		if err := proto.Unmarshal(raw, &fd); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("reflection reply: a file does not decode: %w", err)
+		}
+		pkg := fd.GetPackage()
+		if pkg != "" && !protoreflect.FullName(pkg).IsValid() {
+			return nil, fmt.Errorf("reflection reply: package %q", pkg)
 		}
 		for _, sd := range fd.GetService() {
-			name := sd.GetName()
-			if fd.GetPackage() != "" {
-				name = fd.GetPackage() + "." + name
+			if !protoreflect.Name(sd.GetName()).IsValid() {
+				return nil, fmt.Errorf("reflection reply: service name %q", sd.GetName())
 			}
-			if name != service {
+			if string(protoreflect.FullName(pkg).Append(protoreflect.Name(sd.GetName()))) != service {
 				continue
 			}
-			out := map[string]kind{}
-			for _, md := range sd.GetMethod() {
-				out[md.GetName()] = kindStream
-				if !md.GetClientStreaming() && !md.GetServerStreaming() {
-					out[md.GetName()] = kindUnary
-				}
+			if found != nil {
+				return nil, fmt.Errorf("reflection reply: %s defined twice", service)
 			}
-			return out, nil
+			found = sd
 		}
 	}
-	return nil, nil
+	if found == nil {
+		return nil, fmt.Errorf("reflection reply: no file defines %s", service)
+	}
+	if len(found.GetMethod()) > maxMethods {
+		return nil, fmt.Errorf("reflection reply: %s has %d methods, over %d", service, len(found.GetMethod()), maxMethods)
+	}
+	out := make(map[string]kind, len(found.GetMethod()))
+	for _, md := range found.GetMethod() {
+		name := md.GetName()
+		if !protoreflect.Name(name).IsValid() {
+			return nil, fmt.Errorf("reflection reply: method name %q in %s", name, service)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("reflection reply: method %s of %s defined twice", name, service)
+		}
+		out[name] = kindStream
+		if !md.GetClientStreaming() && !md.GetServerStreaming() {
+			out[name] = kindUnary
+		}
+	}
+	return out, nil
 }
