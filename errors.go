@@ -25,6 +25,7 @@ import (
 //	unavailable   Unavailable          503 Service Unavailable
 //	internal      Internal             500 Internal Server Error
 //	conflict      Aborted              409 Conflict
+//	in_doubt      DeadlineExceeded     504 Gateway Timeout
 type Code uint8
 
 // The codes. New codes are only ever appended.
@@ -67,6 +68,12 @@ const (
 	// CodeConflict: another call changed the same state first (two calls
 	// started from the same SCONE); this one's change is not kept. Retry.
 	CodeConflict Code = 13
+	// CodeInDoubt: the request may or may not have taken effect. A store
+	// it wrote the new state to did not answer, and may still apply it
+	// (a write held up in the network lands when it heals). Unlike
+	// CodeUnavailable, which promises the state is unchanged, read the
+	// state before retrying a change that is not idempotent.
+	CodeInDoubt Code = 14
 )
 
 var codeNames = [...]string{
@@ -84,6 +91,7 @@ var codeNames = [...]string{
 	CodeUnavailable:  "unavailable",
 	CodeInternal:     "internal",
 	CodeConflict:     "conflict",
+	CodeInDoubt:      "in_doubt",
 }
 
 // Codes lists every defined code except CodeUnknown, in value order.

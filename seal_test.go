@@ -233,6 +233,12 @@ func TestErrorCodes(t *testing.T) {
 			_, err := s.Open(ctx, &SCONE{}, mustSeal(t, s, sampleSCONE(clk.Now(), nil)), Expect{Service: "cart"})
 			return err
 		}},
+		{"anti-rollback store did not answer a write", CodeInDoubt, func(t *testing.T) error {
+			// A store's own code passes through: the mark may have moved.
+			s, clk := newTestSealer(t, WithHighWater(errHighWater{CodeInDoubt}))
+			_, err := s.Open(ctx, &SCONE{}, mustSeal(t, s, sampleSCONE(clk.Now(), nil)), Expect{Service: "cart"})
+			return err
+		}},
 		{"another call first", CodeConflict, func(t *testing.T) error {
 			s, clk := newTestSealer(t)
 			d := NewDict(WithDictClock(clk.Now))

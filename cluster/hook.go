@@ -22,11 +22,15 @@ import (
 // changed, writes the new record to the k owners before the reply leaves.
 //
 // The call fails, and nothing changes, with Unavailable when fewer than k
-// members are live (unless Config.Degrade) or the record cannot be read;
-// with Aborted (code conflict) when another request changed the client's
-// state first, so the client may retry. A call whose write fails after the
-// primary owner took it has an unknown outcome for the client, as when a
-// server dies mid-call. Calls that name no client run without state.
+// members are live (unless Config.Degrade), the record cannot be read, or
+// the write reached fewer than k owners and every owner it may have reached
+// confirmed taking it back; with Aborted (code conflict) when another
+// request changed the client's state first, so the client may retry. When
+// an owner that may hold a failed write does not confirm taking it back
+// (it did not answer: the write may be held up in the network, and land
+// later), the call fails with DeadlineExceeded (code in_doubt): the outcome
+// is unknown, as when a server dies mid-call, and the next read shows it.
+// Calls that name no client run without state.
 //
 // The hook records the scone_hook_* metrics, with the transport label
 // "cluster", in the node's registry (Metrics).

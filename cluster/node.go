@@ -305,23 +305,25 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 // owner takes it only on top of base (compare-and-set), so of two writes
 // made from one version the primary takes one, and the other fails. If
 // another owner refuses it (a write came first there), or fewer than need
-// owners took it, every owner is told to undo it, and the call fails with
-// nothing changed.
+// owners took it, every owner that took it or did not answer is told to
+// undo it, and the call fails with nothing changed; or, if one of them does
+// not confirm that it can never hold the write (see undoResult.settles),
+// with CodeInDoubt: the write may still land.
 func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int) (int, error) {
 	start := time.Now()
 	defer func() { n.m.replication.Observe(time.Since(start).Seconds()) }()
 	v, err := n.storeOn(ctx, owners[0], rec, base, false)
 	switch {
 	case err != nil && need > 1 || err != nil && len(owners) == 1:
-		n.m.writes.WithLabelValues("unavailable").Inc()
-		n.undo(owners, rec)
-		return 0, scone.WrapError(scone.CodeUnavailable, "the primary owner of the client's state did not answer", err)
+		return 0, n.failWrite(owners[:1], rec, "unavailable",
+			scone.WrapError(scone.CodeUnavailable, "the primary owner of the client's state did not answer", err))
 	case v == Conflict:
 		n.m.writes.WithLabelValues("conflict").Inc()
 		n.store.distrust(rec.Key) // this node's copy, if any, is behind
 		return 0, errConflict
 	}
 	took := 0
+	touched := []string{owners[0]} // took the write, or may have
 	if err == nil {
 		took = 1
 	}
@@ -337,24 +339,22 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 			switch {
 			case err != nil:
 				lastErr = err // it may have taken it
+				touched = append(touched, o)
 			case v == Conflict:
 				conflict = true
 			default:
 				took++
+				touched = append(touched, o)
 			}
 		})
 	}
 	wg.Wait()
 	switch {
 	case conflict:
-		n.m.writes.WithLabelValues("conflict").Inc()
-		n.undo(owners, rec) // one that refused holds another version: undo leaves it
-		return 0, errConflict
+		return 0, n.failWrite(touched, rec, "conflict", errConflict)
 	case took < need:
-		n.m.writes.WithLabelValues("unavailable").Inc()
-		n.undo(owners, rec)
-		return 0, scone.WrapError(scone.CodeUnavailable,
-			fmt.Sprintf("the new state reached %d of the %d nodes it needs", took, need), lastErr)
+		return 0, n.failWrite(touched, rec, "unavailable", scone.WrapError(scone.CodeUnavailable,
+			fmt.Sprintf("the new state reached %d of the %d nodes it needs", took, need), lastErr))
 	}
 	n.m.writes.WithLabelValues("ok").Inc()
 	return took, nil
@@ -362,15 +362,29 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 
 var errConflict = scone.NewError(scone.CodeConflict, "another request changed this client's state first")
 
-// undo takes back a failed write of rec on members, in parallel, as far as
-// they answer: a member that does not keeps the write, and a later read may
-// see it, as when a server dies mid-call.
-func (n *Node) undo(members []string, rec *Record) {
+// failWrite takes back a failed write of rec on members, in parallel, and
+// returns err (outcome: the writes metric's label) if every member confirms
+// it can never hold the write; otherwise the write may still land, and it
+// returns CodeInDoubt. A member that does not answer keeps the write if it
+// took it, and a later read may see it, as when a server dies mid-call.
+func (n *Node) failWrite(members []string, rec *Record, outcome string, err *scone.Error) error {
+	var settled atomic.Int32
 	var wg sync.WaitGroup
 	for _, m := range members {
-		wg.Go(func() { n.undoOn(m, rec) })
+		wg.Go(func() {
+			if n.undoOn(m, rec) {
+				settled.Add(1)
+			}
+		})
 	}
 	wg.Wait()
+	if int(settled.Load()) == len(members) {
+		n.m.writes.WithLabelValues(outcome).Inc()
+		return err
+	}
+	n.m.writes.WithLabelValues("in_doubt").Inc()
+	return scone.WrapError(scone.CodeInDoubt,
+		err.Message()+", and a node that may hold the new state did not confirm taking it back: it may still take effect", err)
 }
 
 // owners returns the live owners of key for k copies.

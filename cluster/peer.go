@@ -242,16 +242,22 @@ func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uin
 	return Verdict(r.GetStore().GetVerdict()), nil
 }
 
-// undoOn takes back a write of rec on one member (locally for this node).
-func (n *Node) undoOn(member string, rec *Record) {
+// undoOn takes back a write of rec on one member (locally for this node),
+// and reports whether that member can never hold it now (undoResult.settles).
+func (n *Node) undoOn(member string, rec *Record) bool {
 	if member == n.cfg.Name {
-		n.store.undo(rec.Key, rec.RV, rec.Stamp)
-		return
+		return n.store.undo(rec.Key, rec.RV, rec.Stamp, n.cfg.Now()).settles(rec.RV)
 	}
 	op := &pb.Op{Op: &pb.Op_Undo{Undo: &pb.UndoRequest{Key: rec.Key, Rv: rec.RV, Stamp: rec.Stamp}}}
-	if _, err := n.call(context.Background(), member, op); err == nil {
+	r, err := n.call(context.Background(), member, op)
+	if err != nil {
+		return false
+	}
+	u := r.GetUndo()
+	if u.GetUndone() {
 		n.m.undos.Inc()
 	}
+	return undoResult{undone: u.GetUndone(), fenced: u.GetFenced(), held: u.GetRv()}.settles(rec.RV)
 }
 
 func toPB(r *Record) *pb.Record {
@@ -291,7 +297,8 @@ func (p peerServer) Batch(_ context.Context, req *pb.BatchRequest) (*pb.BatchRep
 			r.Reply = &pb.OpReply_Store{Store: &pb.StoreReply{Verdict: pb.StoreReply_Verdict(v), Rv: rv}}
 		case *pb.Op_Undo:
 			u := x.Undo
-			r.Reply = &pb.OpReply_Undo{Undo: &pb.UndoReply{Undone: st.undo(u.GetKey(), u.GetRv(), u.GetStamp())}}
+			d := st.undo(u.GetKey(), u.GetRv(), u.GetStamp(), p.n.cfg.Now())
+			r.Reply = &pb.OpReply_Undo{Undo: &pb.UndoReply{Undone: d.undone, Fenced: d.fenced, Rv: d.held}}
 		default:
 			return nil, status.Errorf(codes.InvalidArgument, "operation %d is of an unknown kind", i)
 		}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,6 +16,7 @@ import (
 // protocol in tests.
 func offlineNode() *Node {
 	n := &Node{store: newStore()}
+	n.cfg.Now = time.Now
 	n.view.Store(&view{hash: 1})
 	return n
 }
@@ -36,6 +38,9 @@ func TestPeerBatch(t *testing.T) {
 		{Op: &pb.Op_Undo{Undo: &pb.UndoRequest{Key: "a", Rv: 2, Stamp: 2}}},
 		{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: "a"}}},
 		{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: "none"}}},
+		// An undo that comes before its write fences it.
+		{Op: &pb.Op_Undo{Undo: &pb.UndoRequest{Key: "b", Rv: 1, Stamp: 1}}},
+		storeOp("b", 1, 0, false),
 	}}
 	resp, err := p.Batch(context.Background(), req)
 	if err != nil {
@@ -62,6 +67,12 @@ func TestPeerBatch(t *testing.T) {
 	}
 	if r[6].GetFetch().GetFound() {
 		t.Fatal("found a record never stored")
+	}
+	if u := r[7].GetUndo(); u.GetUndone() || !u.GetFenced() || u.GetRv() != 0 {
+		t.Fatalf("undo before the write: %v, want fenced at rv 0", u)
+	}
+	if v := r[8].GetStore().GetVerdict(); v != pb.StoreReply_CONFLICT {
+		t.Fatalf("a fenced write: %v, want conflict", v)
 	}
 	// A store without a record, or an empty operation, fails the batch.
 	for _, op := range []*pb.Op{{Op: &pb.Op_Store{Store: &pb.StoreRequest{}}}, {}} {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -99,16 +100,17 @@ func TestStoreUndo(t *testing.T) {
 	if v, _ := st.put(r2, 1, false); v != Accepted {
 		t.Fatal("second write refused")
 	}
-	if st.undo("a", 2, 999) {
-		t.Fatal("undo of a version not held succeeded")
+	now := time.Now()
+	if u := st.undo("a", 2, 999, now); u.undone || !u.fenced || u.held != 2 {
+		t.Fatalf("undo of a version not held: %+v, want fenced, holding 2", u)
 	}
-	if !st.undo("a", 2, 2) {
-		t.Fatal("undo of the held version failed")
+	if u := st.undo("a", 2, 2, now); !u.undone || u.held != 1 || !u.settles(2) {
+		t.Fatalf("undo of the held version: %+v", u)
 	}
 	if got := st.get("a"); got != r1 {
 		t.Fatalf("after undo the store holds %+v, want the first record", got)
 	}
-	if !st.undo("a", 1, 1) || st.get("a") != nil {
+	if u := st.undo("a", 1, 1, now); !u.undone || st.get("a") != nil {
 		t.Fatal("undo of the first write left a record")
 	}
 	// A write refused leaves the record as it was.
@@ -141,4 +143,61 @@ func sealFor(t *testing.T, s *scone.Sealer, now time.Time, ttl time.Duration) []
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// TestStoreFence: an undo that arrives before its write (the write was held
+// up in the network) fences it, so the write is refused when it lands, and
+// the writer may report that nothing changed.
+func TestStoreFence(t *testing.T) {
+	st := newStore()
+	now := time.Now()
+	late := &Record{Key: "a", RV: 1, Stamp: 7}
+	u := st.undo("a", 1, 7, now)
+	if u.undone || !u.fenced || u.held != 0 || !u.settles(1) {
+		t.Fatalf("undo before the write: %+v, want fenced and settled", u)
+	}
+	if v, _ := st.put(late, 0, false); v != Conflict {
+		t.Fatalf("a fenced write landed: verdict %v", v)
+	}
+	if st.get("a") != nil {
+		t.Fatal("a fenced write changed the store")
+	}
+	// Another write of the same version (a retry, new stamp) is not fenced.
+	retry := &Record{Key: "a", RV: 1, Stamp: 8}
+	if v, _ := st.put(retry, 0, false); v != Accepted {
+		t.Fatalf("a retry was refused: verdict %v", v)
+	}
+	// Repair is not fenced: it copies what another owner holds.
+	if v, _ := st.put(&Record{Key: "b", RV: 1, Stamp: 1}, 0, true); v != Accepted {
+		t.Fatal("repair refused")
+	}
+
+	// A newer version is held: the write may have been built on, so the
+	// undo does not settle it.
+	st.put(&Record{Key: "a", RV: 2, Stamp: 9}, 1, false)
+	if u := st.undo("a", 1, 8, now); u.undone || u.settles(1) {
+		t.Fatalf("undo of a write built on: %+v, want not settled", u)
+	}
+
+	// Fences go after fenceTTL.
+	if st.sweep(now.Add(fenceTTL)); st.isFenced(late) || st.nfences != 0 {
+		t.Fatalf("fences left after their TTL: %d", st.nfences)
+	}
+}
+
+// TestStoreFenceBound: past maxFences an undo does not fence, and says so.
+func TestStoreFenceBound(t *testing.T) {
+	st := newStore()
+	now := time.Now()
+	for i := range maxFences {
+		if !st.undo(fmt.Sprint(i), 1, 1, now).fenced {
+			t.Fatalf("fence %d refused below the bound", i)
+		}
+	}
+	if u := st.undo("one more", 1, 1, now); u.fenced || u.settles(1) {
+		t.Fatalf("undo past the bound: %+v, want neither fenced nor settled", u)
+	}
+	if v, _ := st.put(&Record{Key: "one more", RV: 1, Stamp: 1}, 0, false); v != Accepted {
+		t.Fatal("an unfenced write was refused")
+	}
 }

@@ -10,7 +10,27 @@ import (
 type store struct {
 	mu      sync.Mutex
 	entries map[string]*entry
+	// fences are writes taken back before they arrived, by key.
+	fences  map[string][]fence
+	nfences int
 }
+
+// fence is a write that an undo found not held here: it is refused if it
+// arrives later (a request held up in the network lands when it heals), so
+// the writer can report the write as having changed nothing.
+type fence struct {
+	rv    uint64
+	stamp int64
+	at    time.Time
+}
+
+// Fences are kept this long, and at most this many: a write held up for
+// longer can still land, and past the bound an undo does not fence (its
+// writer reports the outcome as in doubt).
+const (
+	fenceTTL  = 10 * time.Minute
+	maxFences = 1 << 16
+)
 
 // entry is the record a node holds for a key, and the one it held before
 // the last write, so that a write that failed at another owner can be
@@ -29,7 +49,7 @@ type entry struct {
 // untrusted is entry.at for a copy this node cannot vouch for alone.
 const untrusted = math.MinInt64
 
-func newStore() *store { return &store{entries: map[string]*entry{}} }
+func newStore() *store { return &store{entries: map[string]*entry{}, fences: map[string][]fence{}} }
 
 // get returns the record of key, or nil.
 func (s *store) get(key string) *Record {
@@ -60,6 +80,12 @@ func (s *store) put(rec *Record, base uint64, repair bool) (Verdict, uint64) {
 	e := s.entries[rec.Key]
 	if e == nil {
 		e = &entry{}
+	}
+	if !repair && s.isFenced(rec) {
+		if e.cur == nil {
+			return Conflict, 0
+		}
+		return Conflict, e.cur.RV
 	}
 	v := Accept(e.cur, rec, base, repair)
 	if v != Accepted {
@@ -95,25 +121,69 @@ func (s *store) distrust(key string) {
 	}
 }
 
+// undoResult is what an undo did on one node.
+type undoResult struct {
+	undone bool   // the write was held, and is taken back
+	fenced bool   // the write was not held, and is refused if it arrives
+	held   uint64 // the version held afterwards (0: none)
+}
+
+// settles reports whether, after this undo, the node can never hold the
+// write of version rv: it took the write back, or fenced it while holding
+// no newer version (a newer one may have been built on it).
+func (u undoResult) settles(rv uint64) bool {
+	return u.undone || u.fenced && u.held <= rv
+}
+
 // undo takes back the write of version (rv, stamp) of key if it is still
-// the one held, and reports whether it did.
-func (s *store) undo(key string, rv uint64, stamp int64) bool {
+// the one held; if it is not held, it fences the write (see fence).
+func (s *store) undo(key string, rv uint64, stamp int64, now time.Time) undoResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entries[key]
-	if e == nil {
+	if e != nil {
+		e.at = untrusted // a write failed somewhere: another owner may hold it
+		if e.cur.RV == rv && e.cur.Stamp == stamp {
+			if e.prev == nil {
+				delete(s.entries, key)
+				return undoResult{undone: true}
+			}
+			e.cur, e.prev = e.prev, nil
+			return undoResult{undone: true, held: e.cur.RV}
+		}
+	}
+	var held uint64
+	if e != nil {
+		held = e.cur.RV
+	}
+	return undoResult{fenced: s.addFence(key, fence{rv: rv, stamp: stamp, at: now}), held: held}
+}
+
+// addFence records f for key, and reports whether it could (the store keeps
+// at most maxFences).
+func (s *store) addFence(key string, f fence) bool {
+	for _, g := range s.fences[key] {
+		if g.rv == f.rv && g.stamp == f.stamp {
+			return true
+		}
+	}
+	if s.nfences >= maxFences {
 		return false
 	}
-	e.at = untrusted // a write failed somewhere: another owner may hold it
-	if e.cur.RV != rv || e.cur.Stamp != stamp {
-		return false
-	}
-	if e.prev == nil {
-		delete(s.entries, key)
-		return true
-	}
-	e.cur, e.prev = e.prev, nil
+	s.fences[key] = append(s.fences[key], f)
+	s.nfences++
 	return true
+}
+
+// isFenced reports whether rec is a write that was taken back before it
+// arrived.
+func (s *store) isFenced(rec *Record) bool {
+	for _, f := range s.fences[rec.Key] {
+		if f.rv == rec.RV && f.stamp == rec.Stamp {
+			return true
+		}
+	}
+	return false
 }
 
 // drop removes key's record if it is still the one given.
@@ -146,6 +216,20 @@ func (s *store) sweep(now time.Time) int {
 		if !now.Before(e.cur.Expires()) {
 			delete(s.entries, k)
 			n++
+		}
+	}
+	for k, fs := range s.fences {
+		kept := fs[:0]
+		for _, f := range fs {
+			if now.Sub(f.at) < fenceTTL {
+				kept = append(kept, f)
+			}
+		}
+		s.nfences -= len(fs) - len(kept)
+		if len(kept) == 0 {
+			delete(s.fences, k)
+		} else {
+			s.fences[k] = kept
 		}
 	}
 	return n

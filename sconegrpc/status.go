@@ -31,6 +31,7 @@ var grpcCodes = map[scone.Code]codes.Code{
 	scone.CodeUnavailable:  codes.Unavailable,
 	scone.CodeInternal:     codes.Internal,
 	scone.CodeConflict:     codes.Aborted,
+	scone.CodeInDoubt:      codes.DeadlineExceeded,
 }
 
 // GRPCCode returns the gRPC status code a scone.Code maps to.

@@ -28,6 +28,7 @@ var httpStatuses = map[scone.Code]int{
 	scone.CodeUnavailable:  http.StatusServiceUnavailable,
 	scone.CodeInternal:     http.StatusInternalServerError,
 	scone.CodeConflict:     http.StatusConflict,
+	scone.CodeInDoubt:      http.StatusGatewayTimeout,
 }
 
 // HTTPStatus returns the HTTP status a scone.Code maps to.

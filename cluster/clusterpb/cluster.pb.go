@@ -726,7 +726,12 @@ func (x *UndoRequest) GetStamp() int64 {
 type UndoReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// undone is false when the node no longer held that version.
-	Undone        bool `protobuf:"varint,1,opt,name=undone,proto3" json:"undone,omitempty"`
+	Undone bool `protobuf:"varint,1,opt,name=undone,proto3" json:"undone,omitempty"`
+	// rv is the version the node holds after the undo (0: none).
+	Rv uint64 `protobuf:"varint,2,opt,name=rv,proto3" json:"rv,omitempty"`
+	// fenced is true when the node did not hold that version and will
+	// refuse it if its write arrives later.
+	Fenced        bool `protobuf:"varint,3,opt,name=fenced,proto3" json:"fenced,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -764,6 +769,20 @@ func (*UndoReply) Descriptor() ([]byte, []int) {
 func (x *UndoReply) GetUndone() bool {
 	if x != nil {
 		return x.Undone
+	}
+	return false
+}
+
+func (x *UndoReply) GetRv() uint64 {
+	if x != nil {
+		return x.Rv
+	}
+	return 0
+}
+
+func (x *UndoReply) GetFenced() bool {
+	if x != nil {
+		return x.Fenced
 	}
 	return false
 }
@@ -816,9 +835,11 @@ const file_cluster_proto_rawDesc = "" +
 	"\vUndoRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x0e\n" +
 	"\x02rv\x18\x02 \x01(\x04R\x02rv\x12\x14\n" +
-	"\x05stamp\x18\x03 \x01(\x03R\x05stamp\"#\n" +
+	"\x05stamp\x18\x03 \x01(\x03R\x05stamp\"K\n" +
 	"\tUndoReply\x12\x16\n" +
-	"\x06undone\x18\x01 \x01(\bR\x06undone2M\n" +
+	"\x06undone\x18\x01 \x01(\bR\x06undone\x12\x0e\n" +
+	"\x02rv\x18\x02 \x01(\x04R\x02rv\x12\x16\n" +
+	"\x06fenced\x18\x03 \x01(\bR\x06fenced2M\n" +
 	"\x04Peer\x12E\n" +
 	"\x05Batch\x12\x1e.scone.cluster.v1.BatchRequest\x1a\x1c.scone.cluster.v1.BatchReplyB2Z0github.com/scone-project/scone/cluster/clusterpbb\x06proto3"
 

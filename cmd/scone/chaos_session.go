@@ -187,6 +187,9 @@ func (r *chaosRun) classify(err error) (chaos.Outcome, bool) {
 	case code == codes.Aborted:
 		// A conflict: the write was refused before any copy took it.
 		return chaos.Failed, noReply
+	case sc == scone.CodeInDoubt:
+		// The node says so: the write may still land.
+		return chaos.Unknown, noReply
 	case sc != scone.CodeUnknown && sc != scone.CodeUnavailable && sc != scone.CodeInternal:
 		// A SCONE that did not open: the call stopped before any change.
 		return chaos.Failed, noReply
