@@ -15,13 +15,13 @@ import (
 const maxForwards = 4
 
 // Get implements relay.Store: it returns the client's SCONEs for target from
-// this relay's copy if it took it within the Lease, or else from the group
-// (see query).
+// this relay's copy if it committed it within the Lease, or else from the
+// group (see query).
 func (s *Store) Get(ctx context.Context, client, target string) ([][]byte, error) {
 	key := cluster.KeyOf(client)
 	now := s.cfg.Now()
 	it := s.slot(key).state().it
-	if it != nil && it.expires.After(now) && now.Sub(it.since) < s.cfg.Lease {
+	if it != nil && it.expires.After(now) && s.leased(it) {
 		s.m.queries.WithLabelValues("local").Inc()
 	} else {
 		var err error
@@ -46,6 +46,15 @@ func (s *Store) Get(ctx context.Context, client, target string) ([][]byte, error
 	return d.Match(nil, target), nil
 }
 
+// leased reports whether this relay may serve a read from its copy it
+// alone: it committed the copy itself (item.committed), within the Lease by
+// the monotonic clock, so no clock skew stretches it. A copy another relay
+// put here is never trusted alone: that relay may have given up on the put
+// (it timed out) and gone on writing elsewhere before the put landed.
+func (s *Store) leased(it *item) bool {
+	return !it.committed.IsZero() && time.Since(it.committed) < s.cfg.Lease
+}
+
 // answer is one relay's reply to a query.
 type answer struct {
 	member  string
@@ -63,6 +72,7 @@ type answer struct {
 func (s *Store) query(ctx context.Context, key string) (*item, error) {
 	start := time.Now()
 	defer func() { s.m.queryTime.Observe(time.Since(start).Seconds()) }()
+	before := s.slot(key).state().it
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	answers := s.ask(ctx, key, s.others())
@@ -79,8 +89,11 @@ func (s *Store) query(ctx context.Context, key string) (*item, error) {
 			best, missing = s.newest(s.ask(ctx, key, moved))
 		}
 	}
-	if local := s.slot(key).state().it; local != nil && local.expires.After(s.cfg.Now()) && local.newer(best) {
-		best = local // it arrived while the others were asked
+	if local := s.slot(key).state().it; local != nil && local != before && local.expires.After(s.cfg.Now()) && local.newer(best) {
+		// It arrived while the others were asked (a hand-off to this
+		// relay). A copy held before is not used when no other has one:
+		// it may be one the others moved on from.
+		best = local
 	}
 	switch {
 	case best != nil:
@@ -303,6 +316,7 @@ func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyReq
 		}
 		return scone.WrapError(scone.CodeUnavailable, "circulate: a holder of the client's copies did not answer", err)
 	}
+	next.committed = time.Now()
 	sl.set(next) // the primary is never asked to undo: it keeps no prev
 	s.cfg.Logger.Debug("written", "relay", s.cfg.Name, "key", short(next.key), "gen", next.gen, "hop", next.hop, "holders", next.holders)
 	return nil

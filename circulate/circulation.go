@@ -162,7 +162,7 @@ func (s *Store) handoff(sl *slot, force bool) bool {
 	}
 	s.retireOn(old, it, next.primary())
 	if slices.Contains(next.holders, s.cfg.Name) {
-		next.since = s.cfg.Now()
+		next.since, next.committed = s.cfg.Now(), time.Now()
 		sl.set(next)
 	} else {
 		sl.moved(next.primary(), s.cfg.Now())

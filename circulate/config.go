@@ -36,7 +36,8 @@ type Config struct {
 	QueryTimeout time.Duration
 	// Timeout bounds every other call to another relay.
 	Timeout time.Duration
-	// Lease is how long after taking a copy a relay serves reads from it
+	// Lease is how long after committing a copy as its primary (every
+	// holder took the write or hand-off) a relay serves reads from it
 	// without asking the others. It must be shorter than the time the group
 	// takes to declare a silent relay dead (see cluster.LANConfig): a relay
 	// that was paused or cut off longer than that may hold a copy the others

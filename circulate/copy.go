@@ -20,6 +20,11 @@ type item struct {
 	scones  [][]byte
 	expires time.Time // the latest expiry of its SCONEs
 	since   time.Time // when this relay took it
+	// committed is when this relay, as the primary, finished the write or
+	// hand-off that made it (every holder took it), by the monotonic
+	// clock; zero for a copy another relay put here, which that relay may
+	// have given up on (a put held up in the network lands late).
+	committed time.Time
 	prev    *item     // before the last UPDATE, for its UNDO
 }
 

@@ -23,10 +23,12 @@
 //
 // # Reads and writes
 //
-// A relay that took its copy within Config.Lease (shorter than the time the
-// group takes to declare a silent relay dead) serves a request from it;
-// otherwise it asks every other live relay in parallel and takes the newest copy (the highest
-// generation, then hop). If no relay holds one and all have answered, the
+// A relay that committed its copy itself, as the primary, within
+// Config.Lease (shorter than the time the group takes to declare a silent
+// relay dead) serves a request from it; a copy another relay put there is
+// never served alone (its sender may have given up on the put before it
+// landed). Otherwise it asks every other live relay in parallel and takes
+// the newest copy (the highest generation, then hop). If no relay holds one and all have answered, the
 // client has no state; if some relay has not answered within
 // Config.QueryTimeout, the request fails with CodeUnavailable, never served
 // with an empty state by accident.

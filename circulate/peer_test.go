@@ -4,7 +4,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	pb "github.com/scone-project/scone/circulate/circulatepb"
+	"github.com/scone-project/scone/cluster"
 )
 
 // TestUpdatesKeepOneUndo: a holder keeps only the copy an UNDO would go
@@ -44,5 +47,52 @@ func TestUpdatesKeepOneUndo(t *testing.T) {
 	put(pb.PutRequest_UNDO, 5, 0)
 	if it := s.slot("k").state().it; it == nil || it.gen != 4 || it.prev != nil {
 		t.Fatalf("after an undo: %+v, want generation 4 with nothing more to undo", it)
+	}
+}
+
+// TestPutCopyNeverServedAlone: a copy another relay put here (a hand-off
+// or an update) is never served without asking the group, however recent:
+// its sender may have given up on the put (it timed out) and gone on
+// writing elsewhere before the put landed, late. Only a copy this relay
+// committed itself, as the primary, is served alone within the Lease.
+func TestPutCopyNeverServedAlone(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Name, cfg.GossipAddr, cfg.PeerAddr = "r", "127.0.0.1:0", "127.0.0.1:1"
+	cfg.Lease = time.Hour
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const client = "alice"
+	key := cluster.KeyOf(client)
+	tok := sealed(t, time.Hour)
+	if _, err := (peerServer{s: s}).Put(t.Context(), &pb.PutRequest{Mode: pb.PutRequest_HANDOFF,
+		Copy: &pb.Copy{Key: key, Gen: 3, Hop: 1, Holders: []string{"r", "x"}, Scones: [][]byte{tok}}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(t.Context(), client, "/svc/Get")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Alone, the relay finds no other copy, and does not use its own.
+	if len(got) != 0 || testutil.ToFloat64(s.m.queries.WithLabelValues("local")) != 0 {
+		t.Fatalf("a put copy was served alone: %d SCONEs", len(got))
+	}
+
+	// The same copy, committed here as the primary: served alone.
+	sl := s.slot(key)
+	if err := sl.acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	it := *sl.state().it
+	it.committed = time.Now()
+	sl.set(&it)
+	sl.release()
+	if got, err := s.Get(t.Context(), client, "/svc/Get"); err != nil || len(got) != 1 {
+		t.Fatalf("a committed copy within the lease: %d SCONEs, %v; want 1", len(got), err)
+	}
+	if testutil.ToFloat64(s.m.queries.WithLabelValues("local")) != 1 {
+		t.Fatal("the committed copy was not served locally")
 	}
 }
