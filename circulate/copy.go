@@ -25,7 +25,7 @@ type item struct {
 	// clock; zero for a copy another relay put here, which that relay may
 	// have given up on (a put held up in the network lands late).
 	committed time.Time
-	prev    *item     // before the last UPDATE, for its UNDO
+	prev      *item // before the last UPDATE, for its UNDO
 }
 
 // newer reports whether a is a later copy than b: a later write, or the same
