@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/scone-project/scone"
 )
@@ -46,6 +47,14 @@ type Config struct {
 	// MaxSize is the largest SCONE the relay stores, in bytes.
 	MaxSize int
 
+	// Now is the clock the relay decides by: whether a SCONE from an
+	// upstream has expired (with VerifyKeys), and when the SCONEs of the
+	// default Store expire. A Store given in Store reads its own clock
+	// (MemoryConfig.Now, JetStreamConfig.Now, circulate's Config.Now):
+	// give it the same one. Durations measured for metrics read time.Now.
+	// Default: time.Now.
+	Now func() time.Time
+
 	// Logger receives the relay's logs. Default: discarded.
 	Logger *slog.Logger
 }
@@ -56,6 +65,7 @@ func DefaultConfig() Config {
 	return Config{
 		IdentityKey: "scone-client", // the metadata key naming the client
 		MaxSize:     scone.DefaultMaxSize,
+		Now:         time.Now,
 	}
 }
 
@@ -74,8 +84,13 @@ func (c *Config) validate() error {
 	if c.MaxSize <= 0 || c.MaxSize > scone.MaxEnvelopeSize {
 		return fmt.Errorf("relay: max size %d out of range", c.MaxSize)
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.Store == nil {
-		c.Store = NewMemoryStore(DefaultMemoryConfig())
+		mc := DefaultMemoryConfig()
+		mc.Now = c.Now
+		c.Store = NewMemoryStore(mc)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

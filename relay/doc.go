@@ -10,8 +10,9 @@
 // relay that dies loses what it held), or JetStreamStore, a NATS JetStream
 // key-value bucket shared by relays, so any relay can die without losing
 // state. The relay needs no key: it reads only the SCONEs' cleartext headers
-// (expiry, version, service, scope). Given the key ring (Config.Verify), it
-// also authenticates every SCONE an upstream sends before storing it.
+// (expiry, version, service, scope). Given the key ring (Config.VerifyKeys),
+// it also authenticates every SCONE an upstream sends before storing it.
+// Expiry is read by an injectable clock (Config.Now, and each store's Now).
 //
 // See docs/modes.md for what the mode promises, and cmd/scone's "relay"
 // command for the daemon.

@@ -35,7 +35,11 @@ func deployChaosCirculate(r *chaosRun) error {
 			}
 			ups = append(ups, p)
 		}
-		p := &chaosProc{name: name, ready: dialReady(listen)}
+		env, err := r.skewable(name)
+		if err != nil {
+			return err
+		}
+		p := &chaosProc{name: name, env: env, ready: dialReady(listen)}
 		p.args = func() []string {
 			var seeds []string
 			for _, o := range relays {

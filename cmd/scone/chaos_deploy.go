@@ -156,9 +156,13 @@ func deployChaosRelay(r *chaosRun) error {
 		}
 		args := []string{"relay", "--listen=" + listen, "--admin=" + admin, "--upstream=" + strings.Join(ups, ","),
 			"--store=jetstream", "--nats-url=" + strings.Join(urls, ","), fmt.Sprintf("--replicas=%d", natsServers)}
+		env, err := r.skewable(name)
+		if err != nil {
+			return err
+		}
 		r.targets.Kill = append(r.targets.Kill, name)
 		r.targets.Pause = append(r.targets.Pause, name)
-		if err := r.addProc(&chaosProc{name: name, args: func() []string { return args }, ready: dialReady(listen)}); err != nil {
+		if err := r.addProc(&chaosProc{name: name, args: func() []string { return args }, env: env, ready: dialReady(listen)}); err != nil {
 			return err
 		}
 		p, err := r.link("client", name, listen)

@@ -66,8 +66,13 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
+	now, err := chaosClock(log)
+	if err != nil {
+		return err
+	}
 	cfg := relay.DefaultConfig()
 	cfg.Logger = log
+	cfg.Now = now
 	cfg.IdentityKey = *identityKey
 	cfg.MaxSize = *maxSize
 	if *upstreams == "" {
@@ -90,7 +95,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	switch *storeKind {
 	case "memory":
 		mc := relay.DefaultMemoryConfig()
-		mc.MaxClients = *maxClients
+		mc.MaxClients, mc.Now = *maxClients, now
 		cfg.Store = relay.NewMemoryStore(mc)
 	case "jetstream":
 		nc, err := nats.Connect(*natsURL, nats.Name("scone relay"), nats.MaxReconnects(-1))
@@ -103,7 +108,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		jc := relay.DefaultJetStreamConfig()
-		jc.Bucket, jc.Replicas = *bucket, *replicas
+		jc.Bucket, jc.Replicas, jc.Now = *bucket, *replicas, now
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		store, err := relay.NewJetStreamStore(octx, js, jc)
 		cancel()
@@ -130,7 +135,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		if *seeds != "" {
 			cc.Seeds = strings.Split(*seeds, ",")
 		}
-		cc.Copies, cc.Dwell, cc.QueryTimeout, cc.Logger = *copies, *dwell, *queryTimeout, log
+		cc.Copies, cc.Dwell, cc.QueryTimeout, cc.Logger, cc.Now = *copies, *dwell, *queryTimeout, log, now
 		if circulating, err = circulate.New(cc); err != nil {
 			plis.Close()
 			return fmt.Errorf("--store=circulate: %w", err)
