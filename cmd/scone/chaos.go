@@ -33,6 +33,8 @@ type chaosConfig struct {
 	timeout  time.Duration
 	think    time.Duration
 	check    time.Duration
+	rotate   time.Duration // between two key rotations (0: none)
+	retire   time.Duration // from a rotation to the old key's retirement
 	out      string
 	quiet    bool
 }
@@ -105,6 +107,8 @@ func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 	fs.DurationVar(&c.timeout, "call-timeout", 2*time.Second, "timeout of each call")
 	fs.DurationVar(&c.think, "think", 20*time.Millisecond, "pause of a session between two calls")
 	fs.DurationVar(&c.check, "check-timeout", 60*time.Second, "time the linearizability search may take per session")
+	fs.DurationVar(&c.rotate, "rotate-every", 45*time.Second, "time between two key rotations (add, promote, retire; the first after a quarter of it, or of --duration if shorter); 0: none")
+	fs.DurationVar(&c.retire, "retire-after", 8*time.Second, "how long a rotated-out key still opens SCONEs: shorter than their 30 s lifetime, so servers must refuse the SCONEs not re-sealed since")
 	fs.StringVar(&c.out, "out", "chaos-out", "on a violation, the folder for porcupine's HTML view, the history and the processes' logs")
 	fs.BoolVar(&c.quiet, "quiet", false, "print only the summary")
 	fs.Usage = func() {
@@ -114,7 +118,7 @@ func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 		fmt.Fprintln(out, "scone relay and a 3-server NATS JetStream cluster, or scone node), runs client")
 		fmt.Fprintln(out, "sessions that record every call, and injects faults on a schedule drawn from the")
 		fmt.Fprintln(out, "seed: kill -9 and restart, SIGSTOP and SIGCONT, TCP partitions and latency between")
-		fmt.Fprintln(out, "processes, clock skew. Then it checks each session's history for linearizability")
+		fmt.Fprintln(out, "processes, clock skew; and it rotates the keys. Then it checks each session's history for linearizability")
 		fmt.Fprintln(out, "(porcupine; calls without reply may or may not have taken effect) and SCONE's")
 		fmt.Fprintln(out, "invariants. See RELIABILITY.md. The last line reads")
 		fmt.Fprintln(out, "  chaos: mode=M ops=N faults=F unknown=U violations=V seed=S")
@@ -133,6 +137,8 @@ func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 		return c, fmt.Errorf("--mode=%q: want %s", c.mode, chaosModeNames())
 	case c.duration <= 0 || c.every <= 0 || c.timeout <= 0 || c.check <= 0:
 		return c, errors.New("--duration, --fault-every, --call-timeout and --check-timeout must be positive")
+	case c.rotate < 0 || c.rotate > 0 && c.retire <= 0:
+		return c, errors.New("--rotate-every must not be negative, and --retire-after must be positive")
 	case c.sessions < 1 || c.sessions > 40:
 		return c, fmt.Errorf("--sessions=%d: want 1 to 40", c.sessions)
 	case c.replicas < 2:
@@ -166,7 +172,7 @@ func runChaos(ctx context.Context, args []string, stdout io.Writer) error {
 		cfg: cfg, mode: chaosModes[cfg.mode], out: stdout, bin: bin, dir: dir, start: time.Now(),
 		byName: map[string]*chaosProc{}, proxies: map[string]*faultproxy.Proxy{},
 		names: map[string]string{}, clocks: map[string]*procClock{}, faults: map[chaos.FaultKind]int{},
-		changers: map[int]bool{},
+		changers: map[int]bool{}, retired: map[uint32]time.Duration{},
 	}
 	defer os.RemoveAll(dir)
 	defer r.close()
@@ -194,11 +200,13 @@ type chaosRun struct {
 	targets chaos.Targets
 	hist    *chaos.History
 
-	mu       sync.Mutex // guards what follows, and output
-	faults   map[chaos.FaultKind]int
-	skipped  int
-	changers map[int]bool    // sessions with an acknowledged change
-	restarts []time.Duration // time from a restart to the process being ready
+	mu        sync.Mutex // guards what follows, and output
+	faults    map[chaos.FaultKind]int
+	retired   map[uint32]time.Duration // key ID → retirement (History offset)
+	rotations int
+	skipped   int
+	changers  map[int]bool    // sessions with an acknowledged change
+	restarts  []time.Duration // time from a restart to the process being ready
 }
 
 func (r *chaosRun) say(format string, a ...any) {
@@ -301,6 +309,7 @@ func (r *chaosRun) run(ctx context.Context) error {
 		wg.Go(func() { s.loop(runCtx) })
 	}
 	wg.Go(func() { r.nemesis(runCtx, schedule) })
+	wg.Go(func() { r.rotateKeys(runCtx) })
 	wg.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -377,7 +386,9 @@ func (r *chaosRun) report(final []string) error {
 	ops := r.hist.Ops()
 	r.narrate("checking %d operations of %d sessions (porcupine, per session)", len(ops), cfg.sessions)
 	rep := chaos.Check(chaos.Cart{MaxPerTitle: shop.MaxPerTitle}, ops, r.settle(), cfg.check)
-	violations := append(rep.Violations, final...)
+	retired := r.retirements()
+	violations := append(rep.Violations, chaos.CheckRetired(ops, retired)...)
+	violations = append(violations, final...)
 	noReply := 0
 	for _, op := range ops {
 		if op.NoReply {
@@ -391,13 +402,14 @@ func (r *chaosRun) report(final []string) error {
 		kinds = append(kinds, fmt.Sprintf("%s %d", k, r.faults[k]))
 		total += r.faults[k]
 	}
-	skipped, restarts := r.skipped, slices.Sorted(slices.Values(r.restarts))
+	skipped, restarts, rotations := r.skipped, slices.Sorted(slices.Values(r.restarts)), r.rotations
 	r.mu.Unlock()
 	out := chaos.Outages(ops)
 	r.say("operations: %d (ok %d, refused by the shop's rules %d, failed with nothing changed %d, outcome unknown %d); %d calls got no reply (timeout or connection died)",
 		rep.Ops, rep.OK, rep.Refused, rep.Failed, rep.Unknown, noReply)
 	r.say("failed calls by status: %s", failedByStatus(ops))
 	r.say("faults: %d (%s); %d skipped (the system had not settled)", total, strings.Join(kinds, ", "), skipped)
+	r.say("keys: %d rotations, %d SCONEs of a retired key refused (unknown_key)", rotations, failedWith(ops, scone.CodeUnknownKey))
 	r.say("restarts: %d, ready after p50 %v, max %v", len(restarts), chaos.Quantile(restarts, 0.5).Round(time.Millisecond), chaos.Quantile(restarts, 1).Round(time.Millisecond))
 	r.say("sessions without progress: %d stretches, p50 %v, p99 %v, max %v", len(out),
 		chaos.Quantile(out, 0.5).Round(time.Millisecond), chaos.Quantile(out, 0.99).Round(time.Millisecond), chaos.Quantile(out, 1).Round(time.Millisecond))
@@ -472,6 +484,17 @@ func failedByStatus(ops []chaos.Op) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// failedWith counts the calls that failed with the SCONE code c.
+func failedWith(ops []chaos.Op, c scone.Code) int {
+	n := 0
+	for _, op := range ops {
+		if op.Outcome != chaos.OK && strings.Contains(op.Err, " ("+c.String()+"):") {
+			n++
+		}
+	}
+	return n
 }
 
 // changed returns how many sessions have made an acknowledged change.

@@ -72,6 +72,7 @@ func runChaosServer(ctx context.Context, args []string, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	reloadKeysOnHUP(ctx, *keys, ring, log) // scone chaos rotates the keys
 	sealer, err := scone.NewSealer(ring, scone.WithTTL(*ttl), scone.WithClock(now))
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -132,6 +133,27 @@ func (p *chaosProc) pause(stop bool) {
 	}
 	syscall.Kill(-p.cmd.Process.Pid, sig)
 	p.paused = stop
+}
+
+// reloadsKeys reports whether the process reads the run's key file, and
+// so reloads it on SIGHUP (a process without that handler would die of it).
+func (p *chaosProc) reloadsKeys() bool {
+	for _, a := range p.args() {
+		if strings.HasPrefix(a, "--keys=") || strings.HasPrefix(a, "--verify-keys=") {
+			return true
+		}
+	}
+	return false
+}
+
+// hup sends SIGHUP to the process: reload the key file. A paused process
+// gets it when it wakes up.
+func (p *chaosProc) hup() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		syscall.Kill(p.cmd.Process.Pid, syscall.SIGHUP)
+	}
 }
 
 // dialReady is a ready check: addr accepts TCP connections.

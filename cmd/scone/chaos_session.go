@@ -96,7 +96,7 @@ func (s *chaosSession) do(ctx context.Context, o op) chaos.Outcome {
 	if r.mode.clientHolds {
 		for _, h := range s.sess.dict.Headers() {
 			if h.Service == gatewayService {
-				rec.Expires, rec.HasExpiry = r.hist.Offset(h.Expires), true
+				rec.Expires, rec.HasExpiry, rec.KeyID = r.hist.Offset(h.Expires), true, h.KeyID
 			}
 		}
 	}

@@ -145,3 +145,23 @@ func CheckExpiry(ops []Op) []string {
 	}
 	return out
 }
+
+// CheckRetired reports every OK operation served by a process whose clock
+// was already past the retirement of the key that sealed the SCONE it had
+// to open (retired: key ID → retirement, as an offset from the History's
+// start), its skew added, when the call was invoked: it should have
+// refused that SCONE (unknown_key).
+func CheckRetired(ops []Op, retired map[uint32]time.Duration) []string {
+	var out []string
+	for _, op := range ops {
+		at, ok := retired[op.KeyID]
+		if op.Outcome != OK || !op.HasExpiry || !op.SkewKnown || !ok {
+			continue
+		}
+		if late := op.Invoke + op.Skew - at; late >= 0 {
+			out = append(out, fmt.Sprintf("session %d: %s via %s opened a SCONE of key %d %v after the key was retired (clock skew %v)",
+				op.Session, op.Input.Kind, op.Served, op.KeyID, late, op.Skew))
+		}
+	}
+	return out
+}

@@ -118,6 +118,30 @@ func TestCheckExpiry(t *testing.T) {
 	}
 }
 
+func TestCheckRetired(t *testing.T) {
+	retired := map[uint32]time.Duration{1: ms(5000)}
+	op := Op{Session: 1, Invoke: ms(1000), Outcome: OK, Expires: ms(60000), HasExpiry: true, KeyID: 1, SkewKnown: true}
+	if v := CheckRetired([]Op{op}, retired); len(v) != 0 {
+		t.Fatalf("a SCONE of a key not yet retired reported: %q", v)
+	}
+	op.Skew = 4 * time.Second // the serving clock reads 5 s: retired
+	if v := CheckRetired([]Op{op}, retired); len(v) != 1 {
+		t.Fatalf("a SCONE opened by a clock at its key's retirement: %q", v)
+	}
+	op.Skew, op.Invoke = 0, ms(7000)
+	if v := CheckRetired([]Op{op}, retired); len(v) != 1 {
+		t.Fatalf("a SCONE opened after its key's retirement: %q", v)
+	}
+	op.KeyID = 2 // a key still in use
+	if v := CheckRetired([]Op{op}, retired); len(v) != 0 {
+		t.Fatalf("a SCONE of a live key reported: %q", v)
+	}
+	op.KeyID, op.Outcome = 1, Failed
+	if v := CheckRetired([]Op{op}, retired); len(v) != 0 {
+		t.Fatalf("a refused SCONE of a retired key reported: %q", v)
+	}
+}
+
 func TestScheduleIsSeeded(t *testing.T) {
 	tg := Targets{Kill: []string{"a", "b"}, Pause: []string{"c"}, Links: []string{"a>b"}, Skew: []string{"a"}, Skews: []time.Duration{time.Minute}}
 	s1 := NewSchedule(7, tg, time.Minute, 2*time.Second)

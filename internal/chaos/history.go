@@ -83,6 +83,8 @@ type Op struct {
 	// the call (SkewKnown).
 	Expires   time.Duration
 	HasExpiry bool
+	// KeyID is the key that sealed that SCONE (if HasExpiry).
+	KeyID     uint32
 	Skew      time.Duration
 	SkewKnown bool
 }
