@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"sync"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
