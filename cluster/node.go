@@ -158,7 +158,7 @@ func (n *Node) Leave(timeout time.Duration) error {
 	}
 	failed := 0
 	for _, key := range n.store.keys() {
-		rec := n.store.get(key)
+		rec := n.store.spread(key)
 		if rec == nil {
 			continue
 		}
@@ -468,6 +468,9 @@ func (n *Node) repair() {
 		plan := PlanRepair(n.cfg.Name, []string{key}, members, max(1, rec.Copies))
 		if len(plan) == 0 {
 			continue
+		}
+		if len(plan[0].PushTo) > 0 && n.store.spread(key) != rec {
+			continue // written meanwhile: the next pass copies the new one
 		}
 		a := plan[0]
 		ok := true

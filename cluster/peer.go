@@ -257,7 +257,7 @@ func (n *Node) undoOn(member string, rec *Record) bool {
 	if u.GetUndone() {
 		n.m.undos.Inc()
 	}
-	return undoResult{undone: u.GetUndone(), fenced: u.GetFenced(), held: u.GetRv()}.settles(rec.RV)
+	return undoResult{undone: u.GetUndone(), spread: u.GetSpread(), fenced: u.GetFenced(), held: u.GetRv()}.settles(rec.RV)
 }
 
 func toPB(r *Record) *pb.Record {
@@ -298,7 +298,7 @@ func (p peerServer) Batch(_ context.Context, req *pb.BatchRequest) (*pb.BatchRep
 		case *pb.Op_Undo:
 			u := x.Undo
 			d := st.undo(u.GetKey(), u.GetRv(), u.GetStamp(), p.n.cfg.Now())
-			r.Reply = &pb.OpReply_Undo{Undo: &pb.UndoReply{Undone: d.undone, Fenced: d.fenced, Rv: d.held}}
+			r.Reply = &pb.OpReply_Undo{Undo: &pb.UndoReply{Undone: d.undone, Spread: d.spread, Fenced: d.fenced, Rv: d.held}}
 		default:
 			return nil, status.Errorf(codes.InvalidArgument, "operation %d is of an unknown kind", i)
 		}

@@ -201,3 +201,29 @@ func TestStoreFenceBound(t *testing.T) {
 		t.Fatal("an unfenced write was refused")
 	}
 }
+
+// TestStoreUndoAfterSpread: a write that repair copied to other nodes before
+// its undo is taken back here but not everywhere, so the undo does not
+// settle it.
+func TestStoreUndoAfterSpread(t *testing.T) {
+	st := newStore()
+	now := time.Now()
+	st.put(&Record{Key: "a", RV: 1, Stamp: 1}, 0, false)
+	w := &Record{Key: "a", RV: 2, Stamp: 2}
+	st.put(w, 1, false)
+	if u := st.undo("a", 2, 2, now); !u.undone || !u.settles(2) {
+		t.Fatalf("undo before any copy: %+v, want settled", u)
+	}
+	st.put(w, 1, false)
+	if got := st.spread("a"); got != w {
+		t.Fatalf("spread returned %+v, want the write", got)
+	}
+	if u := st.undo("a", 2, 2, now); !u.undone || u.settles(2) {
+		t.Fatalf("undo after repair copied the write: %+v, want undone but not settled", u)
+	}
+	// A new write starts unspread.
+	st.put(&Record{Key: "a", RV: 2, Stamp: 3}, 1, false)
+	if u := st.undo("a", 2, 3, now); !u.settles(2) {
+		t.Fatalf("undo of a new write: %+v, want settled", u)
+	}
+}

@@ -44,6 +44,9 @@ type entry struct {
 	// undoing it, resets at to untrusted: the node then reads every owner.
 	gen uint64
 	at  int64
+	// spread is set once cur has been copied to other nodes by repair or
+	// a hand-over: an undo here no longer takes it back everywhere.
+	spread bool
 }
 
 // untrusted is entry.at for a copy this node cannot vouch for alone.
@@ -96,7 +99,7 @@ func (s *store) put(rec *Record, base uint64, repair bool) (Verdict, uint64) {
 	} else {
 		e.prev = e.cur
 	}
-	e.cur, e.at = rec, untrusted
+	e.cur, e.at, e.spread = rec, untrusted, false
 	s.entries[rec.Key] = e
 	return v, rec.RV
 }
@@ -124,15 +127,29 @@ func (s *store) distrust(key string) {
 // undoResult is what an undo did on one node.
 type undoResult struct {
 	undone bool   // the write was held, and is taken back
+	spread bool   // but it had been copied to other nodes (repair)
 	fenced bool   // the write was not held, and is refused if it arrives
 	held   uint64 // the version held afterwards (0: none)
 }
 
 // settles reports whether, after this undo, the node can never hold the
-// write of version rv: it took the write back, or fenced it while holding
-// no newer version (a newer one may have been built on it).
+// write of version rv, nor have passed it on: it took the write back before
+// repair copied it anywhere, or fenced it while holding no newer version (a
+// newer one may have been built on it).
 func (u undoResult) settles(rv uint64) bool {
-	return u.undone || u.fenced && u.held <= rv
+	return u.undone && !u.spread || u.fenced && u.held <= rv
+}
+
+// spread returns the record of key, or nil, marking it as copied to other
+// nodes (see entry.spread); call it before sending the copy.
+func (s *store) spread(key string) *Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[key]; e != nil {
+		e.spread = true
+		return e.cur
+	}
+	return nil
 }
 
 // undo takes back the write of version (rv, stamp) of key if it is still
@@ -144,12 +161,13 @@ func (s *store) undo(key string, rv uint64, stamp int64, now time.Time) undoResu
 	if e != nil {
 		e.at = untrusted // a write failed somewhere: another owner may hold it
 		if e.cur.RV == rv && e.cur.Stamp == stamp {
+			spread := e.spread
 			if e.prev == nil {
 				delete(s.entries, key)
-				return undoResult{undone: true}
+				return undoResult{undone: true, spread: spread}
 			}
 			e.cur, e.prev = e.prev, nil
-			return undoResult{undone: true, held: e.cur.RV}
+			return undoResult{undone: true, spread: spread, held: e.cur.RV}
 		}
 	}
 	var held uint64

@@ -731,7 +731,10 @@ type UndoReply struct {
 	Rv uint64 `protobuf:"varint,2,opt,name=rv,proto3" json:"rv,omitempty"`
 	// fenced is true when the node did not hold that version and will
 	// refuse it if its write arrives later.
-	Fenced        bool `protobuf:"varint,3,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	Fenced bool `protobuf:"varint,3,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	// spread is true when the node had copied the write to other nodes
+	// (repair) before it took it back: they may still hold it.
+	Spread        bool `protobuf:"varint,4,opt,name=spread,proto3" json:"spread,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -787,6 +790,13 @@ func (x *UndoReply) GetFenced() bool {
 	return false
 }
 
+func (x *UndoReply) GetSpread() bool {
+	if x != nil {
+		return x.Spread
+	}
+	return false
+}
+
 var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
@@ -835,11 +845,12 @@ const file_cluster_proto_rawDesc = "" +
 	"\vUndoRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x0e\n" +
 	"\x02rv\x18\x02 \x01(\x04R\x02rv\x12\x14\n" +
-	"\x05stamp\x18\x03 \x01(\x03R\x05stamp\"K\n" +
+	"\x05stamp\x18\x03 \x01(\x03R\x05stamp\"c\n" +
 	"\tUndoReply\x12\x16\n" +
 	"\x06undone\x18\x01 \x01(\bR\x06undone\x12\x0e\n" +
 	"\x02rv\x18\x02 \x01(\x04R\x02rv\x12\x16\n" +
-	"\x06fenced\x18\x03 \x01(\bR\x06fenced2M\n" +
+	"\x06fenced\x18\x03 \x01(\bR\x06fenced\x12\x16\n" +
+	"\x06spread\x18\x04 \x01(\bR\x06spread2M\n" +
 	"\x04Peer\x12E\n" +
 	"\x05Batch\x12\x1e.scone.cluster.v1.BatchRequest\x1a\x1c.scone.cluster.v1.BatchReplyB2Z0github.com/scone-project/scone/cluster/clusterpbb\x06proto3"
 
