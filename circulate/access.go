@@ -186,8 +186,8 @@ func (s *Store) Apply(ctx context.Context, client string, r *scone.Reply, sent [
 	}
 	rep, err := s.applyAt(ctx, target, req)
 	if err != nil {
-		s.m.writes.WithLabelValues("unavailable").Inc()
-		return scone.WrapError(scone.CodeUnavailable, "circulate: the primary holder of the client's SCONEs did not answer", err)
+		s.m.writes.WithLabelValues("in_doubt").Inc()
+		return scone.WrapError(scone.CodeInDoubt, "circulate: the primary holder of the client's SCONEs did not answer: the write may still take effect", err)
 	}
 	code := scone.Code(rep.Code)
 	switch code {
@@ -196,6 +196,8 @@ func (s *Store) Apply(ctx context.Context, client string, r *scone.Reply, sent [
 		return nil
 	case scone.CodeConflict:
 		s.m.writes.WithLabelValues("conflict").Inc()
+	case scone.CodeInDoubt:
+		s.m.writes.WithLabelValues("in_doubt").Inc()
 	default:
 		s.m.writes.WithLabelValues("unavailable").Inc()
 	}
@@ -264,15 +266,17 @@ func (s *Store) forward(ctx context.Context, to string, req *pb.ApplyRequest) *p
 	req.Create = false
 	rep, err := s.applyAt(ctx, to, req)
 	if err != nil {
-		return failure(scone.WrapError(scone.CodeUnavailable, "circulate: the primary holder did not answer", err))
+		return failure(scone.WrapError(scone.CodeInDoubt, "circulate: the primary holder did not answer: the write may still take effect", err))
 	}
 	return rep
 }
 
 // write applies a reply on top of cur (nil: a new client), replicates the
 // result to the other holders, and keeps it; sl is locked. If a holder
-// refuses or does not answer, the holders that took it undo it, and the
-// write fails with nothing changed.
+// refuses it, the holders that took it undo it, and the write fails with
+// nothing changed (conflict). If a holder does not answer, they undo it
+// too, but that holder may take it yet (the put may be held up in the
+// network): the write fails as in doubt.
 func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyRequest) error {
 	d := scone.NewDict(scone.WithDictLimits(s.cfg.MaxPerClient, s.cfg.MaxBytesPerClient), scone.WithDictClock(s.cfg.Now))
 	next := &item{key: req.Key, gen: 1, since: s.cfg.Now()}
@@ -311,10 +315,10 @@ func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyReq
 	took, refused, err := s.putAll(ctx, next.holders[1:], mode, next, base)
 	if refused != nil || err != nil {
 		s.putEach(took, pb.PutRequest_UNDO, next, 0)
-		if refused != nil {
-			return scone.NewError(scone.CodeConflict, "circulate: another relay changed this client's state first")
+		if err != nil {
+			return scone.WrapError(scone.CodeInDoubt, "circulate: a holder of the client's copies did not answer: it may hold the new state yet", err)
 		}
-		return scone.WrapError(scone.CodeUnavailable, "circulate: a holder of the client's copies did not answer", err)
+		return scone.NewError(scone.CodeConflict, "circulate: another relay changed this client's state first")
 	}
 	next.committed = time.Now()
 	sl.set(next) // the primary is never asked to undo: it keeps no prev

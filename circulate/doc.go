@@ -38,7 +38,9 @@
 // its copy still holds what the request carried (as scone.Dict.ApplyIfBase:
 // else CodeConflict), puts the new generation on the other holders on top of
 // the old one (compare-and-set), and keeps it once all have; if a holder
-// refuses or does not answer, the holders that took it undo it and the write
-// fails with nothing changed. Older copies found by a read (left behind by a
+// refuses, the holders that took it undo it and the write fails with
+// nothing changed (CodeConflict). If a holder, or the primary, does not
+// answer, the write fails with CodeInDoubt: that relay may take it yet (the
+// request may be held up in the network), so its outcome is unknown. Older copies found by a read (left behind by a
 // failed hand-off, or on a relay that was paused) are retired.
 package circulate

@@ -49,8 +49,10 @@ type chaosMode struct {
 	// even without a reply, changed nothing.
 	clientHolds bool
 	// unavailableChangesNothing: a call the mode fails with SCONE code
-	// unavailable (cluster: fewer than k nodes took the write, and those that
-	// did undid it) promises the state is unchanged.
+	// unavailable promises the state is unchanged (cluster: fewer than k
+	// nodes took the write, and every node it may have reached took it
+	// back; circulate: the relays failed it before any write). Where that
+	// is not known, the modes say in_doubt instead.
 	unavailableChangesNothing bool
 	// settle, if set, waits until the system can lose a process without
 	// losing state (cluster mode: repair done), before a kill or pause.
@@ -78,7 +80,7 @@ var chaosModes = map[string]chaosMode{
 		skews: []time.Duration{30 * time.Second, 2 * time.Second, -30 * time.Second},
 	},
 	"circulate": {
-		deploy: deployChaosCirculate, settle: settleCirculate,
+		deploy: deployChaosCirculate, settle: settleCirculate, unavailableChangesNothing: true,
 		skews: []time.Duration{45 * time.Second, 5 * time.Second, -5 * time.Second},
 	},
 }
