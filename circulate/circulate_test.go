@@ -85,8 +85,10 @@ func TestCopiesConfigurable(t *testing.T) {
 	wantCopies(g, 1, 3)
 }
 
+// TestExpiryEverywhere: every copy is dropped at the expiry of its
+// client's last SCONE (with no clock skew tolerated, so at once).
 func TestExpiryEverywhere(t *testing.T) {
-	g := newGroup(t, 3, newSealer(t, scone.WithTTL(time.Second)), nil)
+	g := newGroup(t, 3, newSealer(t, scone.WithTTL(time.Second)), func(c *circulate.Config) { c.MaxClockSkew = 0 })
 	for i, id := range []string{"alice", "bob"} {
 		s := newShopper(id)
 		for range 3 {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/scone-project/scone/relay"
 )
 
 // Config configures a circulating Store. Start from DefaultConfig.
@@ -57,8 +59,24 @@ type Config struct {
 	Memberlist *memberlist.Config
 	// Dial, if set, connects to other relays' Circulation service.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
-	// Now is the clock expiry and dwell are read by (nil: time.Now).
+	// Now is the clock expiry and dwell are read by (nil: time.Now). The
+	// Store reads it less MaxClockSkew, everywhere: the spans it measures
+	// (dwell, how long a copy has been held or a relay lost) are
+	// differences of two readings, which the shift leaves as they are.
 	Now func() time.Time
+	// MaxClockSkew is how far Now may run ahead of the servers' clocks
+	// without the group losing state, as relay.Config.MaxClockSkew: the
+	// servers are the authority on expiry, so every expiry decision of the
+	// Store (whether a copy is served, answered to a query, taken, handed
+	// on or dropped) is by Now less MaxClockSkew. A relay whose clock runs
+	// ahead by less keeps, serves and passes on a client's live copies as
+	// the others do; one ahead by more would serve an empty state while
+	// the others hold the real one. The price: a copy is kept up to
+	// MaxClockSkew past the expiry of its last SCONE, and a client that
+	// comes back after its SCONEs expired is refused as expired (not
+	// started afresh, unless its servers reset on failure) until then. 0
+	// tolerates no skew. Default: relay.DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
 	// Logger receives the store's logs. Default: discarded.
 	Logger *slog.Logger
 }
@@ -77,6 +95,7 @@ func DefaultConfig() Config {
 		RejoinTimeout:     time.Hour,
 		MaxPerClient:      64,
 		MaxBytesPerClient: 1 << 20,
+		MaxClockSkew:      relay.DefaultMaxClockSkew,
 	}
 }
 
@@ -96,9 +115,16 @@ func (c *Config) validate() error {
 		return errors.New("circulate: timeouts must be positive")
 	case c.MaxPerClient < 1 || c.MaxBytesPerClient < 1:
 		return errors.New("circulate: per-client bounds must be positive")
+	case c.MaxClockSkew < 0:
+		return fmt.Errorf("circulate: max clock skew %v is negative", c.MaxClockSkew)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if skew, now := c.MaxClockSkew, c.Now; skew > 0 {
+		// The one clock of the Store (every s.cfg.Now), set back: a copy
+		// is expired once it has been for MaxClockSkew.
+		c.Now = func() time.Time { return now().Add(-skew) }
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

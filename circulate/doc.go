@@ -19,7 +19,9 @@
 // the only copy. When a holder leaves or fails, the first live holder hands
 // the copies on at once, which recreates the lost copy: the count returns to
 // Copies. Every holder drops its copy at the expiry of the client's last
-// SCONE.
+// SCONE, read by its clock less Config.MaxClockSkew: the servers are the
+// authority on expiry, and a relay whose clock runs ahead of theirs (by
+// less than that) must not drop, or refuse to serve, a live copy.
 //
 // # Reads and writes
 //

@@ -289,7 +289,7 @@ func (s *Store) memberUp(name, addr string) {
 
 func (s *Store) memberGone(name, gossipAddr string) {
 	if name != s.cfg.Name {
-		s.lost.Lost(name, gossipAddr, s.cfg.Now())
+		s.lost.Lost(name, gossipAddr, time.Now()) // the tracker reads time.Now
 	}
 	s.mu.Lock()
 	delete(s.addrs, name)

@@ -49,24 +49,62 @@ type Config struct {
 
 	// Now is the clock the relay decides by: whether a SCONE from an
 	// upstream has expired (with VerifyKeys), and when the SCONEs of the
-	// default Store expire. A Store given in Store reads its own clock
-	// (MemoryConfig.Now, JetStreamConfig.Now, circulate's Config.Now):
-	// give it the same one. Durations measured for metrics read time.Now.
+	// default Store expire, both with MaxClockSkew to spare. A Store given
+	// in Store reads its own clock (MemoryConfig.Now, JetStreamConfig.Now,
+	// circulate's Config.Now) and tolerance (their MaxClockSkew): give it
+	// the same ones. Durations measured for metrics read time.Now.
 	// Default: time.Now.
 	Now func() time.Time
+
+	// MaxClockSkew is how far Now may run ahead of the servers' clocks
+	// without the relay losing state. The servers are the authority on
+	// expiry: they refuse an expired SCONE (CodeExpired), and the holder
+	// keeps its state. A relay that dropped a SCONE it thought expired, by
+	// a clock running ahead, would attach nothing to the client's next
+	// request, and the server would start the session afresh: acknowledged
+	// state lost through the relay's clock error. So the relay decides
+	// expiry by Now minus MaxClockSkew: it keeps and attaches a SCONE
+	// until its expiry plus MaxClockSkew by Now, and with VerifyKeys it
+	// opens an upstream's SCONEs by that clock too (expiry and key
+	// retirement), since the servers that sealed them have checked both.
+	//
+	// The price: an expired SCONE is kept up to MaxClockSkew longer, and a
+	// client that comes back after its SCONE expired is refused as expired
+	// (not started afresh, unless its servers reset on failure) until then.
+	// A relay whose clock runs ahead by more than MaxClockSkew drops live
+	// SCONEs, as one with no tolerance would. 0 tolerates no skew.
+	// Default: DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
 
 	// Logger receives the relay's logs. Default: discarded.
 	Logger *slog.Logger
 }
 
+// DefaultMaxClockSkew is the default of every holder's MaxClockSkew
+// (Config, MemoryConfig, JetStreamConfig, and circulate's Config): clocks
+// kept by NTP are within milliseconds of each other; a minute allows for
+// one that lost its time source for a while.
+const DefaultMaxClockSkew = time.Minute
+
 // DefaultConfig returns a Config with every default set; Upstreams remain
 // to be given.
 func DefaultConfig() Config {
 	return Config{
-		IdentityKey: "scone-client", // the metadata key naming the client
-		MaxSize:     scone.DefaultMaxSize,
-		Now:         time.Now,
+		IdentityKey:  "scone-client", // the metadata key naming the client
+		MaxSize:      scone.DefaultMaxSize,
+		Now:          time.Now,
+		MaxClockSkew: DefaultMaxClockSkew,
 	}
+}
+
+// expiryClock returns the clock a holder decides expiry by: now, set back
+// by skew, so that a SCONE counts as expired only when it has been for skew
+// by now. See Config.MaxClockSkew.
+func expiryClock(now func() time.Time, skew time.Duration) func() time.Time {
+	if skew <= 0 {
+		return now
+	}
+	return func() time.Time { return now().Add(-skew) }
 }
 
 func (c *Config) validate() error {
@@ -84,12 +122,15 @@ func (c *Config) validate() error {
 	if c.MaxSize <= 0 || c.MaxSize > scone.MaxEnvelopeSize {
 		return fmt.Errorf("relay: max size %d out of range", c.MaxSize)
 	}
+	if c.MaxClockSkew < 0 {
+		return fmt.Errorf("relay: max clock skew %v is negative", c.MaxClockSkew)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	if c.Store == nil {
 		mc := DefaultMemoryConfig()
-		mc.Now = c.Now
+		mc.Now, mc.MaxClockSkew = c.Now, c.MaxClockSkew
 		c.Store = NewMemoryStore(mc)
 	}
 	if c.Logger == nil {

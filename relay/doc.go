@@ -12,7 +12,11 @@
 // state. The relay needs no key: it reads only the SCONEs' cleartext headers
 // (expiry, version, service, scope). Given the key ring (Config.VerifyKeys),
 // it also authenticates every SCONE an upstream sends before storing it.
-// Expiry is read by an injectable clock (Config.Now, and each store's Now).
+// Expiry is read by an injectable clock (Config.Now, and each store's Now),
+// with a tolerance for its skew (Config.MaxClockSkew, a minute by default):
+// the servers are the authority on expiry, so a relay keeps and attaches a
+// SCONE until its expiry plus that tolerance, and a relay whose clock runs
+// ahead of the servers' by less does not lose a client's state.
 //
 // See docs/modes.md for what the mode promises, and cmd/scone's "relay"
 // command for the daemon.

@@ -33,6 +33,11 @@ type JetStreamConfig struct {
 	Attempts int
 	// Now is the clock expiry is read by (nil: time.Now).
 	Now func() time.Time
+	// MaxClockSkew is how far Now may run ahead of the servers' clocks:
+	// the store keeps and returns a SCONE until its expiry plus
+	// MaxClockSkew by Now, and the time to live of a write runs that much
+	// longer (see Config.MaxClockSkew). 0 tolerates no skew.
+	MaxClockSkew time.Duration
 }
 
 // DefaultJetStreamConfig returns the defaults of a JetStreamStore.
@@ -43,6 +48,7 @@ func DefaultJetStreamConfig() JetStreamConfig {
 		MaxPerClient:      64,
 		MaxBytesPerClient: 1 << 20,
 		Attempts:          64,
+		MaxClockSkew:      DefaultMaxClockSkew,
 	}
 }
 
@@ -55,8 +61,10 @@ func DefaultJetStreamConfig() JetStreamConfig {
 //     as in a scone.Dict) and writes it back only if the key's revision has
 //     not moved meanwhile (compare-and-set), retrying on a conflict.
 //   - Expiry: each write carries a time to live, the latest expiry of the
-//     SCONEs it holds, so JetStream deletes the key when its last SCONE
-//     expires; reads skip SCONEs already expired.
+//     SCONEs it holds plus MaxClockSkew, so JetStream deletes the key when
+//     its last SCONE has expired; reads skip SCONEs already expired. Expiry
+//     is read by Now less MaxClockSkew, so a relay whose clock runs ahead
+//     (by less than that) neither skips nor purges live SCONEs.
 //   - Durability: a write is acknowledged by the NATS server(s) before the
 //     relay forwards the reply. JetStream's default is to sync to disk every
 //     2 minutes, so a power loss can lose acknowledged writes: run the NATS
@@ -66,7 +74,8 @@ type JetStreamStore struct {
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 	cfg JetStreamConfig
-	pre string // the subject prefix of the bucket's keys
+	pre string           // the subject prefix of the bucket's keys
+	now func() time.Time // the clock of expiry: cfg.Now less cfg.MaxClockSkew
 	// expired counts the expired SCONEs reads skipped (NATS deletes them
 	// with their key's TTL).
 	expired atomic.Uint64
@@ -76,6 +85,9 @@ type JetStreamStore struct {
 func NewJetStreamStore(ctx context.Context, js jetstream.JetStream, cfg JetStreamConfig) (*JetStreamStore, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxClockSkew < 0 {
+		return nil, errors.New("relay: the JetStream store's max clock skew is negative")
 	}
 	switch cfg.Replicas {
 	case 1, 3, 5:
@@ -96,7 +108,7 @@ func NewJetStreamStore(ctx context.Context, js jetstream.JetStream, cfg JetStrea
 	if kv, err = leaderReads(ctx, js, kv); err != nil {
 		return nil, scone.WrapError(scone.CodeUnavailable, "opening the JetStream bucket "+cfg.Bucket, err)
 	}
-	return &JetStreamStore{js: js, kv: kv, cfg: cfg, pre: "$KV." + cfg.Bucket + "."}, nil
+	return &JetStreamStore{js: js, kv: kv, cfg: cfg, pre: "$KV." + cfg.Bucket + ".", now: expiryClock(cfg.Now, cfg.MaxClockSkew)}, nil
 }
 
 // leaderReads turns off direct gets on the bucket's stream and reopens it.
@@ -139,7 +151,7 @@ func (s *JetStreamStore) Get(ctx context.Context, client, target string) ([][]by
 	if err != nil {
 		return nil, err
 	}
-	now := s.cfg.Now()
+	now := s.now()
 	out := toks[:0]
 	for _, tok := range toks {
 		h, err := scone.Peek(tok)
@@ -170,7 +182,7 @@ func (s *JetStreamStore) Apply(ctx context.Context, client string, r *scone.Repl
 			}
 		}
 		var rev uint64
-		d := scone.NewDict(scone.WithDictLimits(s.cfg.MaxPerClient, s.cfg.MaxBytesPerClient), scone.WithDictClock(s.cfg.Now))
+		d := scone.NewDict(scone.WithDictLimits(s.cfg.MaxPerClient, s.cfg.MaxBytesPerClient), scone.WithDictClock(s.now))
 		e, err := s.kv.Get(ctx, k)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -220,7 +232,9 @@ func (s *JetStreamStore) write(ctx context.Context, k string, rev uint64, toks [
 			latest = h.Expires
 		}
 	}
-	ttl := max(time.Second, latest.Sub(s.cfg.Now()).Round(time.Second)+time.Second)
+	// By the expiry clock: the key outlives its last SCONE by
+	// MaxClockSkew, as the relays' reads do.
+	ttl := max(time.Second, latest.Sub(s.now()).Round(time.Second)+time.Second)
 	value := encodeTokens(toks)
 	if rev == 0 {
 		_, err = s.kv.Create(ctx, k, value, jetstream.KeyTTL(ttl))

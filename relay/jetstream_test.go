@@ -166,7 +166,8 @@ func TestJetStreamVersionsAndExpiry(t *testing.T) {
 	if err := store.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{seal("cart", 99, time.Hour)}}, [][]byte{v1}); scone.CodeOf(err) != scone.CodeConflict {
 		t.Fatalf("a write from a stale base: %v", err)
 	}
-	// A short-lived SCONE beside it: gone from reads at its expiry.
+	// A short-lived SCONE beside it: gone from reads once it has been
+	// expired for the store's MaxClockSkew.
 	if err := store.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{seal("inventory", 1, time.Minute)}}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -174,6 +175,10 @@ func TestJetStreamVersionsAndExpiry(t *testing.T) {
 		t.Fatalf("before expiry: %d", len(got))
 	}
 	now = now.Add(time.Minute)
+	if got, _ := store.Get(ctx, "alice", "/x"); len(got) != 2 {
+		t.Fatalf("at the inventory SCONE's expiry, within the clock skew tolerated: %d", len(got))
+	}
+	now = now.Add(cfg.MaxClockSkew)
 	if got, _ := store.Get(ctx, "alice", "/x"); len(got) != 1 {
 		t.Fatalf("after the inventory SCONE expired: %d", len(got))
 	}

@@ -46,7 +46,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, reg: prometheus.NewRegistry()}
 	s.m = newMetrics(s.reg, cfg.Store)
 	if cfg.VerifyKeys != nil {
-		v, err := scone.NewSealer(cfg.VerifyKeys, scone.WithMaxSize(cfg.MaxSize), scone.WithClock(cfg.Now))
+		v, err := scone.NewSealer(cfg.VerifyKeys, scone.WithMaxSize(cfg.MaxSize), scone.WithClock(expiryClock(cfg.Now, cfg.MaxClockSkew)))
 		if err != nil {
 			return nil, err
 		}

@@ -280,7 +280,8 @@ func TestHookedClientHoldsItsOwn(t *testing.T) {
 	}
 }
 
-// TestMemoryStoreExpiry: stored SCONEs are gone at their expiry.
+// TestMemoryStoreExpiry: stored SCONEs are gone once they have been
+// expired for the store's MaxClockSkew.
 func TestMemoryStoreExpiry(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
@@ -299,6 +300,10 @@ func TestMemoryStoreExpiry(t *testing.T) {
 		t.Fatalf("before expiry: %d", len(got))
 	}
 	now = now.Add(time.Minute)
+	if got, _ := m.Get(ctx, "alice", "/cart.Cart/Get"); len(got) != 1 {
+		t.Fatal("at its expiry, within the clock skew tolerated, a SCONE was not attached")
+	}
+	now = now.Add(cfg.MaxClockSkew)
 	if got, _ := m.Get(ctx, "alice", "/cart.Cart/Get"); len(got) != 0 {
 		t.Fatal("an expired SCONE was attached")
 	}

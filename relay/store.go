@@ -39,6 +39,11 @@ type MemoryConfig struct {
 	MaxBytesPerClient int
 	// Now is the clock expiry is read by (nil: time.Now).
 	Now func() time.Time
+	// MaxClockSkew is how far Now may run ahead of the servers' clocks:
+	// the store keeps and returns a SCONE until its expiry plus
+	// MaxClockSkew by Now (see Config.MaxClockSkew). 0 or less tolerates
+	// no skew.
+	MaxClockSkew time.Duration
 }
 
 // DefaultMemoryConfig returns the defaults of a MemoryStore.
@@ -47,18 +52,20 @@ func DefaultMemoryConfig() MemoryConfig {
 		MaxClients:        100_000, // at about 1 KiB per session, 100 MiB
 		MaxPerClient:      64,
 		MaxBytesPerClient: 1 << 20,
+		MaxClockSkew:      DefaultMaxClockSkew,
 	}
 }
 
 // MemoryStore keeps SCONEs in the relay's memory: a scone.Dict per client.
 //
 // It is bounded. When it holds MaxClients clients, it first drops the
-// clients whose SCONEs have all expired; if it is still full, a request from
-// a new client is refused with scone.CodeExhausted (ResourceExhausted)
-// before it reaches a server, so no acknowledged state is ever dropped to
-// make room. Clients already held always get in.
+// clients whose SCONEs have all expired (MaxClockSkew ago); if it is still
+// full, a request from a new client is refused with scone.CodeExhausted
+// (ResourceExhausted) before it reaches a server, so no acknowledged state
+// is ever dropped to make room. Clients already held always get in.
 type MemoryStore struct {
 	cfg MemoryConfig
+	now func() time.Time // the clock of expiry: cfg.Now less cfg.MaxClockSkew
 
 	mu        sync.Mutex
 	clients   map[string]*held
@@ -81,7 +88,7 @@ func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &MemoryStore{cfg: cfg, clients: make(map[string]*held)}
+	return &MemoryStore{cfg: cfg, now: expiryClock(cfg.Now, cfg.MaxClockSkew), clients: make(map[string]*held)}
 }
 
 // dictLocked returns client's dictionary, making one if there is room;
@@ -90,7 +97,7 @@ func (m *MemoryStore) dictLocked(client string) (*scone.Dict, error) {
 	if h := m.clients[client]; h != nil {
 		return h.d, nil
 	}
-	now := m.cfg.Now()
+	now := m.now()
 	if len(m.clients) >= m.cfg.MaxClients {
 		m.sweepLocked(now)
 		if len(m.clients) >= m.cfg.MaxClients {
@@ -98,7 +105,7 @@ func (m *MemoryStore) dictLocked(client string) (*scone.Dict, error) {
 				strconv.Itoa(m.cfg.MaxClients)+" clients with live SCONEs; no new sessions")
 		}
 	}
-	d := scone.NewDict(scone.WithDictLimits(m.cfg.MaxPerClient, m.cfg.MaxBytesPerClient), scone.WithDictClock(m.cfg.Now))
+	d := scone.NewDict(scone.WithDictLimits(m.cfg.MaxPerClient, m.cfg.MaxBytesPerClient), scone.WithDictClock(m.now))
 	m.clients[client] = &held{d: d, since: now}
 	return d, nil
 }
@@ -166,7 +173,7 @@ func (m *MemoryStore) Sweep() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.nextSweep = time.Time{}
-	return m.sweepLocked(m.cfg.Now())
+	return m.sweepLocked(m.now())
 }
 
 // Len returns how many clients and SCONEs the store holds.
