@@ -55,7 +55,8 @@ type chaosMode struct {
 	// is not known, the modes say in_doubt instead.
 	unavailableChangesNothing bool
 	// settle, if set, waits until the system can lose a process without
-	// losing state (cluster mode: repair done), before a kill or pause.
+	// losing state (cluster mode: repair done), before a kill, a pause or a
+	// gossip cut.
 	settle func(ctx context.Context, r *chaosRun, wait time.Duration) error
 	// final, if set, checks the mode's own invariants once every fault
 	// healed and every session read its state.
@@ -120,7 +121,8 @@ func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 		fmt.Fprintln(out, "scone relay and a 3-server NATS JetStream cluster, or scone node), runs client")
 		fmt.Fprintln(out, "sessions that record every call, and injects faults on a schedule drawn from the")
 		fmt.Fprintln(out, "seed: kill -9 and restart, SIGSTOP and SIGCONT, TCP partitions and latency between")
-		fmt.Fprintln(out, "processes, clock skew; and it rotates the keys. Then it checks each session's history for linearizability")
+		fmt.Fprintln(out, "processes, a node or relay's gossip cut off from the others', clock skew; and it")
+		fmt.Fprintln(out, "rotates the keys. Then it checks each session's history for linearizability")
 		fmt.Fprintln(out, "(porcupine; calls without reply may or may not have taken effect) and SCONE's")
 		fmt.Fprintln(out, "invariants. See RELIABILITY.md. The last line reads")
 		fmt.Fprintln(out, "  chaos: mode=M ops=N faults=F unknown=U violations=V seed=S")
@@ -173,7 +175,7 @@ func runChaos(ctx context.Context, args []string, stdout io.Writer) error {
 	r := &chaosRun{
 		cfg: cfg, mode: chaosModes[cfg.mode], out: stdout, bin: bin, dir: dir, start: time.Now(),
 		byName: map[string]*chaosProc{}, proxies: map[string]*faultproxy.Proxy{},
-		names: map[string]string{}, clocks: map[string]*procClock{}, faults: map[chaos.FaultKind]int{},
+		names: map[string]string{}, clocks: map[string]*procClock{}, gossip: map[string]string{}, faults: map[chaos.FaultKind]int{},
 		changers: map[int]bool{}, retired: map[uint32]time.Duration{},
 	}
 	defer os.RemoveAll(dir)
@@ -197,18 +199,20 @@ type chaosRun struct {
 	proxies map[string]*faultproxy.Proxy // by link "from>to"
 	names   map[string]string            // proxy address → the process behind it
 	clocks  map[string]*procClock        // by process
+	gossip  map[string]string            // gossip address by process (cluster and circulate modes)
 	entry   []string                     // what the sessions dial
 	nodes   []chaosNode                  // cluster and circulate modes
 	targets chaos.Targets
 	hist    *chaos.History
 
-	mu        sync.Mutex // guards what follows, and output
-	faults    map[chaos.FaultKind]int
-	retired   map[uint32]time.Duration // key ID → retirement (History offset)
-	rotations int
-	skipped   int
-	changers  map[int]bool    // sessions with an acknowledged change
-	restarts  []time.Duration // time from a restart to the process being ready
+	mu         sync.Mutex // guards what follows, and output
+	faults     map[chaos.FaultKind]int
+	gossipCuts int                      // of the partitions, those that cut a process's gossip off
+	retired    map[uint32]time.Duration // key ID → retirement (History offset)
+	rotations  int
+	skipped    int
+	changers   map[int]bool    // sessions with an acknowledged change
+	restarts   []time.Duration // time from a restart to the process being ready
 }
 
 func (r *chaosRun) say(format string, a ...any) {
@@ -294,6 +298,9 @@ func (r *chaosRun) run(ctx context.Context) error {
 	}
 	r.narrate("%d processes up: %s", len(r.procs), strings.Join(names, ", "))
 	r.narrate("%d links through fault proxies; clock skewable on %s", len(r.proxies), strings.Join(r.targets.Skew, ", "))
+	if len(r.targets.Gossip) > 0 {
+		r.narrate("gossip can be cut off (both ways, from every other member) on %s", strings.Join(r.targets.Gossip, ", "))
+	}
 	schedule := chaos.NewSchedule(cfg.seed, r.targets, cfg.duration, cfg.every)
 	r.narrate("%d faults scheduled over %v, one at a time; %d sessions start", len(schedule), cfg.duration, cfg.sessions)
 
@@ -341,6 +348,9 @@ func (r *chaosRun) healAll(ctx context.Context) error {
 	}
 	for _, c := range r.clocks {
 		c.set(0)
+	}
+	for name := range r.gossip {
+		r.blockGossip(name, nil)
 	}
 	var errs []error
 	for _, p := range r.procs {
@@ -402,6 +412,9 @@ func (r *chaosRun) report(final []string) error {
 	total := 0
 	for _, k := range []chaos.FaultKind{chaos.Kill, chaos.Pause, chaos.Partition, chaos.Latency, chaos.Skew} {
 		kinds = append(kinds, fmt.Sprintf("%s %d", k, r.faults[k]))
+		if k == chaos.Partition && len(r.targets.Gossip) > 0 {
+			kinds[len(kinds)-1] += fmt.Sprintf(" (%d of gossip)", r.gossipCuts)
+		}
 		total += r.faults[k]
 	}
 	skipped, restarts, rotations := r.skipped, slices.Sorted(slices.Values(r.restarts)), r.rotations

@@ -64,10 +64,11 @@ func runChaosServer(ctx context.Context, args []string, log *slog.Logger) error 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	now, err := chaosClock(log)
+	ctl, err := startChaosControl(log)
 	if err != nil {
 		return err
 	}
+	now := ctl.now()
 	ring, err := scone.ReadKeyFile(*keys)
 	if err != nil {
 		return err

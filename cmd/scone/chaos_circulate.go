@@ -16,7 +16,6 @@ func deployChaosCirculate(r *chaosRun) error {
 		return err
 	}
 	var relays []*chaosProc
-	gossip := map[string]string{}
 	for i := range max(3, r.cfg.replicas) {
 		name := fmt.Sprintf("relay-%d", i+1)
 		var addrs [4]string
@@ -26,7 +25,8 @@ func deployChaosCirculate(r *chaosRun) error {
 			}
 		}
 		listen, admin, g, peer := addrs[0], addrs[1], addrs[2], addrs[3]
-		gossip[name] = g
+		r.gossip[name] = g
+		r.targets.Gossip = append(r.targets.Gossip, name)
 		var ups []string
 		for j, a := range gwAddrs {
 			p, err := r.link(name, gwNames[j], a)
@@ -44,7 +44,7 @@ func deployChaosCirculate(r *chaosRun) error {
 			var seeds []string
 			for _, o := range relays {
 				if o != p && o.up() {
-					seeds = append(seeds, gossip[o.name])
+					seeds = append(seeds, r.gossip[o.name])
 				}
 			}
 			args := []string{"relay", "--circulate", "--name=" + name, "--listen=" + listen, "--admin=" + admin,

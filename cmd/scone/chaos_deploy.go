@@ -217,7 +217,6 @@ type chaosNode struct {
 // sessions have no SCONE code.
 func deployChaosCluster(r *chaosRun) error {
 	var nodes []*chaosProc
-	gossip := map[string]string{}
 	for i := range r.cfg.nodes {
 		name := fmt.Sprintf("node-%d", i+1)
 		var addrs [4]string
@@ -229,10 +228,12 @@ func deployChaosCluster(r *chaosRun) error {
 			addrs[j] = a
 		}
 		listen, g, admin, peer := addrs[0], addrs[1], addrs[2], addrs[3]
-		gossip[name] = g
+		r.gossip[name] = g
+		r.targets.Gossip = append(r.targets.Gossip, name)
 		// The other nodes reach this one's Peer service through one proxy:
 		// partitioning it cuts every replication read and write to this
-		// node, while gossip (not proxied) still sees it alive.
+		// node, while gossip (cut off separately, through the node's chaos
+		// control) still sees it alive.
 		peerVia, err := r.link("peers", name, peer)
 		if err != nil {
 			return err
@@ -246,7 +247,7 @@ func deployChaosCluster(r *chaosRun) error {
 			var join []string
 			for _, o := range nodes {
 				if o != p && o.up() {
-					join = append(join, gossip[o.name])
+					join = append(join, r.gossip[o.name])
 				}
 			}
 			args := []string{"node", "--name=" + name, "--listen=" + listen, "--peer-listen=" + peer, "--peer-advertise=" + peerVia, "--gossip=" + g,

@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,23 +37,66 @@ func (c *procClock) set(d time.Duration) error {
 	c.mu.Lock()
 	c.gen++
 	c.mu.Unlock()
-	req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("http://%s/skew?d=%v", c.addr, d), nil)
-	if err != nil {
-		return err
-	}
-	hc := http.Client{Timeout: 5 * time.Second}
-	resp, err := hc.Do(req)
-	if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("skew %s: %s", c.addr, resp.Status)
-		}
-	}
+	err := chaosPut(c.addr, "/skew?d="+url.QueryEscape(d.String()))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	c.skew, c.broken = d, err != nil
 	return err
+}
+
+// chaosPut sends a PUT to a process's chaos control endpoint
+// (chaosClockEnv).
+func chaosPut(addr, pathQuery string) error {
+	req, err := http.NewRequest(http.MethodPut, "http://"+addr+pathQuery, nil)
+	if err != nil {
+		return err
+	}
+	hc := http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("PUT %s%s: %s: %s", addr, pathQuery, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// blockGossip makes a process drop its gossip to and from the members
+// gossiping at addrs (none: heals).
+func (r *chaosRun) blockGossip(name string, addrs []string) error {
+	return chaosPut(r.clocks[name].addr, "/gossip-block?addrs="+url.QueryEscape(strings.Join(addrs, ",")))
+}
+
+// cutGossip cuts a process's gossip off from every other member's, both
+// ways: it drops theirs, and they drop its. It returns what heals it.
+func (r *chaosRun) cutGossip(name string) (func() error, error) {
+	heal := func() error {
+		var errs []error
+		for other := range r.gossip {
+			errs = append(errs, r.blockGossip(other, nil))
+		}
+		return errors.Join(errs...)
+	}
+	var others []string
+	for other, addr := range r.gossip {
+		if other != name {
+			others = append(others, addr)
+		}
+	}
+	err := r.blockGossip(name, others)
+	for other := range r.gossip {
+		if other != name && err == nil {
+			err = r.blockGossip(other, []string{r.gossip[name]})
+		}
+	}
+	if err != nil {
+		return nil, errors.Join(err, heal())
+	}
+	return heal, nil
 }
 
 // nemesis injects the schedule's faults, one at a time, until ctx ends;
@@ -61,7 +108,10 @@ func (r *chaosRun) nemesis(ctx context.Context, schedule []chaos.Fault) {
 			return
 		case <-time.After(time.Until(r.t0.Add(f.At))):
 		}
-		if (f.Kind == chaos.Kill || f.Kind == chaos.Pause) && r.mode.settle != nil {
+		// A process killed, paused or cut off from gossip is lost to the
+		// others: wait until they can lose one with nothing lost.
+		_, cut := strings.CutPrefix(f.Target, chaos.GossipPrefix)
+		if (f.Kind == chaos.Kill || f.Kind == chaos.Pause || cut) && r.mode.settle != nil {
 			if err := r.mode.settle(ctx, r, 30*time.Second); err != nil {
 				if ctx.Err() != nil {
 					return
@@ -81,6 +131,9 @@ func (r *chaosRun) nemesis(ctx context.Context, schedule []chaos.Fault) {
 		r.narrate("fault: %v", f)
 		r.mu.Lock()
 		r.faults[f.Kind]++
+		if cut {
+			r.gossipCuts++
+		}
 		r.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -117,6 +170,9 @@ func (r *chaosRun) inject(f chaos.Fault) (func() error, error) {
 		p.pause(true)
 		return func() error { p.pause(false); return nil }, nil
 	case chaos.Partition:
+		if name, ok := strings.CutPrefix(f.Target, chaos.GossipPrefix); ok {
+			return r.cutGossip(name)
+		}
 		p := r.proxies[f.Target]
 		p.Partition()
 		return func() error { p.Heal(); return nil }, nil

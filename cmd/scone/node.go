@@ -60,10 +60,11 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--keys=%s: %w", *keys, withCause(err))
 	}
-	now, err := chaosClock(log)
+	ctl, err := startChaosControl(log)
 	if err != nil {
 		return err
 	}
+	now := ctl.now()
 	sealer, err := scone.NewSealer(ring, scone.WithClock(now))
 	if err != nil {
 		return err
@@ -78,6 +79,9 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if *join != "" {
 		spec.seeds = strings.Split(*join, ",")
+	}
+	if spec.memberlist, err = ctl.memberlist(*gossip); err != nil {
+		return fmt.Errorf("--gossip=%s: %w", *gossip, err)
 	}
 	n, err := startShopNode(spec)
 	if err != nil {

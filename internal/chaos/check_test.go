@@ -171,6 +171,39 @@ func TestScheduleIsSeeded(t *testing.T) {
 	}
 }
 
+func TestScheduleCutsGossip(t *testing.T) {
+	tg := Targets{Kill: []string{"a", "b"}, Pause: []string{"a"}, Links: []string{"c>a", "c>b", "a>b"}, Skew: []string{"a"}, Skews: []time.Duration{time.Minute}}
+	without := NewSchedule(7, tg, 10*time.Minute, 2*time.Second)
+	tg.Gossip = []string{"a", "b"}
+	with := NewSchedule(7, tg, 10*time.Minute, 2*time.Second)
+	if len(with) != len(without) {
+		t.Fatalf("%d faults with gossip to cut, %d without", len(with), len(without))
+	}
+	targets := map[string]int{}
+	for i, f := range with {
+		if f.Kind != without[i].Kind || f.At != without[i].At || f.For != without[i].For {
+			t.Fatalf("fault %d: %v with gossip to cut, %v without", i, f, without[i])
+		}
+		if f.Kind == Partition {
+			targets[f.Target]++
+		} else if f.Target != without[i].Target {
+			t.Fatalf("fault %d: %v with gossip to cut, %v without", i, f, without[i])
+		}
+	}
+	for _, want := range []string{"c>a", "c>b", "a>b", GossipPrefix + "a", GossipPrefix + "b"} {
+		if targets[want] == 0 {
+			t.Errorf("no partition of %s in %v", want, targets)
+		}
+	}
+	parts, cuts := 0, targets[GossipPrefix+"a"]+targets[GossipPrefix+"b"]
+	for _, n := range targets {
+		parts += n
+	}
+	if cuts*4 < parts || cuts*4 > parts*3 {
+		t.Errorf("%d gossip cuts among %d partitions (%v), want about half", cuts, parts, targets)
+	}
+}
+
 func TestOutages(t *testing.T) {
 	ops := []Op{
 		{Session: 1, Invoke: ms(0), Return: ms(5), Outcome: OK},

@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -13,10 +14,15 @@ type FaultKind string
 const (
 	Kill      FaultKind = "kill"      // SIGKILL, restart after For
 	Pause     FaultKind = "pause"     // SIGSTOP, SIGCONT after For
-	Partition FaultKind = "partition" // no byte crosses a link for For
+	Partition FaultKind = "partition" // no byte crosses a link (or a process's gossip) for For
 	Latency   FaultKind = "latency"   // a link delays every chunk by Delay for For
 	Skew      FaultKind = "skew"      // a process's clock is off by Delay for For
 )
+
+// GossipPrefix starts the Target of a Partition that cuts a process's
+// gossip (memberlist, UDP and TCP) off from every other member's, both
+// ways: "gossip:node-2".
+const GossipPrefix = "gossip:"
 
 // Fault is one fault of a schedule.
 type Fault struct {
@@ -25,7 +31,7 @@ type Fault struct {
 	// settle first, which delays the rest).
 	At     time.Duration
 	Kind   FaultKind
-	Target string        // a process, or a link "from>to"
+	Target string        // a process, a link "from>to", or GossipPrefix and a process
 	For    time.Duration // how long it lasts
 	Delay  time.Duration // Latency: added per chunk; Skew: the clock's offset
 }
@@ -47,6 +53,9 @@ func (f Fault) String() string {
 type Targets struct {
 	Kill, Pause, Skew []string // processes
 	Links             []string // "from>to", for Partition and Latency
+	// Gossip are the processes whose gossip a Partition may cut off from
+	// every other member's (half the partitions, when there are links too).
+	Gossip []string
 	// Skews are the clock offsets to choose from.
 	Skews []time.Duration
 }
@@ -61,7 +70,11 @@ func NewSchedule(seed uint64, t Targets, d, every time.Duration) []Fault {
 		targets []string
 	}
 	var kinds []choice
-	for _, c := range []choice{{Kill, t.Kill}, {Pause, t.Pause}, {Partition, t.Links}, {Latency, t.Links}, {Skew, t.Skew}} {
+	var cuts []string
+	for _, p := range t.Gossip {
+		cuts = append(cuts, GossipPrefix+p)
+	}
+	for _, c := range []choice{{Kill, t.Kill}, {Pause, t.Pause}, {Partition, slices.Concat(t.Links, cuts)}, {Latency, t.Links}, {Skew, t.Skew}} {
 		if len(c.targets) > 0 && (c.kind != Skew || len(t.Skews) > 0) {
 			kinds = append(kinds, c)
 		}
@@ -69,11 +82,26 @@ func NewSchedule(seed uint64, t Targets, d, every time.Duration) []Fault {
 	if len(kinds) == 0 || every <= 0 {
 		return nil
 	}
+	// target draws a target of c: uniformly, except that a Partition with
+	// both links and gossip to cut cuts gossip half the time. It is one
+	// draw either way, so that the same seed draws the same kinds, at the
+	// same times, with or without gossip to cut.
+	target := func(c choice) string {
+		l, g := len(t.Links), len(cuts)
+		if c.kind != Partition || l == 0 || g == 0 {
+			return c.targets[r.IntN(len(c.targets))]
+		}
+		n := r.IntN(2 * l * g)
+		if n < l*g {
+			return t.Links[n/g]
+		}
+		return cuts[n/l-g]
+	}
 	var out []Fault
 	at := every / 2
 	for {
 		c := kinds[r.IntN(len(kinds))]
-		f := Fault{At: at, Kind: c.kind, Target: c.targets[r.IntN(len(c.targets))],
+		f := Fault{At: at, Kind: c.kind, Target: target(c),
 			For: every/4 + time.Duration(r.Int64N(int64(every)))}
 		switch f.Kind {
 		case Latency:
