@@ -53,6 +53,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	replicas := f.Int("replicas", 1, "jetstream store: NATS servers keeping each SCONE (1, 3 or 5)")
 	verifyKeys := f.String("verify-keys", "", "key file of the services: authenticate every SCONE from an upstream before storing it (SIGHUP reloads it)")
 	maxSize := f.Int("max-size", scone.DefaultMaxSize, "largest SCONE stored, in bytes")
+	maxSkew := f.Duration("max-clock-skew", relay.DefaultMaxClockSkew, "how far this relay's clock may run ahead of the servers' without losing state: SCONEs are kept and attached until their expiry plus this, by this relay's clock (0: none)")
 	tlsCert := f.String("tls-cert", "", "serve TLS with this certificate (PEM); with --tls-key")
 	tlsKey := f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	clientCA := f.String("client-ca", "", "require client certificates signed by these CAs (PEM): they name the clients")
@@ -75,6 +76,10 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg.Now = now
 	cfg.IdentityKey = *identityKey
 	cfg.MaxSize = *maxSize
+	if *maxSkew < 0 {
+		return fmt.Errorf("--max-clock-skew=%v: must not be negative", *maxSkew)
+	}
+	cfg.MaxClockSkew = *maxSkew
 	if *upstreams == "" {
 		return errors.New("--upstream is required")
 	}
@@ -95,7 +100,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	switch *storeKind {
 	case "memory":
 		mc := relay.DefaultMemoryConfig()
-		mc.MaxClients, mc.Now = *maxClients, now
+		mc.MaxClients, mc.Now, mc.MaxClockSkew = *maxClients, now, *maxSkew
 		cfg.Store = relay.NewMemoryStore(mc)
 	case "jetstream":
 		nc, err := nats.Connect(*natsURL, nats.Name("scone relay"), nats.MaxReconnects(-1))
@@ -108,7 +113,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		jc := relay.DefaultJetStreamConfig()
-		jc.Bucket, jc.Replicas, jc.Now = *bucket, *replicas, now
+		jc.Bucket, jc.Replicas, jc.Now, jc.MaxClockSkew = *bucket, *replicas, now, *maxSkew
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		store, err := relay.NewJetStreamStore(octx, js, jc)
 		cancel()
@@ -135,7 +140,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		if *seeds != "" {
 			cc.Seeds = strings.Split(*seeds, ",")
 		}
-		cc.Copies, cc.Dwell, cc.QueryTimeout, cc.Logger, cc.Now = *copies, *dwell, *queryTimeout, log, now
+		cc.Copies, cc.Dwell, cc.QueryTimeout, cc.Logger, cc.Now, cc.MaxClockSkew = *copies, *dwell, *queryTimeout, log, now, *maxSkew
 		if circulating, err = circulate.New(cc); err != nil {
 			plis.Close()
 			return fmt.Errorf("--store=circulate: %w", err)

@@ -98,6 +98,16 @@ func TestRelayFlagFromEnvironment(t *testing.T) {
 	}
 }
 
+// TestRelayMaxClockSkewFlag: a negative tolerance fails at start, naming
+// the flag.
+func TestRelayMaxClockSkewFlag(t *testing.T) {
+	var out bytes.Buffer
+	err := runRelay(context.Background(), []string{"--upstream=127.0.0.1:1", "--max-clock-skew=-1s"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "--max-clock-skew=-1s") {
+		t.Fatalf("a negative --max-clock-skew: %v", err)
+	}
+}
+
 // waitFor waits until url answers 200, up to 10 s.
 func waitFor(t *testing.T, url string) {
 	t.Helper()
