@@ -59,14 +59,6 @@ func startChaosControl(log *slog.Logger) (*chaosControl, error) {
 	return c, nil
 }
 
-// chaosClock returns the process's clock: time.Now, or, when
-// chaosClockEnv is set, a clock skewable through the chaos control
-// endpoint it starts.
-func chaosClock(log *slog.Logger) (func() time.Time, error) {
-	c, err := startChaosControl(log)
-	return c.now(), err
-}
-
 // handler serves PUT /skew and PUT /gossip-block (see chaosClockEnv).
 func (c *chaosControl) handler() http.Handler {
 	log := c.log

@@ -67,10 +67,11 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	now, err := chaosClock(log)
+	ctl, err := startChaosControl(log)
 	if err != nil {
 		return err
 	}
+	now := ctl.now()
 	cfg := relay.DefaultConfig()
 	cfg.Logger = log
 	cfg.Now = now
@@ -141,6 +142,10 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 			cc.Seeds = strings.Split(*seeds, ",")
 		}
 		cc.Copies, cc.Dwell, cc.QueryTimeout, cc.Logger, cc.Now, cc.MaxClockSkew = *copies, *dwell, *queryTimeout, log, now, *maxSkew
+		if cc.Memberlist, err = ctl.memberlist(*gossip); err != nil {
+			plis.Close()
+			return fmt.Errorf("--gossip=%s: %w", *gossip, err)
+		}
 		if circulating, err = circulate.New(cc); err != nil {
 			plis.Close()
 			return fmt.Errorf("--store=circulate: %w", err)
