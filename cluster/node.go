@@ -314,6 +314,9 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 	defer func() { n.m.replication.Observe(time.Since(start).Seconds()) }()
 	v, err := n.storeOn(ctx, owners[0], rec, base, false)
 	switch {
+	case errors.Is(err, errViewsDiffer) && (need > 1 || len(owners) == 1):
+		n.m.writes.WithLabelValues("unavailable").Inc()
+		return 0, scone.WrapError(scone.CodeUnavailable, "the primary owner of the client's state sees other members than this node", err)
 	case err != nil && need > 1 || err != nil && len(owners) == 1:
 		return 0, n.failWrite(owners[:1], rec, "unavailable",
 			scone.WrapError(scone.CodeUnavailable, "the primary owner of the client's state did not answer", err))
@@ -337,6 +340,8 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
+			case errors.Is(err, errViewsDiffer):
+				lastErr = err // refused: it did not take it
 			case err != nil:
 				lastErr = err // it may have taken it
 				touched = append(touched, o)

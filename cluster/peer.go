@@ -133,16 +133,19 @@ func (l *peerLink) send() {
 				break fill
 			}
 		}
-		req := &pb.BatchRequest{Ops: make([]*pb.Op, len(batch))}
+		sent, mine := time.Now(), l.view()
+		req := &pb.BatchRequest{Ops: make([]*pb.Op, len(batch)), View: mine}
 		for i, p := range batch {
 			req.Ops[i] = p.op
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-		sent, mine := time.Now(), l.view()
 		resp, err := l.client.Batch(ctx, req)
 		cancel()
 		if err == nil && resp.GetView() == mine && l.view() == mine {
 			l.agree(sent.UnixNano())
+		}
+		if err == nil && resp.GetRefused() {
+			err = errViewsDiffer
 		}
 		if err == nil && len(resp.GetReplies()) != len(batch) {
 			err = fmt.Errorf("cluster: a member answered %d of %d operations", len(resp.GetReplies()), len(batch))
@@ -274,10 +277,21 @@ type peerServer struct {
 	n *Node
 }
 
-// Batch runs the operations in order.
+// errViewsDiffer is a batch a member refused, running none of its
+// operations, because it sees other members than this node: one of the two
+// is cut off from the others' gossip, or has not yet seen a change, and
+// they may not agree on who owns a record.
+var errViewsDiffer = errors.New("cluster: the member sees other members than this node")
+
+// Batch runs the operations in order, unless the sender sees other
+// members than this node (see errViewsDiffer).
 func (p peerServer) Batch(_ context.Context, req *pb.BatchRequest) (*pb.BatchReply, error) {
 	st := p.n.store
-	out := &pb.BatchReply{Replies: make([]*pb.OpReply, len(req.GetOps())), View: p.n.view.Load().hash}
+	own := p.n.view.Load().hash
+	if v := req.GetView(); v != 0 && v != own {
+		return &pb.BatchReply{View: own, Refused: true}, nil
+	}
+	out := &pb.BatchReply{Replies: make([]*pb.OpReply, len(req.GetOps())), View: own}
 	for i, op := range req.GetOps() {
 		var r pb.OpReply
 		switch x := op.GetOp().(type) {

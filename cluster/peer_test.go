@@ -119,3 +119,27 @@ func FuzzPeerBatch(f *testing.F) {
 		}
 	})
 }
+
+// TestPeerBatchViewsDiffer: a node runs none of a batch whose sender sees
+// other members (one of them is cut off from the others' gossip, and they
+// may disagree on who owns a record); a batch that names no view (an older
+// node) runs.
+func TestPeerBatchViewsDiffer(t *testing.T) {
+	p := peerServer{n: offlineNode()} // its view's hash is 1
+	resp, err := p.Batch(context.Background(), &pb.BatchRequest{View: 2, Ops: []*pb.Op{storeOp("a", 1, 0, false)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.GetRefused() || len(resp.GetReplies()) != 0 || resp.GetView() != 1 {
+		t.Fatalf("a batch from another view: %v, want refused with no replies", resp)
+	}
+	if p.n.store.get("a") != nil {
+		t.Fatal("a refused batch changed the store")
+	}
+	for _, view := range []uint64{1, 0} {
+		resp, err := p.Batch(context.Background(), &pb.BatchRequest{View: view, Ops: []*pb.Op{storeOp("a", view+1, view, false)}})
+		if err != nil || resp.GetRefused() || len(resp.GetReplies()) != 1 {
+			t.Fatalf("a batch with view %d: %v, %v; want it run", view, resp, err)
+		}
+	}
+}

@@ -75,8 +75,11 @@ func (StoreReply_Verdict) EnumDescriptor() ([]byte, []int) {
 }
 
 type BatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ops           []*Op                  `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ops   []*Op                  `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	// view is the hash of the members the sending node sees (0: not given).
+	// A node that sees other members runs none of the ops (refused).
+	View          uint64 `protobuf:"fixed64,2,opt,name=view,proto3" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -118,6 +121,13 @@ func (x *BatchRequest) GetOps() []*Op {
 	return nil
 }
 
+func (x *BatchRequest) GetView() uint64 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
 type BatchReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// replies answer the ops, in order.
@@ -125,7 +135,10 @@ type BatchReply struct {
 	// view is a hash of the members the answering node sees: a node trusts
 	// its own copy of a record only while the record's other owners agree
 	// with it on the members.
-	View          uint64 `protobuf:"fixed64,2,opt,name=view,proto3" json:"view,omitempty"`
+	View uint64 `protobuf:"fixed64,2,opt,name=view,proto3" json:"view,omitempty"`
+	// refused is true when the sender sees other members than this node:
+	// no op was run, and replies is empty.
+	Refused       bool `protobuf:"varint,3,opt,name=refused,proto3" json:"refused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -172,6 +185,13 @@ func (x *BatchReply) GetView() uint64 {
 		return x.View
 	}
 	return 0
+}
+
+func (x *BatchReply) GetRefused() bool {
+	if x != nil {
+		return x.Refused
+	}
+	return false
 }
 
 type Op struct {
@@ -801,13 +821,15 @@ var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\rcluster.proto\x12\x10scone.cluster.v1\"6\n" +
+	"\rcluster.proto\x12\x10scone.cluster.v1\"J\n" +
 	"\fBatchRequest\x12&\n" +
-	"\x03ops\x18\x01 \x03(\v2\x14.scone.cluster.v1.OpR\x03ops\"U\n" +
+	"\x03ops\x18\x01 \x03(\v2\x14.scone.cluster.v1.OpR\x03ops\x12\x12\n" +
+	"\x04view\x18\x02 \x01(\x06R\x04view\"o\n" +
 	"\n" +
 	"BatchReply\x123\n" +
 	"\areplies\x18\x01 \x03(\v2\x19.scone.cluster.v1.OpReplyR\areplies\x12\x12\n" +
-	"\x04view\x18\x02 \x01(\x06R\x04view\"\xaf\x01\n" +
+	"\x04view\x18\x02 \x01(\x06R\x04view\x12\x18\n" +
+	"\arefused\x18\x03 \x01(\bR\arefused\"\xaf\x01\n" +
 	"\x02Op\x126\n" +
 	"\x05fetch\x18\x01 \x01(\v2\x1e.scone.cluster.v1.FetchRequestH\x00R\x05fetch\x126\n" +
 	"\x05store\x18\x02 \x01(\v2\x1e.scone.cluster.v1.StoreRequestH\x00R\x05store\x123\n" +
