@@ -65,17 +65,29 @@ type answer struct {
 }
 
 // query asks every other live relay, in parallel, for the client's copy,
-// and returns the newest. If none holds one, the client has no SCONEs, but
+// and returns the newest. A relay that sees fewer live relays than the
+// copies each client needs answers nothing: the copies may all be on
+// relays it cannot see (it may be the one cut off). A relay that sees
+// other live relays than this one does not answer either (it counts as
+// missing): one of the two may be cut off from the others' gossip. If none holds one, the client has no SCONEs, but
 // only if every relay said so within QueryTimeout: otherwise the query
 // fails (Unavailable), so a request is never served with an empty state
 // while its state may be on a relay that is slow to answer.
 func (s *Store) query(ctx context.Context, key string) (*item, error) {
 	start := time.Now()
 	defer func() { s.m.queryTime.Observe(time.Since(start).Seconds()) }()
+	others := s.others()
+	if len(others)+1 < s.cfg.Copies {
+		// Every copy of the client's state may be on relays this one
+		// cannot see: it is cut off, or the others failed.
+		s.m.queries.WithLabelValues("unavailable").Inc()
+		return nil, scone.NewError(scone.CodeUnavailable, fmt.Sprintf(
+			"circulate: %d live relays, fewer than the %d copies each client needs", len(others)+1, s.cfg.Copies))
+	}
 	before := s.slot(key).state().it
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	answers := s.ask(ctx, key, s.others())
+	answers := s.ask(ctx, key, others)
 	best, missing := s.newest(answers)
 	if best == nil && missing == 0 {
 		// A hand-off between the answers: ask where the copies went.
@@ -133,9 +145,13 @@ func (s *Store) ask(ctx context.Context, key string, members []string) []answer 
 				out[i].err = err
 				return
 			}
-			r, err := c.Query(ctx, &pb.QueryRequest{Key: key})
+			r, err := c.Query(ctx, &pb.QueryRequest{Key: key, View: s.viewHash()})
 			if err != nil {
 				out[i].err = err
+				return
+			}
+			if r.Refused {
+				out[i].err = errViewsDiffer
 				return
 			}
 			out[i].movedTo = r.MovedTo
@@ -392,7 +408,7 @@ func (s *Store) put(ctx context.Context, member string, mode pb.PutRequest_Mode,
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	return c.Put(ctx, &pb.PutRequest{Mode: mode, Copy: it.toProto(), Base: base})
+	return c.Put(ctx, &pb.PutRequest{Mode: mode, Copy: it.toProto(), Base: base, View: s.viewHash()})
 }
 
 // settle is how long a copy must have been held before other copies give

@@ -2,6 +2,7 @@ package circulate
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -162,7 +163,13 @@ func (s *Store) handoff(sl *slot, force bool) bool {
 	}
 	s.retireOn(old, it, next.primary())
 	if slices.Contains(next.holders, s.cfg.Name) {
-		next.since, next.committed = s.cfg.Now(), time.Now()
+		next.since = s.cfg.Now()
+		if len(next.holders) >= s.cfg.Copies {
+			// Every holder took it. A relay that sees fewer relays than
+			// copies (it may be cut off) moves its copies to itself
+			// alone, and never serves them without asking.
+			next.committed = time.Now()
+		}
 		sl.set(next)
 	} else {
 		sl.moved(next.primary(), s.cfg.Now())
@@ -206,6 +213,8 @@ func (s *Store) check(sl *slot) {
 		a = s.ask(ctx, it.key, []string{a.movedTo})[0]
 	}
 	switch {
+	case errors.Is(a.err, errViewsDiffer):
+		return // the two see other members: wait until they agree
 	case a.err == nil && a.it != nil && it.same(a.it):
 		return
 	case a.err == nil && a.it != nil && !it.newer(a.it) && a.age >= s.settle():

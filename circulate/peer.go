@@ -20,6 +20,9 @@ var _ pb.CirculationServer = peerServer{}
 
 // Query implements pb.CirculationServer.
 func (p peerServer) Query(_ context.Context, req *pb.QueryRequest) (*pb.QueryReply, error) {
+	if v := req.View; v != 0 && v != p.s.viewHash() {
+		return &pb.QueryReply{Refused: true}, nil
+	}
 	st := p.s.slot(req.Key).state()
 	r := &pb.QueryReply{MovedTo: st.movedTo}
 	if now := p.s.cfg.Now(); st.it != nil && st.it.expires.After(now) {
@@ -38,6 +41,11 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 	}
 	if err := s.checkSize(in); err != nil {
 		return nil, status.Error(codes.ResourceExhausted, err.Error())
+	}
+	if v := req.View; v != 0 && v != s.viewHash() && req.Mode != pb.PutRequest_UNDO {
+		// One of the two may be cut off from the others' gossip: a copy
+		// it moves or writes is not to be mixed with theirs.
+		return &pb.PutReply{ViewsDiffer: true}, nil
 	}
 	sl, err := s.lockSlot(ctx, in.key)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"slices"
 	"sync"
@@ -38,6 +39,7 @@ type Store struct {
 	joined  map[string]time.Time // live member → when it joined at that address
 	conns   map[string]*grpc.ClientConn
 	members []string         // sorted live members, this relay included
+	view    uint64           // a hash of members
 	routes  map[string]route // client key → where its last read found the primary
 
 	lost    *rejoin.Tracker // relays lost, to join again after a partition
@@ -321,8 +323,25 @@ func (s *Store) setMembers() {
 		s.members = append(s.members, name)
 	}
 	slices.Sort(s.members)
+	h := fnv.New64a()
+	for _, m := range s.members {
+		h.Write([]byte(m))
+		h.Write([]byte{0})
+	}
+	s.view = h.Sum64()
 	s.m.members.Set(float64(len(s.members)))
 }
+
+// viewHash returns the hash of the live members this relay sees.
+func (s *Store) viewHash() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.view
+}
+
+// errViewsDiffer is a query another relay refused because it sees other
+// live relays than this one.
+var errViewsDiffer = errors.New("circulate: the relay sees other live relays than this one")
 
 func (s *Store) notifyChange() {
 	select {

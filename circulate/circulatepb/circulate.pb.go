@@ -161,8 +161,11 @@ func (x *Copy) GetScones() [][]byte {
 }
 
 type QueryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// view is the hash of the live relays the asking relay sees (0: not
+	// given). A relay that sees others answers nothing (refused).
+	View          uint64 `protobuf:"fixed64,2,opt,name=view,proto3" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +207,13 @@ func (x *QueryRequest) GetKey() string {
 	return ""
 }
 
+func (x *QueryRequest) GetView() uint64 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
 type QueryReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// copy is absent when the relay holds none.
@@ -213,7 +223,11 @@ type QueryReply struct {
 	MovedTo string `protobuf:"bytes,2,opt,name=moved_to,json=movedTo,proto3" json:"moved_to,omitempty"`
 	// age_ms is how long the relay has held its copy, in milliseconds: a copy
 	// younger than a hand-off's time bound may still be taken back (UNDO).
-	AgeMs         uint64 `protobuf:"varint,3,opt,name=age_ms,json=ageMs,proto3" json:"age_ms,omitempty"`
+	AgeMs uint64 `protobuf:"varint,3,opt,name=age_ms,json=ageMs,proto3" json:"age_ms,omitempty"`
+	// refused is true when the asking relay sees other live relays than this
+	// one: one of the two may be cut off, and its copies are not to be
+	// compared with the others'.
+	Refused       bool `protobuf:"varint,4,opt,name=refused,proto3" json:"refused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,11 +283,21 @@ func (x *QueryReply) GetAgeMs() uint64 {
 	return 0
 }
 
+func (x *QueryReply) GetRefused() bool {
+	if x != nil {
+		return x.Refused
+	}
+	return false
+}
+
 type PutRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Mode          PutRequest_Mode        `protobuf:"varint,1,opt,name=mode,proto3,enum=scone.circulate.v1.PutRequest_Mode" json:"mode,omitempty"`
-	Copy          *Copy                  `protobuf:"bytes,2,opt,name=copy,proto3" json:"copy,omitempty"`
-	Base          uint64                 `protobuf:"varint,3,opt,name=base,proto3" json:"base,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Mode  PutRequest_Mode        `protobuf:"varint,1,opt,name=mode,proto3,enum=scone.circulate.v1.PutRequest_Mode" json:"mode,omitempty"`
+	Copy  *Copy                  `protobuf:"bytes,2,opt,name=copy,proto3" json:"copy,omitempty"`
+	Base  uint64                 `protobuf:"varint,3,opt,name=base,proto3" json:"base,omitempty"`
+	// view is the hash of the live relays the sending relay sees (0: not
+	// given). A relay that sees others refuses a HANDOFF or an UPDATE.
+	View          uint64 `protobuf:"fixed64,4,opt,name=view,proto3" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,12 +353,21 @@ func (x *PutRequest) GetBase() uint64 {
 	return 0
 }
 
+func (x *PutRequest) GetView() uint64 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
 type PutReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// ok is false when the relay refused: it holds another version.
+	// ok is false when the relay refused: it holds another version, or it
+	// sees other live relays than the sender (views_differ).
 	Ok bool `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
 	// age_ms is, on a refusal, how long the relay has held its copy.
 	AgeMs         uint64 `protobuf:"varint,2,opt,name=age_ms,json=ageMs,proto3" json:"age_ms,omitempty"`
+	ViewsDiffer   bool   `protobuf:"varint,3,opt,name=views_differ,json=viewsDiffer,proto3" json:"views_differ,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -381,6 +414,13 @@ func (x *PutReply) GetAgeMs() uint64 {
 		return x.AgeMs
 	}
 	return 0
+}
+
+func (x *PutReply) GetViewsDiffer() bool {
+	if x != nil {
+		return x.ViewsDiffer
+	}
+	return false
 }
 
 type RetireRequest struct {
@@ -701,27 +741,31 @@ const file_circulate_proto_rawDesc = "" +
 	"\x03gen\x18\x02 \x01(\x04R\x03gen\x12\x10\n" +
 	"\x03hop\x18\x03 \x01(\x04R\x03hop\x12\x18\n" +
 	"\aholders\x18\x04 \x03(\tR\aholders\x12\x16\n" +
-	"\x06scones\x18\x05 \x03(\fR\x06scones\" \n" +
+	"\x06scones\x18\x05 \x03(\fR\x06scones\"4\n" +
 	"\fQueryRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"l\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
+	"\x04view\x18\x02 \x01(\x06R\x04view\"\x86\x01\n" +
 	"\n" +
 	"QueryReply\x12,\n" +
 	"\x04copy\x18\x01 \x01(\v2\x18.scone.circulate.v1.CopyR\x04copy\x12\x19\n" +
 	"\bmoved_to\x18\x02 \x01(\tR\amovedTo\x12\x15\n" +
-	"\x06age_ms\x18\x03 \x01(\x04R\x05ageMs\"\xb2\x01\n" +
+	"\x06age_ms\x18\x03 \x01(\x04R\x05ageMs\x12\x18\n" +
+	"\arefused\x18\x04 \x01(\bR\arefused\"\xc6\x01\n" +
 	"\n" +
 	"PutRequest\x127\n" +
 	"\x04mode\x18\x01 \x01(\x0e2#.scone.circulate.v1.PutRequest.ModeR\x04mode\x12,\n" +
 	"\x04copy\x18\x02 \x01(\v2\x18.scone.circulate.v1.CopyR\x04copy\x12\x12\n" +
-	"\x04base\x18\x03 \x01(\x04R\x04base\")\n" +
+	"\x04base\x18\x03 \x01(\x04R\x04base\x12\x12\n" +
+	"\x04view\x18\x04 \x01(\x06R\x04view\")\n" +
 	"\x04Mode\x12\v\n" +
 	"\aHANDOFF\x10\x00\x12\n" +
 	"\n" +
 	"\x06UPDATE\x10\x01\x12\b\n" +
-	"\x04UNDO\x10\x02\"1\n" +
+	"\x04UNDO\x10\x02\"T\n" +
 	"\bPutReply\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x15\n" +
-	"\x06age_ms\x18\x02 \x01(\x04R\x05ageMs\"`\n" +
+	"\x06age_ms\x18\x02 \x01(\x04R\x05ageMs\x12!\n" +
+	"\fviews_differ\x18\x03 \x01(\bR\vviewsDiffer\"`\n" +
 	"\rRetireRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x10\n" +
 	"\x03gen\x18\x02 \x01(\x04R\x03gen\x12\x10\n" +
