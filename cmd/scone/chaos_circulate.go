@@ -26,7 +26,7 @@ func deployChaosCirculate(r *chaosRun) error {
 		}
 		listen, admin, g, peer := addrs[0], addrs[1], addrs[2], addrs[3]
 		r.gossip[name] = g
-		r.targets.Gossip = append(r.targets.Gossip, name)
+		r.gossipCuttable(name)
 		var ups []string
 		for j, a := range gwAddrs {
 			p, err := r.link(name, gwNames[j], a)

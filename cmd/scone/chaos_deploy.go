@@ -229,7 +229,7 @@ func deployChaosCluster(r *chaosRun) error {
 		}
 		listen, g, admin, peer := addrs[0], addrs[1], addrs[2], addrs[3]
 		r.gossip[name] = g
-		r.targets.Gossip = append(r.targets.Gossip, name)
+		r.gossipCuttable(name)
 		// The other nodes reach this one's Peer service through one proxy:
 		// partitioning it cuts every replication read and write to this
 		// node, while gossip (cut off separately, through the node's chaos
