@@ -65,7 +65,8 @@ type answer struct {
 }
 
 // query asks every other live relay, in parallel, for the client's copy,
-// and returns the newest. A relay that sees fewer live relays than the
+// and returns the newest of theirs and its own; if one of them did not
+// answer, it fails (unavailable). A relay that sees fewer live relays than the
 // copies each client needs answers nothing: the copies may all be on
 // relays it cannot see (it may be the one cut off). A relay that sees
 // other live relays than this one does not answer either (it counts as
@@ -84,7 +85,6 @@ func (s *Store) query(ctx context.Context, key string) (*item, error) {
 		return nil, scone.NewError(scone.CodeUnavailable, fmt.Sprintf(
 			"circulate: %d live relays, fewer than the %d copies each client needs", len(others)+1, s.cfg.Copies))
 	}
-	before := s.slot(key).state().it
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	answers := s.ask(ctx, key, others)
@@ -101,20 +101,19 @@ func (s *Store) query(ctx context.Context, key string) (*item, error) {
 			best, missing = s.newest(s.ask(ctx, key, moved))
 		}
 	}
-	if local := s.slot(key).state().it; local != nil && local != before && local.expires.After(s.cfg.Now()) && local.newer(best) {
-		// It arrived while the others were asked (a hand-off to this
-		// relay). A copy held before is not used when no other has one:
-		// it may be one the others moved on from.
-		best = local
+	if local := s.slot(key).state().it; local != nil && local.expires.After(s.cfg.Now()) && local.newer(best) {
+		best = local // this relay's own copy is one of the answers
 	}
 	switch {
+	case missing > 0:
+		// The relays that did not answer may hold a newer copy than
+		// any of the others, or the only one.
+		s.m.queries.WithLabelValues("unavailable").Inc()
+		return nil, scone.NewError(scone.CodeUnavailable, fmt.Sprintf(
+			"circulate: %d relays did not answer within %v (or see other live relays)", missing, s.cfg.QueryTimeout))
 	case best != nil:
 		s.m.queries.WithLabelValues("found").Inc()
 		return best, nil
-	case missing > 0:
-		s.m.queries.WithLabelValues("unavailable").Inc()
-		return nil, scone.NewError(scone.CodeUnavailable, fmt.Sprintf(
-			"circulate: the client's SCONEs were not found within %v: %d relays did not answer", s.cfg.QueryTimeout, missing))
 	}
 	s.m.queries.WithLabelValues("new").Inc()
 	return nil, nil

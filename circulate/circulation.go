@@ -70,6 +70,8 @@ func (s *Store) action(it *item, now time.Time) func(*slot) {
 	acting := s.actingPrimary(it)
 	held := now.Sub(it.since)
 	switch {
+	case acting && s.goneLately(it):
+		return nil // a holder before this one may still be serving it
 	case acting && (held >= s.cfg.Dwell || s.lostHolder(it)):
 		return func(sl *slot) { s.handoff(sl, false) }
 	case !acting && held >= 3*s.cfg.Dwell:

@@ -95,3 +95,30 @@ func TestPutCopyNeverServedAlone(t *testing.T) {
 		t.Fatal("the committed copy was not served locally")
 	}
 }
+
+// TestNoTakeoverWithinLease: a relay that became the first live holder of
+// a copy because the holder before it left the group waits out the Lease
+// before moving the copy: the one that left may only be cut off from the
+// others' gossip and still serve reads from a copy it committed.
+func TestNoTakeoverWithinLease(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Name, cfg.GossipAddr, cfg.PeerAddr = "r", "127.0.0.1:0", "127.0.0.1:1"
+	cfg.Lease = time.Hour
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := s.cfg.Now()
+	it := &item{key: "k", gen: 1, holders: []string{"x", "r"}, since: now.Add(-time.Minute), expires: now.Add(time.Hour)}
+	s.memberGone("x", "127.0.0.1:2")
+	if s.action(it, now) != nil {
+		t.Fatal("the copy is taken over within the lease of the holder that left")
+	}
+	s.mu.Lock()
+	s.goneAt["x"] = time.Now().Add(-2 * time.Hour)
+	s.mu.Unlock()
+	if s.action(it, now) == nil {
+		t.Fatal("the copy is not taken over once the lease has run out")
+	}
+}

@@ -37,6 +37,7 @@ type Store struct {
 	slots   map[string]*slot     // by client key
 	addrs   map[string]string    // live member → Circulation address
 	joined  map[string]time.Time // live member → when it joined at that address
+	goneAt  map[string]time.Time // member → when it left, by the monotonic clock
 	conns   map[string]*grpc.ClientConn
 	members []string         // sorted live members, this relay included
 	view    uint64           // a hash of members
@@ -69,6 +70,7 @@ func New(cfg Config) (*Store, error) {
 		slots:   map[string]*slot{},
 		addrs:   map[string]string{},
 		joined:  map[string]time.Time{},
+		goneAt:  map[string]time.Time{},
 		conns:   map[string]*grpc.ClientConn{},
 		routes:  map[string]route{},
 		lost:    rejoin.New(cfg.Seeds, cfg.RejoinTimeout),
@@ -296,6 +298,7 @@ func (s *Store) memberGone(name, gossipAddr string) {
 	s.mu.Lock()
 	delete(s.addrs, name)
 	delete(s.joined, name)
+	s.goneAt[name] = time.Now()
 	if c := s.conns[name]; c != nil {
 		c.Close()
 		delete(s.conns, name)
@@ -354,6 +357,24 @@ func (s *Store) notifyChange() {
 // this relay can tell: h is live, and has not restarted (joined again at a
 // new address) since this relay took its own copy, which was placed on h at
 // about the same time.
+// goneLately reports whether a holder of it listed before this relay left
+// the group less than the Lease ago. It may only be cut off from the
+// others' gossip, and still serve reads from a copy it committed within its
+// lease: the copies are not taken over before that lease has run out.
+func (s *Store) goneLately(it *item) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range it.holders {
+		if h == s.cfg.Name {
+			return false
+		}
+		if at, ok := s.goneAt[h]; ok && time.Since(at) < s.cfg.Lease {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Store) holds(h string, it *item) bool {
 	if h == s.cfg.Name {
 		return true
