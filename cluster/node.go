@@ -38,8 +38,11 @@ type Node struct {
 
 	mu    sync.Mutex
 	addrs map[string]string // live member → Peer address
-	links map[string]*peerLink
-	lost  *rejoin.Tracker // members lost, to join again after a partition
+	// goneAt is when each member that left did so, by the monotonic clock
+	// (see settling).
+	goneAt map[string]time.Time
+	links  map[string]*peerLink
+	lost   *rejoin.Tracker // members lost, to join again after a partition
 
 	repairNow chan struct{}
 	// changes counts the membership changes; settled is the count as of
@@ -60,6 +63,7 @@ func New(cfg Config) (*Node, error) {
 		store:     newStore(),
 		reg:       prometheus.NewRegistry(),
 		addrs:     map[string]string{},
+		goneAt:    map[string]time.Time{},
 		links:     map[string]*peerLink{},
 		lost:      rejoin.New(cfg.Seeds, cfg.RejoinTimeout),
 		repairNow: make(chan struct{}, 1),
@@ -238,6 +242,7 @@ func (n *Node) memberUp(name, addr string) {
 func (n *Node) memberGone(name, gossipAddr string) {
 	n.mu.Lock()
 	delete(n.addrs, name)
+	n.goneAt[name] = time.Now()
 	if name != n.cfg.Name {
 		n.lost.Lost(name, gossipAddr, time.Now())
 	}
@@ -310,6 +315,10 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 // not confirm that it can never hold the write (see undoResult.settles),
 // with CodeInDoubt: the write may still land.
 func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int) (int, error) {
+	if n.settling(rec.Key, max(len(owners), rec.Copies)) {
+		n.m.writes.WithLabelValues("unavailable").Inc()
+		return 0, scone.NewError(scone.CodeUnavailable, "an owner of the client's state left the group a moment ago; retry")
+	}
 	start := time.Now()
 	defer func() { n.m.replication.Observe(time.Since(start).Seconds()) }()
 	v, err := n.storeOn(ctx, owners[0], rec, base, false)
@@ -390,6 +399,36 @@ func (n *Node) failWrite(members []string, rec *Record, outcome string, err *sco
 	n.m.writes.WithLabelValues("in_doubt").Inc()
 	return scone.WrapError(scone.CodeInDoubt,
 		err.Message()+", and a node that may hold the new state did not confirm taking it back: it may still take effect", err)
+}
+
+// settling reports whether an owner of key for k copies, as this node saw
+// the members until lately, left less than the Lease ago. It may only be cut
+// off from the others' gossip, and still serve reads from its own copy
+// within its lease: the record is not written until that lease has run out
+// (this node as the writer, or as an owner asked to take the write).
+func (n *Node) settling(key string, k int) bool {
+	if n.cfg.Lease == 0 {
+		return false
+	}
+	n.mu.Lock()
+	var recent []string
+	for name, at := range n.goneAt {
+		if _, back := n.addrs[name]; !back && time.Since(at) < n.cfg.Lease {
+			recent = append(recent, name)
+		}
+	}
+	n.mu.Unlock()
+	if len(recent) == 0 {
+		return false
+	}
+	members := append(slices.Clone(n.view.Load().members), recent...)
+	slices.Sort(members)
+	for _, o := range Owners(key, members, k) {
+		if slices.Contains(recent, o) {
+			return true
+		}
+	}
+	return false
 }
 
 // owners returns the live owners of key for k copies.

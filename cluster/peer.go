@@ -307,7 +307,13 @@ func (p peerServer) Batch(_ context.Context, req *pb.BatchRequest) (*pb.BatchRep
 			if s.GetRecord() == nil {
 				return nil, status.Errorf(codes.InvalidArgument, "operation %d stores no record", i)
 			}
-			v, rv := st.put(fromPB(s.GetRecord()), s.GetBase(), s.GetRepair())
+			rec := fromPB(s.GetRecord())
+			if !s.GetRepair() && p.n.settling(rec.Key, max(1, rec.Copies)) {
+				// An owner left a moment ago and may still serve it.
+				r.Reply = &pb.OpReply_Store{Store: &pb.StoreReply{Verdict: pb.StoreReply_CONFLICT}}
+				break
+			}
+			v, rv := st.put(rec, s.GetBase(), s.GetRepair())
 			r.Reply = &pb.OpReply_Store{Store: &pb.StoreReply{Verdict: pb.StoreReply_Verdict(v), Rv: rv}}
 		case *pb.Op_Undo:
 			u := x.Undo

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -141,5 +143,43 @@ func TestPeerBatchViewsDiffer(t *testing.T) {
 		if err != nil || resp.GetRefused() || len(resp.GetReplies()) != 1 {
 			t.Fatalf("a batch with view %d: %v, %v; want it run", view, resp, err)
 		}
+	}
+}
+
+// TestSettling: for the Lease after an owner of a record left the members
+// (it may only be cut off from the others' gossip, and still serve reads
+// from its own copy within its lease), the record is not written: Settling
+// reports it, and a Peer store of it is refused; records it did not own
+// are not held up.
+func TestSettling(t *testing.T) {
+	n := offlineNode()
+	n.cfg.Lease = time.Hour
+	n.addrs = map[string]string{"a": "", "b": "", "c": ""}
+	n.goneAt = map[string]time.Time{"d": time.Now()}
+	n.view.Store(&view{members: []string{"a", "b", "c"}, hash: 1})
+	var held, free string
+	for i := 0; held == "" || free == ""; i++ {
+		key := fmt.Sprint("k", i)
+		if slices.Contains(Owners(key, []string{"a", "b", "c", "d"}, 2), "d") {
+			held = key
+		} else {
+			free = key
+		}
+	}
+	if !n.settling(held, 2) || n.settling(free, 2) {
+		t.Fatalf("settling: %v for a record the gone member owned, %v for one it did not", n.settling(held, 2), n.settling(free, 2))
+	}
+	p := peerServer{n: n}
+	resp, err := p.Batch(context.Background(), &pb.BatchRequest{Ops: []*pb.Op{storeOp(held, 1, 0, false), storeOp(free, 1, 0, false), storeOp(held, 1, 0, true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := resp.GetReplies()
+	if r[0].GetStore().GetVerdict() != pb.StoreReply_CONFLICT || r[1].GetStore().GetVerdict() != pb.StoreReply_ACCEPTED || r[2].GetStore().GetVerdict() != pb.StoreReply_ACCEPTED {
+		t.Fatalf("stores while settling: %v; want the write refused, the other record's write and the repair taken", r)
+	}
+	n.goneAt["d"] = time.Now().Add(-2 * time.Hour)
+	if n.settling(held, 2) {
+		t.Fatal("still settling once the lease ran out")
 	}
 }
