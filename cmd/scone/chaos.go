@@ -136,7 +136,8 @@ func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 		fmt.Fprintln(out, "(porcupine; calls without reply may or may not have taken effect) and SCONE's")
 		fmt.Fprintln(out, "invariants. See RELIABILITY.md. The last line reads")
 		fmt.Fprintln(out, "  chaos: mode=M ops=N faults=F unknown=U violations=V seed=S")
-		fmt.Fprintln(out, "and the exit status is non-zero unless violations=0.")
+		fmt.Fprintln(out, "and the exit status is non-zero unless violations=0 and every session's history")
+		fmt.Fprintln(out, "was checked within --check-timeout.")
 		fmt.Fprintln(out)
 		fs.PrintDefaults()
 	}
@@ -448,7 +449,7 @@ func (r *chaosRun) report(final []string) error {
 		}
 		r.say("VIOLATION %s", v)
 	}
-	if len(violations) > 0 {
+	if len(violations) > 0 || len(rep.Unchecked) > 0 {
 		if dir, err := r.writeEvidence(rep, ops, violations); err != nil {
 			r.say("writing the evidence: %v", err)
 		} else {
@@ -457,8 +458,12 @@ func (r *chaosRun) report(final []string) error {
 	}
 	fmt.Fprintf(r.out, "chaos: mode=%s ops=%d faults=%d unknown=%d violations=%d seed=%d\n",
 		cfg.mode, len(ops), total, noReply, len(violations), cfg.seed)
-	if len(violations) > 0 {
+	switch {
+	case len(violations) > 0:
 		return fmt.Errorf("%d violations", len(violations))
+	case len(rep.Unchecked) > 0:
+		// Not a violation, and not a pass either: raise --check-timeout.
+		return fmt.Errorf("the histories of sessions %v were not checked in time", rep.Unchecked)
 	}
 	return nil
 }
@@ -476,6 +481,9 @@ func (r *chaosRun) writeEvidence(rep chaos.Report, ops []chaos.Op, violations []
 	fmt.Fprintf(&b, "scone chaos --mode=%s --seed=%d --duration=%v --sessions=%d\n\n", r.cfg.mode, r.cfg.seed, r.cfg.duration, r.cfg.sessions)
 	for _, v := range violations {
 		fmt.Fprintf(&b, "VIOLATION %s\n", v)
+	}
+	if len(rep.Unchecked) > 0 {
+		fmt.Fprintf(&b, "NOT CHECKED sessions %v: the linearizability search ran out of time (--check-timeout)\n", rep.Unchecked)
 	}
 	b.WriteString("\nsession invoke return outcome op result\n")
 	slices.SortStableFunc(ops, func(a, b chaos.Op) int {

@@ -73,6 +73,13 @@ func TestChaos(t *testing.T) {
 			}
 		})
 	}
+	// A history the checker could not search in time is not a pass.
+	t.Run("unchecked", func(t *testing.T) {
+		out, n, err := runChaosProcess(t, bin, "--mode=client", "--duration=2s", "--seed=1", "--check-timeout=1ns", "--out="+t.TempDir())
+		if err == nil || n["violations"] != 0 || !strings.Contains(out, "NOT CHECKED") {
+			t.Fatalf("a run whose histories were not checked: %v, %v\n%s", err, n, out)
+		}
+	})
 }
 
 // TestChaosCatchesBrokenBuild builds scone with the chaosbroken tag, whose
