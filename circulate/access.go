@@ -2,6 +2,7 @@ package circulate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -329,7 +330,9 @@ func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyReq
 	}
 	took, refused, err := s.putAll(ctx, next.holders[1:], mode, next, base)
 	if refused != nil || err != nil {
-		s.putEach(took, pb.PutRequest_UNDO, next, 0)
+		if !s.undoAll(took, next) && err == nil {
+			err = errors.New("circulate: a holder that took the write did not confirm its undo")
+		}
 		if err != nil {
 			return scone.WrapError(scone.CodeInDoubt, "circulate: a holder of the client's copies did not answer: it may hold the new state yet", err)
 		}
@@ -390,6 +393,15 @@ func (s *Store) putAll(ctx context.Context, members []string, mode pb.PutRequest
 	}
 	wg.Wait()
 	return took, refused, err
+}
+
+// undoAll takes back the write of it on members, and reports whether every
+// one of them confirmed it.
+func (s *Store) undoAll(members []string, it *item) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	took, _, err := s.putAll(ctx, members, pb.PutRequest_UNDO, it, 0)
+	return err == nil && len(took) == len(members)
 }
 
 // putEach sends a Put to members, best effort.

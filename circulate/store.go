@@ -298,6 +298,11 @@ func (s *Store) memberGone(name, gossipAddr string) {
 	s.mu.Lock()
 	delete(s.addrs, name)
 	delete(s.joined, name)
+	for m, at := range s.goneAt {
+		if time.Since(at) >= s.cfg.Lease {
+			delete(s.goneAt, m) // goneLately no longer needs it
+		}
+	}
 	s.goneAt[name] = time.Now()
 	if c := s.conns[name]; c != nil {
 		c.Close()
@@ -353,10 +358,6 @@ func (s *Store) notifyChange() {
 	}
 }
 
-// holds reports whether holder h still holds its copy of it, as far as
-// this relay can tell: h is live, and has not restarted (joined again at a
-// new address) since this relay took its own copy, which was placed on h at
-// about the same time.
 // goneLately reports whether a holder of it listed before this relay left
 // the group less than the Lease ago. It may only be cut off from the
 // others' gossip, and still serve reads from a copy it committed within its
@@ -375,6 +376,10 @@ func (s *Store) goneLately(it *item) bool {
 	return false
 }
 
+// holds reports whether holder h still holds its copy of it, as far as
+// this relay can tell: h is live, and has not restarted (joined again at a
+// new address) since this relay took its own copy, which was placed on h at
+// about the same time.
 func (s *Store) holds(h string, it *item) bool {
 	if h == s.cfg.Name {
 		return true

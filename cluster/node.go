@@ -335,9 +335,12 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 		return 0, errConflict
 	}
 	took := 0
-	touched := []string{owners[0]} // took the write, or may have
+	var touched []string // took the write, or may have
 	if err == nil {
 		took = 1
+	}
+	if !errors.Is(err, errViewsDiffer) {
+		touched = append(touched, owners[0])
 	}
 	var mu sync.Mutex
 	var conflict bool
@@ -413,7 +416,10 @@ func (n *Node) settling(key string, k int) bool {
 	n.mu.Lock()
 	var recent []string
 	for name, at := range n.goneAt {
-		if _, back := n.addrs[name]; !back && time.Since(at) < n.cfg.Lease {
+		switch _, back := n.addrs[name]; {
+		case time.Since(at) >= n.cfg.Lease:
+			delete(n.goneAt, name) // no longer needed
+		case !back:
 			recent = append(recent, name)
 		}
 	}
@@ -513,7 +519,7 @@ func (n *Node) repair() {
 		if len(plan) == 0 {
 			continue
 		}
-		if len(plan[0].PushTo) > 0 && n.store.spread(key) != rec {
+		if len(plan[0].PushTo) > 0 && !n.store.spreadIf(rec) {
 			continue // written meanwhile: the next pass copies the new one
 		}
 		a := plan[0]

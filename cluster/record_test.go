@@ -221,8 +221,13 @@ func TestStoreUndoAfterSpread(t *testing.T) {
 	if u := st.undo("a", 2, 2, now); !u.undone || u.settles(2) {
 		t.Fatalf("undo after repair copied the write: %+v, want undone but not settled", u)
 	}
-	// A new write starts unspread.
-	st.put(&Record{Key: "a", RV: 2, Stamp: 3}, 1, false)
+	// A new write starts unspread, and a copy of the one before it does
+	// not mark it.
+	nw := &Record{Key: "a", RV: 2, Stamp: 3}
+	st.put(nw, 1, false)
+	if st.spreadIf(w) {
+		t.Fatal("spreadIf marked a record no longer held")
+	}
 	if u := st.undo("a", 2, 3, now); !u.settles(2) {
 		t.Fatalf("undo of a new write: %+v, want settled", u)
 	}

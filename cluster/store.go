@@ -140,6 +140,19 @@ func (u undoResult) settles(rv uint64) bool {
 	return u.undone && !u.spread || u.fenced && u.held <= rv
 }
 
+// spreadIf marks rec as copied to other nodes (see entry.spread) if it is
+// still the record held, and reports whether it is; call it before sending
+// the copy.
+func (s *store) spreadIf(rec *Record) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[rec.Key]; e != nil && e.cur == rec {
+		e.spread = true
+		return true
+	}
+	return false
+}
+
 // spread returns the record of key, or nil, marking it as copied to other
 // nodes (see entry.spread); call it before sending the copy.
 func (s *store) spread(key string) *Record {

@@ -366,8 +366,10 @@ type PutReply struct {
 	// sees other live relays than the sender (views_differ).
 	Ok bool `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
 	// age_ms is, on a refusal, how long the relay has held its copy.
-	AgeMs         uint64 `protobuf:"varint,2,opt,name=age_ms,json=ageMs,proto3" json:"age_ms,omitempty"`
-	ViewsDiffer   bool   `protobuf:"varint,3,opt,name=views_differ,json=viewsDiffer,proto3" json:"views_differ,omitempty"`
+	AgeMs uint64 `protobuf:"varint,2,opt,name=age_ms,json=ageMs,proto3" json:"age_ms,omitempty"`
+	// views_differ is true when the relay refused because it sees other live
+	// relays than the sender.
+	ViewsDiffer   bool `protobuf:"varint,3,opt,name=views_differ,json=viewsDiffer,proto3" json:"views_differ,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

@@ -151,7 +151,12 @@ func (p *chaosProc) reloadsKeys() bool {
 func (p *chaosProc) hup() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd != nil {
+	if p.cmd == nil {
+		return
+	}
+	select {
+	case <-p.exited: // its PID may be another process's by now
+	default:
 		syscall.Kill(p.cmd.Process.Pid, syscall.SIGHUP)
 	}
 }
