@@ -41,12 +41,7 @@ func deployChaosCirculate(r *chaosRun) error {
 		}
 		p := &chaosProc{name: name, env: env, ready: dialReady(listen)}
 		p.args = func() []string {
-			var seeds []string
-			for _, o := range relays {
-				if o != p && o.up() {
-					seeds = append(seeds, r.gossip[o.name])
-				}
-			}
+			seeds := r.liveGossip(relays, p)
 			args := []string{"relay", "--circulate", "--name=" + name, "--listen=" + listen, "--admin=" + admin,
 				"--gossip=" + g, "--peer-listen=" + peer, "--upstream=" + strings.Join(ups, ",")}
 			if len(seeds) > 0 {
@@ -54,18 +49,10 @@ func deployChaosCirculate(r *chaosRun) error {
 			}
 			return args
 		}
-		r.targets.Kill = append(r.targets.Kill, name)
-		r.targets.Pause = append(r.targets.Pause, name)
 		relays = append(relays, p)
-		if err := r.addProc(p); err != nil {
+		if err := r.addMember(p, admin, listen); err != nil {
 			return err
 		}
-		r.nodes = append(r.nodes, chaosNode{name, admin})
-		pr, err := r.link("client", name, listen)
-		if err != nil {
-			return err
-		}
-		r.entry = append(r.entry, pr)
 	}
 	return settleCirculate(context.Background(), r, 30*time.Second)
 }

@@ -244,12 +244,7 @@ func deployChaosCluster(r *chaosRun) error {
 		}
 		p := &chaosProc{name: name, env: env, ready: httpReady("http://" + admin + "/metrics")}
 		p.args = func() []string {
-			var join []string
-			for _, o := range nodes {
-				if o != p && o.up() {
-					join = append(join, r.gossip[o.name])
-				}
-			}
+			join := r.liveGossip(nodes, p)
 			args := []string{"node", "--name=" + name, "--listen=" + listen, "--peer-listen=" + peer, "--peer-advertise=" + peerVia, "--gossip=" + g,
 				"--admin=" + admin, "--keys=" + r.keys, fmt.Sprintf("--k=%d", r.cfg.k)}
 			if len(join) > 0 {
@@ -257,18 +252,10 @@ func deployChaosCluster(r *chaosRun) error {
 			}
 			return args
 		}
-		r.targets.Kill = append(r.targets.Kill, name)
-		r.targets.Pause = append(r.targets.Pause, name)
 		nodes = append(nodes, p)
-		if err := r.addProc(p); err != nil {
+		if err := r.addMember(p, admin, listen); err != nil {
 			return err
 		}
-		r.nodes = append(r.nodes, chaosNode{name, admin})
-		pr, err := r.link("client", name, listen)
-		if err != nil {
-			return err
-		}
-		r.entry = append(r.entry, pr)
 	}
 	return settleCluster(context.Background(), r, 30*time.Second)
 }
@@ -380,4 +367,34 @@ func metric(admin, name string) float64 {
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return v
+}
+
+// liveGossip returns the gossip addresses of the processes of ps but self
+// that run: the members a (re)starting node or relay joins.
+func (r *chaosRun) liveGossip(ps []*chaosProc, self *chaosProc) []string {
+	var out []string
+	for _, o := range ps {
+		if o != self && o.up() {
+			out = append(out, r.gossip[o.name])
+		}
+	}
+	return out
+}
+
+// addMember adds a cluster node or circulating relay: a process the
+// nemesis may kill and pause, whose admin endpoint the run reads, and
+// which the sessions dial at listen through a proxy.
+func (r *chaosRun) addMember(p *chaosProc, admin, listen string) error {
+	r.targets.Kill = append(r.targets.Kill, p.name)
+	r.targets.Pause = append(r.targets.Pause, p.name)
+	if err := r.addProc(p); err != nil {
+		return err
+	}
+	r.nodes = append(r.nodes, chaosNode{p.name, admin})
+	pr, err := r.link("client", p.name, listen)
+	if err != nil {
+		return err
+	}
+	r.entry = append(r.entry, pr)
+	return nil
 }
