@@ -15,13 +15,7 @@ import (
 // back to, not every generation it was updated through, and an UNDO goes
 // back exactly one step.
 func TestUpdatesKeepOneUndo(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Name, cfg.GossipAddr, cfg.PeerAddr = "r", "127.0.0.1:0", "127.0.0.1:1"
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := loneStore(t, DefaultConfig().Lease)
 	p := peerServer{s: s}
 	tok := sealed(t, time.Hour)
 	put := func(mode pb.PutRequest_Mode, gen, base uint64) bool {
@@ -57,14 +51,7 @@ func TestUpdatesKeepOneUndo(t *testing.T) {
 // writing elsewhere before the put landed, late. Only a copy this relay
 // committed itself, as the primary, is served alone within the Lease.
 func TestPutCopyNeverServedAlone(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Name, cfg.GossipAddr, cfg.PeerAddr = "r", "127.0.0.1:0", "127.0.0.1:1"
-	cfg.Lease = time.Hour
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := loneStore(t, time.Hour)
 	const client = "alice"
 	key := cluster.KeyOf(client)
 	tok := sealed(t, time.Hour)
@@ -101,14 +88,7 @@ func TestPutCopyNeverServedAlone(t *testing.T) {
 // before moving the copy: the one that left may only be cut off from the
 // others' gossip and still serve reads from a copy it committed.
 func TestNoTakeoverWithinLease(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Name, cfg.GossipAddr, cfg.PeerAddr = "r", "127.0.0.1:0", "127.0.0.1:1"
-	cfg.Lease = time.Hour
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := loneStore(t, time.Hour)
 	now := s.cfg.Now()
 	it := &item{key: "k", gen: 1, holders: []string{"x", "r"}, since: now.Add(-time.Minute), expires: now.Add(time.Hour)}
 	s.memberGone("x", "127.0.0.1:2")
@@ -121,4 +101,19 @@ func TestNoTakeoverWithinLease(t *testing.T) {
 	if s.action(it, now) == nil {
 		t.Fatal("the copy is not taken over once the lease has run out")
 	}
+}
+
+// loneStore starts a relay "r" alone in its group, with the given lease,
+// closed when the test ends.
+func loneStore(t *testing.T, lease time.Duration) *Store {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Name, cfg.GossipAddr, cfg.PeerAddr = "r", "127.0.0.1:0", "127.0.0.1:1"
+	cfg.Lease = lease
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -40,7 +41,7 @@ type Store struct {
 	goneAt  map[string]time.Time // member → when it left, by the monotonic clock
 	conns   map[string]*grpc.ClientConn
 	members []string         // sorted live members, this relay included
-	view    uint64           // a hash of members
+	view    atomic.Uint64    // a hash of members (read without mu)
 	routes  map[string]route // client key → where its last read found the primary
 
 	lost    *rejoin.Tracker // relays lost, to join again after a partition
@@ -336,16 +337,12 @@ func (s *Store) setMembers() {
 		h.Write([]byte(m))
 		h.Write([]byte{0})
 	}
-	s.view = h.Sum64()
+	s.view.Store(h.Sum64())
 	s.m.members.Set(float64(len(s.members)))
 }
 
 // viewHash returns the hash of the live members this relay sees.
-func (s *Store) viewHash() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.view
-}
+func (s *Store) viewHash() uint64 { return s.view.Load() }
 
 // errViewsDiffer is a query another relay refused because it sees other
 // live relays than this one.
