@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -108,7 +110,9 @@ func ParseKeyFile(b []byte) (primary uint32, keys []Key, err error) {
 	return f.Primary, keys, nil
 }
 
-// ReadKeyFile reads a key file and returns a ring of its keys.
+// ReadKeyFile reads a key file and returns a ring of its keys. A key file
+// that group or others may read or write (any mode bit in 0077) is refused
+// with an error that says how to fix it.
 func ReadKeyFile(path string) (*KeyRing, error) {
 	primary, keys, err := readKeyFile(path)
 	if err != nil {
@@ -128,7 +132,20 @@ func ReloadKeyFile(r *KeyRing, path string) error {
 }
 
 func readKeyFile(path string) (uint32, []Key, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, nil, WrapError(CodeInternal, "reading key file "+path, err)
+	}
+	defer f.Close()
+	// Like ssh with a private key: a key file that others can read is
+	// refused, before its secrets are read, rather than used silently.
+	if fi, err := f.Stat(); err != nil {
+		return 0, nil, WrapError(CodeInternal, "reading key file "+path, err)
+	} else if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return 0, nil, errCode(CodeInternal, fmt.Sprintf(
+			"key file %s has mode %#o: it must be private to its owner; run: chmod 600 %s", path, perm, path))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
 	if err != nil {
 		return 0, nil, WrapError(CodeInternal, "reading key file "+path, err)
 	}

@@ -2,6 +2,10 @@ package scone
 
 import (
 	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -27,8 +31,7 @@ type Key struct {
 	RetireAt time.Time
 }
 
-// String describes the key without its secret, so printing a Key (%v, %+v)
-// never leaks it.
+// String describes the key without its secret.
 func (k Key) String() string {
 	s := "Key{ID: " + strconv.FormatUint(uint64(k.ID), 10) + ", Secret: REDACTED"
 	if !k.RetireAt.IsZero() {
@@ -37,8 +40,35 @@ func (k Key) String() string {
 	return s + "}"
 }
 
-// GoString is String, for %#v.
-func (k Key) GoString() string { return k.String() }
+// Format prints String for every verb (%v, %+v, %#v, %s, %d, %x, ...), so
+// no format string prints the secret.
+func (k Key) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
+
+// MarshalJSON encodes the key without its secret, so a key that ends up in
+// a JSON document or log never carries it. Key files are written by
+// WriteKeyFile, which is the only encoder of secrets.
+func (k Key) MarshalJSON() ([]byte, error) {
+	return json.Marshal(redactedKey{ID: k.ID, Secret: "REDACTED", Created: k.Created, RetireAt: k.RetireAt})
+}
+
+// LogValue logs the key without its secret (log/slog).
+func (k Key) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.Uint64("id", uint64(k.ID)), slog.String("secret", "REDACTED")}
+	if !k.Created.IsZero() {
+		attrs = append(attrs, slog.Time("created", k.Created))
+	}
+	if !k.RetireAt.IsZero() {
+		attrs = append(attrs, slog.Time("retire_at", k.RetireAt))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+type redactedKey struct {
+	ID       uint32    `json:"id"`
+	Secret   string    `json:"secret"`
+	Created  time.Time `json:"created,omitzero"`
+	RetireAt time.Time `json:"retire_at,omitzero"`
+}
 
 // GenerateKey returns a new key with the given ID and a secret from
 // crypto/rand.

@@ -88,7 +88,7 @@ func TestInspectCommand(t *testing.T) {
 	dir := t.TempDir()
 	keys := filepath.Join(dir, "keys.json")
 	var out bytes.Buffer
-	if code := run([]string{"keygen", "--out", keys}, &out, &out); code != 0 {
+	if code := run([]string{"keygen", "--out", keys, "--id", "1"}, &out, &out); code != 0 {
 		t.Fatalf("keygen: %s", out.String())
 	}
 	ring, err := scone.ReadKeyFile(keys)
