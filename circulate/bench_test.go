@@ -94,6 +94,7 @@ func BenchmarkCirculate(b *testing.B) {
 			for _, st := range stores {
 				cfg := relay.DefaultConfig()
 				cfg.Upstreams, cfg.Store = []string{lis.Addr().String()}, st
+				cfg.IdentityHeader = "scone-client" // callers name themselves, as behind an authenticating proxy
 				srv, err := relay.New(cfg)
 				if err != nil {
 					b.Fatal(err)

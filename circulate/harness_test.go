@@ -106,6 +106,7 @@ func (g *group) start(i int) *member {
 	rcfg := relay.DefaultConfig()
 	rcfg.Upstreams = g.shop.Addrs(shop.RoleGateway)
 	rcfg.Store = st
+	rcfg.IdentityHeader = "scone-client" // clients name themselves, as behind an authenticating proxy
 	srv, err := relay.New(rcfg)
 	if err != nil {
 		g.t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/sconegrpc"
 )
 
 // Config configures a relay. Start from DefaultConfig.
@@ -28,11 +29,25 @@ type Config struct {
 	// plaintext HTTP/2.
 	UpstreamTLS *tls.Config
 
-	// IdentityKey is the metadata key that names the client when it has no
-	// verified TLS client certificate. A request with neither has no
-	// identity: its SCONEs pass through to the client, which may hold them
-	// itself (and the relay counts them).
-	IdentityKey string
+	// Identity names the client of each call: the relay keeps a client's
+	// SCONEs under this name, so it must be one the caller cannot claim
+	// falsely. A call it names no one ("") has no identity: its SCONEs pass
+	// through to the client, which may hold them itself (and the relay
+	// counts them); an error refuses the call. Default:
+	// sconegrpc.CertIdentity(sconegrpc.CertURI), the SPIFFE ID of a client
+	// certificate that TLS verified (set TLS with
+	// tls.RequireAndVerifyClientCert), which stays the same when the
+	// certificate is renewed. Give your own function to verify your own
+	// credentials, for example a bearer token checked by your auth library.
+	Identity sconegrpc.Identity
+
+	// IdentityHeader, if set, names clients by this metadata key instead of
+	// Identity (sconegrpc.HeaderIdentity), and the relay removes the key
+	// from every call it forwards. It authenticates nothing: any caller
+	// that reaches the relay can name any client and read and change that
+	// client's state. Set it only behind a proxy that authenticates every
+	// caller and sets the key itself, on a network only that proxy reaches.
+	IdentityHeader string
 
 	// Store keeps the SCONEs. Default: a MemoryStore with
 	// DefaultMemoryConfig.
@@ -90,7 +105,6 @@ const DefaultMaxClockSkew = time.Minute
 // to be given.
 func DefaultConfig() Config {
 	return Config{
-		IdentityKey:  "scone-client", // the metadata key naming the client
 		MaxSize:      scone.DefaultMaxSize,
 		Now:          time.Now,
 		MaxClockSkew: DefaultMaxClockSkew,
@@ -116,8 +130,11 @@ func (c *Config) validate() error {
 			return fmt.Errorf("relay: upstream %q is not host:port: %v", u, err)
 		}
 	}
-	if c.IdentityKey == "" {
-		return errors.New("relay: empty identity key")
+	switch {
+	case c.IdentityHeader != "":
+		c.Identity = sconegrpc.HeaderIdentity(c.IdentityHeader)
+	case c.Identity == nil:
+		c.Identity = sconegrpc.CertIdentity(sconegrpc.CertURI)
 	}
 	if c.MaxSize <= 0 || c.MaxSize > scone.MaxEnvelopeSize {
 		return fmt.Errorf("relay: max size %d out of range", c.MaxSize)

@@ -123,8 +123,13 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	out := forwardable(md)
-	delete(out, s.cfg.IdentityKey) // the relay vouches for nobody upstream
-	client := s.identity(ctx, md)
+	if s.cfg.IdentityHeader != "" {
+		delete(out, strings.ToLower(s.cfg.IdentityHeader)) // the relay vouches for nobody upstream
+	}
+	client, err := s.cfg.Identity(ctx)
+	if err != nil {
+		return s.refuse(err)
+	}
 	_, clientHooked := md[sconegrpc.MetadataKey]
 	unary := s.kinds.of(method) == kindUnary
 
@@ -332,18 +337,6 @@ func pump(ss grpc.ServerStream, cs grpc.ClientStream, cancel context.CancelFunc,
 			return // the upstream side reports the error
 		}
 	}
-}
-
-// identity names the client: its verified TLS certificate, or the value of
-// the identity metadata key.
-func (s *Server) identity(ctx context.Context, md metadata.MD) string {
-	if id := sconegrpc.PeerIdentity(ctx); id != "" {
-		return id
-	}
-	if v := md.Get(s.cfg.IdentityKey); len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }
 
 // forwardable copies the metadata of a call that may go upstream: gRPC's own

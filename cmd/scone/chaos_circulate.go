@@ -43,7 +43,8 @@ func deployChaosCirculate(r *chaosRun) error {
 		p.args = func() []string {
 			seeds := r.liveGossip(relays, p)
 			args := []string{"relay", "--circulate", "--name=" + name, "--listen=" + listen, "--admin=" + admin,
-				"--gossip=" + g, "--peer-listen=" + peer, "--upstream=" + strings.Join(ups, ",")}
+				"--gossip=" + g, "--peer-listen=" + peer, "--upstream=" + strings.Join(ups, ","),
+				"--identity-header=scone-client"} // sessions name themselves on 127.0.0.1, as behind an authenticating proxy
 			if len(seeds) > 0 {
 				args = append(args, "--seeds="+strings.Join(seeds, ","))
 			}

@@ -155,6 +155,7 @@ func deployChaosRelay(r *chaosRun) error {
 			urls = append(urls, "nats://"+p)
 		}
 		args := []string{"relay", "--listen=" + listen, "--admin=" + admin, "--upstream=" + strings.Join(ups, ","),
+			"--identity-header=scone-client", // sessions name themselves on 127.0.0.1, as behind an authenticating proxy
 			"--store=jetstream", "--nats-url=" + strings.Join(urls, ","), fmt.Sprintf("--replicas=%d", natsServers)}
 		env, err := r.skewable(name)
 		if err != nil {

@@ -72,6 +72,9 @@ func (t *relayTier) addRelay(i int, upstreams []string, store relay.Store) error
 	}
 	cfg := relay.DefaultConfig()
 	cfg.Upstreams, cfg.Store = upstreams, store
+	// The demo's shoppers name themselves in a header on 127.0.0.1, as
+	// behind an authenticating proxy; see scone relay --identity-header.
+	cfg.IdentityHeader = "scone-client"
 	r := &relayReplica{name: fmt.Sprintf("relay-%d", i+1), addr: lis.Addr().String(), cfg: cfg, tier: t}
 	if err := r.serve(lis); err != nil {
 		lis.Close()

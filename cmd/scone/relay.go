@@ -20,12 +20,21 @@ import (
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/circulate"
 	"github.com/scone-project/scone/relay"
+	"github.com/scone-project/scone/sconegrpc"
 )
 
 const relaySummary = `Runs a relay: a gRPC proxy in front of servers that run the SCONE hook. It
-takes the SCONEs off every reply, keeps them for the client (named by its
-TLS client certificate or the --identity-key metadata), and attaches them to
-the client's next request, so clients need no SCONE code. With
+takes the SCONEs off every reply, keeps them for the client, and attaches
+them to the client's next request, so clients need no SCONE code.
+
+A client is named by what it proves: by default the SPIFFE ID (URI SAN) of
+its TLS client certificate, verified against --client-ca, which a renewed
+certificate keeps (--identity=cert-subject or cert-hash to choose otherwise).
+--identity-header NAME names clients by a metadata key instead; it
+authenticates nothing, since any caller can send any name and take over that
+client's session: use it only behind a proxy that authenticates every caller
+and sets the key itself. A relay with neither --client-ca nor
+--identity-header could name no client, so it refuses to start. With
 --store=jetstream, relays sharing a NATS JetStream bucket form one holder
 and any of them can die without losing state. With --circulate
 (--store=circulate), no relay keeps them: relays joined by --seeds pass each
@@ -37,7 +46,8 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	f.usage(relaySummary)
 	listen := f.String("listen", "127.0.0.1:7400", "address to serve gRPC on")
 	upstreams := f.String("upstream", "", "comma-separated addresses (host:port) of the servers to relay to; required")
-	identityKey := f.String("identity-key", "scone-client", "metadata key naming the client, when it has no TLS client certificate")
+	identity := f.String("identity", "cert-uri", "what of a verified client certificate (--client-ca) names the client: cert-uri (its SPIFFE ID, kept on renewal), cert-subject, or cert-hash (changes on renewal)")
+	identityHeader := f.String("identity-header", "", "UNSAFE unless behind an authenticating proxy: name clients by this metadata key instead of a certificate; any caller can claim any name")
 	storeKind := f.String("store", "memory", "where SCONEs are kept: memory, jetstream or circulate")
 	circ := f.Bool("circulate", false, "circulate the SCONEs among the relays (the same as --store=circulate)")
 	name := f.String("name", "", "circulate: this relay's name in the group, unique (default: the --peer-listen address)")
@@ -75,7 +85,15 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg := relay.DefaultConfig()
 	cfg.Logger = log
 	cfg.Now = now
-	cfg.IdentityKey = *identityKey
+	if cfg.Identity, err = certIdentity(*identity); err != nil {
+		return err
+	}
+	if *identityHeader != "" {
+		cfg.IdentityHeader = *identityHeader
+		log.Warn("clients are named by the " + *identityHeader + " metadata key, which authenticates nothing: any caller that reaches this relay can act as any client; run it only behind a proxy that authenticates callers and sets the key")
+	} else if *clientCA == "" {
+		return errors.New("no way to name clients: give --client-ca (with --tls-cert and --tls-key) so verified client certificates name them, or, behind an authenticating proxy only, --identity-header NAME")
+	}
 	cfg.MaxSize = *maxSize
 	if *maxSkew < 0 {
 		return fmt.Errorf("--max-clock-skew=%v: must not be negative", *maxSkew)
@@ -182,7 +200,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		s := uiSnapshot{
 			Mode: "relay", Elapsed: time.Since(start).Seconds(), Groups: []uiGroup{g},
 			Where:   "in the relay's " + *storeKind + " store",
-			Clients: "clients name themselves (TLS certificate or " + *identityKey + " header) and hold no SCONEs",
+			Clients: clientsNamed(*identity, *identityHeader) + "; they hold no SCONEs",
 		}
 		if m, ok := cfg.Store.(*relay.MemoryStore); ok {
 			clients, scones := m.Len()
@@ -258,4 +276,25 @@ func serverTLS(cert, key, clientCA string) (*tls.Config, error) {
 		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return c, nil
+}
+
+// certIdentity returns the identity function of an --identity value.
+func certIdentity(v string) (sconegrpc.Identity, error) {
+	switch v {
+	case "cert-uri":
+		return sconegrpc.CertIdentity(sconegrpc.CertURI), nil
+	case "cert-subject":
+		return sconegrpc.CertIdentity(sconegrpc.CertSubject), nil
+	case "cert-hash":
+		return sconegrpc.CertIdentity(sconegrpc.CertHash), nil
+	}
+	return nil, fmt.Errorf("--identity=%s: want cert-uri, cert-subject or cert-hash", v)
+}
+
+// clientsNamed says how the relay names its clients, for the debug view.
+func clientsNamed(identity, header string) string {
+	if header != "" {
+		return "clients are named by the " + header + " header (trusted: behind an authenticating proxy)"
+	}
+	return "clients are named by their verified certificates (" + identity + ")"
 }

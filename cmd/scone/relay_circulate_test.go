@@ -42,7 +42,7 @@ func TestRelayCommandCirculate(t *testing.T) {
 		gossip := freePort(t)
 		args := []string{"--circulate", "--name=relay-" + fmt.Sprint(i), "--listen=" + r.listen, "--admin=" + r.admin,
 			"--gossip=" + gossip, "--peer-listen=" + freePort(t), "--dwell=200ms",
-			"--upstream=" + strings.Join(d.Addrs(shop.RoleGateway), ",")}
+			"--upstream=" + strings.Join(d.Addrs(shop.RoleGateway), ","), "--identity-header=scone-client"}
 		if seed != "" {
 			args = append(args, "--seeds="+seed)
 		}

@@ -44,7 +44,7 @@ func TestRelayCommand(t *testing.T) {
 	done := make(chan error, 1)
 	var out bytes.Buffer
 	go func() {
-		done <- runRelay(ctx, []string{"--listen=" + listen, "--upstream=" + strings.Join(d.Addrs(shop.RoleGateway), ",")}, &out)
+		done <- runRelay(ctx, []string{"--listen=" + listen, "--upstream=" + strings.Join(d.Addrs(shop.RoleGateway), ","), "--identity-header=scone-client"}, &out)
 	}()
 	waitFor(t, "http://"+admin+"/healthz")
 
@@ -87,12 +87,12 @@ func TestRelayCommand(t *testing.T) {
 func TestRelayFlagFromEnvironment(t *testing.T) {
 	t.Setenv("SCONE_RELAY_STORE", "tape")
 	var out bytes.Buffer
-	err := runRelay(context.Background(), []string{"--upstream=127.0.0.1:1"}, &out)
+	err := runRelay(context.Background(), []string{"--upstream=127.0.0.1:1", "--identity-header=scone-client"}, &out)
 	if err == nil || !strings.Contains(err.Error(), `--store="tape"`) {
 		t.Fatalf("a bad value from the environment: %v", err)
 	}
 	t.Setenv("SCONE_RELAY_REPLICAS", "many")
-	err = runRelay(context.Background(), []string{"--upstream=127.0.0.1:1"}, &out)
+	err = runRelay(context.Background(), []string{"--upstream=127.0.0.1:1", "--identity-header=scone-client"}, &out)
 	if err == nil || !strings.Contains(err.Error(), "SCONE_RELAY_REPLICAS") {
 		t.Fatalf("an unparsable value from the environment: %v", err)
 	}
@@ -102,7 +102,7 @@ func TestRelayFlagFromEnvironment(t *testing.T) {
 // the flag.
 func TestRelayMaxClockSkewFlag(t *testing.T) {
 	var out bytes.Buffer
-	err := runRelay(context.Background(), []string{"--upstream=127.0.0.1:1", "--max-clock-skew=-1s"}, &out)
+	err := runRelay(context.Background(), []string{"--upstream=127.0.0.1:1", "--identity-header=scone-client", "--max-clock-skew=-1s"}, &out)
 	if err == nil || !strings.Contains(err.Error(), "--max-clock-skew=-1s") {
 		t.Fatalf("a negative --max-clock-skew: %v", err)
 	}
@@ -122,4 +122,19 @@ func waitFor(t *testing.T, url string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s did not answer", url)
+}
+
+// TestRelayRefusesWithoutIdentity: a relay given no way to authenticate
+// its clients (no --client-ca) and no explicit --identity-header refuses to
+// start, rather than trusting a name any caller could send.
+func TestRelayRefusesWithoutIdentity(t *testing.T) {
+	var out bytes.Buffer
+	err := runRelay(context.Background(), []string{"--upstream=127.0.0.1:1"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "--client-ca") || !strings.Contains(err.Error(), "--identity-header") {
+		t.Fatalf("a relay with no client identity: %v", err)
+	}
+	err = runRelay(context.Background(), []string{"--upstream=127.0.0.1:1", "--identity=cert-name"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "--identity=cert-name") {
+		t.Fatalf("a bad --identity: %v", err)
+	}
 }

@@ -89,7 +89,7 @@ func startRelay(r *running, store relay.Store) (*running, error) {
 // store, and dials it for the callers.
 func serveRelay(r *running, upstream string, store relay.Store) error {
 	cfg := relay.DefaultConfig()
-	cfg.Upstreams, cfg.Store, cfg.IdentityKey = []string{upstream}, store, identityKey
+	cfg.Upstreams, cfg.Store, cfg.IdentityHeader = []string{upstream}, store, identityKey
 	rs, err := relay.New(cfg)
 	if err != nil {
 		return err
