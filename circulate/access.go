@@ -2,8 +2,8 @@ package circulate
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,7 +22,7 @@ func (s *Store) Get(ctx context.Context, client, target string) ([][]byte, error
 	key := cluster.KeyOf(client)
 	now := s.cfg.Now()
 	it := s.slot(key).state().it
-	if it != nil && it.expires.After(now) && s.leased(it) {
+	if s.rules.servesAlone(it, now, time.Now()) {
 		s.m.queries.WithLabelValues("local").Inc()
 	} else {
 		var err error
@@ -47,24 +47,6 @@ func (s *Store) Get(ctx context.Context, client, target string) ([][]byte, error
 	return d.Match(nil, target), nil
 }
 
-// leased reports whether this relay may serve a read from its copy it
-// alone: it committed the copy itself (item.committed), within the Lease by
-// the monotonic clock, so no clock skew stretches it. A copy another relay
-// put here is never trusted alone: that relay may have given up on the put
-// (it timed out) and gone on writing elsewhere before the put landed.
-func (s *Store) leased(it *item) bool {
-	return !it.committed.IsZero() && time.Since(it.committed) < s.cfg.Lease
-}
-
-// answer is one relay's reply to a query.
-type answer struct {
-	member  string
-	it      *item
-	age     time.Duration // how long the member has held it
-	movedTo string
-	err     error
-}
-
 // query asks every other live relay, in parallel, for the client's copy,
 // and returns the newest of theirs and its own; if one of them did not
 // answer, it fails (unavailable). A relay that sees fewer live relays than the
@@ -78,35 +60,24 @@ type answer struct {
 func (s *Store) query(ctx context.Context, key string) (*item, error) {
 	start := time.Now()
 	defer func() { s.m.queryTime.Observe(time.Since(start).Seconds()) }()
-	others := s.others()
-	if len(others)+1 < s.cfg.Copies {
-		// Every copy of the client's state may be on relays this one
-		// cannot see: it is cut off, or the others failed.
+	k := s.knowledge()
+	if err := s.rules.canQuery(k); err != nil {
 		s.m.queries.WithLabelValues("unavailable").Inc()
-		return nil, scone.NewError(scone.CodeUnavailable, fmt.Sprintf(
-			"circulate: %d live relays, fewer than the %d copies each client needs", len(others)+1, s.cfg.Copies))
+		return nil, err
 	}
+	others := slices.DeleteFunc(slices.Clone(k.members), func(m string) bool { return m == s.cfg.Name })
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	answers := s.ask(ctx, key, others)
-	best, missing := s.newest(answers)
+	best, missing := newest(answers, s.cfg.Now())
 	if best == nil && missing == 0 {
-		// A hand-off between the answers: ask where the copies went.
-		var moved []string
-		for _, a := range answers {
-			if a.movedTo != "" && a.movedTo != s.cfg.Name {
-				moved = append(moved, a.movedTo)
-			}
-		}
-		if len(moved) > 0 {
-			best, missing = s.newest(s.ask(ctx, key, moved))
+		if moved := s.rules.movedTo(answers); len(moved) > 0 {
+			best, missing = newest(s.ask(ctx, key, moved), s.cfg.Now())
 		}
 	}
-	if local := s.slot(key).state().it; local != nil && local.expires.After(s.cfg.Now()) && local.newer(best) {
-		best = local // this relay's own copy is one of the answers
-	}
+	best, err := s.rules.pick(best, missing, s.slot(key).state().it, s.cfg.Now())
 	switch {
-	case missing > 0:
+	case err != nil:
 		// The relays that did not answer may hold a newer copy than
 		// any of the others, or the only one.
 		s.m.queries.WithLabelValues("unavailable").Inc()
@@ -118,19 +89,6 @@ func (s *Store) query(ctx context.Context, key string) (*item, error) {
 	}
 	s.m.queries.WithLabelValues("new").Inc()
 	return nil, nil
-}
-
-// others returns the live members but this relay.
-func (s *Store) others() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.members))
-	for _, m := range s.members {
-		if m != s.cfg.Name {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // ask sends Query to members in parallel and returns their answers.
@@ -163,21 +121,6 @@ func (s *Store) ask(ctx context.Context, key string, members []string) []answer 
 	}
 	wg.Wait()
 	return out
-}
-
-// newest returns the newest live copy among answers, and how many relays
-// did not answer.
-func (s *Store) newest(answers []answer) (best *item, missing int) {
-	now := s.cfg.Now()
-	for _, a := range answers {
-		switch {
-		case a.err != nil:
-			missing++
-		case a.it != nil && a.it.expires.After(now) && a.it.newer(best):
-			best = a.it
-		}
-	}
-	return best, missing
 }
 
 // Apply implements relay.Store: the write goes to the primary holder of the
@@ -222,9 +165,7 @@ func (s *Store) Apply(ctx context.Context, client string, r *scone.Reply, sent [
 
 // home returns the relay that creates key's first copies.
 func (s *Store) home(key string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if h := placement(key, 0, s.members, 1); len(h) == 1 {
+	if h := placement(key, 0, s.members.View().Members, 1); len(h) == 1 {
 		return h[0]
 	}
 	return s.cfg.Name
@@ -253,22 +194,16 @@ func (s *Store) applyHere(ctx context.Context, req *pb.ApplyRequest) *pb.ApplyRe
 	if err != nil {
 		return failure(err)
 	}
-	st := sl.state()
-	cur := st.it
-	if cur != nil && !cur.expires.After(s.cfg.Now()) {
-		cur = nil
-	}
+	rt := s.rules.routeWrite(sl.state(), req.Create, s.cfg.Now())
 	switch {
-	case cur == nil && st.movedTo != "" && st.movedTo != s.cfg.Name:
+	case rt.forward != "":
 		sl.release()
-		return s.forward(ctx, st.movedTo, req)
-	case cur == nil && !req.Create:
+		return s.forward(ctx, rt.forward, req)
+	case rt.err != nil:
 		sl.release()
-		return failure(scone.NewError(scone.CodeUnavailable, "circulate: the client's SCONEs moved; retry"))
-	case cur != nil && cur.primary() != s.cfg.Name:
-		sl.release()
-		return s.forward(ctx, cur.primary(), req)
+		return failure(rt.err)
 	}
+	cur := rt.cur
 	defer sl.release()
 	return failure(s.write(ctx, sl, cur, req))
 }
@@ -304,8 +239,7 @@ func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyReq
 		next.gen, next.hop, next.holders = cur.gen+1, cur.hop, cur.holders
 		mode = pb.PutRequest_UPDATE
 	} else {
-		others := s.others()
-		next.holders = append([]string{s.cfg.Name}, placement(req.Key, 0, others, s.cfg.Copies-1)...)
+		next.holders = s.rules.holdersFor(s.knowledge(), req.Key)
 	}
 	r := &scone.Reply{SCONEs: req.Scones}
 	for _, k := range req.Dropped {
@@ -330,13 +264,11 @@ func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyReq
 	}
 	took, refused, err := s.putAll(ctx, next.holders[1:], mode, next, base)
 	if refused != nil || err != nil {
-		if !s.undoAll(took, next) && err == nil {
-			err = errors.New("circulate: a holder that took the write did not confirm its undo")
+		var conflict error
+		if refused != nil {
+			conflict = errRefused
 		}
-		if err != nil {
-			return scone.WrapError(scone.CodeInDoubt, "circulate: a holder of the client's copies did not answer: it may hold the new state yet", err)
-		}
-		return scone.NewError(scone.CodeConflict, "circulate: another relay changed this client's state first")
+		return written(conflict, err, s.undoAll(took, next))
 	}
 	next.committed = time.Now()
 	sl.set(next) // the primary is never asked to undo: it keeps no prev
@@ -421,11 +353,6 @@ func (s *Store) put(ctx context.Context, member string, mode pb.PutRequest_Mode,
 	defer cancel()
 	return c.Put(ctx, &pb.PutRequest{Mode: mode, Copy: it.toProto(), Base: base, View: s.viewHash()})
 }
-
-// settle is how long a copy must have been held before other copies give
-// way to it: a hand-off or write that put it there and then failed takes it
-// back (UNDO) within its own time bound, shorter than this.
-func (s *Store) settle() time.Duration { return 3 * s.cfg.Timeout }
 
 // failure returns the reply of a write that ended with err (nil: success).
 func failure(err error) *pb.ApplyReply {

@@ -2,8 +2,6 @@ package circulate
 
 import (
 	"context"
-	"errors"
-	"slices"
 	"sync"
 	"time"
 
@@ -35,24 +33,29 @@ func (s *Store) loop() {
 
 // pass runs one round of the loop.
 func (s *Store) pass() {
-	now := s.cfg.Now()
+	now, mono := s.cfg.Now(), time.Now()
+	k := s.knowledge()
 	sem := make(chan struct{}, handoffWorkers)
 	var wg sync.WaitGroup
 	for key, sl := range s.snapshot() {
 		st := sl.state()
 		it := st.it
-		switch {
-		case it == nil:
+		if it == nil {
 			if now.Sub(st.movedAt) > s.forgetAfter() {
 				s.remove(key, sl)
 			}
 			continue
-		case !it.expires.After(now):
+		}
+		var act func(*slot)
+		switch s.rules.next(k, it, now, mono) {
+		case stepExpire:
 			s.expire(sl, it)
 			continue
-		}
-		act := s.action(it, now)
-		if act == nil {
+		case stepHandoff:
+			act = func(sl *slot) { s.handoff(sl, false) }
+		case stepCheck:
+			act = s.check
+		default:
 			continue
 		}
 		sem <- struct{}{}
@@ -63,46 +66,6 @@ func (s *Store) pass() {
 	}
 	wg.Wait()
 	s.forgetRoutes(now)
-}
-
-// action returns what this relay must do with its copy it now, if anything.
-func (s *Store) action(it *item, now time.Time) func(*slot) {
-	acting := s.actingPrimary(it)
-	held := now.Sub(it.since)
-	switch {
-	case acting && s.goneLately(it):
-		return nil // a holder before this one may still be serving it
-	case acting && (held >= s.cfg.Dwell || s.lostHolder(it)):
-		return func(sl *slot) { s.handoff(sl, false) }
-	case !acting && held >= 3*s.cfg.Dwell:
-		return s.check
-	}
-	return nil
-}
-
-// actingPrimary reports whether this relay moves it: it is the first of its
-// holders that still holds a copy.
-func (s *Store) actingPrimary(it *item) bool {
-	for _, h := range it.holders {
-		if h == s.cfg.Name {
-			return true
-		}
-		if s.holds(h, it) {
-			return false
-		}
-	}
-	return false
-}
-
-// lostHolder reports whether a holder of it lost its copy (it left, or
-// restarted), or there are fewer holders than copies and more relays.
-func (s *Store) lostHolder(it *item) bool {
-	for _, h := range it.holders {
-		if !s.holds(h, it) {
-			return true
-		}
-	}
-	return len(it.holders) < s.cfg.Copies && len(s.Members()) > len(it.holders)
 }
 
 // handoff moves the copies of a slot to the relays of the next hop: it puts
@@ -119,64 +82,42 @@ func (s *Store) handoff(sl *slot, force bool) bool {
 	}
 	defer sl.release()
 	it := sl.state().it
-	if it == nil || !it.expires.After(s.cfg.Now()) || !force && !s.actingPrimary(it) {
+	k := s.knowledge()
+	if !live(it, s.cfg.Now()) || !force && !s.rules.actingPrimary(k, it) {
 		return false // gone, expired (dropped by the next pass), or not ours to move
 	}
-	next := &item{
-		key: it.key, gen: it.gen, hop: it.hop + 1, scones: it.scones, expires: it.expires,
-		holders: placement(it.key, it.hop+1, s.Members(), s.cfg.Copies),
-	}
+	next := s.rules.handoff(k, it)
 	if len(next.holders) == 0 {
 		return false // alone and leaving
 	}
-	var remote []string
-	for _, h := range next.holders {
-		if h != s.cfg.Name {
-			remote = append(remote, h)
-		}
+	took, refused, err := s.putAll(ctx, s.rules.remote(next), pb.PutRequest_HANDOFF, next, 0)
+	var youngest *time.Duration
+	if refused != nil {
+		youngest = &refused.youngest
 	}
-	took, refused, err := s.putAll(ctx, remote, pb.PutRequest_HANDOFF, next, 0)
-	switch {
-	case refused != nil:
-		// A relay holds a newer copy. Once it has held it long enough
-		// that no failed hand-off or write can take it back, this one is
-		// left over.
-		s.putEach(took, pb.PutRequest_UNDO, next, 0)
-		if refused.youngest < s.settle() {
-			s.m.handoffs.WithLabelValues("failed").Inc()
-			return false
-		}
-		s.cfg.Logger.Debug("hand-off refused: left over", "relay", s.cfg.Name, "key", short(it.key), "gen", it.gen, "hop", it.hop)
-		s.m.handoffs.WithLabelValues("stale").Inc()
-		sl.moved(next.primary(), s.cfg.Now())
-		return true // newer copies are elsewhere
-	case err != nil:
+	res := s.rules.handedOff(it, next, took, youngest, err != nil, s.cfg.Now(), time.Now())
+	if len(res.undo) > 0 {
 		// The relays that took the copy go back to what they held.
-		s.m.handoffs.WithLabelValues("failed").Inc()
-		s.putEach(took, pb.PutRequest_UNDO, next, 0)
+		s.putEach(res.undo, pb.PutRequest_UNDO, next, 0)
+	}
+	s.m.handoffs.WithLabelValues(res.outcome).Inc()
+	switch {
+	case res.outcome == "stale":
+		// A relay holds a newer copy, held long enough that no failed
+		// hand-off or write can take it back: this one is left over.
+		s.cfg.Logger.Debug("hand-off refused: left over", "relay", s.cfg.Name, "key", short(it.key), "gen", it.gen, "hop", it.hop)
+		sl.moved(res.moved, s.cfg.Now())
+		return true // newer copies are elsewhere
+	case res.outcome == "failed":
 		s.cfg.Logger.Debug("hand-off failed", "relay", s.cfg.Name, "key", short(it.key), "err", err)
 		return false
 	}
-	var old []string
-	for _, h := range it.holders {
-		if h != s.cfg.Name && !slices.Contains(next.holders, h) {
-			old = append(old, h)
-		}
-	}
-	s.retireOn(old, it, next.primary())
-	if slices.Contains(next.holders, s.cfg.Name) {
-		next.since = s.cfg.Now()
-		if len(next.holders) >= s.cfg.Copies {
-			// Every holder took it. A relay that sees fewer relays than
-			// copies (it may be cut off) moves its copies to itself
-			// alone, and never serves them without asking.
-			next.committed = time.Now()
-		}
-		sl.set(next)
+	s.retireOn(res.retire, it, next.primary())
+	if res.keep != nil {
+		sl.set(res.keep)
 	} else {
-		sl.moved(next.primary(), s.cfg.Now())
+		sl.moved(res.moved, s.cfg.Now())
 	}
-	s.m.handoffs.WithLabelValues("ok").Inc()
 	s.cfg.Logger.Debug("handed on", "relay", s.cfg.Name, "key", short(it.key), "gen", it.gen, "hop", next.hop, "holders", next.holders)
 	return true
 }
@@ -214,12 +155,8 @@ func (s *Store) check(sl *slot) {
 	if a.err == nil && a.it == nil && a.movedTo != "" && a.movedTo != s.cfg.Name {
 		a = s.ask(ctx, it.key, []string{a.movedTo})[0]
 	}
-	switch {
-	case errors.Is(a.err, errViewsDiffer):
-		return // the two see other members: wait until they agree
-	case a.err == nil && a.it != nil && it.same(a.it):
-		return
-	case a.err == nil && a.it != nil && !it.newer(a.it) && a.age >= s.settle():
+	switch s.rules.check(it, a) {
+	case checkLeftOver:
 		if sl.acquire(ctx) == nil {
 			if sl.state().it == it {
 				s.cfg.Logger.Debug("left over: dropped", "relay", s.cfg.Name, "key", short(it.key), "gen", it.gen, "hop", it.hop)
@@ -228,7 +165,7 @@ func (s *Store) check(sl *slot) {
 			}
 			sl.release()
 		}
-	case a.err != nil || a.it == nil || it.newer(a.it):
+	case checkHandoff:
 		s.handoff(sl, true)
 	}
 }

@@ -5,8 +5,15 @@
 // asking the others.
 //
 // A Store is a relay.Store; give it to a relay (relay.Config.Store). The
-// relays form a group with memberlist, and each serves the others its
+// relays form a group with memberlist (through internal/membership, the
+// membership layer cluster nodes share), and each serves the others its
 // Circulation service (circulatepb).
+//
+// The decisions (when to hand a copy on and to whom, which answer of a
+// query wins, when a copy may be served alone, what a holder does with a
+// put, expiry) are pure rules in core.go, given the time rather than
+// reading a clock; the scenarios under testdata/ replay them without
+// sockets or goroutines.
 //
 // # Copies, hops and the primary
 //

@@ -2,6 +2,7 @@ package circulate
 
 import (
 	"context"
+	"errors"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -20,12 +21,12 @@ var _ pb.CirculationServer = peerServer{}
 
 // Query implements pb.CirculationServer.
 func (p peerServer) Query(_ context.Context, req *pb.QueryRequest) (*pb.QueryReply, error) {
-	if v := req.View; v != 0 && v != p.s.viewHash() {
+	if p.s.members.View().Refuses(req.View) {
 		return &pb.QueryReply{Refused: true}, nil
 	}
 	st := p.s.slot(req.Key).state()
 	r := &pb.QueryReply{MovedTo: st.movedTo}
-	if now := p.s.cfg.Now(); st.it != nil && st.it.expires.After(now) {
+	if now := p.s.cfg.Now(); live(st.it, now) {
 		r.Copy = st.it.toProto()
 		r.AgeMs = uint64(max(0, now.Sub(st.it.since).Milliseconds()))
 	}
@@ -42,10 +43,9 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 	if err := s.checkSize(in); err != nil {
 		return nil, status.Error(codes.ResourceExhausted, err.Error())
 	}
-	if v := req.View; v != 0 && v != s.viewHash() && req.Mode != pb.PutRequest_UNDO {
-		// One of the two may be cut off from the others' gossip: a copy
-		// it moves or writes is not to be mixed with theirs.
-		return &pb.PutReply{ViewsDiffer: true}, nil
+	views := s.members.View()
+	if req.Mode != pb.PutRequest_UNDO && views.Refuses(req.View) {
+		return &pb.PutReply{ViewsDiffer: true}, nil // before waiting for the slot
 	}
 	sl, err := s.lockSlot(ctx, in.key)
 	if err != nil {
@@ -53,36 +53,21 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 	}
 	defer sl.release()
 	cur := sl.state().it
-	switch req.Mode {
-	case pb.PutRequest_HANDOFF:
-		switch {
-		case cur != nil && cur.newer(in):
-			return &pb.PutReply{AgeMs: uint64(max(0, s.cfg.Now().Sub(cur.since).Milliseconds()))}, nil
-		case !in.same(cur):
-			s.cfg.Logger.Debug("taken", "relay", s.cfg.Name, "key", short(in.key), "gen", in.gen, "hop", in.hop, "holders", in.holders)
-			in.prev = cur.withoutPrev() // for the UNDO of a hand-off that fails
-			sl.set(in)
-		}
-	case pb.PutRequest_UPDATE:
-		if cur == nil {
-			// It lost its copy (it restarted): not a conflict, and the
-			// primary recreates the copy at its next hand-off.
-			return nil, status.Error(codes.Unavailable, "circulate: this relay holds no copy to update")
-		}
-		if cur.gen != req.Base || cur.hop != in.hop {
-			return &pb.PutReply{}, nil
-		}
-		in.prev = cur.withoutPrev()
-		sl.set(in)
-	case pb.PutRequest_UNDO:
-		if in.same(cur) {
-			s.cfg.Logger.Debug("undone", "relay", s.cfg.Name, "key", short(in.key), "gen", in.gen, "hop", in.hop, "back_to", cur.prev != nil)
-			sl.set(cur.prev)
-		}
-	default:
-		return nil, status.Errorf(codes.InvalidArgument, "circulate: unknown put mode %d", req.Mode)
+	res := s.rules.put(req.Mode, cur, in, req.Base, views.Refuses(req.View), s.cfg.Now())
+	switch {
+	case errors.Is(res.err, errNoCopy):
+		return nil, status.Error(codes.Unavailable, res.err.Error())
+	case res.err != nil:
+		return nil, status.Error(codes.InvalidArgument, res.err.Error())
+	case res.set && req.Mode == pb.PutRequest_UNDO:
+		s.cfg.Logger.Debug("undone", "relay", s.cfg.Name, "key", short(in.key), "gen", in.gen, "hop", in.hop, "back_to", res.it != nil)
+	case res.set:
+		s.cfg.Logger.Debug("taken", "relay", s.cfg.Name, "key", short(in.key), "gen", in.gen, "hop", in.hop, "holders", in.holders, "mode", req.Mode)
 	}
-	return &pb.PutReply{Ok: true}, nil
+	if res.set {
+		sl.set(res.it)
+	}
+	return res.reply, nil
 }
 
 // Retire implements pb.CirculationServer.
@@ -94,7 +79,7 @@ func (p peerServer) Retire(ctx context.Context, req *pb.RetireRequest) (*pb.Reti
 	}
 	defer sl.release()
 	cur := sl.state().it
-	if cur != nil && !cur.newer(&item{gen: req.Gen, hop: req.Hop}) {
+	if retires(cur, req.Gen, req.Hop) {
 		s.cfg.Logger.Debug("retired", "relay", s.cfg.Name, "key", short(req.Key), "gen", cur.gen, "hop", cur.hop, "moved_to", req.MovedTo)
 		sl.moved(req.MovedTo, s.cfg.Now())
 	}

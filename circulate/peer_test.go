@@ -88,18 +88,16 @@ func TestPutCopyNeverServedAlone(t *testing.T) {
 // before moving the copy: the one that left may only be cut off from the
 // others' gossip and still serve reads from a copy it committed.
 func TestNoTakeoverWithinLease(t *testing.T) {
-	s := loneStore(t, time.Hour)
-	now := s.cfg.Now()
+	r := rules{self: "r", copies: 2, dwell: time.Second, lease: time.Hour, settle: 3 * time.Second}
+	now, mono := time.Now(), time.Now()
 	it := &item{key: "k", gen: 1, holders: []string{"x", "r"}, since: now.Add(-time.Minute), expires: now.Add(time.Hour)}
-	s.memberGone("x", "127.0.0.1:2")
-	if s.action(it, now) != nil {
-		t.Fatal("the copy is taken over within the lease of the holder that left")
+	k := knowledge{members: []string{"r", "y"}, joined: map[string]time.Time{"r": now.Add(-time.Hour), "y": now.Add(-time.Hour)},
+		departed: map[string]time.Time{"x": mono}}
+	if got := r.next(k, it, now, mono); got != stepNone {
+		t.Fatalf("within the lease of the holder that left: %v, want none", got)
 	}
-	s.mu.Lock()
-	s.goneAt["x"] = time.Now().Add(-2 * time.Hour)
-	s.mu.Unlock()
-	if s.action(it, now) == nil {
-		t.Fatal("the copy is not taken over once the lease has run out")
+	if got := r.next(k, it, now, mono.Add(2*time.Hour)); got != stepHandoff {
+		t.Fatalf("once the lease has run out: %v, want handoff", got)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/scone-project/scone/internal/membership"
 )
 
 // Config configures a Node. Start from DefaultConfig.
@@ -50,7 +52,7 @@ type Config struct {
 	// RejoinInterval is how often a node tries to join again one of the
 	// members it lost (or its seeds, when it is alone), so that the sides
 	// of a healed partition find each other; RejoinTimeout is how long
-	// after the loss it keeps trying. See package internal/rejoin.
+	// after the loss it keeps trying. See package internal/membership.
 	RejoinInterval, RejoinTimeout time.Duration
 	// Memberlist, if set, is used as the memberlist configuration (its Name,
 	// Delegate and Events are set by the Node); by default it is
@@ -90,18 +92,7 @@ func DefaultConfig() Config {
 // members it lost (Config.RejoinInterval). Faster probing notices sooner
 // but declares busy nodes dead more often. docs/modes.md gives the measured
 // recovery times.
-func LANConfig() *memberlist.Config {
-	c := memberlist.DefaultLANConfig()
-	c.ProbeInterval = 150 * time.Millisecond
-	c.ProbeTimeout = 75 * time.Millisecond
-	c.SuspicionMult = 3
-	c.SuspicionMaxTimeoutMult = 3
-	c.GossipInterval = 50 * time.Millisecond
-	c.PushPullInterval = time.Second
-	c.TCPTimeout = time.Second
-	c.DeadNodeReclaimTime = time.Second
-	return c
-}
+func LANConfig() *memberlist.Config { return membership.LANConfig() }
 
 func (c *Config) validate() error {
 	switch {

@@ -27,7 +27,7 @@ type RecordInfo struct {
 func (n *Node) Held(max int) []RecordInfo {
 	keys := n.store.keys()
 	slices.Sort(keys)
-	members := n.view.Load().members
+	members := n.members.View().Members
 	var out []RecordInfo
 	for _, key := range keys {
 		if len(out) == max {
@@ -49,7 +49,7 @@ func (n *Node) Describe(key string) (RecordInfo, bool) {
 	if rec == nil {
 		return RecordInfo{}, false
 	}
-	return n.describe(key, rec, n.view.Load().members), true
+	return n.describe(key, rec, n.members.View().Members), true
 }
 
 func (n *Node) describe(key string, rec *Record, members []string) RecordInfo {

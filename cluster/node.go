@@ -6,21 +6,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/cluster/clusterpb"
-	"github.com/scone-project/scone/internal/gossip"
-	"github.com/scone-project/scone/internal/rejoin"
+	"github.com/scone-project/scone/internal/membership"
 )
 
 // Node is one member of a cluster that keeps SCONEs: it holds its share of
@@ -29,20 +26,11 @@ import (
 type Node struct {
 	cfg   Config
 	store *store
-	ml    *memberlist.Memberlist
 	peer  *grpc.Server
 	reg   *prometheus.Registry
 	m     *metrics
 
-	view atomic.Pointer[view] // the live members
-
-	mu    sync.Mutex
-	addrs map[string]string // live member → Peer address
-	// goneAt is when each member that left did so, by the monotonic clock
-	// (see settling).
-	goneAt map[string]time.Time
-	links  map[string]*peerLink
-	lost   *rejoin.Tracker // members lost, to join again after a partition
+	members *membership.Group[*peerLink] // the live members and the links to them
 
 	repairNow chan struct{}
 	// changes counts the membership changes; settled is the count as of
@@ -62,36 +50,35 @@ func New(cfg Config) (*Node, error) {
 		cfg:       cfg,
 		store:     newStore(),
 		reg:       prometheus.NewRegistry(),
-		addrs:     map[string]string{},
-		goneAt:    map[string]time.Time{},
-		links:     map[string]*peerLink{},
-		lost:      rejoin.New(cfg.Seeds, cfg.RejoinTimeout),
 		repairNow: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
 	n.m = newMetrics(n.reg, func() float64 { return float64(n.store.len()) })
-	n.view.Store(&view{})
 	n.peer = grpc.NewServer(grpc.MaxRecvMsgSize(maxBatchBytes))
 	pb.RegisterPeerServer(n.peer, peerServer{n: n})
-
 	mc := cfg.Memberlist
 	if mc == nil {
 		mc = LANConfig()
 	}
-	ml, err := gossip.Start(gossip.Member{
-		Config: mc, Name: cfg.Name, Addr: cfg.GossipAddr, Seeds: cfg.Seeds,
-		Logger: cfg.Logger, Delegate: delegate{n}, Events: events{n},
+	g, err := membership.Start(membership.Config{
+		Name: cfg.Name, GossipAddr: cfg.GossipAddr, PeerAddr: cfg.PeerAddr, Seeds: cfg.Seeds,
+		Memberlist: mc, RejoinInterval: cfg.RejoinInterval, RejoinTimeout: cfg.RejoinTimeout,
+		Lease: cfg.Lease, Timeout: cfg.Timeout, Dial: cfg.Dial, Now: cfg.Now,
+		DialOptions: []grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxBatchBytes), grpc.MaxCallSendMsgSize(maxBatchBytes)),
+		},
+		OnChange: n.triggerRepair,
+		Metrics:  membership.Metrics{Members: n.m.members, Lost: n.m.lost, Rejoins: n.m.rejoins},
+		Logger:   cfg.Logger, Role: "node",
+	}, func(c *grpc.ClientConn) *peerLink {
+		return newLink(c, cfg.Timeout, cfg.Lease, func() uint64 { return n.members.View().Hash })
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	n.ml = ml
-	n.done.Add(2)
+	n.members = g
+	n.done.Add(1)
 	go n.repairLoop()
-	go func() {
-		defer n.done.Done()
-		n.lost.Run(n.stop, n.cfg.RejoinInterval, n.alone, n.rejoin)
-	}()
 	return n, nil
 }
 
@@ -104,37 +91,14 @@ func (n *Node) Metrics() *prometheus.Registry { return n.reg }
 
 // GossipAddr returns the address other nodes join this one at (for their
 // Config.Seeds).
-func (n *Node) GossipAddr() string { return n.ml.LocalNode().Address() }
+func (n *Node) GossipAddr() string { return n.members.GossipAddr() }
 
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
 // Members returns the names of the live members, this node included, in
 // order.
-func (n *Node) Members() []string { return slices.Clone(n.view.Load().members) }
-
-// view is a node's membership at one time.
-type view struct {
-	members []string // sorted; never modified
-	hash    uint64
-}
-
-// setView records the members after a change; n.mu must be held.
-func (n *Node) setView() {
-	v := &view{members: make([]string, 0, len(n.addrs))}
-	for name := range n.addrs {
-		v.members = append(v.members, name)
-	}
-	slices.Sort(v.members)
-	h := fnv.New64a()
-	for _, m := range v.members {
-		h.Write([]byte(m))
-		h.Write([]byte{0})
-	}
-	v.hash = h.Sum64()
-	n.view.Store(v)
-	n.m.members.Set(float64(len(v.members)))
-}
+func (n *Node) Members() []string { return slices.Clone(n.members.View().Members) }
 
 // Records returns how many client records the node holds.
 func (n *Node) Records() int { return n.store.len() }
@@ -172,7 +136,7 @@ func (n *Node) Leave(timeout time.Duration) error {
 			}
 		}
 	}
-	err := n.ml.Leave(timeout)
+	err := n.members.Leave(timeout)
 	n.Close()
 	if failed > 0 {
 		err = errors.Join(fmt.Errorf("cluster: %d copies not handed over on leaving", failed), err)
@@ -189,15 +153,9 @@ func (n *Node) Close() {
 	default:
 	}
 	close(n.stop)
-	n.ml.Shutdown()
+	n.members.Close()
 	n.peer.Stop()
 	n.done.Wait()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for name, l := range n.links {
-		l.close()
-		delete(n.links, name)
-	}
 }
 
 // KeyOf returns the record key of a client identity: a hash, so records
@@ -207,55 +165,7 @@ func KeyOf(client string) string {
 	return hex.EncodeToString(sum[:20])
 }
 
-// delegate gives memberlist the node's metadata: its Peer address.
-type delegate struct{ n *Node }
-
-func (d delegate) NodeMeta(limit int) []byte        { return []byte(d.n.cfg.PeerAddr) }
-func (d delegate) NotifyMsg([]byte)                 {}
-func (d delegate) GetBroadcasts(int, int) [][]byte  { return nil }
-func (d delegate) LocalState(bool) []byte           { return nil }
-func (d delegate) MergeRemoteState([]byte, bool)    {}
-func (e events) NotifyUpdate(node *memberlist.Node) { e.NotifyJoin(node) }
-func (e events) NotifyLeave(node *memberlist.Node)  { e.n.memberGone(node.Name, node.Address()) }
-func (e events) NotifyJoin(node *memberlist.Node)   { e.n.memberUp(node.Name, string(node.Meta)) }
-
-// events follows membership.
-type events struct{ n *Node }
-
-func (n *Node) memberUp(name, addr string) {
-	n.mu.Lock()
-	if old, ok := n.addrs[name]; ok && old != addr {
-		// The member restarted elsewhere: the link to its old address is dead.
-		if l := n.links[name]; l != nil {
-			l.close()
-			delete(n.links, name)
-		}
-	}
-	n.addrs[name] = addr
-	n.lost.Found(name)
-	n.m.lost.Set(float64(n.lost.Len()))
-	n.setView()
-	n.mu.Unlock()
-	n.triggerRepair()
-}
-
-func (n *Node) memberGone(name, gossipAddr string) {
-	n.mu.Lock()
-	delete(n.addrs, name)
-	n.goneAt[name] = time.Now()
-	if name != n.cfg.Name {
-		n.lost.Lost(name, gossipAddr, time.Now())
-	}
-	n.m.lost.Set(float64(n.lost.Len()))
-	if l := n.links[name]; l != nil {
-		l.close()
-		delete(n.links, name)
-	}
-	n.setView()
-	n.mu.Unlock()
-	n.triggerRepair()
-}
-
+// triggerRepair runs a repair pass soon, after a change of membership.
 func (n *Node) triggerRepair() {
 	n.changes.Add(1)
 	select {
@@ -413,21 +323,17 @@ func (n *Node) settling(key string, k int) bool {
 	if n.cfg.Lease == 0 {
 		return false
 	}
-	n.mu.Lock()
+	view := n.members.View()
 	var recent []string
-	for name, at := range n.goneAt {
-		switch _, back := n.addrs[name]; {
-		case time.Since(at) >= n.cfg.Lease:
-			delete(n.goneAt, name) // no longer needed
-		case !back:
+	for name := range n.members.Departures(time.Now()) {
+		if !slices.Contains(view.Members, name) {
 			recent = append(recent, name)
 		}
 	}
-	n.mu.Unlock()
 	if len(recent) == 0 {
 		return false
 	}
-	members := append(slices.Clone(n.view.Load().members), recent...)
+	members := append(slices.Clone(view.Members), recent...)
 	slices.Sort(members)
 	for _, o := range Owners(key, members, k) {
 		if slices.Contains(recent, o) {
@@ -439,7 +345,7 @@ func (n *Node) settling(key string, k int) bool {
 
 // owners returns the live owners of key for k copies.
 func (n *Node) owners(key string, k int) []string {
-	return Owners(key, n.view.Load().members, k)
+	return Owners(key, n.members.View().Members, k)
 }
 
 // trusted returns this node's own copy of key's record when it can serve a

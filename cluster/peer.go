@@ -8,12 +8,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/scone-project/scone/cluster/clusterpb"
+	"github.com/scone-project/scone/internal/membership"
 )
 
 const (
@@ -27,9 +26,7 @@ const (
 )
 
 var (
-	errNotMember  = errors.New("cluster: not a live member")
 	errLinkClosed = errors.New("cluster: the connection to the member was closed")
-	errNodeClosed = errors.New("cluster: the node is closed")
 )
 
 // peerLink is the node's connection to another member. The operations of
@@ -161,51 +158,17 @@ func (l *peerLink) send() {
 	}
 }
 
-func (l *peerLink) close() {
+// Close stops the link's senders and closes its connection.
+func (l *peerLink) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.stop)
 		l.conn.Close()
 	})
+	return nil
 }
 
 // link returns the link to a live member, connecting on first use.
-func (n *Node) link(name string) (*peerLink, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	select {
-	case <-n.stop:
-		// Close has closed the links, or will once it holds mu: a new one
-		// would never be closed.
-		return nil, errNodeClosed
-	default:
-	}
-	addr, ok := n.addrs[name]
-	if !ok {
-		return nil, errNotMember
-	}
-	if l := n.links[name]; l != nil {
-		return l, nil
-	}
-	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxBatchBytes), grpc.MaxCallSendMsgSize(maxBatchBytes)),
-		// A member that restarts is reachable again within a second.
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-			MinConnectTimeout: n.cfg.Timeout,
-		}),
-	}
-	if n.cfg.Dial != nil {
-		opts = append(opts, grpc.WithContextDialer(n.cfg.Dial))
-	}
-	c, err := grpc.NewClient("passthrough:///"+addr, opts...)
-	if err != nil {
-		return nil, err
-	}
-	l := newLink(c, n.cfg.Timeout, n.cfg.Lease, func() uint64 { return n.view.Load().hash })
-	n.links[name] = l
-	return l, nil
-}
+func (n *Node) link(name string) (*peerLink, error) { return n.members.Peer(name) }
 
 // call runs one operation on another member.
 func (n *Node) call(ctx context.Context, member string, op *pb.Op) (*pb.OpReply, error) {
@@ -278,17 +241,17 @@ type peerServer struct {
 }
 
 // errViewsDiffer is a batch a member refused, running none of its
-// operations, because it sees other members than this node: one of the two
-// is cut off from the others' gossip, or has not yet seen a change, and
-// they may not agree on who owns a record.
-var errViewsDiffer = errors.New("cluster: the member sees other members than this node")
+// operations, because it sees other members than this node (see
+// membership.ErrViewsDiffer).
+var errViewsDiffer = membership.ErrViewsDiffer
 
 // Batch runs the operations in order, unless the sender sees other
 // members than this node (see errViewsDiffer).
 func (p peerServer) Batch(_ context.Context, req *pb.BatchRequest) (*pb.BatchReply, error) {
 	st := p.n.store
-	own := p.n.view.Load().hash
-	if v := req.GetView(); v != 0 && v != own {
+	view := p.n.members.View()
+	own := view.Hash
+	if view.Refuses(req.GetView()) {
 		return &pb.BatchReply{View: own, Refused: true}, nil
 	}
 	out := &pb.BatchReply{Replies: make([]*pb.OpReply, len(req.GetOps())), View: own}

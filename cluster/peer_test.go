@@ -7,19 +7,24 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/scone-project/scone/cluster/clusterpb"
+	"github.com/scone-project/scone/internal/membership"
 )
 
 // offlineNode is a Node with a store and no network, to serve the Peer
 // protocol in tests.
-func offlineNode() *Node {
+func offlineNode(members ...string) *Node {
 	n := &Node{store: newStore()}
 	n.cfg.Now = time.Now
-	n.view.Store(&view{hash: 1})
+	n.members = membership.Static(membership.Config{Name: "self"}, func(*grpc.ClientConn) *peerLink { return nil })
+	for _, m := range append(members, "self") {
+		n.members.MemberUp(m, "")
+	}
 	return n
 }
 
@@ -49,7 +54,7 @@ func TestPeerBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := resp.GetReplies()
-	if len(r) != len(req.Ops) || resp.GetView() != 1 {
+	if len(r) != len(req.Ops) || resp.GetView() != p.n.members.View().Hash {
 		t.Fatalf("%d replies for %d operations, view %d", len(r), len(req.Ops), resp.GetView())
 	}
 	if r[0].GetStore().GetVerdict() != pb.StoreReply_ACCEPTED || r[1].GetStore().GetVerdict() != pb.StoreReply_ACCEPTED {
@@ -127,19 +132,20 @@ func FuzzPeerBatch(f *testing.F) {
 // may disagree on who owns a record); a batch that names no view (an older
 // node) runs.
 func TestPeerBatchViewsDiffer(t *testing.T) {
-	p := peerServer{n: offlineNode()} // its view's hash is 1
-	resp, err := p.Batch(context.Background(), &pb.BatchRequest{View: 2, Ops: []*pb.Op{storeOp("a", 1, 0, false)}})
+	p := peerServer{n: offlineNode()}
+	own := p.n.members.View().Hash
+	resp, err := p.Batch(context.Background(), &pb.BatchRequest{View: own + 1, Ops: []*pb.Op{storeOp("a", 1, 0, false)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !resp.GetRefused() || len(resp.GetReplies()) != 0 || resp.GetView() != 1 {
+	if !resp.GetRefused() || len(resp.GetReplies()) != 0 || resp.GetView() != own {
 		t.Fatalf("a batch from another view: %v, want refused with no replies", resp)
 	}
 	if p.n.store.get("a") != nil {
 		t.Fatal("a refused batch changed the store")
 	}
-	for _, view := range []uint64{1, 0} {
-		resp, err := p.Batch(context.Background(), &pb.BatchRequest{View: view, Ops: []*pb.Op{storeOp("a", view+1, view, false)}})
+	for i, view := range []uint64{own, 0} {
+		resp, err := p.Batch(context.Background(), &pb.BatchRequest{View: view, Ops: []*pb.Op{storeOp("a", uint64(i)+1, uint64(i), false)}})
 		if err != nil || resp.GetRefused() || len(resp.GetReplies()) != 1 {
 			t.Fatalf("a batch with view %d: %v, %v; want it run", view, resp, err)
 		}
@@ -152,11 +158,13 @@ func TestPeerBatchViewsDiffer(t *testing.T) {
 // reports it, and a Peer store of it is refused; records it did not own
 // are not held up.
 func TestSettling(t *testing.T) {
-	n := offlineNode()
-	n.cfg.Lease = time.Hour
-	n.addrs = map[string]string{"a": "", "b": "", "c": ""}
-	n.goneAt = map[string]time.Time{"d": time.Now()}
-	n.view.Store(&view{members: []string{"a", "b", "c"}, hash: 1})
+	n := &Node{store: newStore()}
+	n.cfg.Now, n.cfg.Lease = time.Now, time.Hour
+	n.members = membership.Static(membership.Config{Name: "a", Lease: time.Hour}, func(*grpc.ClientConn) *peerLink { return nil })
+	for _, m := range []string{"a", "b", "c", "d"} {
+		n.members.MemberUp(m, "")
+	}
+	n.members.MemberGone("d", "", time.Now())
 	var held, free string
 	for i := 0; held == "" || free == ""; i++ {
 		key := fmt.Sprint("k", i)
@@ -178,7 +186,7 @@ func TestSettling(t *testing.T) {
 	if r[0].GetStore().GetVerdict() != pb.StoreReply_CONFLICT || r[1].GetStore().GetVerdict() != pb.StoreReply_ACCEPTED || r[2].GetStore().GetVerdict() != pb.StoreReply_ACCEPTED {
 		t.Fatalf("stores while settling: %v; want the write refused, the other record's write and the repair taken", r)
 	}
-	n.goneAt["d"] = time.Now().Add(-2 * time.Hour)
+	n.members.MemberGone("d", "", time.Now().Add(-2*time.Hour))
 	if n.settling(held, 2) {
 		t.Fatal("still settling once the lease ran out")
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -176,11 +175,17 @@ func member(t *testing.T, name string, seeds ...string) (*memberlist.Memberlist,
 	mc.ProbeInterval, mc.ProbeTimeout = 100*time.Millisecond, 50*time.Millisecond
 	mc.SuspicionMult, mc.GossipInterval, mc.PushPullInterval = 2, 50*time.Millisecond, time.Second
 	mc.TCPTimeout, mc.DeadNodeReclaimTime = time.Second, time.Second
-	ml, err := Start(Member{Config: mc, Name: name, Seeds: seeds, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	mc.Name, mc.LogOutput = name, io.Discard
+	ml, err := memberlist.Create(mc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ml.Shutdown() })
+	if len(seeds) > 0 {
+		if _, err := ml.Join(seeds); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if got := ml.LocalNode().Address(); got != bt.Addr() {
 		t.Fatalf("%s gossips at %s, its transport at %s", name, got, bt.Addr())
 	}

@@ -1,14 +1,15 @@
-// Package rejoin keeps a memberlist group whole after a partition heals.
+// Rejoining keeps a memberlist group whole after a partition heals.
 //
 // Memberlist neither probes a member it has declared dead nor exchanges
 // state with it, so the two sides of a healed partition, each having
-// declared the other dead, would stay apart for good. A Tracker remembers
+// declared the other dead, would stay apart for good. A tracker remembers
 // the members lost and, every interval, its Run loop tries to join one of
 // them again (and the seeds, when the member is alone), for up to a timeout
 // after the loss. A join exchanges full state: each side learns that the
 // other declared it dead, refutes it, and the group is whole again within a
 // few intervals of the network healing.
-package rejoin
+
+package membership
 
 import (
 	"math/rand/v2"
@@ -16,8 +17,8 @@ import (
 	"time"
 )
 
-// Tracker remembers the members lost. It is safe for concurrent use.
-type Tracker struct {
+// tracker remembers the members lost. It is safe for concurrent use.
+type tracker struct {
 	seeds   []string
 	timeout time.Duration
 
@@ -30,15 +31,15 @@ type lost struct {
 	since time.Time
 }
 
-// New returns a Tracker that tries seeds when alone, and a lost member for
+// newTracker returns a tracker that tries seeds when alone, and a lost member for
 // up to timeout after the loss.
-func New(seeds []string, timeout time.Duration) *Tracker {
-	return &Tracker{seeds: seeds, timeout: timeout, lost: map[string]lost{}}
+func newTracker(seeds []string, timeout time.Duration) *tracker {
+	return &tracker{seeds: seeds, timeout: timeout, lost: map[string]lost{}}
 }
 
 // Lost records that the member name, at gossip address addr, left the live
 // set at now.
-func (t *Tracker) Lost(name, addr string, now time.Time) {
+func (t *tracker) Lost(name, addr string, now time.Time) {
 	if addr == "" {
 		return
 	}
@@ -48,14 +49,14 @@ func (t *Tracker) Lost(name, addr string, now time.Time) {
 }
 
 // Found forgets a lost member that is live again.
-func (t *Tracker) Found(name string) {
+func (t *tracker) Found(name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.lost, name)
 }
 
 // Len returns how many lost members are still tried.
-func (t *Tracker) Len() int {
+func (t *tracker) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.lost)
@@ -64,7 +65,7 @@ func (t *Tracker) Len() int {
 // Candidates returns the gossip addresses worth a join at now: the members
 // lost less than the timeout ago (older ones are forgotten), and the seeds
 // if alone.
-func (t *Tracker) Candidates(now time.Time, alone bool) []string {
+func (t *tracker) Candidates(now time.Time, alone bool) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []string
@@ -83,7 +84,7 @@ func (t *Tracker) Candidates(now time.Time, alone bool) []string {
 
 // Run tries, every interval until stop is closed, to join one candidate
 // at random with join. alone reports whether the member sees no other.
-func (t *Tracker) Run(stop <-chan struct{}, interval time.Duration, alone func() bool, join func(addr string)) {
+func (t *tracker) Run(stop <-chan struct{}, interval time.Duration, alone func() bool, join func(addr string)) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {

@@ -1,6 +1,4 @@
-// Package gossip starts the memberlist instance of a cluster node or of a
-// circulating relay, the same way for both.
-package gossip
+package membership
 
 import (
 	"fmt"
@@ -11,8 +9,8 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// Member says how to start one member of a group.
-type Member struct {
+// gossiper says how to start the memberlist of one member of a group.
+type gossiper struct {
 	// Config is the memberlist configuration; Start sets its Name,
 	// Delegate, Events and, without a Transport, its bind address.
 	Config *memberlist.Config
@@ -28,8 +26,8 @@ type Member struct {
 	Events   memberlist.EventDelegate
 }
 
-// Start creates the member's memberlist and joins the seeds.
-func Start(m Member) (*memberlist.Memberlist, error) {
+// startGossip creates the member's memberlist and joins the seeds.
+func startGossip(m gossiper) (*memberlist.Memberlist, error) {
 	mc := m.Config
 	mc.Name = m.Name
 	if mc.Transport == nil {

@@ -1,4 +1,4 @@
-package rejoin
+package membership
 
 import (
 	"slices"
@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-func TestCandidates(t *testing.T) {
+func TestRejoinCandidates(t *testing.T) {
 	now := time.Now()
-	tr := New([]string{"seed:1"}, time.Hour)
+	tr := newTracker([]string{"seed:1"}, time.Hour)
 	tr.Lost("a", "a:1", now)
 	tr.Lost("b", "b:1", now.Add(-2*time.Hour)) // lost too long ago
 	tr.Lost("c", "", now)                      // no address: nothing to try
@@ -30,8 +30,8 @@ func TestCandidates(t *testing.T) {
 	}
 }
 
-func TestRun(t *testing.T) {
-	tr := New(nil, time.Hour)
+func TestRejoinRun(t *testing.T) {
+	tr := newTracker(nil, time.Hour)
 	tr.Lost("a", "a:1", time.Now())
 	joined := make(chan string, 1)
 	stop := make(chan struct{})

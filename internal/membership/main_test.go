@@ -1,4 +1,4 @@
-package rejoin
+package membership
 
 import (
 	"testing"

@@ -1,4 +1,4 @@
-package gossip
+package membership
 
 import (
 	"io"
@@ -9,14 +9,14 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-func TestStart(t *testing.T) {
+func TestStartGossip(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := Start(Member{Config: memberlist.DefaultLANConfig(), Name: "a", Addr: "127.0.0.1:0", Logger: log})
+	a, err := startGossip(gossiper{Config: memberlist.DefaultLANConfig(), Name: "a", Addr: "127.0.0.1:0", Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Shutdown()
-	b, err := Start(Member{Config: memberlist.DefaultLANConfig(), Name: "b", Addr: "127.0.0.1:0", Logger: log,
+	b, err := startGossip(gossiper{Config: memberlist.DefaultLANConfig(), Name: "b", Addr: "127.0.0.1:0", Logger: log,
 		Seeds: []string{a.LocalNode().Address()}})
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +26,7 @@ func TestStart(t *testing.T) {
 		t.Fatalf("b sees %d members after joining a, want 2", n)
 	}
 	for _, addr := range []string{"no-port", "127.0.0.1:http"} {
-		if _, err := Start(Member{Config: memberlist.DefaultLANConfig(), Name: "c", Addr: addr, Logger: log}); err == nil || !strings.Contains(err.Error(), "gossip address") {
+		if _, err := startGossip(gossiper{Config: memberlist.DefaultLANConfig(), Name: "c", Addr: addr, Logger: log}); err == nil || !strings.Contains(err.Error(), "gossip address") {
 			t.Errorf("address %q: %v, want a gossip address error", addr, err)
 		}
 	}
