@@ -397,6 +397,7 @@ func (n *Node) settling(key string, k int) bool {
 	}
 	return inLease(key, k, n.view.Load().members, gone, now, n.cfg.Lease)
 }
+
 // owners returns the live owners of key for k copies.
 func (n *Node) owners(key string, k int) []string {
 	return Owners(key, n.view.Load().members, k)
@@ -427,6 +428,7 @@ func (n *Node) trusted(key string, owners []string) (*Record, bool) {
 	}
 	return rec, true
 }
+
 // repairLoop runs repair at every change of membership and every
 // RepairInterval, and drops expired records.
 func (n *Node) repairLoop() {

@@ -44,8 +44,8 @@ type peerLink struct {
 	closeOnce sync.Once
 	timeout   time.Duration
 	// view returns this node's view hash.
-	view  func() uint64
-	lease time.Duration
+	view   func() uint64
+	lease  time.Duration
 	mu     sync.Mutex
 	agreed agreement // with the member (see agreement)
 }
