@@ -116,11 +116,20 @@ func TestClusterRepairRestoresK(t *testing.T) {
 			c.kill("node-1")
 			waitCopies(t, c, sessions, k)
 			// A node joins: copies move to it, never fewer than k on the way.
-			done := make(chan struct{})
+			// The watch samples the copies every 5 ms from before the join
+			// until every record is on its new owners. copies reads the
+			// nodes one after the other, not at one instant; that cannot
+			// undercount a hand-over (the new owner takes the copy before
+			// the old one drops it, and is read after it, in start order),
+			// provided the joining node is counted from the moment it can
+			// receive one (see testCluster.start).
+			stop, done := make(chan struct{}), make(chan struct{})
 			low := make(chan string, 1)
 			go func() {
 				defer close(done)
-				for range 200 {
+				tick := time.NewTicker(5 * time.Millisecond)
+				defer tick.Stop()
+				for {
 					for _, s := range sessions {
 						if got := c.copies(s.client); got < k {
 							select {
@@ -129,17 +138,15 @@ func TestClusterRepairRestoresK(t *testing.T) {
 							}
 						}
 					}
-					time.Sleep(5 * time.Millisecond)
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
 				}
 			}()
 			c.start("node-4")
 			c.waitMembers(4)
-			<-done
-			select {
-			case msg := <-low:
-				t.Fatal(msg)
-			default:
-			}
 			waitCopies(t, c, sessions, k)
 			c.eventually(5*time.Second, func() error {
 				for _, s := range sessions {
@@ -151,6 +158,13 @@ func TestClusterRepairRestoresK(t *testing.T) {
 				}
 				return nil
 			})
+			close(stop)
+			<-done
+			select {
+			case msg := <-low:
+				t.Fatal(msg)
+			default:
+			}
 			c.verify(t, sessions)
 		})
 	}
@@ -164,20 +178,18 @@ func TestClusterUnreachableFails(t *testing.T) {
 	// node-0 is cut off from the rest: before and after it notices, its
 	// calls fail with Unavailable and change nothing.
 	c.net.Isolate("node-0")
-	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; ; i++ {
+	i := 0
+	c.eventually(15*time.Second, func() error {
 		_, _, err := c.call("node-0", s.client, "Add", fmt.Sprint("lost-", i))
+		i++
 		if status.Code(err) != codes.Unavailable {
 			t.Fatalf("call on an isolated node: %v, want Unavailable", err)
 		}
-		if len(c.node("node-0").node.Members()) == 1 {
-			break // it noticed: later calls fail before any write
+		if len(c.node("node-0").node.Members()) != 1 {
+			return fmt.Errorf("the isolated node never noticed it was alone")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the isolated node never noticed it was alone")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil // it noticed: later calls fail before any write
+	})
 	_, _, err := c.call("node-0", s.client, "Add", "alone")
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "fewer than the 2 copies") {
 		t.Fatalf("call on a node alone: %v, want Unavailable for too few members", err)
@@ -330,13 +342,12 @@ func TestClusterZombie(t *testing.T) {
 	// The client goes on through the other nodes (once they see the zombie
 	// gone, the record has two copies without it).
 	for range 3 {
-		start := time.Now()
-		for !s.step(t, c, others[s.next%len(others)]) {
-			if time.Since(start) > 10*time.Second {
-				t.Fatal("no other node served the client")
+		c.eventually(10*time.Second, func() error {
+			if !s.step(t, c, others[s.next%len(others)]) {
+				return fmt.Errorf("no other node served the client")
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	c.net.Heal(zombie)
 	c.waitMembers(4)

@@ -14,7 +14,11 @@
 // header, as with a relay.
 //
 // Placement (Owners), the write rule (Accept) and repair planning
-// (PlanRepair) are plain functions, tested without sockets. Writes go first
+// (PlanRepair) are plain functions, and so are the node's other decisions
+// (how a write and its undos end, the lease after an owner left, when a
+// node serves its own copy): the node runs the I/O around them, and
+// scenario files in testdata/core drive them step by step, with the
+// network and the clock in the script's hands. Writes go first
 // to the primary owner, which accepts a record only on top of the version it
 // was made from (compare-and-set), so two nodes serving one client at once,
 // or a paused node waking up, cannot lose an update: the loser fails with

@@ -156,18 +156,24 @@ func (c *testCluster) start(name string) *testNode {
 	if err != nil {
 		c.t.Fatalf("starting %s: %v", name, err)
 	}
-	go n.ServePeer(c.net.Listen(name, cfg.PeerAddr))
 	tn := &testNode{node: n, ctr: &counter{}}
 	tn.svc = grpc.NewServer(n.ServerOptions(c.sealer)...)
 	tn.svc.RegisterService(counterDesc, tn.ctr)
 	tn.svc.RegisterService(counterService("sconetest.Other"), tn.ctr)
-	go tn.svc.Serve(c.net.Listen(name, "svc-"+name))
+	// The node is listed as live before it serves its Peer service: no
+	// record reaches it before then (a memnet dial waits for the accept).
+	// Listed after, a record handed over to it, and dropped by the node
+	// that owned it before, would be on a node that copies does not count
+	// yet (TestClusterRepairRestoresK once saw "1 copies during the join"
+	// from this, under load).
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if _, ok := c.nodes[name]; !ok {
 		c.order = append(c.order, name)
 	}
 	c.nodes[name] = tn
+	c.mu.Unlock()
+	go n.ServePeer(c.net.Listen(name, cfg.PeerAddr))
+	go tn.svc.Serve(c.net.Listen(name, "svc-"+name))
 	return tn
 }
 

@@ -174,11 +174,10 @@ func (n *Node) triggerRepair() {
 	}
 }
 
-// fetch reads a client's record from its owners, in parallel; the newest
-// wins. Every owner must answer (else CodeUnavailable): an owner that missed
-// writes while it was cut off holds an old version, and only the others
-// can tell. Until the cluster notices that an owner died, its records are
-// unavailable; then they have other owners.
+// fetch reads a client's record from its owners, in parallel, and decides
+// the read with newest: the newest record wins, and every owner must answer
+// (else CodeUnavailable). Until the cluster notices that an owner died, its
+// records are unavailable; then they have other owners.
 func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record, error) {
 	type answer struct {
 		rec *Record
@@ -191,156 +190,108 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 			answers <- answer{r, err}
 		}()
 	}
-	var newest *Record
+	var found []*Record
 	var failed error
+	nfailed := 0
 	for range owners {
 		a := <-answers
 		if a.err != nil {
 			failed = a.err
+			nfailed++
 			continue
 		}
-		if a.rec.Newer(newest) {
-			newest = a.rec
-		}
+		found = append(found, a.rec)
 	}
-	switch {
-	case failed != nil:
-		n.m.fetches.WithLabelValues("unavailable").Inc()
+	rec, outcome := newest(found, nfailed)
+	n.m.fetches.WithLabelValues(outcome).Inc()
+	if outcome == fetchUnavailable {
 		return nil, scone.WrapError(scone.CodeUnavailable, "an owner of the client's state did not answer", failed)
-	case newest != nil:
-		n.m.fetches.WithLabelValues("found").Inc()
-		return newest, nil
 	}
-	n.m.fetches.WithLabelValues("new").Inc()
-	return nil, nil
+	return rec, nil
 }
 
-// write stores rec, made from version base, on its owners: the primary
-// first, then the others in parallel, and returns how many took it. Each
-// owner takes it only on top of base (compare-and-set), so of two writes
-// made from one version the primary takes one, and the other fails. If
-// another owner refuses it (a write came first there), or fewer than need
-// owners took it, every owner that took it or did not answer is told to
-// undo it, and the call fails with nothing changed; or, if one of them does
-// not confirm that it can never hold the write (see undoResult.settles),
-// with CodeInDoubt: the write may still land.
+// write stores rec, made from version base, on its owners, as a writeRound
+// decides (the primary first, then the others in parallel; undos of a
+// failed write), and returns how many took it. It fails with
+// CodeUnavailable or CodeConflict when nothing changed, and with
+// CodeInDoubt when an owner that may hold the write did not confirm taking
+// it back: the write may still land.
 func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int) (int, error) {
 	if n.settling(rec.Key, max(len(owners), rec.Copies)) {
-		n.m.writes.WithLabelValues("unavailable").Inc()
+		n.m.writes.WithLabelValues(outcomeUnavailable).Inc()
 		return 0, scone.NewError(scone.CodeUnavailable, "an owner of the client's state left the group a moment ago; retry")
 	}
 	start := time.Now()
 	defer func() { n.m.replication.Observe(time.Since(start).Seconds()) }()
-	v, err := n.storeOn(ctx, owners[0], rec, base, false)
-	switch {
-	case errors.Is(err, errViewsDiffer) && (need > 1 || len(owners) == 1):
-		n.m.writes.WithLabelValues("unavailable").Inc()
-		return 0, scone.WrapError(scone.CodeUnavailable, "the primary owner of the client's state sees other members than this node", err)
-	case err != nil && need > 1 || err != nil && len(owners) == 1:
-		return 0, n.failWrite(owners[:1], rec, "unavailable",
-			scone.WrapError(scone.CodeUnavailable, "the primary owner of the client's state did not answer", err))
-	case v == Conflict:
-		n.m.writes.WithLabelValues("conflict").Inc()
-		n.store.distrust(rec.Key) // this node's copy, if any, is behind
-		return 0, errConflict
-	}
-	took := 0
-	var touched []string // took the write, or may have
-	if err == nil {
-		took = 1
-	}
-	if !errors.Is(err, errViewsDiffer) {
-		touched = append(touched, owners[0])
-	}
+	w := newWriteRound(owners, need)
 	var mu sync.Mutex
-	var conflict bool
-	var lastErr error
+	var cause error // the last error of an owner, for the failure's cause
+	send := func(o string) []string {
+		v, err := n.storeOn(ctx, o, rec, base, false)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			cause = err
+		}
+		return w.answer(o, answerOf(v, err))
+	}
+	next := send(w.start()[0])
 	var wg sync.WaitGroup
-	for _, o := range owners[1:] {
-		wg.Go(func() {
-			v, err := n.storeOn(ctx, o, rec, base, false)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case errors.Is(err, errViewsDiffer):
-				lastErr = err // refused: it did not take it
-			case err != nil:
-				lastErr = err // it may have taken it
-				touched = append(touched, o)
-			case v == Conflict:
-				conflict = true
-			default:
-				took++
-				touched = append(touched, o)
-			}
-		})
+	for _, o := range next {
+		wg.Go(func() { send(o) })
 	}
 	wg.Wait()
-	switch {
-	case conflict:
-		return 0, n.failWrite(touched, rec, "conflict", errConflict)
-	case took < need:
-		return 0, n.failWrite(touched, rec, "unavailable", scone.WrapError(scone.CodeUnavailable,
-			fmt.Sprintf("the new state reached %d of the %d nodes it needs", took, need), lastErr))
+	if w.distrust {
+		n.store.distrust(rec.Key) // this node's copy, if any, is behind
 	}
-	n.m.writes.WithLabelValues("ok").Inc()
-	return took, nil
+	return n.failWrite(w, rec, cause)
 }
 
 var errConflict = scone.NewError(scone.CodeConflict, "another request changed this client's state first")
 
-// failWrite takes back a failed write of rec on members, in parallel, and
-// returns err (outcome: the writes metric's label) if every member confirms
-// it can never hold the write; otherwise the write may still land, and it
-// returns CodeInDoubt. A member that does not answer keeps the write if it
-// took it, and a later read may see it, as when a server dies mid-call.
-func (n *Node) failWrite(members []string, rec *Record, outcome string, err *scone.Error) error {
-	var settled atomic.Int32
+// failWrite takes back a failed write of rec, in parallel, on the owners
+// the writeRound w names, and returns how the write ended: the number of
+// owners that took it, or its error (cause: an owner's last error). A
+// member that does not answer keeps the write if it took it, and a later
+// read may see it, as when a server dies mid-call: the write is in doubt.
+func (n *Node) failWrite(w *writeRound, rec *Record, cause error) (int, error) {
+	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, m := range members {
+	for _, m := range w.undos() {
 		wg.Go(func() {
-			if n.undoOn(m, rec) {
-				settled.Add(1)
-			}
+			settles := n.undoOn(m, rec)
+			mu.Lock()
+			defer mu.Unlock()
+			w.undone(m, settles)
 		})
 	}
 	wg.Wait()
-	if int(settled.Load()) == len(members) {
-		n.m.writes.WithLabelValues(outcome).Inc()
-		return err
+	end := w.result()
+	n.m.writes.WithLabelValues(end.outcome).Inc()
+	var err *scone.Error
+	switch end.failed {
+	case "":
+		return end.took, nil
+	case outcomeConflict:
+		err = errConflict
+	default:
+		err = scone.WrapError(scone.CodeUnavailable, end.reason, cause)
 	}
-	n.m.writes.WithLabelValues("in_doubt").Inc()
-	return scone.WrapError(scone.CodeInDoubt,
-		err.Message()+", and a node that may hold the new state did not confirm taking it back: it may still take effect", err)
+	if end.outcome == outcomeInDoubt {
+		return 0, scone.WrapError(scone.CodeInDoubt,
+			err.Message()+", and a node that may hold the new state did not confirm taking it back: it may still take effect", err)
+	}
+	return 0, err
 }
 
 // settling reports whether an owner of key for k copies, as this node saw
-// the members until lately, left less than the Lease ago. It may only be cut
-// off from the others' gossip, and still serve reads from its own copy
-// within its lease: the record is not written until that lease has run out
-// (this node as the writer, or as an owner asked to take the write).
+// the members until lately, left less than the Lease ago (see inLease).
 func (n *Node) settling(key string, k int) bool {
 	if n.cfg.Lease == 0 {
 		return false
 	}
-	view := n.members.View()
-	var recent []string
-	for name := range n.members.Departures(time.Now()) {
-		if !slices.Contains(view.Members, name) {
-			recent = append(recent, name)
-		}
-	}
-	if len(recent) == 0 {
-		return false
-	}
-	members := append(slices.Clone(view.Members), recent...)
-	slices.Sort(members)
-	for _, o := range Owners(key, members, k) {
-		if slices.Contains(recent, o) {
-			return true
-		}
-	}
-	return false
+	now := time.Now() // the monotonic clock, as the departures
+	return inLease(key, k, n.members.View().Members, n.members.Departures(now), now, n.cfg.Lease)
 }
 
 // owners returns the live owners of key for k copies.
@@ -349,33 +300,27 @@ func (n *Node) owners(key string, k int) []string {
 }
 
 // trusted returns this node's own copy of key's record when it can serve a
-// request without asking the other owners. The node must be an owner and
-// have committed the copy itself: it served the request that wrote it, every
-// owner acknowledged it, and since then no other node has read, written or
-// undone the record here, and membership has not changed. And every other
-// owner must have answered this node since the commit with the same view of
-// the members, with no gap longer than the lease, the last time within the
-// lease: another node writes the record only after reading it here, unless
-// the others have declared this node dead, which takes longer than the
-// lease of silence. Degrade mode, which writes to fewer owners, never
-// trusts one copy.
+// request without asking the other owners (see trust).
 func (n *Node) trusted(key string, owners []string) (*Record, bool) {
 	if n.cfg.Degrade || n.cfg.Lease == 0 || !slices.Contains(owners, n.cfg.Name) {
 		return nil, false
 	}
 	rec, gen, at := n.store.getStored(key)
-	if rec == nil || at == untrusted || gen != n.changes.Load() {
+	if rec == nil || at == untrusted {
 		return nil, false
 	}
-	now := time.Now().UnixNano()
+	agreed := make(map[string]agreement, len(owners))
 	for _, o := range owners {
 		if o == n.cfg.Name {
 			continue
 		}
-		l, err := n.link(o)
-		if err != nil || !l.agreedFor(at, now) {
-			return nil, false
+		if l, err := n.link(o); err == nil {
+			agreed[o] = l.agreement()
 		}
+	}
+	s := stored{rec: rec, gen: gen, at: at}
+	if !trust(n.cfg.Name, owners, n.cfg.Degrade, n.cfg.Lease, s, n.changes.Load(), agreed, time.Now().UnixNano()) {
+		return nil, false
 	}
 	return rec, true
 }
@@ -429,21 +374,21 @@ func (n *Node) repair() {
 			continue // written meanwhile: the next pass copies the new one
 		}
 		a := plan[0]
-		ok := true
+		failed := 0
 		for _, o := range a.PushTo {
 			v, err := n.storeOn(context.Background(), o, rec, 0, true)
 			switch {
 			case err != nil:
-				ok = false
+				failed++
 			case v == Accepted:
 				copied++
 			}
 		}
-		if !ok {
+		drop, late := a.pushed(failed)
+		if late {
 			backlog++
-			continue
 		}
-		if a.DropAfter {
+		if drop {
 			n.store.drop(a.Key, rec)
 		}
 	}

@@ -41,13 +41,10 @@ type peerLink struct {
 	closeOnce sync.Once
 	timeout   time.Duration
 	// view returns this node's view hash.
-	view  func() uint64
-	lease time.Duration
-	// agreement is the run of answers in which the member saw the same
-	// members as this node, each within the lease of the one before: from
-	// since to last (Unix nanoseconds, when the calls were sent).
-	mu          sync.Mutex
-	since, last int64
+	view   func() uint64
+	lease  time.Duration
+	mu     sync.Mutex
+	agreed agreement // with the member (see agreement)
 }
 
 // agree records that the member answered a call sent at t with this node's
@@ -55,18 +52,14 @@ type peerLink struct {
 func (l *peerLink) agree(t int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t-l.last > int64(l.lease) {
-		l.since = t // a gap: what happened before is not vouched for
-	}
-	l.last = max(l.last, t)
+	l.agreed.observe(t, l.lease)
 }
 
-// agreedFor reports whether the member has agreed with this node without a
-// gap from stored until within the lease before now.
-func (l *peerLink) agreedFor(stored, now int64) bool {
+// agreement returns the link's run of agreement with the member.
+func (l *peerLink) agreement() agreement {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.since <= stored && now-l.last < int64(l.lease)
+	return l.agreed
 }
 
 // pending is one operation waiting for its reply.
@@ -271,12 +264,10 @@ func (p peerServer) Batch(_ context.Context, req *pb.BatchRequest) (*pb.BatchRep
 				return nil, status.Errorf(codes.InvalidArgument, "operation %d stores no record", i)
 			}
 			rec := fromPB(s.GetRecord())
-			if !s.GetRepair() && p.n.settling(rec.Key, max(1, rec.Copies)) {
-				// An owner left a moment ago and may still serve it.
-				r.Reply = &pb.OpReply_Store{Store: &pb.StoreReply{Verdict: pb.StoreReply_CONFLICT}}
-				break
-			}
-			v, rv := st.put(rec, s.GetBase(), s.GetRepair())
+			// A write within the lease of an owner that left is refused:
+			// that owner may still serve it.
+			settling := !s.GetRepair() && p.n.settling(rec.Key, max(1, rec.Copies))
+			v, rv := serveStore(st, rec, s.GetBase(), s.GetRepair(), settling)
 			r.Reply = &pb.OpReply_Store{Store: &pb.StoreReply{Verdict: pb.StoreReply_Verdict(v), Rv: rv}}
 		case *pb.Op_Undo:
 			u := x.Undo

@@ -36,3 +36,11 @@ func PlanRepair(self string, keys []string, members []string, k int) []Action {
 	}
 	return out
 }
+
+// pushed decides an Action once its pushes answered, failed of them with
+// no answer (or a refusal): the node drops its copy only if it is to and
+// every owner took the record or holds a newer one, and the record stays in
+// the backlog, to be pushed again at the next pass, if a push failed.
+func (a Action) pushed(failed int) (drop, backlog bool) {
+	return a.DropAfter && failed == 0, failed > 0
+}

@@ -94,11 +94,12 @@ func (s *store) put(rec *Record, base uint64, repair bool) (Verdict, uint64) {
 	if v != Accepted {
 		return v, e.cur.RV
 	}
-	if repair {
-		e.prev = nil
-	} else {
-		e.prev = e.cur
-	}
+	// A repair, too, keeps the record it replaces: repair copies what an
+	// owner holds, which may be a write still in progress there, and the
+	// undo of that write, if it fails, must bring this node back to the
+	// record it held (acknowledged, and perhaps on no other live owner but
+	// one), not leave it without any (testdata/core/repair_undone.txt).
+	e.prev = e.cur
 	e.cur, e.at, e.spread = rec, untrusted, false
 	s.entries[rec.Key] = e
 	return v, rec.RV
