@@ -19,7 +19,7 @@ import (
 	"github.com/scone-project/scone/internal/badinput/badgrpc"
 )
 
-// daemon is a scone process a test started.
+// daemon is a process a test started.
 type daemon struct {
 	name string
 	cmd  *exec.Cmd
@@ -68,8 +68,8 @@ func (d *daemon) alive() bool {
 
 // TestBadInputProcesses sends every gRPC case of the bad-input corpus to a
 // real "scone relay" process (in front of the bookstore, verifying with the
-// corpus's keys) and a real "scone node" process (k=1, the corpus's key
-// file). The relay passes a client's own SCONEs to the bookstore, so each
+// corpus's keys) and a real node of the bookstore cluster example
+// ("bookstore node", k=1, the corpus's key file). The relay passes a client's own SCONEs to the bookstore, so each
 // case gets the status the server hook documents; a node ignores the
 // SCONEs a client sends (the cluster holds them), so each succeeds with
 // the state the node holds, unless gRPC itself refuses the metadata. After each case, alice's session, held by the
@@ -84,8 +84,8 @@ func TestBadInputProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "scone")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	bin, bookstore := filepath.Join(dir, "scone"), filepath.Join(dir, "bookstore")
+	if out, err := exec.Command("go", "build", "-o", dir+string(filepath.Separator), ".", "../../examples/bookstore").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	keys := filepath.Join(dir, "keys.json")
@@ -110,7 +110,7 @@ func TestBadInputProcesses(t *testing.T) {
 	relayP := startDaemon(t, bin, dir, "relay", "relay", "--listen="+relayAddr, "--admin="+relayAdmin,
 		"--upstream="+shopD.Addrs(shop.RoleGateway)[0], "--verify-keys="+keys, "--identity-header=scone-client")
 	nodeAddr, nodeAdmin := freePort(t), freePort(t)
-	nodeP := startDaemon(t, bin, dir, "node", "node", "--name=n1", "--listen="+nodeAddr, "--admin="+nodeAdmin,
+	nodeP := startDaemon(t, bookstore, dir, "node", "node", "--name=n1", "--listen="+nodeAddr, "--admin="+nodeAdmin,
 		"--peer-listen=127.0.0.1:0", "--gossip="+freePort(t), "--keys="+keys, "--k=1")
 	waitFor(t, "http://"+relayAdmin+"/healthz")
 	waitFor(t, "http://"+nodeAdmin+"/healthz")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/cli"
 	"github.com/scone-project/scone/internal/inspect"
 )
 
@@ -39,13 +40,13 @@ func runInspect(_ context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
+			return cli.ErrHelp
 		}
-		return errUsage
+		return cli.ErrUsage
 	}
 	if fs.NArg() > 1 {
 		fs.Usage()
-		return errUsage
+		return cli.ErrUsage
 	}
 	raw, err := inspect.Read(fs.Arg(0), os.Stdin)
 	if err != nil {
@@ -54,7 +55,7 @@ func runInspect(_ context.Context, args []string, stdout io.Writer) error {
 	var ring *scone.KeyRing
 	if *keys != "" {
 		if ring, err = scone.ReadKeyFile(*keys); err != nil {
-			return fmt.Errorf("--keys=%s: %w", *keys, withCause(err))
+			return fmt.Errorf("--keys=%s: %w", *keys, cli.WithCause(err))
 		}
 	}
 	in, err := inspect.Inspect(raw, ring, *client, time.Now())

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/cli"
 )
 
 // runKeygen writes a new key file holding one new key, its primary.
@@ -34,9 +35,9 @@ func runKeygen(_ context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
+			return cli.ErrHelp
 		}
-		return errUsage
+		return cli.ErrUsage
 	}
 	if *out == "" {
 		fs.Usage()

@@ -6,15 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"slices"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/cli"
 )
 
 const keysUsage = `usage: scone keys <list|add|promote|retire|prune> --file FILE [flags]
@@ -40,9 +36,9 @@ func runKeys(_ context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintln(stdout, keysUsage)
 		keysFlags("", stdout).PrintDefaults()
 		if len(args) == 0 {
-			return errUsage
+			return cli.ErrUsage
 		}
-		return errHelp
+		return cli.ErrHelp
 	}
 	verb := args[0]
 	fs := keysFlags(verb, stdout)
@@ -50,9 +46,9 @@ func runKeys(_ context.Context, args []string, stdout io.Writer) error {
 	after := fs.Lookup("after")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
+			return cli.ErrHelp
 		}
-		return errUsage
+		return cli.ErrUsage
 	}
 	path := file.Value.String()
 	if path == "" {
@@ -60,7 +56,7 @@ func runKeys(_ context.Context, args []string, stdout io.Writer) error {
 	}
 	ring, err := scone.ReadKeyFile(path)
 	if err != nil {
-		return fmt.Errorf("--file=%s: %w", path, withCause(err))
+		return fmt.Errorf("--file=%s: %w", path, cli.WithCause(err))
 	}
 	keyID := func() (uint32, error) {
 		v := id.Value.(flag.Getter).Get().(uint)
@@ -153,50 +149,4 @@ func listKeys(w io.Writer, ring *scone.KeyRing, now time.Time) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", k.ID, role, k.Created.UTC().Format(time.RFC3339), retires)
 	}
 	return tw.Flush()
-}
-
-// reloadKeysOnHUP reloads a key file into ring at every SIGHUP until ctx is
-// done. A file that does not load leaves the ring as it was, and is logged.
-func reloadKeysOnHUP(ctx context.Context, path string, ring *scone.KeyRing, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				reloadKeys(path, ring, log)
-			}
-		}
-	}()
-}
-
-// reloadKeys loads a key file into ring and logs the outcome.
-func reloadKeys(path string, ring *scone.KeyRing, log *slog.Logger) error {
-	if err := scone.ReloadKeyFile(ring, path); err != nil {
-		log.Error("key file not reloaded; keeping the keys in use", "file", path, "err", withCause(err))
-		return err
-	}
-	var ids []uint32
-	for _, k := range ring.Keys() {
-		ids = append(ids, k.ID)
-	}
-	slices.Sort(ids)
-	log.Info("key file reloaded", "file", path, "primary", ring.Primary(), "keys", ids)
-	return nil
-}
-
-// withCause adds to a scone error the cause it keeps to itself (a scone
-// error's message never includes it, since servers send messages to
-// clients); on a command line the cause is what the user needs.
-func withCause(err error) error {
-	var se *scone.Error
-	if errors.As(err, &se) {
-		if cause := errors.Unwrap(se); cause != nil {
-			return fmt.Errorf("%w: %v", err, cause)
-		}
-	}
-	return err
 }

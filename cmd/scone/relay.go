@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +17,9 @@ import (
 
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/circulate"
+	"github.com/scone-project/scone/internal/chaosctl"
+	"github.com/scone-project/scone/internal/cli"
+	"github.com/scone-project/scone/internal/liveview"
 	"github.com/scone-project/scone/relay"
 	"github.com/scone-project/scone/sconegrpc"
 )
@@ -42,8 +43,8 @@ client's SCONEs from one to another (--copies of them at any time) and find
 them by asking each other.`
 
 func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
-	f := newDaemonFlags("relay", stdout)
-	f.usage(relaySummary)
+	f := cli.NewFlags("scone", "relay", stdout)
+	f.SetSummary(relaySummary)
 	listen := f.String("listen", "127.0.0.1:7400", "address to serve gRPC on")
 	upstreams := f.String("upstream", "", "comma-separated addresses (host:port) of the servers to relay to; required")
 	identity := f.String("identity", "cert-uri", "what of a verified client certificate (--client-ca) names the client: cert-uri (its SPIFFE ID, kept on renewal), cert-subject, or cert-hash (changes on renewal)")
@@ -68,8 +69,8 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	tlsKey := f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	clientCA := f.String("client-ca", "", "require client certificates signed by these CAs (PEM): they name the clients")
 	admin := f.String("admin", "127.0.0.1:9400", "address of /metrics and /healthz")
-	logger := f.logFlags(os.Stderr)
-	if err := f.parse(args); err != nil {
+	logger := f.LogFlags(os.Stderr)
+	if err := f.Parse(args); err != nil {
 		return err
 	}
 	log, err := logger()
@@ -77,11 +78,11 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	ctl, err := startChaosControl(log)
+	ctl, err := chaosctl.Start(log)
 	if err != nil {
 		return err
 	}
-	now := ctl.now()
+	now := ctl.Now()
 	cfg := relay.DefaultConfig()
 	cfg.Logger = log
 	cfg.Now = now
@@ -105,10 +106,10 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg.Upstreams = strings.Split(*upstreams, ",")
 	if *verifyKeys != "" {
 		if cfg.VerifyKeys, err = scone.ReadKeyFile(*verifyKeys); err != nil {
-			return fmt.Errorf("--verify-keys=%s: %w", *verifyKeys, withCause(err))
+			return fmt.Errorf("--verify-keys=%s: %w", *verifyKeys, cli.WithCause(err))
 		}
 	}
-	if cfg.TLS, err = serverTLS(*tlsCert, *tlsKey, *clientCA); err != nil {
+	if cfg.TLS, err = cli.ServerTLS(*tlsCert, *tlsKey, *clientCA); err != nil {
 		return err
 	}
 	ready := func() error { return nil }
@@ -160,7 +161,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 			cc.Seeds = strings.Split(*seeds, ",")
 		}
 		cc.Copies, cc.Dwell, cc.QueryTimeout, cc.Logger, cc.Now, cc.MaxClockSkew = *copies, *dwell, *queryTimeout, log, now, *maxSkew
-		if cc.Memberlist, err = ctl.memberlist(*gossip); err != nil {
+		if cc.Memberlist, err = ctl.Memberlist(*gossip); err != nil {
 			plis.Close()
 			return fmt.Errorf("--gossip=%s: %w", *gossip, err)
 		}
@@ -185,20 +186,20 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if cfg.VerifyKeys != nil {
-		reloadKeysOnHUP(ctx, *verifyKeys, cfg.VerifyKeys, log)
+		cli.ReloadKeysOnHUP(ctx, *verifyKeys, cfg.VerifyKeys, log)
 	}
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("--listen=%s: %w", *listen, err)
 	}
 	start := time.Now()
-	view := func() uiSnapshot {
-		g := uiGroup{Name: "upstreams"}
+	view := func() liveview.Snapshot {
+		g := liveview.Group{Name: "upstreams"}
 		for _, u := range cfg.Upstreams {
-			g.Members = append(g.Members, uiMember{Name: u, Addr: u, Up: true, Detail: "called round-robin"})
+			g.Members = append(g.Members, liveview.Member{Name: u, Addr: u, Up: true, Detail: "called round-robin"})
 		}
-		s := uiSnapshot{
-			Mode: "relay", Elapsed: time.Since(start).Seconds(), Groups: []uiGroup{g},
+		s := liveview.Snapshot{
+			Mode: "relay", Elapsed: time.Since(start).Seconds(), Groups: []liveview.Group{g},
 			Where:   "in the relay's " + *storeKind + " store",
 			Clients: clientsNamed(*identity, *identityHeader) + "; they hold no SCONEs",
 		}
@@ -207,9 +208,9 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 			s.Where = fmt.Sprintf("in this relay's memory: %d clients, %d SCONEs", clients, scones)
 		}
 		if circulating != nil {
-			g := uiGroup{Name: "relays"}
+			g := liveview.Group{Name: "relays"}
 			for _, m := range circulating.Members() {
-				g.Members = append(g.Members, uiMember{Name: m, Up: true})
+				g.Members = append(g.Members, liveview.Member{Name: m, Up: true})
 			}
 			s.Groups = append(s.Groups, g)
 			s.Where = fmt.Sprintf("circulating among %d relays: this one holds %d copies now", len(g.Members), len(circulating.Copies()))
@@ -220,7 +221,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	if circulating != nil {
 		more = append(more, circulating.Metrics())
 	}
-	adminAddr, err := serveAdmin(ctx, *admin, r.Metrics(), ready, view, log, more...)
+	adminAddr, err := cli.ServeAdmin(ctx, *admin, r.Metrics(), ready, view, log, more...)
 	if err != nil {
 		return fmt.Errorf("--admin=%s: %w", *admin, err)
 	}
@@ -250,34 +251,6 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	return err
 }
-
-// serverTLS builds a server TLS config from flags, or nil for plaintext.
-func serverTLS(cert, key, clientCA string) (*tls.Config, error) {
-	if cert == "" && key == "" {
-		if clientCA != "" {
-			return nil, errors.New("--client-ca needs --tls-cert and --tls-key")
-		}
-		return nil, nil
-	}
-	kp, err := tls.LoadX509KeyPair(cert, key)
-	if err != nil {
-		return nil, fmt.Errorf("--tls-cert=%s, --tls-key=%s: %w", cert, key, err)
-	}
-	c := &tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS13}
-	if clientCA != "" {
-		pem, err := os.ReadFile(clientCA)
-		if err != nil {
-			return nil, fmt.Errorf("--client-ca=%s: %w", clientCA, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--client-ca=%s: no PEM certificate in it", clientCA)
-		}
-		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return c, nil
-}
-
 // certIdentity returns the identity function of an --identity value.
 func certIdentity(v string) (sconegrpc.Identity, error) {
 	switch v {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -108,6 +109,27 @@ func TestRelayMaxClockSkewFlag(t *testing.T) {
 	}
 }
 
+func TestCommandFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"relay", "--help"}, 0, "SCONE_RELAY_<FLAG>"},
+		{[]string{"relay"}, 1, "--upstream is required"},
+		{[]string{"relay", "--upstream=x:1", "--store=disk"}, 1, `--store="disk"`},
+		{[]string{"keygen", "--help"}, 0, "scone-keys-v1"},
+		{[]string{"demo"}, 2, `unknown command "demo"`},
+		{[]string{}, 2, "usage: scone"},
+	} {
+		var out bytes.Buffer
+		if code := run(tc.args, &out, &out); code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("scone %v: exit %d, output %q; want exit %d and %q", tc.args, code, out.String(), tc.code, tc.want)
+		}
+	}
+}
+
 // waitFor waits until url answers 200, up to 10 s.
 func waitFor(t *testing.T, url string) {
 	t.Helper()
@@ -137,4 +159,16 @@ func TestRelayRefusesWithoutIdentity(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--identity=cert-name") {
 		t.Fatalf("a bad --identity: %v", err)
 	}
+}
+
+// get returns the body of a GET of url.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

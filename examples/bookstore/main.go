@@ -1,6 +1,8 @@
 // Command bookstore runs one process of the bookstore example by hand: a
-// server of one tier (gateway, cart or inventory), or a shopper that keeps
-// its SCONEs in a file between runs. See README.md beside it.
+// server of one tier (gateway, cart or inventory), a shopper that keeps its
+// SCONEs in a file between runs, or ("bookstore node") one node of a
+// bookstore cluster that keeps the clients' SCONEs on k of its nodes. See
+// README.md beside it.
 package main
 
 import (
@@ -24,10 +26,14 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/cli"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "node" {
+		os.Exit(cli.Run("bookstore", []cli.Command{{Name: "node", Run: runNode}}, os.Args[1:], os.Stdout, os.Stderr))
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "bookstore:", err)
 		os.Exit(1)
@@ -48,6 +54,7 @@ func run(args []string) error {
 		fmt.Fprintln(fs.Output(), "usage: bookstore -http=ADDR -keys=FILE            (the whole shop, HTTP front on ADDR)")
 		fmt.Fprintln(fs.Output(), "       bookstore -role=gateway|cart|inventory [flags]")
 		fmt.Fprintln(fs.Output(), "       bookstore -role=shopper -gateway=ADDRS [-jar=FILE] add ISBN N | remove ISBN N | cart | list | checkout | books")
+		fmt.Fprintln(fs.Output(), "       bookstore node --keys=FILE [--join=ADDRS] [flags]  (a node of a cluster; node --help for its flags)")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -1,4 +1,4 @@
-// Package bench is the harness of scone bench: the same workload against
+// Package bench is the harness of sconelab bench: the same workload against
 // every way of keeping session state (plain gRPC, a map in the server, a
 // Redis session store, SCONE's client, relay and cluster modes, nginx as
 // the plain proxy), all on 127.0.0.1, alternated in rounds (A B C … A B C …)

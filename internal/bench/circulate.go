@@ -10,7 +10,7 @@ import (
 )
 
 // circulateRelays is the shape of the circulation contender: three relays
-// (as in scone demo --mode=circulate), two copies of each session's SCONE.
+// (as in sconelab demo --mode=circulate), two copies of each session's SCONE.
 const circulateRelays = 3
 
 // startCirculateRelays serves the Sessions service with the SCONE hook

@@ -10,7 +10,7 @@ import (
 )
 
 // clusterNodes and clusterK are the shape of the cluster contender: four
-// nodes (as in scone demo --mode=cluster), each session kept on two.
+// nodes (as in sconelab demo --mode=cluster), each session kept on two.
 const (
 	clusterNodes = 4
 	clusterK     = 2

@@ -1,4 +1,4 @@
-// Package benchpb is the protocol of scone bench's workload: one unary
+// Package benchpb is the protocol of sconelab bench's workload: one unary
 // method, Sessions.Step. The gRPC service description is written by hand
 // in service.go (one method does not need protoc-gen-go-grpc).
 package benchpb

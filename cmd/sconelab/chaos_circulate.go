@@ -39,7 +39,7 @@ func deployChaosCirculate(r *chaosRun) error {
 		if err != nil {
 			return err
 		}
-		p := &chaosProc{name: name, env: env, ready: dialReady(listen)}
+		p := &chaosProc{name: name, bin: r.bins.scone, env: env, ready: dialReady(listen)}
 		p.args = func() []string {
 			seeds := r.liveGossip(relays, p)
 			args := []string{"relay", "--circulate", "--name=" + name, "--listen=" + listen, "--admin=" + admin,

@@ -18,15 +18,20 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/chaosctl"
+	"github.com/scone-project/scone/internal/cli"
 )
 
-// runChaosChild runs one process that "scone chaos" starts besides the
+// runChaosChild runs one process that "sconelab chaos" starts besides the
 // daemons: "server" (one bookstore tier, with a short TTL and the chaos
 // clock) or "nats" (one NATS server of a JetStream cluster). These are
 // not part of the command's documented interface.
 func runChaosChild(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return errors.New("chaos child: want server or nats")
+	}
+	if !chaosctl.Enabled {
+		return errors.New("chaos child: this sconelab was built without -tags sconechaos (sconelab chaos builds its own)")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	switch args[0] {
@@ -39,7 +44,7 @@ func runChaosChild(ctx context.Context, args []string) error {
 }
 
 func childFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("scone chaos child "+name, flag.ContinueOnError)
+	fs := flag.NewFlagSet("sconelab chaos child "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	return fs
 }
@@ -52,7 +57,7 @@ func splitList(s string) []string {
 }
 
 // runChaosServer serves one tier of the bookstore, as the example's
-// servers do, with a Sealer whose clock is skewable (chaosClockEnv).
+// servers do, with a Sealer whose clock is skewable (internal/chaosctl).
 func runChaosServer(ctx context.Context, args []string, log *slog.Logger) error {
 	fs := childFlags("server")
 	role := fs.String("role", "", "gateway, cart or inventory")
@@ -64,16 +69,16 @@ func runChaosServer(ctx context.Context, args []string, log *slog.Logger) error 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctl, err := startChaosControl(log)
+	ctl, err := chaosctl.Start(log)
 	if err != nil {
 		return err
 	}
-	now := ctl.now()
+	now := ctl.Now()
 	ring, err := scone.ReadKeyFile(*keys)
 	if err != nil {
 		return err
 	}
-	reloadKeysOnHUP(ctx, *keys, ring, log) // scone chaos rotates the keys
+	cli.ReloadKeysOnHUP(ctx, *keys, ring, log) // sconelab chaos rotates the keys
 	sealer, err := scone.NewSealer(ring, scone.WithTTL(*ttl), scone.WithClock(now))
 	if err != nil {
 		return err
@@ -104,7 +109,7 @@ func runChaosServer(ctx context.Context, args []string, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	lis, err := listenRetry(*listen)
+	lis, err := cli.ListenRetry(*listen)
 	if err != nil {
 		return err
 	}

@@ -11,27 +11,24 @@ import (
 	"testing"
 )
 
-// buildScone builds the scone binary (with extra build tags) into dir.
-func buildScone(t *testing.T, dir string, tags ...string) string {
+// buildBins builds the binaries sconelab chaos runs (with the sconechaos
+// tag and tags) into a temporary folder, and returns it.
+func buildBins(t *testing.T, tags ...string) string {
 	t.Helper()
-	bin := filepath.Join(dir, "scone")
-	args := []string{"build", "-o", bin}
-	if len(tags) > 0 {
-		args = append(args, "-tags", strings.Join(tags, ","))
+	dir := t.TempDir()
+	if _, err := buildLabBins(dir, tags...); err != nil {
+		t.Fatal(err)
 	}
-	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return dir
 }
 
 var chaosLine = regexp.MustCompile(`(?m)\Achaos: mode=(\S+) ops=(\d+) faults=(\d+) unknown=(\d+) violations=(\d+) seed=(\d+)\z`)
 
-// runChaosProcess runs "scone chaos" and returns its output, the numbers
-// of its last line, and its exit error.
-func runChaosProcess(t *testing.T, bin string, args ...string) (string, map[string]int, error) {
+// runChaosProcess runs "sconelab chaos" from the binaries in bins and
+// returns its output, the numbers of its last line, and its exit error.
+func runChaosProcess(t *testing.T, bins string, args ...string) (string, map[string]int, error) {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"chaos", "--quiet"}, args...)...)
+	cmd := exec.Command(binsIn(bins).lab, append([]string{"chaos", "--quiet", "--bin=" + bins}, args...)...)
 	cmd.Dir = t.TempDir()
 	// If the test binary dies (a timeout), the chaos process dies with it,
 	// and its own processes with it.
@@ -53,18 +50,18 @@ func runChaosProcess(t *testing.T, bin string, args ...string) (string, map[stri
 	return string(out), n, err
 }
 
-// TestChaos runs scone chaos briefly in every mode: real processes, faults
+// TestChaos runs sconelab chaos briefly in every mode: real processes, faults
 // from a fixed seed, and every history checked. Each run takes about 20 s.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	bin := buildScone(t, t.TempDir())
+	bins := buildBins(t)
 	for _, mode := range []string{"client", "relay", "cluster", "circulate"} {
 		t.Run(mode, func(t *testing.T) {
-			out, n, err := runChaosProcess(t, bin, "--mode="+mode, "--duration=15s", "--fault-every=1500ms", "--seed=1")
+			out, n, err := runChaosProcess(t, bins, "--mode="+mode, "--duration=15s", "--fault-every=1500ms", "--seed=1", "--out="+t.TempDir())
 			if err != nil || n["violations"] != 0 {
-				t.Fatalf("scone chaos --mode=%s: %v\n%s", mode, err, out)
+				t.Fatalf("sconelab chaos --mode=%s: %v\n%s", mode, err, out)
 			}
 			// At least one fault: how many of the schedule's fit depends on
 			// how fast the machine is, which a test must not.
@@ -75,24 +72,24 @@ func TestChaos(t *testing.T) {
 	}
 	// A history the checker could not search in time is not a pass.
 	t.Run("unchecked", func(t *testing.T) {
-		out, n, err := runChaosProcess(t, bin, "--mode=client", "--duration=2s", "--seed=1", "--check-timeout=1ns", "--out="+t.TempDir())
+		out, n, err := runChaosProcess(t, bins, "--mode=client", "--duration=2s", "--seed=1", "--check-timeout=1ns", "--out="+t.TempDir())
 		if err == nil || n["violations"] != 0 || !strings.Contains(out, "NOT CHECKED") {
 			t.Fatalf("a run whose histories were not checked: %v, %v\n%s", err, n, out)
 		}
 	})
 }
 
-// TestChaosCatchesBrokenBuild builds scone with the chaosbroken tag, whose
-// cart servers skip sealing every tenth update while replying as if they
-// had, and checks that scone chaos reports the lost updates, exits
+// TestChaosCatchesBrokenBuild builds the chaos binaries with the
+// chaosbroken tag, whose cart servers skip sealing every tenth update while
+// replying as if they had, and checks that sconelab chaos reports the lost updates, exits
 // non-zero, and leaves porcupine's view and the logs.
 func TestChaosCatchesBrokenBuild(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	bin := buildScone(t, t.TempDir(), "chaosbroken")
+	bins := buildBins(t, "chaosbroken")
 	outDir := filepath.Join(t.TempDir(), "evidence")
-	out, n, err := runChaosProcess(t, bin, "--mode=client", "--duration=6s", "--seed=1", "--out="+outDir)
+	out, n, err := runChaosProcess(t, bins, "--mode=client", "--duration=6s", "--seed=1", "--out="+outDir)
 	if err == nil || n["violations"] == 0 || !strings.Contains(out, "not linearizable") {
 		t.Fatalf("the broken build passed: %v\n%s", err, out)
 	}

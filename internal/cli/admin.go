@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -11,13 +11,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/scone-project/scone/internal/liveview"
 )
 
-// serveAdmin serves a daemon's /metrics (Prometheus: the daemon's own
+// ServeAdmin serves a daemon's /metrics (Prometheus: the daemon's own
 // registry and more, plus Go and process metrics), /healthz and the live
 // view /debug/scone/ on addr until ctx is done. ready reports whether the
 // daemon can serve (for /healthz); view gives what the live view shows.
-func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, view func() uiSnapshot, log *slog.Logger, more ...prometheus.Gatherer) (net.Addr, error) {
+func ServeAdmin(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, view func() liveview.Snapshot, log *slog.Logger, more ...prometheus.Gatherer) (net.Addr, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gather := append(prometheus.Gatherers{reg}, more...)
 	mux := http.NewServeMux()
@@ -29,7 +31,7 @@ func serveAdmin(ctx context.Context, addr string, reg *prometheus.Registry, read
 		}
 		w.Write([]byte("ok\n"))
 	})
-	mountView(mux, "/debug/scone/", view)
+	liveview.Mount(mux, "/debug/scone/", view)
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err

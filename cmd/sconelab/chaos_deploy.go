@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scone-project/scone/internal/liveview"
 	"github.com/scone-project/scone/relay"
 )
 
@@ -53,7 +54,7 @@ func (r *chaosRun) deployShop() (names, addrs []string, err error) {
 			}
 			r.targets.Kill = append(r.targets.Kill, name)
 			r.targets.Pause = append(r.targets.Pause, name)
-			if err := r.addProc(&chaosProc{name: name, args: func() []string { return args }, env: env, ready: dialReady(addr)}); err != nil {
+			if err := r.addProc(&chaosProc{name: name, bin: r.bins.lab, args: func() []string { return args }, env: env, ready: dialReady(addr)}); err != nil {
 				return nil, nil, err
 			}
 			names, addrs = append(names, name), append(addrs, addr)
@@ -118,7 +119,7 @@ func deployChaosRelay(r *chaosRun) error {
 			"--routes=" + strings.Join(routes, ","), "--dir=" + filepath.Join(r.dir, name)}
 		r.targets.Kill = append(r.targets.Kill, name)
 		r.targets.Pause = append(r.targets.Pause, name)
-		if err := r.addProc(&chaosProc{name: name, args: func() []string { return args }, ready: dialReady(clientAddrs[i])}); err != nil {
+		if err := r.addProc(&chaosProc{name: name, bin: r.bins.lab, args: func() []string { return args }, ready: dialReady(clientAddrs[i])}); err != nil {
 			return err
 		}
 	}
@@ -163,7 +164,7 @@ func deployChaosRelay(r *chaosRun) error {
 		}
 		r.targets.Kill = append(r.targets.Kill, name)
 		r.targets.Pause = append(r.targets.Pause, name)
-		if err := r.addProc(&chaosProc{name: name, args: func() []string { return args }, env: env, ready: dialReady(listen)}); err != nil {
+		if err := r.addProc(&chaosProc{name: name, bin: r.bins.scone, args: func() []string { return args }, env: env, ready: dialReady(listen)}); err != nil {
 			return err
 		}
 		p, err := r.link("client", name, listen)
@@ -213,7 +214,7 @@ type chaosNode struct {
 	name, admin string
 }
 
-// deployChaosCluster: scone node processes with k copies of each
+// deployChaosCluster: bookstore node processes with k copies of each
 // session's state, each node's Peer service behind a fault proxy; the
 // sessions have no SCONE code.
 func deployChaosCluster(r *chaosRun) error {
@@ -243,7 +244,7 @@ func deployChaosCluster(r *chaosRun) error {
 		if err != nil {
 			return err
 		}
-		p := &chaosProc{name: name, env: env, ready: httpReady("http://" + admin + "/metrics")}
+		p := &chaosProc{name: name, bin: r.bins.bookstore, env: env, ready: httpReady("http://" + admin + "/metrics")}
 		p.args = func() []string {
 			join := r.liveGossip(nodes, p)
 			args := []string{"node", "--name=" + name, "--listen=" + listen, "--peer-listen=" + peer, "--peer-advertise=" + peerVia, "--gossip=" + g,
@@ -338,11 +339,11 @@ func nodeRecords(admin string) ([]string, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var s uiSnapshot
+	var s liveview.Snapshot
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		return nil, err
 	}
-	if len(s.Sessions) >= uiMaxSessions {
+	if len(s.Sessions) >= liveview.MaxSessions {
 		return nil, errors.New("more records than the view lists")
 	}
 	var ids []string

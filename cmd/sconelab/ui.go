@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"slices"
@@ -16,10 +13,8 @@ import (
 
 	"github.com/scone-project/scone/cluster"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/liveview"
 )
-
-//go:embed ui
-var uiFiles embed.FS
 
 // codeCounts counts failed calls by gRPC code, for the web view.
 type codeCounts struct {
@@ -46,56 +41,6 @@ func (c *codeCounts) snapshot() map[string]int64 {
 	return out
 }
 
-// uiSnapshot is what the web view shows, pushed to it twice a second.
-type uiSnapshot struct {
-	Mode     string           `json:"mode"`
-	Where    string           `json:"where"`
-	Elapsed  float64          `json:"elapsed"`
-	Calls    int64            `json:"calls"`
-	Rate     float64          `json:"rate"`
-	Errors   map[string]int64 `json:"errors"`
-	Lost     int64            `json:"lost"`
-	Kills    int64            `json:"kills"`
-	Restarts int64            `json:"restarts"`
-	Groups   []uiGroup        `json:"groups"`
-	Sessions []uiSession      `json:"sessions"`
-	Done     bool             `json:"done"`
-	// Actions is set when the page may kill and restart members.
-	Actions bool `json:"actions"`
-	// Clients, if set, describes the clients' column.
-	Clients string `json:"clients,omitempty"`
-}
-
-type uiGroup struct {
-	Name    string     `json:"name"`
-	Members []uiMember `json:"members"`
-}
-
-type uiMember struct {
-	Name   string  `json:"name"`
-	Addr   string  `json:"addr"`
-	Up     bool    `json:"up"`
-	Rate   float64 `json:"rate"`   // calls served per second
-	Detail string  `json:"detail"` // e.g. what the member holds
-}
-
-type uiSession struct {
-	ID      string    `json:"id"`
-	Holders []string  `json:"holders"` // where its state lives now
-	SCONEs  []uiSCONE `json:"scones"`
-	Bytes   int       `json:"bytes"`
-	Calls   int64     `json:"calls"`
-	Lost    int64     `json:"lost"`
-}
-
-type uiSCONE struct {
-	Service string `json:"service"`
-	Version uint64 `json:"version"`
-}
-
-// uiMaxSessions bounds the sessions the view lists.
-const uiMaxSessions = 48
-
 // webView is the demo's live web view: the page, its event stream, and
 // the kill and restart buttons.
 type webView struct {
@@ -112,7 +57,7 @@ type webView struct {
 func (d *demo) serveUI(ctx context.Context, addr string) (net.Addr, error) {
 	v := &webView{d: d, last: map[string]int64{}, lastAt: time.Now()}
 	mux := http.NewServeMux()
-	mountView(mux, "/", v.snapshot)
+	liveview.Mount(mux, "/", v.snapshot)
 	mux.HandleFunc("POST /kill/{name}", v.act(false))
 	mux.HandleFunc("POST /restart/{name}", v.act(true))
 	lis, err := net.Listen("tcp", addr)
@@ -126,50 +71,6 @@ func (d *demo) serveUI(ctx context.Context, addr string) (net.Addr, error) {
 		srv.Close()
 	}()
 	return lis.Addr(), nil
-}
-
-// mountView serves the view's page under prefix (ending in "/"), with
-// prefix+"events" pushing snapshot() twice a second (server-sent events)
-// and prefix+"snapshot" returning one.
-func mountView(mux *http.ServeMux, prefix string, snapshot func() uiSnapshot) {
-	static, err := fs.Sub(uiFiles, "ui")
-	if err != nil {
-		panic(err) // the embedded directory is there at build time
-	}
-	mux.Handle("GET "+prefix, http.StripPrefix(prefix, http.FileServerFS(static)))
-	mux.HandleFunc("GET "+prefix+"events", func(w http.ResponseWriter, r *http.Request) { streamView(w, r, snapshot) })
-	mux.HandleFunc("GET "+prefix+"snapshot", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(snapshot())
-	})
-}
-
-// streamView pushes a snapshot every half second until the page goes away.
-func streamView(w http.ResponseWriter, r *http.Request, snapshot func() uiSnapshot) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		b, err := json.Marshal(snapshot())
-		if err != nil {
-			return
-		}
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
-			return
-		}
-		flusher.Flush()
-		select {
-		case <-r.Context().Done():
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // act kills (or restarts) the server, relay or node named in the path.
@@ -210,7 +111,7 @@ func (v *webView) act(restart bool) http.HandlerFunc {
 }
 
 // snapshot gathers what the view shows now.
-func (v *webView) snapshot() uiSnapshot {
+func (v *webView) snapshot() liveview.Snapshot {
 	d := v.d
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -224,7 +125,7 @@ func (v *webView) snapshot() uiSnapshot {
 		v.last[name] = n
 		return max(r, 0)
 	}
-	s := uiSnapshot{
+	s := liveview.Snapshot{
 		Mode: d.cfg.mode, Elapsed: now.Sub(d.start).Seconds(), Errors: d.errs.snapshot(),
 		Kills: d.kills.Load(), Restarts: d.restarts.Load(), Done: d.shopDone.Load(), Actions: true,
 	}
@@ -248,7 +149,7 @@ func (v *webView) snapshot() uiSnapshot {
 	}
 	if d.cluster != nil {
 		for _, m := range d.cluster.nodes {
-			served[m.spec.name] = m.calls()
+			served[m.spec.Name] = m.calls()
 		}
 	}
 	names := []string{"gateway", "cart", "inventory"}
@@ -259,16 +160,16 @@ func (v *webView) snapshot() uiSnapshot {
 		names = append(names, "relays")
 	}
 	for i, g := range d.groups {
-		ug := uiGroup{Name: names[min(i, len(names)-1)]}
+		ug := liveview.Group{Name: names[min(i, len(names)-1)]}
 		for _, m := range g {
-			um := uiMember{Name: m.name, Addr: m.addr, Up: m.up()}
+			um := liveview.Member{Name: m.name, Addr: m.addr, Up: m.up()}
 			if n, ok := served[m.name]; ok {
 				um.Rate = rate(m.name, n)
 			}
 			if d.cluster != nil && um.Up {
 				if cm := d.cluster.member(m.name); cm != nil {
 					if n := cm.get(); n != nil {
-						um.Detail = fmt.Sprintf("%d records, sees %d members", n.node.Records(), len(n.node.Members()))
+						um.Detail = fmt.Sprintf("%d records, sees %d members", n.Cluster().Records(), len(n.Cluster().Members()))
 					}
 				}
 			}
@@ -280,10 +181,10 @@ func (v *webView) snapshot() uiSnapshot {
 		calls := ss.calls.Load()
 		s.Calls += calls
 		s.Lost += ss.lost.Load()
-		if i >= uiMaxSessions {
+		if i >= liveview.MaxSessions {
 			continue
 		}
-		us := uiSession{ID: fmt.Sprintf("#%d", ss.id), Calls: calls, Lost: ss.lost.Load()}
+		us := liveview.Session{ID: fmt.Sprintf("#%d", ss.id), Calls: calls, Lost: ss.lost.Load()}
 		switch {
 		case d.cluster != nil:
 			key := cluster.KeyOf(fmt.Sprintf("shopper-%d", ss.id))
@@ -292,15 +193,15 @@ func (v *webView) snapshot() uiSnapshot {
 				if n == nil {
 					continue
 				}
-				if info, ok := n.node.Describe(key); ok {
-					us.Holders = append(us.Holders, m.spec.name)
+				if info, ok := n.Cluster().Describe(key); ok {
+					us.Holders = append(us.Holders, m.spec.Name)
 					us.Bytes, us.SCONEs = info.Bytes, nil
 					for _, h := range info.SCONEs {
-						us.SCONEs = append(us.SCONEs, uiSCONE{Service: h.Service[strings.LastIndexByte(h.Service, '.')+1:], Version: h.Version})
+						us.SCONEs = append(us.SCONEs, liveview.SCONE{Service: h.Service[strings.LastIndexByte(h.Service, '.')+1:], Version: h.Version})
 					}
 				}
 			}
-			slices.SortFunc(us.SCONEs, func(a, b uiSCONE) int { return strings.Compare(a.Service, b.Service) })
+			slices.SortFunc(us.SCONEs, func(a, b liveview.SCONE) int { return strings.Compare(a.Service, b.Service) })
 		case d.relays != nil && d.relays.copies > 0:
 			us.Holders = d.relays.holders(fmt.Sprintf("shopper-%d", ss.id))
 		case d.relays != nil:
@@ -308,9 +209,9 @@ func (v *webView) snapshot() uiSnapshot {
 		default:
 			us.Holders = []string{"client"}
 			for _, h := range ss.dict.Headers() {
-				us.SCONEs = append(us.SCONEs, uiSCONE{Service: h.Service[strings.LastIndexByte(h.Service, '.')+1:], Version: h.Version})
+				us.SCONEs = append(us.SCONEs, liveview.SCONE{Service: h.Service[strings.LastIndexByte(h.Service, '.')+1:], Version: h.Version})
 			}
-			slices.SortFunc(us.SCONEs, func(a, b uiSCONE) int { return strings.Compare(a.Service, b.Service) })
+			slices.SortFunc(us.SCONEs, func(a, b liveview.SCONE) int { return strings.Compare(a.Service, b.Service) })
 			_, us.Bytes = ss.dict.Len()
 		}
 		s.Sessions = append(s.Sessions, us)

@@ -1,4 +1,6 @@
-package main
+//go:build sconechaos
+
+package chaosctl
 
 import (
 	"io"
@@ -11,11 +13,11 @@ import (
 )
 
 func TestChaosControl(t *testing.T) {
-	var none *chaosControl
-	if mc, err := none.memberlist("127.0.0.1:0"); mc != nil || err != nil {
+	var none *Control
+	if mc, err := none.Memberlist("127.0.0.1:0"); mc != nil || err != nil {
 		t.Fatalf("without chaos: memberlist config %v, %v; want the default", mc, err)
 	}
-	c := &chaosControl{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c := &Control{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	h := c.handler()
 	put := func(target string) int {
 		rec := httptest.NewRecorder()
@@ -28,7 +30,7 @@ func TestChaosControl(t *testing.T) {
 	if code := put("/gossip-block?addrs=127.0.0.1:1"); code != http.StatusConflict {
 		t.Fatalf("PUT /gossip-block in a process without gossip: %d, want %d", code, http.StatusConflict)
 	}
-	mc, err := c.memberlist("127.0.0.1:0")
+	mc, err := c.Memberlist("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

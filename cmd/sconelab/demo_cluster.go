@@ -6,6 +6,7 @@ import (
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+	"github.com/scone-project/scone/examples/bookstore/clusternode"
 	"github.com/scone-project/scone/examples/bookstore/shop"
 )
 
@@ -19,11 +20,11 @@ type clusterTier struct {
 // clusterMember is one node process (here, one shopNode) that can be
 // killed and restarted with its name and addresses.
 type clusterMember struct {
-	spec nodeSpec
+	spec clusternode.Config
 	tier *clusterTier
 
 	mu     sync.Mutex
-	n      *shopNode
+	n      *clusternode.Node
 	served int64 // calls served by the node's earlier lives
 }
 
@@ -36,20 +37,20 @@ func startClusterTier(sealer *scone.Sealer, n, k int) (_ *clusterTier, err error
 	}()
 	var seeds []string
 	for i := range n {
-		spec := nodeSpec{
-			name: fmt.Sprintf("node-%d", i+1), listen: "127.0.0.1:0", peerListen: "127.0.0.1:0",
-			gossip: "127.0.0.1:0", seeds: seeds, k: k, sealer: sealer,
+		spec := clusternode.Config{
+			Name: fmt.Sprintf("node-%d", i+1), Listen: "127.0.0.1:0", PeerListen: "127.0.0.1:0",
+			Gossip: "127.0.0.1:0", Seeds: seeds, K: k, Sealer: sealer,
 		}
 		m := &clusterMember{spec: spec, tier: t}
-		if m.n, err = startShopNode(spec); err != nil {
+		if m.n, err = clusternode.Start(spec); err != nil {
 			return nil, err
 		}
 		// Restarts keep the clients' address (the gateway); the peer and
 		// gossip ports are new each time, as the others learn them by
 		// gossip: a port given up may be taken by then.
-		m.spec.listen, m.spec.gossip = m.n.addr, m.n.node.GossipAddr()
+		m.spec.Listen, m.spec.Gossip = m.n.Addr(), m.n.Cluster().GossipAddr()
 		t.nodes = append(t.nodes, m)
-		seeds = append(seeds, m.spec.gossip)
+		seeds = append(seeds, m.spec.Gossip)
 	}
 	return t, nil
 }
@@ -57,7 +58,7 @@ func startClusterTier(sealer *scone.Sealer, n, k int) (_ *clusterTier, err error
 func (t *clusterTier) addrs() []string {
 	var out []string
 	for _, m := range t.nodes {
-		out = append(out, m.spec.listen)
+		out = append(out, m.spec.Listen)
 	}
 	return out
 }
@@ -69,7 +70,7 @@ func (t *clusterTier) addrs() []string {
 func (t *clusterTier) settled() bool {
 	for _, m := range t.nodes {
 		n := m.get()
-		if n == nil || len(n.node.Members()) != len(t.nodes) || !n.node.Settled() {
+		if n == nil || len(n.Cluster().Members()) != len(t.nodes) || !n.Cluster().Settled() {
 			return false
 		}
 	}
@@ -82,7 +83,7 @@ func (t *clusterTier) records() int {
 	total := 0
 	for _, m := range t.nodes {
 		if n := m.get(); n != nil {
-			total += n.node.Records()
+			total += n.Cluster().Records()
 		}
 	}
 	return total
@@ -97,14 +98,14 @@ func (t *clusterTier) close() {
 // member returns the node named name, or nil.
 func (t *clusterTier) member(name string) *clusterMember {
 	for _, m := range t.nodes {
-		if m.spec.name == name {
+		if m.spec.Name == name {
 			return m
 		}
 	}
 	return nil
 }
 
-func (m *clusterMember) get() *shopNode {
+func (m *clusterMember) get() *clusternode.Node {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.n
@@ -117,7 +118,7 @@ func (m *clusterMember) calls() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.n != nil {
-		return m.served + m.n.served.Load()
+		return m.served + m.n.Served()
 	}
 	return m.served
 }
@@ -128,11 +129,11 @@ func (m *clusterMember) kill() {
 	n := m.n
 	m.n = nil
 	if n != nil {
-		m.served += n.served.Load()
+		m.served += n.Served()
 	}
 	m.mu.Unlock()
 	if n != nil {
-		n.stop()
+		n.Stop()
 	}
 }
 
@@ -145,18 +146,18 @@ func (m *clusterMember) restart() error {
 		return shop.ErrUp
 	}
 	spec := m.spec
-	spec.seeds = nil
+	spec.Seeds = nil
 	for _, o := range m.tier.nodes {
 		if o != m && o.up() {
-			spec.seeds = append(spec.seeds, o.gossipAddr())
+			spec.Seeds = append(spec.Seeds, o.gossipAddr())
 		}
 	}
-	n, err := startShopNode(spec)
+	n, err := clusternode.Start(spec)
 	if err != nil {
 		return err
 	}
 	m.n = n
-	m.spec.gossip = n.node.GossipAddr()
+	m.spec.Gossip = n.Cluster().GossipAddr()
 	return nil
 }
 
@@ -164,7 +165,7 @@ func (m *clusterMember) restart() error {
 func (m *clusterMember) gossipAddr() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.spec.gossip
+	return m.spec.Gossip
 }
 
 // startCluster starts the nodes of --mode=cluster and returns how shoppers
@@ -179,9 +180,9 @@ func (d *demo) startCluster(sealer *scone.Sealer) (shopper, error) {
 	d.onClose(t.close)
 	var g []victim
 	for _, m := range t.nodes {
-		g = append(g, victim{m.spec.name, m.spec.listen, m.up, m.kill, m.restart})
+		g = append(g, victim{m.spec.Name, m.spec.Listen, m.up, m.kill, m.restart})
 		d.narrate("%-9s %s: gateway on %s, peers on %s, gossip on %s (cart and inventory inside, on loopback)",
-			"node", m.spec.name, m.spec.listen, m.get().peerAddr, m.spec.gossip)
+			"node", m.spec.Name, m.spec.Listen, m.get().PeerAddr(), m.spec.Gossip)
 	}
 	d.groups = append(d.groups, g)
 	d.narrate("%d nodes in one cluster (hashicorp/memberlist gossip); every session's SCONEs (gateway,", cfg.nodes)

@@ -23,9 +23,10 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/liveview"
 )
 
-// nodeProc is one "scone node" process of TestNodeProcesses.
+// nodeProc is one "bookstore node" process of TestNodeProcesses.
 type nodeProc struct {
 	name, listen, admin, gossip string
 	cmd                         *exec.Cmd
@@ -49,7 +50,8 @@ func (p *nodeProc) metric(name string) float64 {
 	return v
 }
 
-// TestNodeProcesses runs four "scone node" processes with k=2 on
+// TestNodeProcesses runs four "bookstore node" processes (the cluster
+// example's daemon, built as a user would) with k=2 on
 // 127.0.0.1, and shopper sessions without SCONE code against them while one
 // node is killed (SIGKILL), and later another is paused (SIGSTOP) and
 // resumed, and the key is rotated (scone keys, SIGHUP): every reply and
@@ -59,12 +61,9 @@ func TestNodeProcesses(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "scone")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	sconeBin, bin := buildDefault(t)
 	keys := filepath.Join(dir, "keys.json")
-	if out, err := exec.Command(bin, "keygen", "--out", keys).CombinedOutput(); err != nil {
+	if out, err := exec.Command(sconeBin, "keygen", "--out", keys).CombinedOutput(); err != nil {
 		t.Fatalf("scone keygen: %v\n%s", err, out)
 	}
 	var procs []*nodeProc
@@ -184,7 +183,7 @@ func TestNodeProcesses(t *testing.T) {
 	// SIGHUP. Records sealed with key 1 are re-sealed with key 2 as they
 	// are served.
 	for _, step := range [][]string{{"add"}, {"promote", "--id", "2"}} {
-		if out, err := exec.Command(bin, append(append([]string{"keys"}, step...), "--file", keys)...).CombinedOutput(); err != nil {
+		if out, err := exec.Command(sconeBin, append(append([]string{"keys"}, step...), "--file", keys)...).CombinedOutput(); err != nil {
 			t.Fatalf("scone keys %v: %v\n%s", step, err, out)
 		}
 		for _, p := range live {
@@ -220,7 +219,7 @@ func TestNodeProcesses(t *testing.T) {
 		"scone_cluster_repair_backlog", "scone_cluster_records", "scone_cluster_writes_total",
 		"scone_hook_requests_total", "scone_hook_seconds", "process_cpu_seconds_total")
 	// The live view of a node: the members it sees and the records it holds.
-	var snap uiSnapshot
+	var snap liveview.Snapshot
 	resp, err := http.Get("http://" + procs[0].admin + "/debug/scone/snapshot")
 	if err != nil {
 		t.Fatal(err)
@@ -238,16 +237,4 @@ func TestNodeProcesses(t *testing.T) {
 	if page := get(t, "http://"+procs[0].admin+"/debug/scone/"); !strings.Contains(page, "<title>SCONE") {
 		t.Errorf("/debug/scone/ does not serve the page:\n%.300s", page)
 	}
-}
-
-// get returns the body of a GET of url.
-func get(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }

@@ -21,12 +21,8 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/cli"
 	"github.com/scone-project/scone/sconegrpc"
-)
-
-var (
-	errUsage = errors.New("usage")      // bad flags: exit status 2
-	errHelp  = errors.New("help shown") // --help: exit status 0
 )
 
 type demoConfig struct {
@@ -47,7 +43,7 @@ type demoConfig struct {
 
 func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 	var c demoConfig
-	fs := flag.NewFlagSet("scone demo", flag.ContinueOnError)
+	fs := flag.NewFlagSet("sconelab demo", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&c.mode, "mode", "client", "where state lives: client (the client holds every tier's SCONEs), relay (relays in front of the gateways hold them in an embedded NATS JetStream bucket; the clients have no SCONE code), circulate (no relay keeps them: they move from relay to relay, and a relay finds them by asking the others), or cluster (the bookstore nodes keep them, each on k nodes; the clients have no SCONE code)")
 	fs.StringVar(&c.transport, "transport", "grpc", "how the shoppers reach the gateway: grpc, or http (the HTTP/JSON front, SCONEs in headers)")
@@ -63,7 +59,7 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 	fs.StringVar(&c.ui, "ui", "", "serve a live web view of the demo on this address (e.g. 127.0.0.1:8088): the topology, where each session's state lives, calls and errors, and buttons to kill and restart servers, relays and nodes")
 	fs.BoolVar(&c.quiet, "quiet", false, "print only the summary")
 	fs.Usage = func() {
-		fmt.Fprintln(out, "usage: scone demo [flags]")
+		fmt.Fprintln(out, "usage: sconelab demo [flags]")
 		fmt.Fprintln(out)
 		fmt.Fprintln(out, "Runs the bookstore example (gateway → cart → inventory, every tier keeping its")
 		fmt.Fprintln(out, "per-session state in SCONEs held by the client) on 127.0.0.1, with several")
@@ -79,9 +75,9 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return c, errHelp
+			return c, cli.ErrHelp
 		}
-		return c, errUsage
+		return c, cli.ErrUsage
 	}
 	switch {
 	case c.mode != "client" && c.mode != "relay" && c.mode != "circulate" && c.mode != "cluster":
@@ -471,7 +467,7 @@ func (d *demo) ticker(ctx context.Context) {
 		}
 		if d.cluster != nil {
 			for _, m := range d.cluster.nodes {
-				note(m.spec.name, m.calls(), m.up())
+				note(m.spec.Name, m.calls(), m.up())
 			}
 		} else {
 			for _, role := range []shop.Role{shop.RoleGateway, shop.RoleCart, shop.RoleInventory} {

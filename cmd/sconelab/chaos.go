@@ -18,6 +18,8 @@ import (
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/examples/bookstore/shop"
 	"github.com/scone-project/scone/internal/chaos"
+	"github.com/scone-project/scone/internal/chaosctl"
+	"github.com/scone-project/scone/internal/cli"
 	"github.com/scone-project/scone/internal/faultproxy"
 )
 
@@ -37,6 +39,7 @@ type chaosConfig struct {
 	cutGossip bool
 	retire    time.Duration // from a rotation to the old key's retirement
 	out       string
+	bin       string // prebuilt labBins ("" builds them)
 	quiet     bool
 }
 
@@ -106,7 +109,7 @@ func chaosModeNames() string {
 
 func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 	var c chaosConfig
-	fs := flag.NewFlagSet("scone chaos", flag.ContinueOnError)
+	fs := flag.NewFlagSet("sconelab chaos", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&c.mode, "mode", "client", "where state lives: "+chaosModeNames())
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long the sessions run under faults")
@@ -123,12 +126,14 @@ func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 	fs.DurationVar(&c.rotate, "rotate-every", 45*time.Second, "time between two key rotations (add, promote, retire; the first after a quarter of it, or of --duration if shorter); 0: none")
 	fs.DurationVar(&c.retire, "retire-after", 8*time.Second, "how long a rotated-out key still opens SCONEs: shorter than their 30 s lifetime, so servers must refuse the SCONEs not re-sealed since")
 	fs.StringVar(&c.out, "out", "chaos-out", "on a violation, the folder for porcupine's HTML view, the history and the processes' logs")
+	fs.StringVar(&c.bin, "bin", "", "folder of the scone, bookstore and sconelab binaries to run, built with -tags sconechaos (default: build them from the source of the module the working directory is in)")
 	fs.BoolVar(&c.quiet, "quiet", false, "print only the summary")
 	fs.Usage = func() {
-		fmt.Fprintln(out, "usage: scone chaos [flags]")
+		fmt.Fprintln(out, "usage: sconelab chaos [flags]")
 		fmt.Fprintln(out)
 		fmt.Fprintln(out, "Starts the system of a mode as real processes on 127.0.0.1 (the bookstore's servers,")
-		fmt.Fprintln(out, "scone relay and a 3-server NATS JetStream cluster, or scone node), runs client")
+		fmt.Fprintln(out, "scone relay and a 3-server NATS JetStream cluster, or the bookstore's cluster nodes),")
+		fmt.Fprintln(out, "built first with -tags sconechaos (the only build with fault hooks), runs client")
 		fmt.Fprintln(out, "sessions that record every call, and injects faults on a schedule drawn from the")
 		fmt.Fprintln(out, "seed: kill -9 and restart, SIGSTOP and SIGCONT, TCP partitions and latency between")
 		fmt.Fprintln(out, "processes, a node or relay's gossip cut off from the others', clock skew; and it")
@@ -143,9 +148,9 @@ func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return c, errHelp
+			return c, cli.ErrHelp
 		}
-		return c, errUsage
+		return c, cli.ErrUsage
 	}
 	switch _, ok := chaosModes[c.mode]; {
 	case !ok:
@@ -175,31 +180,33 @@ func runChaos(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	bin, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	dir, err := os.MkdirTemp("", "scone-chaos-")
 	if err != nil {
 		return err
 	}
+	defer os.RemoveAll(dir)
+	bins := binsIn(cfg.bin)
+	if cfg.bin == "" {
+		if bins, err = buildLabBins(filepath.Join(dir, "bin")); err != nil {
+			return err
+		}
+	}
 	r := &chaosRun{
-		cfg: cfg, mode: chaosModes[cfg.mode], out: stdout, bin: bin, dir: dir, start: time.Now(),
+		cfg: cfg, mode: chaosModes[cfg.mode], out: stdout, bins: bins, dir: dir, start: time.Now(),
 		byName: map[string]*chaosProc{}, proxies: map[string]*faultproxy.Proxy{},
 		names: map[string]string{}, clocks: map[string]*procClock{}, gossip: map[string]string{}, faults: map[chaos.FaultKind]int{},
 		changers: map[int]bool{}, retired: map[uint32]time.Duration{},
 	}
-	defer os.RemoveAll(dir)
 	defer r.close()
 	return r.run(ctx)
 }
 
-// chaosRun is one run of scone chaos.
+// chaosRun is one run of sconelab chaos.
 type chaosRun struct {
 	cfg   chaosConfig
 	mode  chaosMode
 	out   io.Writer
-	bin   string
+	bins  labBins
 	dir   string // keys, logs, NATS data
 	keys  string
 	start time.Time // of the run, for the narration
@@ -256,7 +263,7 @@ func (r *chaosRun) addProc(p *chaosProc) error {
 	p.logPath = filepath.Join(r.dir, "logs", p.name+".log")
 	r.procs = append(r.procs, p)
 	r.byName[p.name] = p
-	return p.start(r.bin)
+	return p.start()
 }
 
 // link returns the address from dials to reach to (at target): a fault
@@ -282,7 +289,7 @@ func (r *chaosRun) skewable(name string) ([]string, error) {
 	}
 	r.clocks[name] = &procClock{addr: addr}
 	r.targets.Skew = append(r.targets.Skew, name)
-	return []string{chaosClockEnv + "=" + addr}, nil
+	return []string{chaosctl.Env + "=" + addr}, nil
 }
 
 func (r *chaosRun) run(ctx context.Context) error {
@@ -367,7 +374,7 @@ func (r *chaosRun) healAll(ctx context.Context) error {
 	for _, p := range r.procs {
 		p.pause(false)
 		if !p.up() {
-			if err := p.start(r.bin); err != nil {
+			if err := p.start(); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -478,7 +485,7 @@ func (r *chaosRun) writeEvidence(rep chaos.Report, ops []chaos.Op, violations []
 		return "", err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "scone chaos --mode=%s --seed=%d --duration=%v --sessions=%d\n\n", r.cfg.mode, r.cfg.seed, r.cfg.duration, r.cfg.sessions)
+	fmt.Fprintf(&b, "sconelab chaos --mode=%s --seed=%d --duration=%v --sessions=%d\n\n", r.cfg.mode, r.cfg.seed, r.cfg.duration, r.cfg.sessions)
 	for _, v := range violations {
 		fmt.Fprintf(&b, "VIOLATION %s\n", v)
 	}

@@ -46,7 +46,7 @@ func (c *procClock) set(d time.Duration) error {
 }
 
 // chaosPut sends a PUT to a process's chaos control endpoint
-// (chaosClockEnv).
+// (internal/chaosctl).
 func chaosPut(addr, pathQuery string) error {
 	req, err := http.NewRequest(http.MethodPut, "http://"+addr+pathQuery, nil)
 	if err != nil {
@@ -153,10 +153,10 @@ func (r *chaosRun) inject(f chaos.Fault) (func() error, error) {
 		p.kill()
 		return func() error {
 			start := time.Now()
-			err := p.start(r.bin)
+			err := p.start()
 			for i := 0; err != nil && i < 3; i++ { // a port still held: try again
 				time.Sleep(time.Second)
-				err = p.start(r.bin)
+				err = p.start()
 			}
 			if err == nil {
 				r.mu.Lock()

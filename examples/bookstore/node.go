@@ -10,6 +10,10 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/examples/bookstore/clusternode"
+	"github.com/scone-project/scone/internal/chaosctl"
+	"github.com/scone-project/scone/internal/cli"
+	"github.com/scone-project/scone/internal/liveview"
 )
 
 const nodeSummary = `Runs one node of a bookstore cluster (cluster mode): the nodes, not the
@@ -20,11 +24,12 @@ before the reply leaves; any k-1 nodes can die at once with nothing
 acknowledged lost. Clients need no SCONE code: they are named by their TLS
 client certificate or the --identity-key metadata. Every node needs the same
 key file (scone keygen); SIGHUP reloads it (scone keys rotates it). See
-docs/modes.md and docs/operations.md.`
+docs/modes.md, docs/operations.md and README.md beside this example.`
 
+// runNode runs "bookstore node": one node of a cluster, until ctx is done.
 func runNode(ctx context.Context, args []string, stdout io.Writer) error {
-	f := newDaemonFlags("node", stdout)
-	f.usage(nodeSummary)
+	f := cli.NewFlags("bookstore", "node", stdout)
+	f.SetSummary(nodeSummary)
 	host, _ := os.Hostname()
 	name := f.String("name", host, "the node's name, unique in the cluster")
 	listen := f.String("listen", "127.0.0.1:7600", "address to serve the gateway (gRPC) to clients on")
@@ -40,8 +45,8 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	tlsKey := f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	clientCA := f.String("client-ca", "", "require client certificates signed by these CAs (PEM): they name the clients")
 	admin := f.String("admin", "127.0.0.1:9600", "address of /metrics and /healthz")
-	logger := f.logFlags(os.Stderr)
-	if err := f.parse(args); err != nil {
+	logger := f.LogFlags(os.Stderr)
+	if err := f.Parse(args); err != nil {
 		return err
 	}
 	log, err := logger()
@@ -58,78 +63,78 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ring, err := scone.ReadKeyFile(*keys)
 	if err != nil {
-		return fmt.Errorf("--keys=%s: %w", *keys, withCause(err))
+		return fmt.Errorf("--keys=%s: %w", *keys, cli.WithCause(err))
 	}
-	ctl, err := startChaosControl(log)
+	ctl, err := chaosctl.Start(log)
 	if err != nil {
 		return err
 	}
-	now := ctl.now()
+	now := ctl.Now()
 	sealer, err := scone.NewSealer(ring, scone.WithClock(now))
 	if err != nil {
 		return err
 	}
-	tlsConf, err := serverTLS(*tlsCert, *tlsKey, *clientCA)
+	tlsConf, err := cli.ServerTLS(*tlsCert, *tlsKey, *clientCA)
 	if err != nil {
 		return err
 	}
-	spec := nodeSpec{
-		name: *name, listen: *listen, peerListen: *peerListen, peerAdvertise: *peerAdvertise, gossip: *gossip,
-		k: *k, degrade: *degrade, identity: *identityKey, sealer: sealer, tls: tlsConf, log: log, now: now,
+	cfg := clusternode.Config{
+		Name: *name, Listen: *listen, PeerListen: *peerListen, PeerAdvertise: *peerAdvertise, Gossip: *gossip,
+		K: *k, Degrade: *degrade, Identity: *identityKey, Sealer: sealer, TLS: tlsConf, Logger: log, Now: now,
 	}
 	if *join != "" {
-		spec.seeds = strings.Split(*join, ",")
+		cfg.Seeds = strings.Split(*join, ",")
 	}
-	if spec.memberlist, err = ctl.memberlist(*gossip); err != nil {
+	if cfg.Memberlist, err = ctl.Memberlist(*gossip); err != nil {
 		return fmt.Errorf("--gossip=%s: %w", *gossip, err)
 	}
-	n, err := startShopNode(spec)
+	n, err := clusternode.Start(cfg)
 	if err != nil {
 		return err
 	}
-	reloadKeysOnHUP(ctx, *keys, ring, log)
+	cli.ReloadKeysOnHUP(ctx, *keys, ring, log)
 	ready := func() error {
-		if got := len(n.node.Members()); got < *k {
+		if got := len(n.Cluster().Members()); got < *k {
 			return fmt.Errorf("%d live members, fewer than k=%d", got, *k)
 		}
 		return nil
 	}
-	adminAddr, err := serveAdmin(ctx, *admin, n.node.Metrics(), ready, nodeView(n, *k), log)
+	adminAddr, err := cli.ServeAdmin(ctx, *admin, n.Cluster().Metrics(), ready, nodeView(n, *k), log)
 	if err != nil {
-		n.stop()
+		n.Stop()
 		return fmt.Errorf("--admin=%s: %w", *admin, err)
 	}
-	log.Info("node serving", "name", *name, "listen", n.addr, "peer", n.peerAddr,
-		"gossip", n.node.GossipAddr(), "k", *k, "members", len(n.node.Members()), "admin", adminAddr.String())
+	log.Info("node serving", "name", *name, "listen", n.Addr(), "peer", n.PeerAddr(),
+		"gossip", n.Cluster().GossipAddr(), "k", *k, "members", len(n.Cluster().Members()), "admin", adminAddr.String())
 	<-ctx.Done()
 	log.Info("node leaving: finishing calls in flight, handing records over")
-	return n.leave()
+	return n.Leave()
 }
 
 // nodeView is what a node's /debug/scone/ shows: the members as this node
 // sees them, and the client records it holds, with their owners.
-func nodeView(n *shopNode, k int) func() uiSnapshot {
+func nodeView(n *clusternode.Node, k int) func() liveview.Snapshot {
 	start := time.Now()
-	return func() uiSnapshot {
-		self := n.node.Name()
-		g := uiGroup{Name: "cluster"}
-		for _, m := range n.node.Members() {
-			um := uiMember{Name: m, Up: true}
+	return func() liveview.Snapshot {
+		self := n.Cluster().Name()
+		g := liveview.Group{Name: "cluster"}
+		for _, m := range n.Cluster().Members() {
+			um := liveview.Member{Name: m, Up: true}
 			if m == self {
-				um.Addr = n.addr
-				um.Detail = fmt.Sprintf("this node: %d records, %d calls served", n.node.Records(), n.served.Load())
+				um.Addr = n.Addr()
+				um.Detail = fmt.Sprintf("this node: %d records, %d calls served", n.Cluster().Records(), n.Served())
 			}
 			g.Members = append(g.Members, um)
 		}
-		s := uiSnapshot{
+		s := liveview.Snapshot{
 			Mode: "cluster node " + self, Where: fmt.Sprintf("on k=%d of the nodes", k),
-			Elapsed: time.Since(start).Seconds(), Calls: n.served.Load(), Groups: []uiGroup{g},
+			Elapsed: time.Since(start).Seconds(), Calls: n.Served(), Groups: []liveview.Group{g},
 			Clients: "clients name themselves (TLS certificate or scone-client header); records are listed by a hash of the name",
 		}
-		for _, r := range n.node.Held(uiMaxSessions) {
-			us := uiSession{ID: r.Key[:12], Holders: r.Owners, Bytes: r.Bytes, Calls: int64(r.RV)}
+		for _, r := range n.Cluster().Held(liveview.MaxSessions) {
+			us := liveview.Session{ID: r.Key[:12], Holders: r.Owners, Bytes: r.Bytes, Calls: int64(r.RV)}
 			for _, h := range r.SCONEs {
-				us.SCONEs = append(us.SCONEs, uiSCONE{Service: h.Service[strings.LastIndexByte(h.Service, '.')+1:], Version: h.Version})
+				us.SCONEs = append(us.SCONEs, liveview.SCONE{Service: h.Service[strings.LastIndexByte(h.Service, '.')+1:], Version: h.Version})
 			}
 			s.Sessions = append(s.Sessions, us)
 		}

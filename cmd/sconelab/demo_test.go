@@ -110,16 +110,14 @@ func TestDemoFlags(t *testing.T) {
 		{[]string{"demo", "--transport=smtp"}, 1, `--transport="smtp"`},
 		{[]string{"demo", "--nope"}, 2, "flag provided but not defined"},
 		{[]string{"demo", "--help"}, 0, "verified: sessions=N"},
-		{[]string{"relay", "--help"}, 0, "SCONE_RELAY_<FLAG>"},
-		{[]string{"relay"}, 1, "--upstream is required"},
-		{[]string{"relay", "--upstream=x:1", "--store=disk"}, 1, `--store="disk"`},
-		{[]string{"keygen", "--help"}, 0, "scone-keys-v1"},
-		{[]string{"nope"}, 2, `unknown command "nope"`},
-		{[]string{}, 2, "usage: scone"},
+		{[]string{"bench", "--help"}, 0, "SCONE_BENCH_<FLAG>"},
+		{[]string{"chaos", "--mode=nope"}, 1, `--mode="nope"`},
+		{[]string{"relay"}, 2, `unknown command "relay"`},
+		{[]string{}, 2, "usage: sconelab"},
 	} {
 		var out bytes.Buffer
 		if code := run(tc.args, &out, &out); code != tc.code || !strings.Contains(out.String(), tc.want) {
-			t.Errorf("scone %v: exit %d, output %q; want exit %d and %q", tc.args, code, out.String(), tc.code, tc.want)
+			t.Errorf("sconelab %v: exit %d, output %q; want exit %d and %q", tc.args, code, out.String(), tc.code, tc.want)
 		}
 	}
 }

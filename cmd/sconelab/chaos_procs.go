@@ -13,12 +13,13 @@ import (
 	"time"
 )
 
-// chaosProc is one process that "scone chaos" runs, kills, pauses and
-// restarts: the scone binary itself with a subcommand. It runs in its own
+// chaosProc is one process that "sconelab chaos" runs, kills, pauses and
+// restarts: one of the labBins with a subcommand. It runs in its own
 // process group, and dies with the chaos process (Pdeathsig) if that one
 // is killed before it cleans up.
 type chaosProc struct {
 	name    string
+	bin     string
 	args    func() []string // evaluated at every start (a node joins the others)
 	env     []string
 	logPath string
@@ -32,7 +33,7 @@ type chaosProc struct {
 }
 
 // start starts the process and waits (20 s at most) until it is ready.
-func (p *chaosProc) start(bin string) error {
+func (p *chaosProc) start() error {
 	p.mu.Lock()
 	if p.cmd != nil {
 		p.mu.Unlock()
@@ -45,7 +46,7 @@ func (p *chaosProc) start(bin string) error {
 	}
 	p.starts++
 	fmt.Fprintf(log, "=== chaos: start %d of %s at %s\n", p.starts, p.name, time.Now().UTC().Format(time.RFC3339Nano))
-	cmd := exec.Command(bin, p.args()...)
+	cmd := exec.Command(p.bin, p.args()...)
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

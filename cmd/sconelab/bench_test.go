@@ -11,7 +11,7 @@ import (
 	"github.com/scone-project/scone/internal/bench"
 )
 
-// TestBenchCommand runs a tiny scone bench with in-process contenders only
+// TestBenchCommand runs a tiny sconelab bench with in-process contenders only
 // and checks the table, the Markdown, the plots and the splice.
 func TestBenchCommand(t *testing.T) {
 	dir := t.TempDir()
@@ -37,7 +37,7 @@ func TestBenchCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(md), "go run ./cmd/scone bench --contenders=plain,map,client --sizes=64,512") ||
+	if !strings.Contains(string(md), "go run ./cmd/sconelab bench --contenders=plain,map,client --sizes=64,512") ||
 		!strings.Contains(string(md), "| client | 512 B |") || !strings.Contains(string(md), "](throughput.png)") {
 		t.Errorf("bench.md:\n%s", md)
 	}

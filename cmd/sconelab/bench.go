@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/scone-project/scone/internal/bench"
+	"github.com/scone-project/scone/internal/cli"
 )
 
 // Markers around the generated part of a Markdown file (--splice).
@@ -36,10 +37,10 @@ redis-server and nginx are started from their Debian packages when
 installed (apt-get install redis-server nginx); without them those
 contenders are skipped.`
 
-// runBench runs scone bench.
+// runBench runs sconelab bench.
 func runBench(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newDaemonFlags("bench", stdout)
-	fs.usage(benchSummary)
+	fs := cli.NewFlags("sconelab", "bench", stdout)
+	fs.SetSummary(benchSummary)
 	def := bench.DefaultConfig()
 	quick := fs.Bool("quick", false, "a short run (under a minute): 2 rounds of 400ms, 3,000 sessions in the heap pass, 100,000 in the memory run; flags given explicitly still win")
 	contenders := fs.String("contenders", "", "comma-separated contenders to run (default all): "+contenderNames())
@@ -54,14 +55,14 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	memSessions := fs.Int64("mem-sessions", bench.DefaultMemoryConfig().Sessions, "sessions in the memory run (0: no memory run)")
 	out := fs.String("out", "", "directory to write the report to (bench.md and PNG plots)")
 	splice := fs.String("splice", "", "Markdown file whose part between "+benchBegin+" and "+benchEnd+" is replaced by the report (needs --out, for the plots)")
-	if err := fs.parse(args); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *quick {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		for name, v := range map[string]string{"rounds": "2", "duration": "400ms", "warmup": "200ms", "heap-sessions": "3000", "mem-sessions": "100000"} {
-			if _, env := os.LookupEnv(fs.envName(name)); !set[name] && !env {
+			if _, env := os.LookupEnv(fs.EnvName(name)); !set[name] && !env {
 				fs.Set(name, v)
 			}
 		}
@@ -82,7 +83,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	command := "go run ./cmd/scone bench " + shellJoin(args)
+	command := "go run ./cmd/sconelab bench " + shellJoin(args)
 
 	// The memory run goes first, in a process that has run nothing else.
 	var mem []bench.MemoryResult
