@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -27,6 +28,10 @@ type Config struct {
 	// UpstreamTLS, if set, is used to reach the upstreams; nil means
 	// plaintext HTTP/2.
 	UpstreamTLS *tls.Config
+
+	// Dial, if set, connects to an upstream's address (for tests and
+	// examples: an in-memory network). Default: TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	// IdentityKey is the metadata key that names the client when it has no
 	// verified TLS client certificate. A request with neither has no
