@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -28,6 +29,10 @@ type Config struct {
 	// UpstreamTLS, if set, is used to reach the upstreams; nil means
 	// plaintext HTTP/2.
 	UpstreamTLS *tls.Config
+
+	// Dial, if set, connects to an upstream's address (for tests and
+	// examples: an in-memory network). Default: TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	// Identity names the client of each call: the relay keeps a client's
 	// SCONEs under this name, so it must be one the caller cannot claim

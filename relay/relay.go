@@ -62,7 +62,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.UpstreamTLS != nil {
 		creds = credentials.NewTLS(cfg.UpstreamTLS)
 	}
-	conn, err := grpc.NewClient(r.Scheme()+":///upstreams",
+	dopts := []grpc.DialOption{
 		grpc.WithResolvers(r),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
@@ -71,7 +71,11 @@ func New(cfg Config) (*Server, error) {
 			MinConnectTimeout: time.Second,
 		}),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})),
-	)
+	}
+	if cfg.Dial != nil {
+		dopts = append(dopts, grpc.WithContextDialer(cfg.Dial))
+	}
+	conn, err := grpc.NewClient(r.Scheme()+":///upstreams", dopts...)
 	if err != nil {
 		return nil, err
 	}
