@@ -2,8 +2,11 @@ package sconehttp
 
 import (
 	"encoding/base64"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,9 +26,11 @@ const (
 	// HeaderScope is set by a front end on its calls to back ends: the scope
 	// the client files the back end's SCONEs under.
 	HeaderScope = "Scone-Scope"
-	// CookiePrefix starts the name of every SCONE cookie; the service ID
+	// CookiePrefix starts the name of every SCONE cookie, after the
+	// "__Host-" or "__Secure-" prefix of a Secure cookie; the service ID
 	// follows (or "~" and its base64url form, if it is not a valid cookie
-	// name).
+	// name): "__Host-scone-cart" at path "/", "__Secure-scone-cart" at
+	// another path, "scone-cart" over plain HTTP to a loopback host.
 	CookiePrefix = "scone-"
 	// DefaultCookieBudget is the longest name=value a SCONE cookie may have:
 	// the 4096 bytes RFC 6265 asks user agents to keep at the least.
@@ -35,7 +40,8 @@ const (
 // maxSCONEs bounds the SCONEs one request may carry.
 const maxSCONEs = 64
 
-// cookieName returns the name of the cookie of a service's SCONE.
+// cookieName returns the name of the cookie of a service's SCONE, but for
+// the prefix of a Secure cookie (namePrefix).
 func cookieName(service string) string {
 	for i := 0; i < len(service); i++ {
 		if !tokenChar(service[i]) {
@@ -54,42 +60,77 @@ func tokenChar(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
-// requestSCONEs gathers the SCONEs of a request, from its cookies and its
-// Scone header; byHeader reports whether the client used the header
-// carrier. A value that is not a SCONE's text form fails with
-// CodeMalformed: a damaged cookie is refused, never ignored.
-func requestSCONEs(r *http.Request) (tokens [][]byte, byHeader bool, err error) {
+// errBothCarriers refuses a request with SCONEs in both carriers.
+var errBothCarriers = scone.NewError(scone.CodeMalformed, "SCONEs in both the "+HeaderSCONE+" header and cookies")
+
+// carried is what a request brought: its SCONEs, and how it holds them.
+type carried struct {
+	tokens [][]byte
+	// cookies are the names of the request's SCONE cookies that count (see
+	// requestSCONEs), emptied ones too, each once.
+	cookies []string
+	// byHeader: the reply goes in headers (see requestSCONEs).
+	byHeader bool
+}
+
+// requestSCONEs gathers the SCONEs of a request, from its Scone header and
+// from its cookies whose names start with cookiePrefix (the prefix the
+// request's cookie policy would set, CookiePrefix included); other cookies
+// do not count, so a cookie planted under a weaker prefix (by a sibling
+// subdomain, or over plain HTTP) is ignored.
+//
+// The reply goes in headers only when the request has the Scone header and
+// no SCONE cookie: a token that came in a cookie never goes back in a
+// header, where page script could read it. A request with the header and
+// SCONE cookies is answered in cookies if its header is empty, and fails
+// with CodeMalformed if the header carries SCONEs. A value that is not a
+// SCONE's text form fails with CodeMalformed: a damaged cookie is refused,
+// never ignored. The cookies are listed even when it fails.
+func requestSCONEs(r *http.Request, cookiePrefix string) (in carried, err error) {
+	var cookies []*http.Cookie
+	for _, c := range r.Cookies() {
+		if strings.HasPrefix(c.Name, cookiePrefix) {
+			cookies = append(cookies, c)
+			if !slices.Contains(in.cookies, c.Name) {
+				in.cookies = append(in.cookies, c.Name)
+			}
+		}
+	}
 	add := func(text string) error {
-		if len(tokens) == maxSCONEs {
+		if len(in.tokens) == maxSCONEs {
 			return scone.NewError(scone.CodeTooLarge, "more than 64 SCONEs in one request")
 		}
 		tok, err := scone.DecodeText(text)
 		if err != nil {
 			return err
 		}
-		tokens = append(tokens, tok)
+		in.tokens = append(in.tokens, tok)
 		return nil
 	}
 	if vals, ok := r.Header[HeaderSCONE]; ok {
-		byHeader = true
+		in.byHeader = len(in.cookies) == 0
 		for _, v := range vals {
 			for text := range strings.SplitSeq(v, ",") {
-				if text = strings.TrimSpace(text); text != "" {
-					if err := add(text); err != nil {
-						return nil, true, err
-					}
+				if text = strings.TrimSpace(text); text == "" {
+					continue
+				}
+				if !in.byHeader {
+					return in, errBothCarriers
+				}
+				if err := add(text); err != nil {
+					return in, err
 				}
 			}
 		}
 	}
-	for _, c := range r.Cookies() {
-		if strings.HasPrefix(c.Name, CookiePrefix) && c.Value != "" { // empty: an ended session
+	for _, c := range cookies {
+		if c.Value != "" { // empty: an ended session
 			if err := add(c.Value); err != nil {
-				return nil, byHeader, err
+				return in, err
 			}
 		}
 	}
-	return tokens, byHeader, nil
+	return in, nil
 }
 
 // setHeaders puts a reply's SCONEs on a response's headers.
@@ -134,30 +175,90 @@ func replyFromHeaders(h http.Header) (scone.Reply, error) {
 	return r, nil
 }
 
+// Prefixes of cookie names that browsers enforce (RFC 6265bis §4.1.3): a
+// "__Secure-" cookie must be Secure; a "__Host-" cookie must also have
+// Path=/ and no Domain, so no other host (a sibling subdomain) can set it.
+const (
+	securePrefix = "__Secure-"
+	hostPrefix   = "__Host-"
+)
+
+// namePrefix returns the strongest prefix a cookie with these attributes
+// may carry (SCONE cookies never have a Domain).
+func namePrefix(secure bool, path string) string {
+	switch {
+	case !secure:
+		return ""
+	case path == "/":
+		return hostPrefix
+	}
+	return securePrefix
+}
+
 // cookiePolicy is how SCONE cookies are set.
 type cookiePolicy struct {
 	budget   int
 	sameSite http.SameSite
-	secure   *bool // nil: Secure when the request came over TLS
+	secure   *bool // nil: Secure unless plain HTTP to a loopback host (secureFor)
 }
 
-// replyCookies returns the Set-Cookie lines of a reply. A SCONE over the
-// cookie budget fails with CodeTooLarge, before any cookie is set.
-func (p *cookiePolicy) replyCookies(r *scone.Reply, req *http.Request, now time.Time) ([]*http.Cookie, error) {
-	secure := req.TLS != nil
+// secureFor reports whether the SCONE cookies of r are Secure: always,
+// unless WithSecureCookies says otherwise or r came over plain HTTP, with
+// no proxy's forwarding header, to a loopback host (127.0.0.0/8, ::1,
+// localhost), where a developer runs the service without TLS. A request
+// that reached the server through a TLS-terminating proxy comes over plain
+// HTTP but names the public host, so it gets Secure cookies.
+func (p *cookiePolicy) secureFor(r *http.Request) bool {
 	if p.secure != nil {
-		secure = *p.secure
+		return *p.secure
 	}
-	cookie := func(service, scope string) *http.Cookie {
-		if scope == "" {
-			scope = "/"
+	if r.TLS != nil || !loopbackHost(r.Host) {
+		return true
+	}
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if _, ok := r.Header[h]; ok {
+			return true
 		}
-		return &http.Cookie{Name: cookieName(service), Path: scope, HttpOnly: true, Secure: secure, SameSite: p.sameSite}
 	}
-	// New values first, then the ends of sessions. A session's cookie is
-	// not deleted (Max-Age=0) but emptied, with a lifetime of a second: some
-	// clients (curl 7.88) undo a deletion that another cookie follows in the
-	// same response. An empty SCONE cookie counts as none.
+	return false
+}
+
+// loopbackHost reports whether a Host header names the local machine.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// cookie returns a SCONE cookie with its attributes, no value.
+func (p *cookiePolicy) cookie(service, scope string, secure bool) *http.Cookie {
+	if scope == "" {
+		scope = "/"
+	}
+	return &http.Cookie{Name: namePrefix(secure, scope) + cookieName(service), Path: scope,
+		HttpOnly: true, Secure: secure, SameSite: p.sameSite}
+}
+
+// emptied returns a cookie that empties the one named name at path, with a
+// lifetime of a second. A SCONE cookie is emptied rather than deleted
+// (Max-Age=0): some clients (curl 7.88) undo a deletion that another
+// cookie follows in the same response. An empty SCONE cookie counts as none.
+func (p *cookiePolicy) emptied(name, path string, secure bool) *http.Cookie {
+	return &http.Cookie{Name: name, Path: path, MaxAge: 1, HttpOnly: true, Secure: secure, SameSite: p.sameSite}
+}
+
+// replyCookies returns the Set-Cookie lines of a reply: its new SCONEs, the
+// ends of sessions, and then the cookies named in clear, emptied at path
+// clearPath. A SCONE over the cookie budget fails with CodeTooLarge, before
+// any cookie is set.
+func (p *cookiePolicy) replyCookies(r *scone.Reply, secure bool, now time.Time, clear []string, clearPath string) ([]*http.Cookie, error) {
 	var out []*http.Cookie
 	set := map[string]bool{}
 	for _, tok := range r.SCONEs {
@@ -165,7 +266,7 @@ func (p *cookiePolicy) replyCookies(r *scone.Reply, req *http.Request, now time.
 		if err != nil {
 			return nil, err
 		}
-		c := cookie(string(h.Service), string(h.Scope))
+		c := p.cookie(string(h.Service), string(h.Scope), secure)
 		c.Value = scone.EncodeText(tok)
 		if n := len(c.Name) + 1 + len(c.Value); n > p.budget {
 			return nil, scone.NewError(scone.CodeTooLarge, "a SCONE cookie of "+strconv.Itoa(n)+
@@ -177,13 +278,18 @@ func (p *cookiePolicy) replyCookies(r *scone.Reply, req *http.Request, now time.
 		out = append(out, c)
 		set[c.Name+"\x00"+c.Path] = true
 	}
-	for _, d := range r.Dropped {
-		c := cookie(d.Service, d.Scope)
-		if set[c.Name+"\x00"+c.Path] {
-			continue // replaced in this response
+	empty := func(name, path string) {
+		if !set[name+"\x00"+path] { // not replaced in this response
+			out = append(out, p.emptied(name, path, secure))
+			set[name+"\x00"+path] = true
 		}
-		c.MaxAge = 1
-		out = append(out, c)
+	}
+	for _, d := range r.Dropped {
+		c := p.cookie(d.Service, d.Scope, secure)
+		empty(c.Name, c.Path)
+	}
+	for _, name := range clear {
+		empty(name, clearPath)
 	}
 	return out, nil
 }

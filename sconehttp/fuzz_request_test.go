@@ -44,24 +44,24 @@ func FuzzRequestSCONEs(f *testing.F) {
 	f.Add(" , ,", "scone-b=AQ; other=1")
 	f.Fuzz(func(t *testing.T, header, cookie string) {
 		r := &http.Request{Header: http.Header{HeaderSCONE: {header}, "Cookie": {cookie}}}
-		tokens, byHeader, err := requestSCONEs(r)
+		in, err := requestSCONEs(r, CookiePrefix)
 		if err != nil {
 			if c := scone.CodeOf(err); c != scone.CodeMalformed && c != scone.CodeTooLarge {
 				t.Fatalf("error with code %v: %v", c, err)
 			}
 			return
 		}
-		if !byHeader || len(tokens) > maxSCONEs {
-			t.Fatalf("byHeader %v, %d SCONEs", byHeader, len(tokens))
+		if in.byHeader != (len(in.cookies) == 0) || len(in.tokens) > maxSCONEs {
+			t.Fatalf("byHeader %v with %d SCONE cookies, %d SCONEs", in.byHeader, len(in.cookies), len(in.tokens))
 		}
-		texts := make([]string, len(tokens))
-		for i, tok := range tokens {
+		texts := make([]string, len(in.tokens))
+		for i, tok := range in.tokens {
 			texts[i] = scone.EncodeText(tok)
 		}
 		again := &http.Request{Header: http.Header{HeaderSCONE: {strings.Join(texts, ",")}}}
-		tokens2, _, err := requestSCONEs(again)
-		if err != nil || len(tokens2) != len(tokens) {
-			t.Fatalf("the SCONEs read, sent again: %d, %v; were %d", len(tokens2), err, len(tokens))
+		in2, err := requestSCONEs(again, CookiePrefix)
+		if err != nil || len(in2.tokens) != len(in.tokens) {
+			t.Fatalf("the SCONEs read, sent again: %d, %v; were %d", len(in2.tokens), err, len(in.tokens))
 		}
 	})
 }
@@ -85,7 +85,7 @@ func FuzzMiddleware(f *testing.F) {
 		w.Write(st.Data())
 	}))
 	f.Fuzz(func(t *testing.T, header, cookie string) {
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/", nil) // loopback: the corpus's unprefixed cookies count
 		r.Header.Set(HeaderSCONE, header)
 		r.Header.Set("Cookie", cookie)
 		r.Header.Set(HeaderScope, cookie)

@@ -14,15 +14,21 @@ import (
 // context's scone.State (one that does not open gets WriteError's response,
 // and the handler does not run), runs the handler, and seals what changed
 // into the response: in cookies, or in headers when the request came with
-// the Scone header (a Transport). A response with a status of 400 or more
-// carries no new SCONE, so the holder keeps what it had, unless the handler
-// called State.ApplyOnError.
+// the Scone header and no SCONE cookie (a Transport). A response with a
+// status of 400 or more carries no new SCONE, so the holder keeps what it
+// had, unless the handler called State.ApplyOnError.
+//
+// Unsafe requests (POST, PUT, DELETE...) from another origin are refused
+// with 403 before anything else, by net/http's CrossOriginProtection (see
+// WithTrustedOrigins, WithCrossOriginProtection and
+// WithoutCrossOriginProtection).
 //
 // The state is sealed before the response's headers go out, so the
 // Middleware holds the body back until the handler returns, or until it
 // writes more than the buffer limit or flushes (see WithBufferLimit).
 //
-// It panics if the metrics of WithMetrics cannot be registered.
+// It panics if the metrics of WithMetrics cannot be registered, or an
+// origin of WithTrustedOrigins is not an origin.
 func Middleware(s *scone.Sealer, service string, opts ...Option) func(http.Handler) http.Handler {
 	m := &middleware{sealer: s, service: service, cfg: newConfig(opts)}
 	if m.cfg.metrics != nil {
@@ -31,8 +37,24 @@ func Middleware(s *scone.Sealer, service string, opts ...Option) func(http.Handl
 			panic("sconehttp: " + err.Error())
 		}
 	}
+	cop := m.cfg.crossOrigin
+	if cop == nil && !m.cfg.anyOrigin {
+		cop = http.NewCrossOriginProtection()
+	}
+	for _, o := range m.cfg.trustedOrigins {
+		if cop == nil {
+			break // WithoutCrossOriginProtection: every origin is let in
+		}
+		if err := cop.AddTrustedOrigin(o); err != nil {
+			panic("sconehttp: " + err.Error())
+		}
+	}
 	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.serve(w, r, next) })
+		h := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.serve(w, r, next) }))
+		if cop != nil {
+			h = cop.Handler(h)
+		}
+		return h
 	}
 }
 
@@ -49,14 +71,51 @@ func (m *middleware) fail(w http.ResponseWriter, err error) {
 	WriteError(w, err)
 }
 
+// refuse fails a request whose SCONEs could not be opened. For a cookie
+// holder, the error also empties the request's SCONE cookies (see
+// clearsCookie): the client sees the error once, and its next request
+// starts a new session rather than failing the same way until its user
+// clears the cookies by hand. A header holder keeps what it had.
+func (m *middleware) refuse(w http.ResponseWriter, in *carried, secure bool, scope string, err error) {
+	if !in.byHeader && err != errBothCarriers && clearsCookie(scone.CodeOf(err)) {
+		for _, name := range in.cookies {
+			w.Header().Add("Set-Cookie", m.cfg.cookies.emptied(name, cookiePath(scope), secure).String())
+		}
+	}
+	m.fail(w, err)
+}
+
+// clearsCookie reports whether an error of code c is about a SCONE the
+// client sent (it does not open, or may no longer be used), so that a
+// cookie holder's copy is emptied with the error. The codes of a server
+// that cannot serve now (unavailable, exhausted, internal), or of new state
+// that does not fit (too_large), keep the cookies.
+func clearsCookie(c scone.Code) bool {
+	switch c {
+	case scone.CodeMalformed, scone.CodeTampered, scone.CodeExpired, scone.CodeUnknownKey,
+		scone.CodeWrongService, scone.CodeWrongClient, scone.CodeRevoked, scone.CodeRolledBack:
+		return true
+	}
+	return false
+}
+
+// cookiePath returns the path of the cookies of a scope.
+func cookiePath(scope string) string {
+	if scope == "" {
+		return "/"
+	}
+	return scope
+}
+
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	tokens, byHeader, err := requestSCONEs(r)
+	scope := m.cfg.scope(r)
+	secure := m.cfg.cookies.secureFor(r)
+	in, err := requestSCONEs(r, namePrefix(secure, cookiePath(scope))+CookiePrefix)
 	if err != nil {
-		m.fail(w, err)
+		m.refuse(w, &in, secure, scope, err)
 		return
 	}
-	scope := m.cfg.scope(r)
-	if s := r.Header.Get(HeaderScope); byHeader && s != "" {
+	if s := r.Header.Get(HeaderScope); in.byHeader && s != "" {
 		if len(s) > scone.MaxScopeLen {
 			m.fail(w, scone.NewError(scone.CodeMalformed, HeaderScope+" longer than 255 bytes"))
 			return
@@ -64,27 +123,28 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		scope = s
 	}
 	x, err := m.metrics.Begin(r.Context(), m.sealer, scone.Incoming{
-		SCONEs:         tokens,
+		SCONEs:         in.tokens,
 		Expect:         scone.Expect{Service: m.service, Client: m.cfg.identity(r)},
 		Scope:          scope,
 		ResetOnFailure: m.cfg.resetOnError,
 	})
 	if err != nil {
-		m.fail(w, err)
+		m.refuse(w, &in, secure, scope, err)
 		return
 	}
-	rw := &responseWriter{w: w, m: m, x: x, req: r, byHeader: byHeader}
+	rw := &responseWriter{w: w, m: m, x: x, in: &in, secure: secure, scope: scope}
 	next.ServeHTTP(rw, r.WithContext(x.Context()))
 	rw.close()
 }
 
 // responseWriter holds the response back until the state is sealed.
 type responseWriter struct {
-	w        http.ResponseWriter
-	m        *middleware
-	x        *scone.Exchange
-	req      *http.Request
-	byHeader bool
+	w      http.ResponseWriter
+	m      *middleware
+	x      *scone.Exchange
+	in     *carried
+	secure bool   // the request's cookies are Secure (cookiePolicy.secureFor)
+	scope  string // the request's scope
 
 	status int
 	buf    bytes.Buffer
@@ -165,8 +225,8 @@ func (rw *responseWriter) seal() {
 	reply, err := rw.m.metrics.Finish(rw.x, nil, rw.status >= 400)
 	rw.x.State().Freeze()
 	var cookies []*http.Cookie
-	if err == nil && !rw.byHeader {
-		cookies, err = rw.m.cfg.cookies.replyCookies(&reply, rw.req, rw.m.sealer.Now())
+	if err == nil && !rw.in.byHeader {
+		cookies, err = rw.m.cfg.cookies.replyCookies(&reply, rw.secure, rw.m.sealer.Now(), rw.refused(), cookiePath(rw.scope))
 	}
 	if err != nil {
 		rw.failed = true
@@ -179,10 +239,10 @@ func (rw *responseWriter) seal() {
 	}
 	rw.m.metrics.Served(rw.x, false, &reply)
 	h := rw.w.Header()
-	if !reply.Empty() {
+	if !reply.Empty() || len(cookies) > 0 {
 		h.Add("Cache-Control", `no-cache="Set-Cookie, Scone"`)
 	}
-	if rw.byHeader {
+	if rw.in.byHeader {
 		setHeaders(h, &reply)
 	}
 	for _, c := range cookies {
@@ -191,4 +251,27 @@ func (rw *responseWriter) seal() {
 	rw.w.WriteHeader(rw.status)
 	rw.w.Write(rw.buf.Bytes())
 	rw.buf = bytes.Buffer{}
+}
+
+// refused returns the cookies to empty with a response that a back end
+// refused for its SCONE: the handler answered with an error whose
+// ErrorHeader names a code of clearsCookie (WriteError of a back end's
+// error). The Middleware cannot tell which back end's SCONE it was, so
+// every SCONE cookie of the request but the service's own (which opened)
+// is emptied.
+func (rw *responseWriter) refused() []string {
+	if rw.status < 400 {
+		return nil
+	}
+	if c, _ := scone.ParseCode(rw.w.Header().Get(ErrorHeader)); !clearsCookie(c) {
+		return nil
+	}
+	own := namePrefix(rw.secure, cookiePath(rw.scope)) + cookieName(rw.m.service)
+	var out []string
+	for _, name := range rw.in.cookies {
+		if name != own {
+			out = append(out, name)
+		}
+	}
+	return out
 }

@@ -24,12 +24,15 @@ func (f optionFunc) apply(c *config) { f(c) }
 const DefaultBufferLimit = 64 << 10
 
 type config struct {
-	scope        func(*http.Request) string
-	identity     func(*http.Request) string
-	resetOnError bool
-	cookies      cookiePolicy
-	bufferLimit  int
-	metrics      prometheus.Registerer
+	scope          func(*http.Request) string
+	identity       func(*http.Request) string
+	resetOnError   bool
+	cookies        cookiePolicy
+	bufferLimit    int
+	metrics        prometheus.Registerer
+	crossOrigin    *http.CrossOriginProtection // nil: a new one, unless anyOrigin
+	trustedOrigins []string
+	anyOrigin      bool // WithoutCrossOriginProtection
 }
 
 func newConfig(opts []Option) config {
@@ -84,11 +87,52 @@ func WithSameSite(m http.SameSite) Option {
 	return optionFunc(func(c *config) { c.cookies.sameSite = m })
 }
 
-// WithSecureCookies forces the Secure attribute of SCONE cookies on or off
-// (default: on when the request came over TLS; set it on behind a
-// TLS-terminating proxy).
+// WithSecureCookies sets the Secure attribute of SCONE cookies, and with it
+// their name's prefix, for every request. By default they are Secure, and
+// named with the "__Host-" prefix (path "/") or "__Secure-" (another path),
+// except for a request over plain HTTP to a loopback host (127.0.0.0/8,
+// ::1, localhost) with no forwarding header, so a service on 127.0.0.1
+// works without TLS for development. A service behind a TLS-terminating
+// proxy needs nothing: its requests name the public host. Set it on behind
+// a proxy that rewrites the Host header to a loopback address and adds no
+// Forwarded or X-Forwarded-* header. Set it off only for a service that
+// browsers reach over plain HTTP on the network, where anyone on the path
+// can read and replace its cookies.
+//
+// When reading, only cookies with the prefix this policy would set count: a
+// cookie planted under a weaker prefix, by a sibling subdomain or over plain
+// HTTP, is ignored. Only "__Host-" (scope "/") keeps a sibling subdomain
+// served over HTTPS from setting a cookie the service reads.
 func WithSecureCookies(on bool) Option {
 	return optionFunc(func(c *config) { c.cookies.secure = &on })
+}
+
+// WithTrustedOrigins lets browsers on these origins ("https://app.example",
+// scheme, host and an optional port) send unsafe requests (POST, PUT,
+// DELETE...), which the Middleware refuses from any origin but the
+// request's own by default. Middleware panics if one is not an origin.
+func WithTrustedOrigins(origins ...string) Option {
+	return optionFunc(func(c *config) { c.trustedOrigins = append(c.trustedOrigins, origins...) })
+}
+
+// WithCrossOriginProtection makes the Middleware check requests with p
+// (configured with trusted origins, bypass patterns or a deny handler)
+// instead of a new http.CrossOriginProtection. Origins of
+// WithTrustedOrigins are added to p.
+func WithCrossOriginProtection(p *http.CrossOriginProtection) Option {
+	return optionFunc(func(c *config) { c.crossOrigin, c.anyOrigin = p, false })
+}
+
+// WithoutCrossOriginProtection turns off the check that refuses unsafe
+// requests from other origins, for a Middleware that only services reach
+// (with the Scone header). INSECURE for anything a browser reaches: any web
+// site the user visits can then post forms to the service, and the user's
+// browser sends the SCONE cookies with them (a cross-site request forgery
+// that changes the user's state; SameSite=Lax stops it only in browsers
+// that enforce it, and not from sibling subdomains). Prefer
+// WithTrustedOrigins.
+func WithoutCrossOriginProtection() Option {
+	return optionFunc(func(c *config) { c.crossOrigin, c.anyOrigin = nil, true })
 }
 
 // WithBufferLimit sets how much of a response body the Middleware holds

@@ -20,7 +20,8 @@ import (
 // TestCurlSession drives the example with the real curl binary and its
 // cookie jar: a session across calls, across a kill -9 and restart of the
 // whole shop, a tampered cookie refused with its status, and checkout
-// ending the back ends' sessions (their cookies deleted).
+// ending the back ends' sessions (their cookies deleted), and a restart
+// with another key file: one error, then a new cart.
 func TestCurlSession(t *testing.T) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
@@ -129,6 +130,38 @@ func TestCurlSession(t *testing.T) {
 	}
 	if code, v := curlJSON(base + "/cart"); code != 200 || len(v["lines"].([]any)) != 0 || v["operations"] != "3" {
 		t.Fatalf("the cart after checkout: %d %v", code, v)
+	}
+
+	// The shop restarts with another key file: the jar's SCONEs no longer
+	// open. The page and the catalog hold no state and still answer; the
+	// cart fails once with its code, and that answer empties the cookies,
+	// so the next request starts a new cart.
+	if code, _ := curlJSON("-X", "POST", "-d", `{"isbn":"`+dune+`","quantity":1}`, base+"/cart/items"); code != 200 {
+		t.Fatalf("add: %d", code)
+	}
+	shop.Process.Kill()
+	shop.Wait()
+	ring2, _ := scone.NewKeyRing(2, scone.GenerateKey(2, time.Now()))
+	if err := scone.WriteKeyFile(keys, ring2); err != nil {
+		t.Fatal(err)
+	}
+	shop = start()
+	for _, page := range []string{base + "/", base + "/books"} {
+		if code, _ := curlJSON(page); code != 200 {
+			t.Fatalf("%s with SCONEs of the old key: %d", page, code)
+		}
+	}
+	if code, v := curlJSON(base + "/cart"); code != 401 || v["code"] != "unknown_key" {
+		t.Fatalf("the cart with SCONEs of the old key: %d %v", code, v)
+	}
+	cookies, _ = os.ReadFile(jar)
+	for name, value := range jarValues(cookies) {
+		if strings.HasPrefix(name, "scone-") && value != "" {
+			t.Fatalf("the error left cookie %s in the jar:\n%s", name, cookies)
+		}
+	}
+	if code, v := curlJSON(base + "/cart"); code != 200 || len(v["lines"].([]any)) != 0 || v["operations"] != "0" {
+		t.Fatalf("the cart after the error: %d %v", code, v)
 	}
 }
 

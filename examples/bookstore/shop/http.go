@@ -35,6 +35,11 @@ var indexHTML []byte
 //	POST   /shop/cart/items            add: {"isbn": "...", "quantity": N}
 //	DELETE /shop/cart/items/{isbn}     remove: ?quantity=N (default 1)
 //	POST   /shop/checkout              the cart becomes an order
+//
+// The page and the catalog hold no state, so they are served without the
+// SCONE middleware: they answer even when the cookies do not open (after a
+// restart with another key file, say), and the page can show the error
+// the cart gets, once.
 func HTTPHandler(g *Gateway, sealer *scone.Sealer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /shop/{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -44,11 +49,14 @@ func HTTPHandler(g *Gateway, sealer *scone.Sealer) http.Handler {
 	mux.HandleFunc("GET /shop/books", func(w http.ResponseWriter, r *http.Request) {
 		writeBooks(w)
 	})
-	mux.HandleFunc("GET /shop/cart", func(w http.ResponseWriter, r *http.Request) {
+	stateful := http.NewServeMux()
+	mux.Handle("/shop/", sconehttp.Middleware(sealer, "bookstore.v1.Gateway",
+		sconehttp.WithScope(sconehttp.StaticScope(HTTPScope)))(stateful))
+	stateful.HandleFunc("GET /shop/cart", func(w http.ResponseWriter, r *http.Request) {
 		v, err := g.GetCart(r.Context(), &pb.GetCartRequest{})
 		reply(w, v, err)
 	})
-	mux.HandleFunc("POST /shop/cart/items", func(w http.ResponseWriter, r *http.Request) {
+	stateful.HandleFunc("POST /shop/cart/items", func(w http.ResponseWriter, r *http.Request) {
 		var req pb.AddItemRequest
 		if err := decodeJSON(r, &req); err != nil {
 			writeProblem(w, http.StatusBadRequest, err.Error())
@@ -57,7 +65,7 @@ func HTTPHandler(g *Gateway, sealer *scone.Sealer) http.Handler {
 		v, err := g.AddItem(r.Context(), &req)
 		reply(w, v, err)
 	})
-	mux.HandleFunc("DELETE /shop/cart/items/{isbn}", func(w http.ResponseWriter, r *http.Request) {
+	stateful.HandleFunc("DELETE /shop/cart/items/{isbn}", func(w http.ResponseWriter, r *http.Request) {
 		q := 1
 		if s := r.URL.Query().Get("quantity"); s != "" {
 			var err error
@@ -69,12 +77,11 @@ func HTTPHandler(g *Gateway, sealer *scone.Sealer) http.Handler {
 		v, err := g.RemoveItem(r.Context(), &pb.RemoveItemRequest{Isbn: r.PathValue("isbn"), Quantity: int32(q)})
 		reply(w, v, err)
 	})
-	mux.HandleFunc("POST /shop/checkout", func(w http.ResponseWriter, r *http.Request) {
+	stateful.HandleFunc("POST /shop/checkout", func(w http.ResponseWriter, r *http.Request) {
 		o, err := g.Checkout(r.Context(), &pb.CheckoutRequest{})
 		reply(w, o, err)
 	})
-	return sconehttp.Middleware(sealer, "bookstore.v1.Gateway",
-		sconehttp.WithScope(sconehttp.StaticScope(HTTPScope)))(mux)
+	return mux
 }
 
 func decodeJSON(r *http.Request, m proto.Message) error {
