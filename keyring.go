@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// KeySize is the size of a key's secret: XAES-256-GCM takes 256-bit keys.
-const KeySize = 32
+// keySize is the size of a key's secret: XAES-256-GCM takes 256-bit keys.
+const keySize = 32
 
 // Key is one key of a KeyRing.
 type Key struct {
@@ -18,7 +18,7 @@ type Key struct {
 	ID uint32
 	// Secret is the key material. Generate it with GenerateKey; never
 	// derive it from a password or ship it in code.
-	Secret [KeySize]byte
+	Secret [keySize]byte
 	// Created is informational: when the key was generated.
 	Created time.Time
 	// RetireAt, when set, is when the key stops opening SCONEs. Set it to the
@@ -58,10 +58,11 @@ type KeyInfo struct {
 
 // KeyRing holds the keys a server seals and opens with. The primary key
 // seals; every key that is not past its RetireAt opens. All methods are safe
-// for concurrent use, and changes take effect for the next Seal or Open while
+// for concurrent use, and changes take effect for the next seal or open while
 // others are in flight (like crypto/tls's SetSessionTicketKeys). Rotation:
 // Add a new key everywhere, Promote it everywhere, Retire the old one with a
-// grace of the longest SCONE lifetime, Remove it after that.
+// grace of the longest SCONE lifetime, Prune it after that. A key that
+// must stop opening at once (a leaked one) is retired at now.
 type KeyRing struct {
 	mu    sync.Mutex // serialises writers; readers only load state
 	state atomic.Pointer[ringState]
@@ -213,20 +214,6 @@ func (r *KeyRing) Retire(id uint32, at time.Time) error {
 	})
 }
 
-// Remove deletes the key with the given ID. The primary cannot be removed.
-func (r *KeyRing) Remove(id uint32) error {
-	return r.update(func(primary *uint32, keys []Key) ([]Key, error) {
-		i := slices.IndexFunc(keys, func(k Key) bool { return k.ID == id })
-		if i < 0 {
-			return nil, noKey(id)
-		}
-		if id == *primary {
-			return nil, errCode(CodeInternal, "key ring: the primary key cannot be removed")
-		}
-		return slices.Delete(keys, i, i+1), nil
-	})
-}
-
 // Prune removes every key whose RetireAt is at or before now and reports how
 // many it removed.
 func (r *KeyRing) Prune(now time.Time) int {
@@ -264,9 +251,9 @@ func (r *KeyRing) Keys() []KeyInfo {
 	return out
 }
 
-// Export returns the ring's primary ID and keys, secrets included, for
+// export returns the ring's primary ID and keys, secrets included, for
 // writing a key file.
-func (r *KeyRing) Export() (primary uint32, keys []Key) {
+func (r *KeyRing) export() (primary uint32, keys []Key) {
 	st := r.state.Load()
 	return st.primary.ID, st.export()
 }

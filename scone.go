@@ -14,7 +14,7 @@ import (
 // sealed and only the servers holding the key can read it.
 type SCONE struct {
 	// Service is the service ID this state belongs to; a server only opens
-	// SCONEs of its own service. 1 to MaxServiceLen bytes.
+	// SCONEs of its own service. 1 to 255 bytes.
 	Service string
 	// Scope names the target the holder attaches the SCONE to: a path
 	// prefix matched like a cookie's path (see ScopeMatches). A front end's
@@ -56,12 +56,8 @@ type SCONE struct {
 // Limits of the envelope. The size budget a Sealer enforces (WithMaxSize)
 // is usually far below MaxEnvelopeSize.
 const (
-	// MaxServiceLen is the longest service ID.
-	MaxServiceLen = 255
-	// MaxScopeLen is the longest scope.
-	MaxScopeLen = 255
-	// MaxFieldLen is the longest Endpoint, Object, Status or Client.
-	MaxFieldLen = 1<<16 - 1
+	maxServiceLen = 255 // the longest service ID
+	maxScopeLen   = 255 // the longest scope
 	// MaxEnvelopeSize is the largest envelope any Sealer seals or opens,
 	// whatever its configured budget.
 	MaxEnvelopeSize = 1 << 20
@@ -72,9 +68,6 @@ type SessionID [16]byte
 
 // String returns the ID in hex.
 func (id SessionID) String() string { return hex.EncodeToString(id[:]) }
-
-// IsZero reports whether id is the zero ID (no session yet).
-func (id SessionID) IsZero() bool { return id == SessionID{} }
 
 // Header is the cleartext part of a sealed SCONE: what a holder may read
 // without a key. ParseHeader reads it; it is authenticated only when the
@@ -92,5 +85,5 @@ type Header struct {
 	Scope   string
 }
 
-// Expired reports whether the SCONE has expired at now.
-func (h *Header) Expired(now time.Time) bool { return !now.Before(h.Expires) }
+// expired reports whether the SCONE has expired at now.
+func (h *Header) expired(now time.Time) bool { return !now.Before(h.Expires) }

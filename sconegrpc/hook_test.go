@@ -614,7 +614,7 @@ func TestBackendCallOutsideRequest(t *testing.T) {
 // reservations inventory made in the same SCONE.
 type groupCart struct{ pb.UnimplementedCartServer }
 
-var groupState = scone.NewTyped(scone.ProtoCodec[*pb.InventorySession]{})
+var groupState = scone.NewTyped(scone.ProtoCodec[*pb.InventorySession]())
 
 func (groupCart) Get(ctx context.Context, _ *pb.CartGet) (*pb.CartContents, error) {
 	s, _, err := groupState.Load(ctx)

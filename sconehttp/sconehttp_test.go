@@ -26,7 +26,7 @@ type counter struct {
 	Note   string `json:"note,omitempty"`
 }
 
-var counterState = scone.NewTyped(scone.JSONCodec[counter]{})
+var counterState = scone.NewTyped(scone.JSONCodec[counter]())
 
 // visit counts a visit and answers with the count.
 func visit(w http.ResponseWriter, r *http.Request) {
