@@ -2,6 +2,7 @@ package scone
 
 import (
 	"context"
+	"time"
 
 	"github.com/scone-project/scone/internal/bridge"
 )
@@ -15,6 +16,7 @@ func init() {
 		o, err := s.open(ctx, sc, token, want)
 		return o.keyID, o.stale, err
 	}
+	bridge.Now = func(s *Sealer) time.Time { return s.cfg.clock() }
 	bridge.StateFlags = (*State).flags
 	bridge.Freeze = (*State).freeze
 	bridge.DictApply = (*Dict).apply

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // Store keeps the SCONEs of many clients. Implementations must be safe for
@@ -25,7 +26,7 @@ type Store interface {
 	// request carried (see scone.Dict.ApplyIfBase): else another call of the
 	// client changed that state first, and Apply fails with
 	// scone.CodeConflict rather than lose that call's change.
-	Apply(ctx context.Context, client string, r *scone.Reply, sent [][]byte) error
+	Apply(ctx context.Context, client string, r *hook.Reply, sent [][]byte) error
 	// Close releases the store's resources.
 	Close() error
 }
@@ -151,7 +152,7 @@ func (m *MemoryStore) Get(_ context.Context, client, target string) ([][]byte, e
 }
 
 // Apply implements Store.
-func (m *MemoryStore) Apply(_ context.Context, client string, r *scone.Reply, sent [][]byte) error {
+func (m *MemoryStore) Apply(_ context.Context, client string, r *hook.Reply, sent [][]byte) error {
 	m.mu.Lock() // so no sweep can drop the dictionary under the update
 	defer m.mu.Unlock()
 	d, err := m.dictLocked(client)
@@ -159,7 +160,7 @@ func (m *MemoryStore) Apply(_ context.Context, client string, r *scone.Reply, se
 		return err
 	}
 	before := d.Expired()
-	err = d.ApplyIfBase(r, sent)
+	err = hook.ApplyIfBase(d, r, sent)
 	m.expired.Add(d.Expired() - before)
 	return err
 }

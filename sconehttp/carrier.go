@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // Names of the carriers on the wire.
@@ -34,6 +35,9 @@ const (
 
 // maxSCONEs bounds the SCONEs one request may carry.
 const maxSCONEs = 64
+
+// maxScopeLen is the longest scope of a SCONE (docs/wire.md).
+const maxScopeLen = 255
 
 // cookieName returns the name of the cookie of a service's SCONE.
 func cookieName(service string) string {
@@ -93,7 +97,7 @@ func requestSCONEs(r *http.Request) (tokens [][]byte, byHeader bool, err error) 
 }
 
 // setHeaders puts a reply's SCONEs on a response's headers.
-func setHeaders(h http.Header, r *scone.Reply) {
+func setHeaders(h http.Header, r *hook.Reply) {
 	for _, tok := range r.SCONEs {
 		h.Add(HeaderSCONE, scone.EncodeText(tok))
 	}
@@ -103,8 +107,8 @@ func setHeaders(h http.Header, r *scone.Reply) {
 }
 
 // replyFromHeaders reads the SCONEs a response's headers carry.
-func replyFromHeaders(h http.Header) (scone.Reply, error) {
-	var r scone.Reply
+func replyFromHeaders(h http.Header) (hook.Reply, error) {
+	var r hook.Reply
 	for _, v := range h.Values(HeaderSCONE) {
 		for text := range strings.SplitSeq(v, ",") {
 			if text = strings.TrimSpace(text); text == "" {
@@ -128,7 +132,7 @@ func replyFromHeaders(h http.Header) (scone.Reply, error) {
 			if !ok || err1 != nil || err2 != nil || s == "" {
 				return r, scone.NewError(scone.CodeMalformed, "bad "+HeaderDrop+" header")
 			}
-			r.Dropped = append(r.Dropped, scone.HolderKey{Service: s, Scope: p})
+			r.Dropped = append(r.Dropped, hook.HolderKey{Service: s, Scope: p})
 		}
 	}
 	return r, nil
@@ -143,7 +147,7 @@ type cookiePolicy struct {
 
 // replyCookies returns the Set-Cookie lines of a reply. A SCONE over the
 // cookie budget fails with CodeTooLarge, before any cookie is set.
-func (p *cookiePolicy) replyCookies(r *scone.Reply, req *http.Request, now time.Time) ([]*http.Cookie, error) {
+func (p *cookiePolicy) replyCookies(r *hook.Reply, req *http.Request, now time.Time) ([]*http.Cookie, error) {
 	secure := req.TLS != nil
 	if p.secure != nil {
 		secure = *p.secure
@@ -161,7 +165,7 @@ func (p *cookiePolicy) replyCookies(r *scone.Reply, req *http.Request, now time.
 	var out []*http.Cookie
 	set := map[string]bool{}
 	for _, tok := range r.SCONEs {
-		h, err := scone.Peek(tok)
+		h, err := hook.Peek(tok)
 		if err != nil {
 			return nil, err
 		}

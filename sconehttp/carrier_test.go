@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 func TestCookieName(t *testing.T) {
@@ -27,7 +28,7 @@ func sealed(t testing.TB, service, scope string) []byte {
 	ring, _ := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
 	s, _ := scone.NewSealer(ring)
 	now := time.Now()
-	tok, err := s.Seal(nil, &scone.SCONE{Service: service, Scope: scope, Version: 1, IssuedAt: now, Expires: now.Add(time.Hour)})
+	tok, err := hook.Seal(s, nil, &scone.SCONE{Service: service, Scope: scope, Version: 1, IssuedAt: now, Expires: now.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,9 +37,9 @@ func sealed(t testing.TB, service, scope string) []byte {
 
 func TestReplyHeadersRoundTrip(t *testing.T) {
 	t.Parallel()
-	in := scone.Reply{
+	in := hook.Reply{
 		SCONEs:  [][]byte{sealed(t, "a", "/x/"), sealed(t, "b", "/x/")},
-		Dropped: []scone.HolderKey{{Service: "c d", Scope: "/x y/"}},
+		Dropped: []hook.HolderKey{{Service: "c d", Scope: "/x y/"}},
 	}
 	h := http.Header{}
 	setHeaders(h, &in)
@@ -61,8 +62,8 @@ func TestRequestSCONEs(t *testing.T) {
 	t.Parallel()
 	a, b := sealed(t, "a", "/"), sealed(t, "b", "/")
 	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set(HeaderSCONE, string(scone.AppendText(nil, a))+" , ")
-	r.AddCookie(&http.Cookie{Name: "scone-b", Value: string(scone.AppendText(nil, b))})
+	r.Header.Set(HeaderSCONE, string(hook.AppendText(nil, a))+" , ")
+	r.AddCookie(&http.Cookie{Name: "scone-b", Value: string(hook.AppendText(nil, b))})
 	r.AddCookie(&http.Cookie{Name: "session", Value: "not ours"})
 	toks, byHeader, err := requestSCONEs(r)
 	if err != nil || !byHeader || len(toks) != 2 {
@@ -79,7 +80,7 @@ func TestRequestSCONEs(t *testing.T) {
 // headers, the client parses it or fails with a code, and never panics.
 func FuzzReplyHeaders(f *testing.F) {
 	tok := sealed(f, "a", "/x/")
-	f.Add(string(scone.AppendText(nil, tok)), "a /x/")
+	f.Add(string(hook.AppendText(nil, tok)), "a /x/")
 	f.Add("", "a%20b /")
 	f.Add(",,", "x")
 	f.Fuzz(func(t *testing.T, scones, drops string) {

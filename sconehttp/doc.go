@@ -28,7 +28,7 @@
 //
 // A SCONE that does not open gets the status its code maps to (HTTPStatus),
 // an application/problem+json body naming the code, and a "Scone-Error"
-// header with the code (CodeOf reads it); the holder's SCONEs are not
+// header with the code (ResponseCode reads it); the holder's SCONEs are not
 // touched, and no empty session is started over them.
 //
 // # Multi-tier

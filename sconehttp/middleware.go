@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/hookmetrics"
 )
 
@@ -57,13 +58,13 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	}
 	scope := m.cfg.scope(r)
 	if s := r.Header.Get(HeaderScope); byHeader && s != "" {
-		if len(s) > scone.MaxScopeLen {
+		if len(s) > maxScopeLen {
 			m.fail(w, scone.NewError(scone.CodeMalformed, HeaderScope+" longer than 255 bytes"))
 			return
 		}
 		scope = s
 	}
-	x, err := m.metrics.Begin(r.Context(), m.sealer, scone.Incoming{
+	x, err := m.metrics.Begin(r.Context(), m.sealer, hook.Incoming{
 		SCONEs:         tokens,
 		Expect:         scone.Expect{Service: m.service, Client: m.cfg.identity(r)},
 		Scope:          scope,
@@ -82,7 +83,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 type responseWriter struct {
 	w        http.ResponseWriter
 	m        *middleware
-	x        *scone.Exchange
+	x        *hook.Exchange
 	req      *http.Request
 	byHeader bool
 
@@ -163,10 +164,10 @@ func (rw *responseWriter) seal() {
 	}
 	rw.sealed = true
 	reply, err := rw.m.metrics.Finish(rw.x, nil, rw.status >= 400)
-	rw.x.State().Freeze()
+	hook.Freeze(rw.x.State())
 	var cookies []*http.Cookie
 	if err == nil && !rw.byHeader {
-		cookies, err = rw.m.cfg.cookies.replyCookies(&reply, rw.req, rw.m.sealer.Now())
+		cookies, err = rw.m.cfg.cookies.replyCookies(&reply, rw.req, hook.Now(rw.m.sealer))
 	}
 	if err != nil {
 		rw.failed = true

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // Transport is an http.RoundTripper that holds SCONEs for its client: it
@@ -17,12 +18,12 @@ import (
 // (its scone.Code is reachable through errors.As, see scone.CodeOf).
 //
 // Used by a handler with its request's context, a Transport works for that
-// request instead (see scone.Carry): a front end's calls to its back ends
+// request instead (see hook.Carry): a front end's calls to its back ends
 // carry their SCONEs, and what comes back goes to the front end's client.
 type Transport struct {
 	base  http.RoundTripper
 	cfg   clientConfig
-	turns scone.Turns[turnKey]
+	turns hook.Turns[turnKey]
 
 	mu    sync.Mutex
 	hosts map[string]*scone.Dict
@@ -68,7 +69,7 @@ func (t *Transport) Holder(host string) scone.Holder {
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	carry, inRequest := scone.CarryFrom(ctx)
+	carry, inRequest := hook.CarryFrom(ctx)
 	if inRequest && carry.Plain() {
 		return t.base.RoundTrip(req) // for a client without a hook: no state
 	}
@@ -121,7 +122,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if inRequest {
 			err = carry.Apply(reply.Dropped, reply.SCONEs)
 		} else {
-			err = scone.ApplyReply(holder, &reply, sent)
+			err = hook.ApplyReply(holder, &reply, sent)
 		}
 	}
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
@@ -299,7 +300,7 @@ func loadJar(d *scone.Dict, path string) error {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, scone.TextLen(scone.MaxEnvelopeSize)+1)
+	sc.Buffer(nil, hook.TextLen(scone.MaxEnvelopeSize)+1)
 	for sc.Scan() {
 		tok, err := scone.DecodeText(sc.Text())
 		if err != nil {
@@ -315,7 +316,7 @@ func loadJar(d *scone.Dict, path string) error {
 func saveJar(d *scone.Dict, path string) error {
 	var b []byte
 	for _, tok := range d.Tokens() {
-		b = append(scone.AppendText(b, tok), '\n')
+		b = append(hook.AppendText(b, tok), '\n')
 	}
 	return os.WriteFile(path, b, 0o600)
 }

@@ -41,6 +41,8 @@ var (
 	// token []byte, want scone.Expect) (keyID uint32, stale bool, err error):
 	// it opens token into sc with every check of Sealer.Restore.
 	Open any
+	// Now is func(s *scone.Sealer) time.Time: the Sealer's clock.
+	Now any
 	// StateFlags is func(st *scone.State) (changed, dropped, applyOnError bool).
 	StateFlags any
 	// Freeze is func(st *scone.State): every later change of st panics.

@@ -233,3 +233,13 @@ func carries(tokens [][]byte, key HolderKey) bool {
 	}
 	return false
 }
+
+// DictApply deletes the SCONEs of drop from d, then stores the tokens of put
+// (newest version wins, as Dict.Put), all at once or not at all; d takes
+// ownership of the tokens. If the result does not fit d's bounds it changes
+// nothing and fails with scone.CodeExhausted; a malformed token fails it
+// with scone.CodeMalformed. Unlike ApplyReply it checks nothing against a
+// request: it is for filling a Dict from stored tokens.
+func DictApply(d *scone.Dict, drop []HolderKey, put [][]byte) error {
+	return dictApply(d, drop, put)
+}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/base64"
 	"strings"
+	"time"
 
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/bridge"
@@ -31,6 +32,7 @@ type View = bridge.View
 var (
 	seal            = bridge.Seal.(func(*scone.Sealer, []byte, *scone.SCONE) ([]byte, error))
 	open            = bridge.Open.(func(*scone.Sealer, context.Context, *scone.SCONE, []byte, scone.Expect) (uint32, bool, error))
+	now             = bridge.Now.(func(*scone.Sealer) time.Time)
 	stateFlags      = bridge.StateFlags.(func(*scone.State) (bool, bool, bool))
 	freeze          = bridge.Freeze.(func(*scone.State))
 	dictApply       = bridge.DictApply.(func(*scone.Dict, []HolderKey, [][]byte) error)
@@ -65,6 +67,9 @@ func Open(s *scone.Sealer, ctx context.Context, sc *scone.SCONE, token []byte, w
 	id, stale, err := open(s, ctx, sc, token, want)
 	return Opened{KeyID: id, Stale: stale}, err
 }
+
+// Now returns the reading of s's clock (scone.WithClock).
+func Now(s *scone.Sealer) time.Time { return now(s) }
 
 // Changed reports whether the handler changed st.
 func Changed(st *scone.State) bool {
