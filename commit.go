@@ -34,6 +34,13 @@ func (o Outcome) String() string {
 // does not open is an error, never an empty state: the caller must fail the
 // request, so the holder keeps its SCONE. scope is where the holder should
 // attach the SCONE sealed from this state.
+//
+// The checks run in this order, and the first that fails gives the error's
+// code: size budget (CodeTooLarge, before any decryption), layout
+// (CodeMalformed), key (CodeUnknownKey), authentication (CodeTampered),
+// service (CodeWrongService), expiry (CodeExpired), revocation epoch
+// (CodeRevoked), client binding (CodeWrongClient), anti-rollback
+// (CodeRolledBack).
 func (s *Sealer) Restore(ctx context.Context, token []byte, want Expect, scope string) (*State, error) {
 	st := newState(want, scope)
 	if len(token) == 0 {

@@ -189,7 +189,7 @@ func (r *KeyRing) Add(k Key) error {
 }
 
 // Promote makes the key with the given ID the primary, so it seals from the
-// next Seal on. The key must be in the ring and not retired.
+// next seal on. The key must be in the ring and not retired.
 func (r *KeyRing) Promote(id uint32) error {
 	return r.update(func(primary *uint32, keys []Key) ([]Key, error) {
 		i := slices.IndexFunc(keys, func(k Key) bool { return k.ID == id })

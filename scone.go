@@ -20,7 +20,7 @@ type SCONE struct {
 	// prefix matched like a cookie's path (see ScopeMatches). A front end's
 	// back ends seal their SCONEs with the front end's scope, so the client
 	// sends them back on its next call to the front end. At most
-	// MaxScopeLen bytes; empty matches every target.
+	// 255 bytes; empty matches every target.
 	Scope string
 	// Version grows by one at every seal of the session. Holders keep the
 	// newest version; anti-rollback compares against it.
@@ -37,6 +37,10 @@ type SCONE struct {
 	// Epoch is the service's revocation epoch at sealing; raising the epoch
 	// of the service (see Epochs) revokes every SCONE sealed before.
 	Epoch uint64
+	// Endpoint, Object and Status are the thread-context fields of the
+	// patent, sealed beside Data and kept across versions. No State method
+	// sets them: handlers keep their state in Data.
+	//
 	// Endpoint is the network endpoint ID of the patent: which endpoint of
 	// the service the state is about (for example a port or a shard).
 	Endpoint string

@@ -11,7 +11,9 @@ import (
 	"github.com/scone-project/scone/internal/hook"
 )
 
-// Store keeps the SCONEs of many clients. Implementations must be safe for
+// Store keeps the SCONEs of many clients: MemoryStore, JetStreamStore, or
+// circulate.Store. (Its Apply takes a type of this module's internals, so
+// the stores are the ones of this module.) Implementations must be safe for
 // concurrent use by many relays' requests, keep for each (client, service,
 // scope) the newest version only, and never return an expired SCONE.
 type Store interface {
@@ -23,7 +25,7 @@ type Store interface {
 	// Apply keeps a reply for client: its dropped sessions (which must be
 	// among sent, the SCONEs its request carried) and its new versions, all
 	// at once or not at all, and only if the store still holds what the
-	// request carried (see scone.Dict.ApplyIfBase): else another call of the
+	// request carried (see internal/hook.ApplyIfBase): else another call of the
 	// client changed that state first, and Apply fails with
 	// scone.CodeConflict rather than lose that call's change.
 	Apply(ctx context.Context, client string, r *hook.Reply, sent [][]byte) error

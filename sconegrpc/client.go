@@ -17,6 +17,10 @@ import (
 // DialOptions returns the grpc.DialOptions that install the client hook for
 // unary and streaming calls, sharing one holder. Put them last among the
 // client's interceptors, so the others see the caller's own messages.
+//
+// A call the server refused for its SCONEs fails with an error that carries
+// the scone.Code, for scone.CodeOf, beside its gRPC status (status.Code,
+// status.FromError).
 func DialOptions(opts ...ClientOption) []grpc.DialOption {
 	c := newClient(opts)
 	return []grpc.DialOption{

@@ -12,14 +12,15 @@ import (
 // Transport is an http.RoundTripper that holds SCONEs for its client: it
 // attaches to each request the SCONEs whose scope matches the request's
 // path (in the Scone header), and keeps what the response brings, as a
-// whole or not at all (with a scone.BatchHolder such as scone.Dict).
+// whole or not at all (with a scone.Dict; another Holder takes them one by
+// one).
 // Requests to one host take turns (WithConcurrentCalls, WithCallGroup), and
 // a request whose response's SCONEs cannot be kept fails with their error
 // (its scone.Code is reachable through errors.As, see scone.CodeOf).
 //
 // Used by a handler with its request's context, a Transport works for that
-// request instead (see hook.Carry): a front end's calls to its back ends
-// carry their SCONEs, and what comes back goes to the front end's client.
+// request instead: a front end's calls to its back ends carry their SCONEs,
+// and what comes back goes to the front end's client.
 type Transport struct {
 	base  http.RoundTripper
 	cfg   clientConfig

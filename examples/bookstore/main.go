@@ -24,7 +24,6 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
-	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
@@ -300,7 +299,7 @@ func loadJar(d *scone.Dict, path string) error {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, hook.TextLen(scone.MaxEnvelopeSize)+1)
+	sc.Buffer(nil, 2*scone.MaxEnvelopeSize) // a text form is 4/3 of its envelope
 	for sc.Scan() {
 		tok, err := scone.DecodeText(sc.Text())
 		if err != nil {
@@ -316,7 +315,7 @@ func loadJar(d *scone.Dict, path string) error {
 func saveJar(d *scone.Dict, path string) error {
 	var b []byte
 	for _, tok := range d.Tokens() {
-		b = append(hook.AppendText(b, tok), '\n')
+		b = append(append(b, scone.EncodeText(tok)...), '\n')
 	}
 	return os.WriteFile(path, b, 0o600)
 }

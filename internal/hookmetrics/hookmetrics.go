@@ -20,7 +20,7 @@
 // requests carried (in; in cluster mode, read from the client's record)
 // and the replies carried (out; in cluster mode, written to it);
 // scone_hook_seconds
-// the time to restore a request's state (restore: scone.Sealer.Begin) and
+// the time to restore a request's state (restore: hook.Begin) and
 // to seal it (seal: hook.Exchange.Finish).
 //
 // Several hooks may register on one registry (a gRPC and an HTTP hook in
