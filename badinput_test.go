@@ -39,7 +39,7 @@ var (
 // badKey returns a corpus key: its secret is the byte b repeated.
 func badKey(id uint32, b byte, created time.Time) Key {
 	k := Key{ID: id, Created: created}
-	copy(k.Secret[:], bytes.Repeat([]byte{b}, KeySize))
+	copy(k.Secret[:], bytes.Repeat([]byte{b}, keySize))
 	return k
 }
 
@@ -98,7 +98,7 @@ func (g *badGen) seal(k Key, sc *SCONE) []byte {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	env, err := s.seal(nil, sc, g.nextNonce())
+	env, err := s.sealNonce(nil, sc, g.nextNonce())
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func with(b []byte, f func(b []byte)) []byte {
 func badCorpus(t testing.TB) (badinput.Manifest, map[string][]byte) {
 	g := &badGen{t: t}
 	files := map[string][]byte{
-		"keys.json": MarshalKeyFile(1, []Key{badKey1, {ID: 2, Secret: badKey2.Secret, Created: badKey2.Created, RetireAt: badRetA}}),
+		"keys.json": marshalKeyFile(1, []Key{badKey1, {ID: 2, Secret: badKey2.Secret, Created: badKey2.Created, RetireAt: badRetA}}),
 	}
 	m := badinput.Manifest{
 		About: "Bad inputs for every SCONE holder: written by go test -run TestBadInputCorpus -update " +
@@ -402,12 +402,12 @@ func TestBadInputCorpus(t *testing.T) {
 		}
 		for _, b := range cs.BeforePayloads {
 			var sc SCONE
-			if _, err := s.Open(context.Background(), &sc, b, Expect{Service: c.Service}); err != nil {
+			if _, err := s.open(context.Background(), &sc, b, Expect{Service: c.Service}); err != nil {
 				t.Fatalf("%s: the SCONE presented before does not open: %v", cs.Name, err)
 			}
 		}
 		var sc SCONE
-		_, err := s.Open(context.Background(), &sc, cs.Payloads[0], Expect{Service: c.Service})
+		_, err := s.open(context.Background(), &sc, cs.Payloads[0], Expect{Service: c.Service})
 		want := cs.Open
 		if cs.HighWater != nil {
 			want = cs.HighWater.Code

@@ -47,11 +47,11 @@ func benchSealOpen(b *testing.B, size int, edit func(*SCONE)) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var err error
-		buf, err = s.Seal(buf[:0], in)
+		buf, err = s.seal(buf[:0], in)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err = s.Open(ctx, &out, buf, want); err != nil {
+		if _, err = s.open(ctx, &out, buf, want); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -92,9 +92,9 @@ func BenchmarkRestoreCommit(b *testing.B) {
 //	alg=xchacha20poly1305   XChaCha20-Poly1305 (x/crypto)
 //	alg=aes256gcm-random96  AES-256-GCM with random 96-bit nonces (unsafe past ~2^32 seals per key)
 func BenchmarkAEAD(b *testing.B) {
-	key := make([]byte, KeySize)
+	key := make([]byte, keySize)
 	rand.Read(key)
-	x := newXAESKey((*[KeySize]byte)(key))
+	x := newXAESKey((*[keySize]byte)(key))
 	blk, _ := aes.NewCipher(key)
 	gcm, _ := cipher.NewGCM(blk)
 	xc, _ := chacha20poly1305.NewX(key)

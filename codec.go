@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"strings"
 	"time"
+
+	"github.com/scone-project/scone/internal/bridge"
 )
 
 // Envelope format 1. All integers are big-endian. See docs/wire.md.
@@ -35,8 +37,8 @@ import (
 //	..      2+n   client      uint16 length, bytes
 //	..      rest  data
 const (
-	// FormatV1 is the only envelope format so far.
-	FormatV1 = 1
+	// formatV1 is the only envelope format so far.
+	formatV1 = 1
 
 	hdrFixed    = 1 + 4 + 8 + 8 // format, key ID, version, expires
 	hdrMin      = hdrFixed + 1 + 1 + 1
@@ -64,7 +66,7 @@ func parseHeader(b []byte) (headerView, error) {
 	if len(b) < envelopeMin {
 		return h, errCode(CodeMalformed, "envelope shorter than the minimum")
 	}
-	if b[0] != FormatV1 {
+	if b[0] != formatV1 {
 		return h, errCode(CodeMalformed, "unknown envelope format")
 	}
 	h.keyID = binary.BigEndian.Uint32(b[1:])
@@ -96,27 +98,17 @@ func parseHeader(b []byte) (headerView, error) {
 // maxUnixMilli bounds timestamps to what time.UnixMilli represents safely.
 const maxUnixMilli = 1 << 62
 
-// HeaderView is a Header whose service and scope alias the envelope they
-// were read from, so reading it allocates nothing. See Peek.
-type HeaderView struct {
-	KeyID   uint32    // the key that sealed the SCONE
-	Version uint64    // the SCONE's version
-	Expires time.Time // the SCONE's expiry
-	Service []byte    // the service ID, aliasing the envelope
-	Scope   []byte    // the scope, aliasing the envelope
-}
-
-// Peek is ParseHeader without copying: the view's byte slices alias token
+// peek is ParseHeader without copying: the view's byte slices alias token
 // and are valid only as long as token is unchanged.
-func Peek(token []byte) (HeaderView, error) {
+func peek(token []byte) (bridge.View, error) {
 	if len(token) > MaxEnvelopeSize {
-		return HeaderView{}, errCode(CodeTooLarge, "envelope over the maximum size")
+		return bridge.View{}, errCode(CodeTooLarge, "envelope over the maximum size")
 	}
 	v, err := parseHeader(token)
 	if err != nil {
-		return HeaderView{}, err
+		return bridge.View{}, err
 	}
-	return HeaderView{
+	return bridge.View{
 		KeyID:   v.keyID,
 		Version: v.version,
 		Expires: time.UnixMilli(int64(v.expires)),
@@ -147,7 +139,7 @@ func ParseHeader(token []byte) (Header, error) {
 }
 
 func appendHeader(b []byte, keyID uint32, sc *SCONE) []byte {
-	b = append(b, FormatV1)
+	b = append(b, formatV1)
 	b = binary.BigEndian.AppendUint32(b, keyID)
 	b = binary.BigEndian.AppendUint64(b, sc.Version)
 	b = binary.BigEndian.AppendUint64(b, uint64(sc.Expires.UnixMilli()))
@@ -219,16 +211,8 @@ func setString(s *string, b []byte) {
 // use the envelope in unpadded base64url.
 var textEncoding = base64.RawURLEncoding.Strict()
 
-// AppendText appends the text form of a sealed SCONE to dst.
-func AppendText(dst, token []byte) []byte {
-	return textEncoding.AppendEncode(dst, token)
-}
-
 // EncodeText returns the text form of a sealed SCONE.
 func EncodeText(token []byte) string { return textEncoding.EncodeToString(token) }
-
-// TextLen returns the length of the text form of an n-byte envelope.
-func TextLen(n int) int { return textEncoding.EncodedLen(n) }
 
 // DecodeText returns the envelope of a SCONE in text form. It refuses text
 // longer than the text form of a MaxEnvelopeSize envelope before decoding.
@@ -253,16 +237,4 @@ func checkText(s string) error {
 		return errCode(CodeMalformed, "text form contains a line break")
 	}
 	return nil
-}
-
-// AppendDecodeText is DecodeText appending to dst.
-func AppendDecodeText(dst []byte, s string) ([]byte, error) {
-	if err := checkText(s); err != nil {
-		return dst, err
-	}
-	out, err := textEncoding.AppendDecode(dst, []byte(s))
-	if err != nil {
-		return dst, WrapError(CodeMalformed, "text form is not unpadded base64url", err)
-	}
-	return out, nil
 }

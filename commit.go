@@ -34,19 +34,26 @@ func (o Outcome) String() string {
 // does not open is an error, never an empty state: the caller must fail the
 // request, so the holder keeps its SCONE. scope is where the holder should
 // attach the SCONE sealed from this state.
+//
+// The checks run in this order, and the first that fails gives the error's
+// code: size budget (CodeTooLarge, before any decryption), layout
+// (CodeMalformed), key (CodeUnknownKey), authentication (CodeTampered),
+// service (CodeWrongService), expiry (CodeExpired), revocation epoch
+// (CodeRevoked), client binding (CodeWrongClient), anti-rollback
+// (CodeRolledBack).
 func (s *Sealer) Restore(ctx context.Context, token []byte, want Expect, scope string) (*State, error) {
-	st := NewState(want, scope)
+	st := newState(want, scope)
 	if len(token) == 0 {
 		return st, nil
 	}
-	// Expected values first: Open then keeps these strings, not copies.
+	// Expected values first: open then keeps these strings, not copies.
 	st.sc.Service, st.sc.Scope = want.Service, scope
-	o, err := s.Open(ctx, &st.sc, token, want)
+	o, err := s.open(ctx, &st.sc, token, want)
 	if err != nil {
 		return nil, err
 	}
 	st.restored = true
-	st.stale = o.Stale
+	st.stale = o.stale
 	return st, nil
 }
 
@@ -92,9 +99,9 @@ func (s *Sealer) Commit(dst []byte, st *State) (Outcome, []byte, error) {
 	next.IssuedAt = now
 	next.Expires = now.Add(ttl)
 	if s.cfg.epochs != nil {
-		next.Epoch = s.cfg.epochs.Epoch(next.Service)
+		next.Epoch = s.cfg.epochs.epoch(next.Service)
 	}
-	out, err := s.Seal(dst, &next)
+	out, err := s.seal(dst, &next)
 	if err != nil {
 		return Unchanged, dst, err
 	}

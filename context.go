@@ -30,7 +30,13 @@ type State struct {
 
 type stateKey struct{}
 
-// NewContext returns a copy of ctx carrying st.
+// NewContext returns a copy of ctx carrying st, for FromContext and Typed.
+// The hooks call it for every request; call it yourself to run a handler
+// without one, in a test say, with a State from Sealer.Restore:
+//
+//	st, _ := sealer.Restore(ctx, nil, scone.Expect{Service: "cart"}, "/")
+//	err := handler(scone.NewContext(ctx, st))
+//	// st.Data() is what the handler stored
 func NewContext(ctx context.Context, st *State) context.Context {
 	return context.WithValue(ctx, stateKey{}, st)
 }
@@ -42,26 +48,12 @@ func FromContext(ctx context.Context) (*State, bool) {
 	return st, ok && st != nil
 }
 
-// NewState returns an empty State for a request to want.Service; hooks
-// usually get one from Sealer.Restore. scope is where the holder should
-// attach the SCONE sealed from this state (see SCONE.Scope).
-func NewState(want Expect, scope string) *State {
+// newState returns an empty State for a request to want.Service. scope is
+// where the holder should attach the SCONE sealed from this state (see
+// SCONE.Scope).
+func newState(want Expect, scope string) *State {
 	return &State{want: want, scope: scope}
 }
-
-// Restored reports whether the request carried a SCONE: false on the first
-// call of a session.
-func (st *State) Restored() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.restored
-}
-
-// Service returns the service ID the state belongs to.
-func (st *State) Service() string { return st.want.Service }
-
-// Client returns the caller's identity as the hook saw it, or "".
-func (st *State) Client() string { return st.want.Client }
 
 // Data returns a copy of the application data (nil on a first call).
 func (st *State) Data() []byte {
@@ -90,37 +82,6 @@ func (st *State) Update(f func(data []byte) []byte) {
 	st.sc.Data = f(st.sc.Data)
 }
 
-// Object returns the object ID.
-func (st *State) Object() string { return st.get(&st.sc.Object) }
-
-// SetObject sets the object ID.
-func (st *State) SetObject(s string) { st.set(&st.sc.Object, s) }
-
-// Status returns the status of the current operation.
-func (st *State) Status() string { return st.get(&st.sc.Status) }
-
-// SetStatus sets the status of the current operation.
-func (st *State) SetStatus(s string) { st.set(&st.sc.Status, s) }
-
-// Endpoint returns the network endpoint ID.
-func (st *State) Endpoint() string { return st.get(&st.sc.Endpoint) }
-
-// SetEndpoint sets the network endpoint ID.
-func (st *State) SetEndpoint(s string) { st.set(&st.sc.Endpoint, s) }
-
-func (st *State) get(f *string) string {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return *f
-}
-
-func (st *State) set(f *string, s string) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.touch()
-	*f = s
-}
-
 // touch marks the state changed; st.mu must be held.
 func (st *State) touch() {
 	if st.frozen {
@@ -132,28 +93,22 @@ func (st *State) touch() {
 
 var errFrozen = NewError(CodeInternal, "state changed after the hook sealed it (the reply's headers were already sent): the change would be lost")
 
-// Freeze makes every later change of the State panic. A hook calls it when
-// it has sealed the state but the handler goes on running (an HTTP handler
-// that streams its body): a change then could not be sealed, and a panic is
-// better than losing it silently.
-func (st *State) Freeze() {
+// freeze makes every later change of the State panic. A hook calls it
+// (through internal/bridge) when it has sealed the state but the handler
+// goes on running (an HTTP handler that streams its body): a change then
+// could not be sealed, and a panic is better than losing it silently.
+func (st *State) freeze() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.frozen = true
 }
 
-// Version returns the version of the restored SCONE (0 on a first call).
+// Version returns the version of the restored SCONE: 0 on the first call
+// of a session, when the request carried no SCONE.
 func (st *State) Version() uint64 {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.sc.Version
-}
-
-// Session returns the session ID (zero on a first call, until committed).
-func (st *State) Session() SessionID {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.sc.Session
 }
 
 // Expires returns the expiry of the restored SCONE (zero on a first call).
@@ -183,18 +138,12 @@ func (st *State) Drop() {
 	st.changed = false
 }
 
-// Changed reports whether the handler changed the state.
-func (st *State) Changed() bool {
+// flags reports whether the handler changed the state, dropped it, and
+// called ApplyOnError; the hooks read them through internal/bridge.
+func (st *State) flags() (changed, dropped, applyOnError bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.changed
-}
-
-// Dropped reports whether the handler dropped the state.
-func (st *State) Dropped() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.dropped
+	return st.changed, st.dropped, st.applyOnError
 }
 
 // ApplyOnError makes the hook commit this state even if the handler fails.
@@ -204,11 +153,4 @@ func (st *State) ApplyOnError() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.applyOnError = true
-}
-
-// AppliesOnError reports whether ApplyOnError was called.
-func (st *State) AppliesOnError() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.applyOnError
 }

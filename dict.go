@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/scone-project/scone/internal/bridge"
 )
 
 // Holder keeps the SCONEs servers entrust to a client (or to a relay on its
@@ -23,36 +25,22 @@ type Holder interface {
 	Delete(service, scope string)
 }
 
-// HolderKey names a SCONE in a holder: its service ID and scope.
-type HolderKey struct {
-	Service string // the service ID
-	Scope   string // the scope
-}
+// holderKey names a SCONE in a holder: its service ID and scope.
+type holderKey = bridge.Key
 
-// BatchHolder is a Holder that takes a reply's changes all at once: a reply
-// that carries several SCONEs (a front end's and its back ends') is kept
-// whole or not at all, so the tiers' states never go out of step.
-type BatchHolder interface {
-	Holder
-	// Apply deletes the SCONEs of drop, then stores the tokens of put (newest
-	// version wins, as Put), taking ownership of them. If the result does not
-	// fit the holder's bounds it changes nothing and fails with
-	// CodeExhausted; a malformed token fails it with CodeMalformed.
-	Apply(drop []HolderKey, put [][]byte) error
-}
-
-// Defaults of a Dict.
+// Defaults of a Dict (see NewDict).
 const (
-	// DefaultDictEntries is how many SCONEs a Dict holds at most.
-	DefaultDictEntries = 4096
-	// DefaultDictBytes is how many bytes of SCONEs a Dict holds at most.
-	DefaultDictBytes = 64 << 20
+	defaultDictEntries = 4096
+	defaultDictBytes   = 64 << 20
 )
 
 // Dict is the in-memory Holder: the patent's dictionary of SCONEs, keyed by
-// service ID and scope.
+// service ID and scope. The client hooks keep their SCONEs in one unless
+// given another Holder; a reply that carries several SCONEs (a front end's
+// and its back ends') is kept by a Dict whole or not at all, so the tiers'
+// states never go out of step.
 //
-// It is bounded by entries and bytes. When a new SCONE does not fit, Dict
+// It is bounded by entries and bytes (see WithDictLimits). When a new SCONE does not fit, Dict
 // first drops expired SCONEs; if it still does not fit, Put fails with
 // CodeExhausted and nothing is evicted: the holder may be the only copy of
 // that state, so the caller must learn that the new state was not kept.
@@ -80,7 +68,8 @@ type dictOptionFunc func(*Dict)
 
 func (f dictOptionFunc) applyDict(d *Dict) { f(d) }
 
-// WithDictLimits bounds a Dict to entries SCONEs and bytes bytes of them.
+// WithDictLimits bounds a Dict to entries SCONEs and bytes bytes of them
+// (default 4096 SCONEs and 64 MiB).
 func WithDictLimits(entries, bytes int) DictOption {
 	return dictOptionFunc(func(d *Dict) { d.maxEntries, d.maxBytes = entries, bytes })
 }
@@ -93,8 +82,8 @@ func WithDictClock(now func() time.Time) DictOption {
 // NewDict returns an empty Dict.
 func NewDict(opts ...DictOption) *Dict {
 	d := &Dict{
-		maxEntries: DefaultDictEntries,
-		maxBytes:   DefaultDictBytes,
+		maxEntries: defaultDictEntries,
+		maxBytes:   defaultDictBytes,
 		clock:      time.Now,
 		byScope:    make(map[string]map[string]*dictEntry),
 	}
@@ -109,14 +98,9 @@ func (d *Dict) Put(token []byte) (bool, error) {
 	return d.put(token, true)
 }
 
-// Adopt is Put without the copy: the Dict keeps token itself, and the
-// caller must not change it afterwards.
-func (d *Dict) Adopt(token []byte) (bool, error) {
-	return d.put(token, false)
-}
-
+// put is Put; without copyToken the Dict keeps token itself.
 func (d *Dict) put(token []byte, copyToken bool) (bool, error) {
-	v, err := Peek(token)
+	v, err := peek(token)
 	if err != nil {
 		return false, err
 	}
@@ -126,13 +110,13 @@ func (d *Dict) put(token []byte, copyToken bool) (bool, error) {
 }
 
 // putLocked is put with d.mu held and the header already read.
-func (d *Dict) putLocked(token []byte, v HeaderView, now time.Time, copyToken bool) (bool, error) {
+func (d *Dict) putLocked(token []byte, v bridge.View, now time.Time, copyToken bool) (bool, error) {
 	if !now.Before(v.Expires) {
 		return false, nil
 	}
 	services := d.byScope[string(v.Scope)]
 	old := services[string(v.Service)]
-	if old != nil && old.hdr.Expired(now) {
+	if old != nil && old.hdr.expired(now) {
 		d.removeExpired(old.hdr.Scope, old.hdr.Service, old) // an expired entry is no rival
 		services, old = d.byScope[string(v.Scope)], nil
 	}
@@ -181,8 +165,12 @@ func (d *Dict) putLocked(token []byte, v HeaderView, now time.Time, copyToken bo
 	return true, nil
 }
 
-// Apply implements BatchHolder.
-func (d *Dict) Apply(drop []HolderKey, put [][]byte) error {
+// apply deletes the SCONEs of drop, then stores the tokens of put (newest
+// version wins, as Put), taking ownership of them: the changes of one reply,
+// kept whole or not at all. If the result does not fit the Dict's bounds it
+// changes nothing and fails with CodeExhausted; a malformed token fails it
+// with CodeMalformed. The client hooks reach it through internal/bridge.
+func (d *Dict) apply(drop []holderKey, put [][]byte) error {
 	if len(drop) == 0 && len(put) == 1 {
 		_, err := d.put(put[0], false) // one SCONE is all or nothing already
 		return err
@@ -196,10 +184,10 @@ func (d *Dict) Apply(drop []HolderKey, put [][]byte) error {
 	return d.applyLocked(drop, put, views)
 }
 
-func peekAll(toks [][]byte) ([]HeaderView, error) {
-	views := make([]HeaderView, len(toks))
+func peekAll(toks [][]byte) ([]bridge.View, error) {
+	views := make([]bridge.View, len(toks))
 	for i, tok := range toks {
-		v, err := Peek(tok)
+		v, err := peek(tok)
 		if err != nil {
 			return nil, err
 		}
@@ -208,58 +196,54 @@ func peekAll(toks [][]byte) ([]HeaderView, error) {
 	return views, nil
 }
 
-// ApplyIfBase applies a reply (as ApplyReply) only if the Dict still holds,
-// for every SCONE the reply changes, the version the request carried in sent
-// (or none, if it carried none). Otherwise another call changed that state
-// first, and applying would lose its change: ApplyIfBase fails with
-// CodeConflict and changes nothing. Stores shared by concurrent requests of
-// one client (relays) use it.
-func (d *Dict) ApplyIfBase(r *Reply, sent [][]byte) error {
-	for _, k := range r.Dropped {
-		if !carries(sent, k) {
-			return ErrForeignDrop
-		}
-	}
-	views, err := peekAll(r.SCONEs)
+// applyIfBase applies a reply (drop, then put, as apply) only if the Dict
+// still holds, for every SCONE the reply changes, the version the request
+// carried in sent (or none, if it carried none). Otherwise another call
+// changed that state first, and applying would lose its change: applyIfBase
+// fails with CodeConflict and changes nothing. Stores shared by concurrent
+// requests of one client (relays) reach it through internal/bridge; the
+// caller has checked that sent carried every session drop ends.
+func (d *Dict) applyIfBase(drop []holderKey, put, sent [][]byte) error {
+	views, err := peekAll(put)
 	if err != nil {
 		return err
 	}
-	base := map[HolderKey]uint64{}
+	base := map[holderKey]uint64{}
 	for _, tok := range sent {
-		if v, err := Peek(tok); err == nil {
-			base[HolderKey{string(v.Service), string(v.Scope)}] = v.Version
+		if v, err := peek(tok); err == nil {
+			base[holderKey{Service: string(v.Service), Scope: string(v.Scope)}] = v.Version
 		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.clock()
-	current := func(k HolderKey) uint64 {
-		if e := d.byScope[k.Scope][k.Service]; e != nil && !e.hdr.Expired(now) {
+	current := func(k holderKey) uint64 {
+		if e := d.byScope[k.Scope][k.Service]; e != nil && !e.hdr.expired(now) {
 			return e.hdr.Version
 		}
 		return 0
 	}
-	check := func(k HolderKey) error {
+	check := func(k holderKey) error {
 		if current(k) != base[k] {
 			return errCode(CodeConflict, "another call changed the state of "+strconv.Quote(k.Service)+" first")
 		}
 		return nil
 	}
-	for _, k := range r.Dropped {
+	for _, k := range drop {
 		if err := check(k); err != nil {
 			return err
 		}
 	}
 	for _, v := range views {
-		if err := check(HolderKey{string(v.Service), string(v.Scope)}); err != nil {
+		if err := check(holderKey{Service: string(v.Service), Scope: string(v.Scope)}); err != nil {
 			return err
 		}
 	}
-	return d.applyLocked(r.Dropped, r.SCONEs, views)
+	return d.applyLocked(drop, put, views)
 }
 
 // applyLocked is Apply with d.mu held and the tokens' headers read.
-func (d *Dict) applyLocked(drop []HolderKey, put [][]byte, views []HeaderView) error {
+func (d *Dict) applyLocked(drop []holderKey, put [][]byte, views []bridge.View) error {
 	now := d.clock()
 	plan := func() (entries, bytes int, keep []bool) {
 		// What the holder would hold: versions and sizes after the batch.
@@ -267,12 +251,12 @@ func (d *Dict) applyLocked(drop []HolderKey, put [][]byte, views []HeaderView) e
 			version uint64
 			size    int
 		}
-		pending := map[HolderKey]slot{}
-		lookup := func(k HolderKey) (slot, bool) {
+		pending := map[holderKey]slot{}
+		lookup := func(k holderKey) (slot, bool) {
 			if s, ok := pending[k]; ok {
 				return s, s.size > 0
 			}
-			if e := d.byScope[k.Scope][k.Service]; e != nil && !e.hdr.Expired(now) {
+			if e := d.byScope[k.Scope][k.Service]; e != nil && !e.hdr.expired(now) {
 				return slot{e.hdr.Version, len(e.token)}, true
 			}
 			return slot{}, false
@@ -290,7 +274,7 @@ func (d *Dict) applyLocked(drop []HolderKey, put [][]byte, views []HeaderView) e
 			if !now.Before(v.Expires) {
 				continue
 			}
-			k := HolderKey{string(v.Service), string(v.Scope)}
+			k := holderKey{Service: string(v.Service), Scope: string(v.Scope)}
 			old, ok := lookup(k)
 			if ok && old.version > v.Version {
 				continue
@@ -338,7 +322,7 @@ func (d *Dict) Match(dst [][]byte, target string) [][]byte {
 	now := d.clock()
 	for scope := range candidateScopes(target) {
 		for service, e := range d.byScope[scope] {
-			if e.hdr.Expired(now) {
+			if e.hdr.expired(now) {
 				d.removeExpired(scope, service, e)
 				continue
 			}
@@ -353,7 +337,7 @@ func (d *Dict) Get(service, scope string) ([]byte, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.byScope[scope][service]
-	if e == nil || e.hdr.Expired(d.clock()) {
+	if e == nil || e.hdr.expired(d.clock()) {
 		return nil, false
 	}
 	return e.token, true
@@ -401,7 +385,7 @@ func (d *Dict) sweep(now time.Time) int {
 	n := 0
 	for scope, services := range d.byScope {
 		for service, e := range services {
-			if e.hdr.Expired(now) {
+			if e.hdr.expired(now) {
 				d.removeExpired(scope, service, e)
 				n++
 			}
@@ -426,7 +410,7 @@ func (d *Dict) Tokens() [][]byte {
 	out := make([][]byte, 0, d.entries)
 	for _, services := range d.byScope {
 		for _, e := range services {
-			if !e.hdr.Expired(now) {
+			if !e.hdr.expired(now) {
 				out = append(out, e.token)
 			}
 		}

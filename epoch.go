@@ -8,36 +8,29 @@ import (
 	"sync/atomic"
 )
 
-// EpochSource gives the current revocation epoch of a service. A Sealer
-// stamps it into every SCONE it seals and refuses (CodeRevoked) to open a
-// SCONE stamped with an older epoch, so raising a service's epoch revokes
-// every SCONE sealed before, with no per-session state. Implementations must
-// be safe for concurrent use and fast: Epoch is called on every seal and
-// open.
-type EpochSource interface {
-	Epoch(service string) uint64
-}
-
-// Epochs is an in-memory EpochSource. Every server of a service must see
-// the same epochs; deployments distribute them by configuration (or a shared
-// store implementing EpochSource).
+// Epochs are the revocation epochs of services. A Sealer given them
+// (WithEpochs) stamps a service's current epoch into every SCONE it seals
+// and refuses (CodeRevoked) to open a SCONE stamped with an older one, so
+// raising a service's epoch (Revoke) revokes every SCONE sealed before,
+// with no per-session state. Every server of a service must see the same
+// epochs: deployments distribute them by configuration (Set). Reading them
+// is lock-free; all methods are safe for concurrent use. The zero value
+// holds every service at epoch 0.
 type Epochs struct {
 	mu sync.Mutex // serialises writers
 	m  atomic.Pointer[map[string]uint64]
 }
 
-// NewEpochs returns an Epochs where every service is at epoch 0.
-func NewEpochs() *Epochs { return &Epochs{} }
-
-// Epoch returns the current epoch of service.
-func (e *Epochs) Epoch(service string) uint64 {
+// epoch returns the current epoch of service.
+func (e *Epochs) epoch(service string) uint64 {
 	if m := e.m.Load(); m != nil {
 		return (*m)[service]
 	}
 	return 0
 }
 
-// Set sets the epoch of service. Epochs only grow: lowering one would bring
+// Set sets the epoch of service, for example to the value in the
+// deployment's configuration. Epochs only grow: lowering one would bring
 // revoked SCONEs back, so it is refused.
 func (e *Epochs) Set(service string, epoch uint64) error {
 	e.mu.Lock()

@@ -94,15 +94,6 @@ var codeNames = [...]string{
 	CodeInDoubt:      "in_doubt",
 }
 
-// Codes lists every defined code except CodeUnknown, in value order.
-func Codes() []Code {
-	cs := make([]Code, 0, len(codeNames)-1)
-	for c := Code(1); int(c) < len(codeNames); c++ {
-		cs = append(cs, c)
-	}
-	return cs
-}
-
 // String returns the code's stable snake_case name, as used in metrics,
 // logs and problem documents.
 func (c Code) String() string {
@@ -110,16 +101,6 @@ func (c Code) String() string {
 		return codeNames[c]
 	}
 	return "code_" + strconv.Itoa(int(c))
-}
-
-// ParseCode returns the code whose String is name.
-func ParseCode(name string) (Code, bool) {
-	for c, n := range codeNames {
-		if n == name {
-			return Code(c), true
-		}
-	}
-	return CodeUnknown, false
 }
 
 // Error is the error type of this module. Its message is safe to send to a
@@ -141,9 +122,6 @@ func NewError(c Code, msg string) *Error {
 func WrapError(c Code, msg string, cause error) *Error {
 	return &Error{code: c, msg: msg, cause: cause}
 }
-
-// Code returns the error's code.
-func (e *Error) Code() Code { return e.code }
 
 // Message returns the message without the code prefix.
 func (e *Error) Message() string { return e.msg }

@@ -54,23 +54,29 @@ func Example() {
 // Rotating keys while serving: add the new key everywhere, promote it, then
 // retire the old one after the longest SCONE lifetime.
 func ExampleKeyRing_rotation() {
+	ctx := context.Background()
+	want := scone.Expect{Service: "cart"}
 	now := time.Now()
 	ring, _ := scone.NewKeyRing(1, scone.GenerateKey(1, now))
 	sealer, _ := scone.NewSealer(ring, scone.WithTTL(time.Hour))
-	sc := &scone.SCONE{Service: "cart", Version: 1, IssuedAt: now, Expires: now.Add(time.Hour), Data: []byte("state")}
-	old, _ := sealer.Seal(nil, sc)
+	st, _ := sealer.Restore(ctx, nil, want, "/")
+	st.SetData([]byte("state"))
+	_, old, _ := sealer.Commit(nil, st)
 
 	ring.Add(scone.GenerateKey(2, now))
 	ring.Promote(2)
-	var out scone.SCONE
-	opened, err := sealer.Open(context.Background(), &out, old, scone.Expect{Service: "cart"})
-	fmt.Println("old SCONE opens:", err == nil, "stale:", opened.Stale)
+	st, err := sealer.Restore(ctx, old, want, "/")
+	fmt.Println("old SCONE opens:", err == nil)
+	_, next, _ := sealer.Commit(nil, st) // re-sealed under the new primary
+	h, _ := scone.ParseHeader(next)
+	fmt.Println("next SCONE sealed with key", h.KeyID)
 
 	ring.Retire(1, now) // in production: now + the TTL
-	_, err = sealer.Open(context.Background(), &out, old, scone.Expect{Service: "cart"})
+	_, err = sealer.Restore(ctx, old, want, "/")
 	fmt.Println("after retiring key 1:", scone.CodeOf(err))
 	// Output:
-	// old SCONE opens: true stale: true
+	// old SCONE opens: true
+	// next SCONE sealed with key 2
 	// after retiring key 1: unknown_key
 }
 
@@ -78,16 +84,21 @@ func ExampleKeyRing_rotation() {
 func ExampleDict() {
 	ring, _ := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
 	sealer, _ := scone.NewSealer(ring)
-	now := time.Now()
-	seal := func(service string, version uint64) []byte {
-		sc := &scone.SCONE{Service: service, Scope: "/shop.Gateway/", Version: version, IssuedAt: now, Expires: now.Add(time.Hour)}
-		tok, _ := sealer.Seal(nil, sc)
+	// next is what a server of service does: the successor of token.
+	next := func(service string, token []byte) []byte {
+		st, _ := sealer.Restore(context.Background(), token, scone.Expect{Service: service}, "/shop.Gateway/")
+		st.SetData([]byte("state"))
+		_, tok, _ := sealer.Commit(nil, st)
 		return tok
 	}
+	gateway := next("gateway", nil)
+	cart1 := next("cart", nil)
+	cart2 := next("cart", cart1)
+
 	d := scone.NewDict()
-	d.Put(seal("gateway", 3))
-	d.Put(seal("cart", 8)) // a back end's SCONE, scoped to the gateway
-	stored, _ := d.Put(seal("cart", 7))
+	d.Put(gateway)
+	d.Put(cart2) // a back end's SCONE, scoped to the gateway
+	stored, _ := d.Put(cart1)
 	fmt.Println("late older version stored:", stored)
 
 	fmt.Println("attached to /shop.Gateway/AddItem:", len(d.Match(nil, "/shop.Gateway/AddItem")))
@@ -101,7 +112,7 @@ func ExampleDict() {
 // Handlers work with their own types through a Typed view.
 func ExampleTyped() {
 	type Cart struct{ Items []string }
-	cart := scone.NewTyped(scone.JSONCodec[Cart]{})
+	cart := scone.NewTyped(scone.JSONCodec[Cart]())
 
 	// What a handler does, given the request's context.
 	addItem := func(ctx context.Context, item string) error {

@@ -33,7 +33,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // testKey returns a key whose secret is the byte id repeated: for tests only.
 func testKey(id uint32) Key {
 	k := Key{ID: id, Created: t0}
-	copy(k.Secret[:], bytes.Repeat([]byte{byte(id)}, KeySize))
+	copy(k.Secret[:], bytes.Repeat([]byte{byte(id)}, keySize))
 	return k
 }
 
@@ -72,7 +72,7 @@ func sampleSCONE(now time.Time, data []byte) *SCONE {
 
 func mustSeal(t testing.TB, s *Sealer, sc *SCONE) []byte {
 	t.Helper()
-	tok, err := s.Seal(nil, sc)
+	tok, err := s.seal(nil, sc)
 	if err != nil {
 		t.Fatalf("Seal: %v", err)
 	}

@@ -108,8 +108,8 @@ func (h *MemoryHighWater) sweep() {
 	h.nextSweep = next
 }
 
-// Len returns the number of marks held, expired or not.
-func (h *MemoryHighWater) Len() int {
+// len returns the number of marks held, expired or not.
+func (h *MemoryHighWater) len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.marks)

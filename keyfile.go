@@ -40,8 +40,8 @@ type keyJSON struct {
 	RetireAt time.Time `json:"retire_at,omitzero"`
 }
 
-// MarshalKeyFile encodes a primary ID and keys in the key file format.
-func MarshalKeyFile(primary uint32, keys []Key) []byte {
+// marshalKeyFile encodes a primary ID and keys in the key file format.
+func marshalKeyFile(primary uint32, keys []Key) []byte {
 	f := keyFileJSON{Format: keyFileFormat, Primary: primary, Keys: make([]keyJSON, len(keys))}
 	for i, k := range keys {
 		f.Keys[i] = keyJSON{
@@ -90,7 +90,7 @@ func ParseKeyFile(b []byte) (primary uint32, keys []Key, err error) {
 		}
 		seen[kj.ID] = true
 		secret, err := base64.StdEncoding.DecodeString(kj.Secret)
-		if err != nil || len(secret) != KeySize {
+		if err != nil || len(secret) != keySize {
 			return 0, nil, errCode(CodeMalformed, "key file: "+name+": secret must be 32 bytes in standard base64")
 		}
 		k := Key{ID: kj.ID, Created: kj.Created, RetireAt: kj.RetireAt}
@@ -160,8 +160,8 @@ func readKeyFile(path string) (uint32, []Key, error) {
 // (a temporary file renamed over path), so a daemon reloading it never
 // reads half a file.
 func WriteKeyFile(path string, r *KeyRing) error {
-	primary, keys := r.Export()
-	return writeFileAtomic(path, MarshalKeyFile(primary, keys))
+	primary, keys := r.export()
+	return writeFileAtomic(path, marshalKeyFile(primary, keys))
 }
 
 func writeFileAtomic(path string, b []byte) error {

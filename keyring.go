@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// KeySize is the size of a key's secret: XAES-256-GCM takes 256-bit keys.
-const KeySize = 32
+// keySize is the size of a key's secret: XAES-256-GCM takes 256-bit keys.
+const keySize = 32
 
 // Key is one key of a KeyRing.
 type Key struct {
@@ -22,7 +22,7 @@ type Key struct {
 	ID uint32
 	// Secret is the key material. Generate it with GenerateKey; never
 	// derive it from a password or ship it in code.
-	Secret [KeySize]byte
+	Secret [keySize]byte
 	// Created is informational: when the key was generated.
 	Created time.Time
 	// RetireAt, when set, is when the key stops opening SCONEs. Set it to the
@@ -88,10 +88,11 @@ type KeyInfo struct {
 
 // KeyRing holds the keys a server seals and opens with. The primary key
 // seals; every key that is not past its RetireAt opens. All methods are safe
-// for concurrent use, and changes take effect for the next Seal or Open while
+// for concurrent use, and changes take effect for the next seal or open while
 // others are in flight (like crypto/tls's SetSessionTicketKeys). Rotation:
 // Add a new key everywhere, Promote it everywhere, Retire the old one with a
-// grace of the longest SCONE lifetime, Remove it after that.
+// grace of the longest SCONE lifetime, Prune it after that. A key that
+// must stop opening at once (a leaked one) is retired at now.
 type KeyRing struct {
 	mu    sync.Mutex // serialises writers; readers only load state
 	state atomic.Pointer[ringState]
@@ -218,7 +219,7 @@ func (r *KeyRing) Add(k Key) error {
 }
 
 // Promote makes the key with the given ID the primary, so it seals from the
-// next Seal on. The key must be in the ring and not retired.
+// next seal on. The key must be in the ring and not retired.
 func (r *KeyRing) Promote(id uint32) error {
 	return r.update(func(primary *uint32, keys []Key) ([]Key, error) {
 		i := slices.IndexFunc(keys, func(k Key) bool { return k.ID == id })
@@ -240,20 +241,6 @@ func (r *KeyRing) Retire(id uint32, at time.Time) error {
 		}
 		keys[i].RetireAt = at
 		return keys, nil
-	})
-}
-
-// Remove deletes the key with the given ID. The primary cannot be removed.
-func (r *KeyRing) Remove(id uint32) error {
-	return r.update(func(primary *uint32, keys []Key) ([]Key, error) {
-		i := slices.IndexFunc(keys, func(k Key) bool { return k.ID == id })
-		if i < 0 {
-			return nil, noKey(id)
-		}
-		if id == *primary {
-			return nil, errCode(CodeInternal, "key ring: the primary key cannot be removed")
-		}
-		return slices.Delete(keys, i, i+1), nil
 	})
 }
 
@@ -294,9 +281,9 @@ func (r *KeyRing) Keys() []KeyInfo {
 	return out
 }
 
-// Export returns the ring's primary ID and keys, secrets included, for
+// export returns the ring's primary ID and keys, secrets included, for
 // writing a key file.
-func (r *KeyRing) Export() (primary uint32, keys []Key) {
+func (r *KeyRing) export() (primary uint32, keys []Key) {
 	st := r.state.Load()
 	return st.primary.ID, st.export()
 }

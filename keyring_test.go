@@ -19,7 +19,7 @@ func TestRotation(t *testing.T) {
 	want := Expect{Service: "cart"}
 	old := mustSeal(t, s, sampleSCONE(clk.Now(), []byte("state")))
 
-	ring := s.KeyRing()
+	ring := s.ring
 	if err := ring.Add(testKey(2)); err != nil { // key B
 		t.Fatal(err)
 	}
@@ -47,13 +47,13 @@ func TestRotation(t *testing.T) {
 	if err := ring.Retire(1, clk.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Open(ctx, &SCONE{}, old, want); err != nil {
+	if _, err := s.open(ctx, &SCONE{}, old, want); err != nil {
 		t.Fatalf("retired key within its grace period: %v", err)
 	}
 	clk.Advance(time.Hour)
-	_, err = s.Open(ctx, &SCONE{}, old, want)
+	_, err = s.open(ctx, &SCONE{}, old, want)
 	wantCode(t, err, CodeUnknownKey)
-	if _, err := s.Open(ctx, &SCONE{}, resealed, want); err != nil {
+	if _, err := s.open(ctx, &SCONE{}, resealed, want); err != nil {
 		t.Fatalf("re-sealed SCONE after A retired: %v", err)
 	}
 	if n := ring.Prune(clk.Now()); n != 1 {
@@ -78,12 +78,8 @@ func TestKeyRingErrors(t *testing.T) {
 	}
 	wantCode(t, ring.Promote(5), CodeUnknownKey)
 	wantCode(t, ring.Retire(5, t0), CodeUnknownKey)
-	wantCode(t, ring.Remove(5), CodeUnknownKey)
 	if err := ring.Retire(1, t0); err == nil {
 		t.Error("Retire accepted the primary")
-	}
-	if err := ring.Remove(1); err == nil {
-		t.Error("Remove accepted the primary")
 	}
 	if ring.Primary() != 1 || len(ring.Keys()) != 1 {
 		t.Error("a failed change altered the ring")
@@ -96,7 +92,7 @@ func TestKeyRingErrors(t *testing.T) {
 func TestRotationUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	s, clk := newTestSealer(t)
-	ring := s.KeyRing()
+	ring := s.ring
 	ctx := context.Background()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -112,9 +108,9 @@ func TestRotationUnderConcurrency(t *testing.T) {
 				default:
 				}
 				var err error
-				buf, err = s.Seal(buf[:0], sampleSCONE(clk.Now(), []byte("x")))
+				buf, err = s.seal(buf[:0], sampleSCONE(clk.Now(), []byte("x")))
 				if err == nil {
-					_, err = s.Open(ctx, &sc, buf, Expect{Service: "cart"})
+					_, err = s.open(ctx, &sc, buf, Expect{Service: "cart"})
 				}
 				if err != nil {
 					errs <- err
@@ -135,8 +131,11 @@ func TestRotationUnderConcurrency(t *testing.T) {
 			t.Fatal(err)
 		}
 		if id > 3 {
-			if err := ring.Remove(id - 2); err != nil {
+			if err := ring.Retire(id-2, clk.Now()); err != nil {
 				t.Fatal(err)
+			}
+			if n := ring.Prune(clk.Now()); n != 1 {
+				t.Fatalf("Prune removed %d keys, want 1", n)
 			}
 		}
 	}
@@ -173,8 +172,8 @@ func TestKeyFileRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p1, k1 := ring.Export()
-	p2, k2 := got.Export()
+	p1, k1 := ring.export()
+	p2, k2 := got.export()
 	if p1 != p2 || len(k1) != len(k2) {
 		t.Fatalf("primary %d/%d, %d/%d keys", p1, p2, len(k1), len(k2))
 	}
@@ -202,7 +201,7 @@ func TestKeyFileRoundTrip(t *testing.T) {
 	if got.Primary() != 3 {
 		t.Fatalf("primary after reload = %d", got.Primary())
 	}
-	if _, err := s.Open(context.Background(), &SCONE{}, tok, Expect{Service: "cart"}); err != nil {
+	if _, err := s.open(context.Background(), &SCONE{}, tok, Expect{Service: "cart"}); err != nil {
 		t.Fatalf("SCONE sealed before the reload: %v", err)
 	}
 	if err := ReloadKeyFile(got, filepath.Join(dir, "missing.json")); err == nil || got.Primary() != 3 {

@@ -24,7 +24,7 @@ type config struct {
 	ttl             time.Duration
 	maxSize         int
 	clock           func() time.Time
-	epochs          EpochSource
+	epochs          *Epochs
 	highWater       HighWater
 	bind            bool
 	compressAt      int
@@ -70,8 +70,8 @@ func WithMaxSize(n int) Option { return optionFunc(func(c *config) { c.maxSize =
 // WithClock sets the clock the Sealer reads time from (default time.Now).
 func WithClock(now func() time.Time) Option { return optionFunc(func(c *config) { c.clock = now }) }
 
-// WithEpochs turns on revocation by epoch (see EpochSource).
-func WithEpochs(e EpochSource) Option { return optionFunc(func(c *config) { c.epochs = e }) }
+// WithEpochs turns on revocation by epoch (see Epochs).
+func WithEpochs(e *Epochs) Option { return optionFunc(func(c *config) { c.epochs = e }) }
 
 // WithHighWater turns on anti-rollback through h (see HighWater). It costs a
 // call to h on every open that carries a SCONE.

@@ -14,13 +14,13 @@ import (
 // sealed and only the servers holding the key can read it.
 type SCONE struct {
 	// Service is the service ID this state belongs to; a server only opens
-	// SCONEs of its own service. 1 to MaxServiceLen bytes.
+	// SCONEs of its own service. 1 to 255 bytes.
 	Service string
 	// Scope names the target the holder attaches the SCONE to: a path
 	// prefix matched like a cookie's path (see ScopeMatches). A front end's
 	// back ends seal their SCONEs with the front end's scope, so the client
 	// sends them back on its next call to the front end. At most
-	// MaxScopeLen bytes; empty matches every target.
+	// 255 bytes; empty matches every target.
 	Scope string
 	// Version grows by one at every seal of the session. Holders keep the
 	// newest version; anti-rollback compares against it.
@@ -37,6 +37,10 @@ type SCONE struct {
 	// Epoch is the service's revocation epoch at sealing; raising the epoch
 	// of the service (see Epochs) revokes every SCONE sealed before.
 	Epoch uint64
+	// Endpoint, Object and Status are the thread-context fields of the
+	// patent, sealed beside Data and kept across versions. No State method
+	// sets them: handlers keep their state in Data.
+	//
 	// Endpoint is the network endpoint ID of the patent: which endpoint of
 	// the service the state is about (for example a port or a shard).
 	Endpoint string
@@ -56,12 +60,8 @@ type SCONE struct {
 // Limits of the envelope. The size budget a Sealer enforces (WithMaxSize)
 // is usually far below MaxEnvelopeSize.
 const (
-	// MaxServiceLen is the longest service ID.
-	MaxServiceLen = 255
-	// MaxScopeLen is the longest scope.
-	MaxScopeLen = 255
-	// MaxFieldLen is the longest Endpoint, Object, Status or Client.
-	MaxFieldLen = 1<<16 - 1
+	maxServiceLen = 255 // the longest service ID
+	maxScopeLen   = 255 // the longest scope
 	// MaxEnvelopeSize is the largest envelope any Sealer seals or opens,
 	// whatever its configured budget.
 	MaxEnvelopeSize = 1 << 20
@@ -72,9 +72,6 @@ type SessionID [16]byte
 
 // String returns the ID in hex.
 func (id SessionID) String() string { return hex.EncodeToString(id[:]) }
-
-// IsZero reports whether id is the zero ID (no session yet).
-func (id SessionID) IsZero() bool { return id == SessionID{} }
 
 // Header is the cleartext part of a sealed SCONE: what a holder may read
 // without a key. ParseHeader reads it; it is authenticated only when the
@@ -92,5 +89,5 @@ type Header struct {
 	Scope   string
 }
 
-// Expired reports whether the SCONE has expired at now.
-func (h *Header) Expired(now time.Time) bool { return !now.Before(h.Expires) }
+// expired reports whether the SCONE has expired at now.
+func (h *Header) expired(now time.Time) bool { return !now.Before(h.Expires) }

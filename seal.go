@@ -9,7 +9,9 @@ import (
 
 // Sealer seals and opens the SCONEs of a server. It holds no per-client
 // state and is safe for concurrent use; every server replica of a service
-// runs one with the same keys and options.
+// runs one with the same keys and options. The server hooks (sconegrpc,
+// sconehttp) take one; without a hook, Restore and Commit are the whole
+// server side.
 type Sealer struct {
 	ring *KeyRing
 	cfg  config
@@ -31,17 +33,8 @@ func NewSealer(ring *KeyRing, opts ...Option) (*Sealer, error) {
 	return s, nil
 }
 
-// KeyRing returns the ring the Sealer uses; rotate keys through it.
-func (s *Sealer) KeyRing() *KeyRing { return s.ring }
-
 // TTL returns the lifetime a SCONE gets at each seal.
 func (s *Sealer) TTL() time.Duration { return s.cfg.ttl }
-
-// MaxSize returns the size budget of a sealed SCONE.
-func (s *Sealer) MaxSize() int { return s.cfg.maxSize }
-
-// Now returns the Sealer's clock reading.
-func (s *Sealer) Now() time.Time { return s.cfg.clock() }
 
 // Expect is what a server expects of the SCONE a request carries.
 type Expect struct {
@@ -52,33 +45,37 @@ type Expect struct {
 	Client string
 }
 
-// Opened tells how a SCONE was opened.
-type Opened struct {
-	// KeyID is the key that opened it.
-	KeyID uint32
-	// Stale is set when that key is no longer the primary: the SCONE should
+// opened tells how a SCONE was opened.
+type opened struct {
+	// keyID is the key that opened it.
+	keyID uint32
+	// stale is set when that key is no longer the primary: the SCONE should
 	// be re-sealed, so the old key can be retired without losing it.
-	Stale bool
+	stale bool
 }
 
-// Seal appends the sealed envelope of sc to dst, under the ring's primary
+// maxFieldLen is the longest Endpoint, Object, Status or Client.
+const maxFieldLen = 1<<16 - 1
+
+// seal appends the sealed envelope of sc to dst, under the ring's primary
 // key and a fresh nonce. It fails with CodeTooLarge when the envelope would
 // be over the size budget, and CodeInternal when sc breaks a limit of the
-// format (see SCONE). Without compression, Seal allocates nothing when dst
+// format (see SCONE). Without compression, seal allocates nothing when dst
 // has room.
-func (s *Sealer) Seal(dst []byte, sc *SCONE) ([]byte, error) {
-	return s.seal(dst, sc, nil)
+func (s *Sealer) seal(dst []byte, sc *SCONE) ([]byte, error) {
+	return s.sealNonce(dst, sc, nil)
 }
 
-// seal is Seal, with a fixed nonce when nonce is not nil (for test vectors).
-func (s *Sealer) seal(dst []byte, sc *SCONE, nonce *[nonceSize]byte) ([]byte, error) {
+// sealNonce is seal, with a fixed nonce when nonce is not nil (for test
+// vectors).
+func (s *Sealer) sealNonce(dst []byte, sc *SCONE, nonce *[nonceSize]byte) ([]byte, error) {
 	if err := s.check(sc); err != nil {
 		return dst, err
 	}
 	k := s.ring.state.Load().primary
 	flags, data := byte(0), sc.Data
 	if len(data) > s.maxData() {
-		// Open would refuse to inflate it: state that seals must open again.
+		// open would refuse to inflate it: state that seals must open again.
 		return dst, errCode(CodeTooLarge, "state of "+strconv.Itoa(len(data))+
 			" bytes is over the limit of "+strconv.Itoa(s.maxData()))
 	}
@@ -111,12 +108,12 @@ func (s *Sealer) seal(dst []byte, sc *SCONE, nonce *[nonceSize]byte) ([]byte, er
 
 func (s *Sealer) check(sc *SCONE) error {
 	switch {
-	case len(sc.Service) == 0 || len(sc.Service) > MaxServiceLen:
+	case len(sc.Service) == 0 || len(sc.Service) > maxServiceLen:
 		return errCode(CodeInternal, "service ID must be 1 to 255 bytes")
-	case len(sc.Scope) > MaxScopeLen:
+	case len(sc.Scope) > maxScopeLen:
 		return errCode(CodeInternal, "scope must be at most 255 bytes")
-	case len(sc.Endpoint) > MaxFieldLen || len(sc.Object) > MaxFieldLen ||
-		len(sc.Status) > MaxFieldLen || len(sc.Client) > MaxFieldLen:
+	case len(sc.Endpoint) > maxFieldLen || len(sc.Object) > maxFieldLen ||
+		len(sc.Status) > maxFieldLen || len(sc.Client) > maxFieldLen:
 		return errCode(CodeTooLarge, "endpoint, object, status and client must each be under 64 KiB")
 	case sc.Expires.UnixMilli() <= 0 || sc.IssuedAt.UnixMilli() < 0:
 		return errCode(CodeInternal, "SCONE needs an expiry and an issue time after 1970")
@@ -126,7 +123,7 @@ func (s *Sealer) check(sc *SCONE) error {
 	return nil
 }
 
-// Open authenticates and decodes a sealed SCONE into sc, then checks it
+// open authenticates and decodes a sealed SCONE into sc, then checks it
 // against want and the Sealer's policies. The checks run in this order, and
 // the first that fails gives the error's code: size budget (CodeTooLarge,
 // before any decryption), layout (CodeMalformed), key (CodeUnknownKey),
@@ -134,24 +131,24 @@ func (s *Sealer) check(sc *SCONE) error {
 // (CodeExpired), revocation epoch (CodeRevoked), client binding
 // (CodeWrongClient), anti-rollback (CodeRolledBack).
 //
-// Open reuses sc.Data's storage; on error sc's contents are unspecified.
-func (s *Sealer) Open(ctx context.Context, sc *SCONE, token []byte, want Expect) (Opened, error) {
+// open reuses sc.Data's storage; on error sc's contents are unspecified.
+func (s *Sealer) open(ctx context.Context, sc *SCONE, token []byte, want Expect) (opened, error) {
 	if len(token) > s.cfg.maxSize {
-		return Opened{}, errCode(CodeTooLarge, "SCONE of "+strconv.Itoa(len(token))+
+		return opened{}, errCode(CodeTooLarge, "SCONE of "+strconv.Itoa(len(token))+
 			" bytes is over the budget of "+strconv.Itoa(s.cfg.maxSize))
 	}
 	h, err := parseHeader(token)
 	if err != nil {
-		return Opened{}, err
+		return opened{}, err
 	}
 	now := s.cfg.clock()
 	ring := s.ring.state.Load()
 	k := ring.opener(h.keyID, now)
 	if k == nil {
-		return Opened{}, errCode(CodeUnknownKey, "no usable key with ID "+strconv.FormatUint(uint64(h.keyID), 10))
+		return opened{}, errCode(CodeUnknownKey, "no usable key with ID "+strconv.FormatUint(uint64(h.keyID), 10))
 	}
 	if err := s.decrypt(sc, k, token, &h); err != nil {
-		return Opened{}, err
+		return opened{}, err
 	}
 	setString(&sc.Service, h.service)
 	setString(&sc.Scope, h.scope)
@@ -160,20 +157,20 @@ func (s *Sealer) Open(ctx context.Context, sc *SCONE, token []byte, want Expect)
 
 	switch {
 	case sc.Service != want.Service:
-		return Opened{}, errCode(CodeWrongService, "SCONE belongs to another service")
+		return opened{}, errCode(CodeWrongService, "SCONE belongs to another service")
 	case !now.Before(sc.Expires):
-		return Opened{}, errCode(CodeExpired, "SCONE expired")
-	case s.cfg.epochs != nil && sc.Epoch < s.cfg.epochs.Epoch(sc.Service):
-		return Opened{}, errCode(CodeRevoked, "SCONE sealed before the service's current revocation epoch")
+		return opened{}, errCode(CodeExpired, "SCONE expired")
+	case s.cfg.epochs != nil && sc.Epoch < s.cfg.epochs.epoch(sc.Service):
+		return opened{}, errCode(CodeRevoked, "SCONE sealed before the service's current revocation epoch")
 	case sc.Client != "" && sc.Client != want.Client:
-		return Opened{}, errCode(CodeWrongClient, "SCONE is bound to another client")
+		return opened{}, errCode(CodeWrongClient, "SCONE is bound to another client")
 	}
 	if s.cfg.highWater != nil {
 		if err := s.cfg.highWater.Admit(ctx, sc.Session, sc.Version, sc.Expires); err != nil {
-			return Opened{}, err
+			return opened{}, err
 		}
 	}
-	return Opened{KeyID: k.ID, Stale: k != ring.primary}, nil
+	return opened{keyID: k.ID, stale: k != ring.primary}, nil
 }
 
 // maxData is the most data a SCONE may hold: the size budget, or 16 times

@@ -19,11 +19,11 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		in.Client = "alice"
 		tok := mustSeal(t, s, in)
 		var out SCONE
-		o, err := s.Open(context.Background(), &out, tok, Expect{Service: "cart", Client: "alice"})
+		o, err := s.open(context.Background(), &out, tok, Expect{Service: "cart", Client: "alice"})
 		if err != nil {
 			t.Fatalf("size %d: Open: %v", size, err)
 		}
-		if o.KeyID != 1 || o.Stale {
+		if o.keyID != 1 || o.stale {
 			t.Errorf("size %d: Opened = %+v", size, o)
 		}
 		in.Expires = in.Expires.Round(time.Millisecond)
@@ -56,7 +56,7 @@ func TestOpenReusesDataBuffer(t *testing.T) {
 	tok := mustSeal(t, s, sampleSCONE(clk.Now(), bytes.Repeat([]byte{1}, 256)))
 	out := SCONE{Data: make([]byte, 0, 1024)}
 	p := &out.Data[:1][0]
-	if _, err := s.Open(context.Background(), &out, tok, Expect{Service: "cart"}); err != nil {
+	if _, err := s.open(context.Background(), &out, tok, Expect{Service: "cart"}); err != nil {
 		t.Fatal(err)
 	}
 	if &out.Data[0] != p {
@@ -85,14 +85,14 @@ func TestErrorCodes(t *testing.T) {
 	}{
 		{"short envelope", CodeMalformed, func(t *testing.T) error {
 			s, _ := newTestSealer(t)
-			_, err := s.Open(ctx, &SCONE{}, []byte{FormatV1, 0, 0}, Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, []byte{formatV1, 0, 0}, Expect{Service: "cart"})
 			return err
 		}},
 		{"unknown format", CodeMalformed, func(t *testing.T) error {
 			s, clk := newTestSealer(t)
 			tok := mustSeal(t, s, sampleSCONE(clk.Now(), []byte(secret)))
 			tok[0] = 2
-			_, err := s.Open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
 		}},
 		{"bad text form", CodeMalformed, func(t *testing.T) error {
@@ -107,14 +107,14 @@ func TestErrorCodes(t *testing.T) {
 			s, clk := newTestSealer(t)
 			tok := mustSeal(t, s, sampleSCONE(clk.Now(), []byte(secret)))
 			tok[len(tok)-20] ^= 1
-			_, err := s.Open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
 		}},
 		{"changed cleartext version", CodeTampered, func(t *testing.T) error {
 			s, clk := newTestSealer(t)
 			tok := mustSeal(t, s, sampleSCONE(clk.Now(), []byte(secret)))
 			tok[12]++ // version, low byte
-			_, err := s.Open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
 		}},
 		{"sealed by a stranger's key", CodeTampered, func(t *testing.T) error {
@@ -122,14 +122,14 @@ func TestErrorCodes(t *testing.T) {
 			ring, _ := NewKeyRing(1, GenerateKey(1, t0))
 			other, _ := NewSealer(ring, WithClock(clk.Now))
 			tok := mustSeal(t, other, sampleSCONE(clk.Now(), []byte(secret)))
-			_, err := s.Open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
 		}},
 		{"expired", CodeExpired, func(t *testing.T) error {
 			s, clk := newTestSealer(t)
 			tok := mustSeal(t, s, sampleSCONE(clk.Now(), []byte(secret)))
 			clk.Advance(time.Hour)
-			_, err := s.Open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
 		}},
 		{"unknown key ID", CodeUnknownKey, func(t *testing.T) error {
@@ -137,13 +137,13 @@ func TestErrorCodes(t *testing.T) {
 			ring, _ := NewKeyRing(9, testKey(9))
 			other, _ := NewSealer(ring, WithClock(clk.Now))
 			tok := mustSeal(t, other, sampleSCONE(clk.Now(), []byte(secret)))
-			_, err := s.Open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
 		}},
 		{"retired key", CodeUnknownKey, func(t *testing.T) error {
 			s, clk := newTestSealer(t)
 			tok := mustSeal(t, s, sampleSCONE(clk.Now(), []byte(secret)))
-			r := s.KeyRing()
+			r := s.ring
 			if err := r.Add(testKey(2)); err != nil {
 				t.Fatal(err)
 			}
@@ -154,25 +154,25 @@ func TestErrorCodes(t *testing.T) {
 				t.Fatal(err)
 			}
 			clk.Advance(time.Minute)
-			_, err := s.Open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
 		}},
 		{"wrong service", CodeWrongService, func(t *testing.T) error {
 			s, clk := newTestSealer(t)
 			tok := mustSeal(t, s, sampleSCONE(clk.Now(), []byte(secret)))
-			_, err := s.Open(ctx, &SCONE{}, tok, Expect{Service: "inventory"})
+			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "inventory"})
 			return err
 		}},
 		{"over the budget on open", CodeTooLarge, func(t *testing.T) error {
 			s, clk := newTestSealer(t)
 			tok := mustSeal(t, s, sampleSCONE(clk.Now(), make([]byte, 2000)))
-			small, _ := NewSealer(s.KeyRing(), WithClock(clk.Now), WithMaxSize(1024))
-			_, err := small.Open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
+			small, _ := NewSealer(s.ring, WithClock(clk.Now), WithMaxSize(1024))
+			_, err := small.open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
 		}},
 		{"over the budget on seal", CodeTooLarge, func(t *testing.T) error {
 			s, clk := newTestSealer(t, WithMaxSize(1024))
-			_, err := s.Seal(nil, sampleSCONE(clk.Now(), make([]byte, 2000)))
+			_, err := s.seal(nil, sampleSCONE(clk.Now(), make([]byte, 2000)))
 			return err
 		}},
 		{"rolled back", CodeRolledBack, func(t *testing.T) error {
@@ -181,20 +181,20 @@ func TestErrorCodes(t *testing.T) {
 			old := mustSeal(t, s, sc)
 			sc.Version++
 			newer := mustSeal(t, s, sc)
-			if _, err := s.Open(ctx, &SCONE{}, newer, Expect{Service: "cart"}); err != nil {
+			if _, err := s.open(ctx, &SCONE{}, newer, Expect{Service: "cart"}); err != nil {
 				t.Fatal(err)
 			}
-			_, err := s.Open(ctx, &SCONE{}, old, Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, old, Expect{Service: "cart"})
 			return err
 		}},
 		{"revoked", CodeRevoked, func(t *testing.T) error {
-			epochs := NewEpochs()
+			epochs := &Epochs{}
 			s, clk := newTestSealer(t, WithEpochs(epochs))
 			tok := mustSeal(t, s, sampleSCONE(clk.Now(), []byte(secret)))
 			if _, err := epochs.Revoke("cart"); err != nil {
 				t.Fatal(err)
 			}
-			_, err := s.Open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
 		}},
 		{"wrong client", CodeWrongClient, func(t *testing.T) error {
@@ -202,7 +202,7 @@ func TestErrorCodes(t *testing.T) {
 			sc := sampleSCONE(clk.Now(), []byte(secret))
 			sc.Client = "alice"
 			tok := mustSeal(t, s, sc)
-			_, err := s.Open(ctx, &SCONE{}, tok, Expect{Service: "cart", Client: "mallory"})
+			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "cart", Client: "mallory"})
 			return err
 		}},
 		{"holder full", CodeExhausted, func(t *testing.T) error {
@@ -222,21 +222,21 @@ func TestErrorCodes(t *testing.T) {
 			s, _ := newTestSealer(t, WithClock(clk.Now), WithHighWater(NewMemoryHighWater(1, clk.Now)))
 			a, b := sampleSCONE(clk.Now(), nil), sampleSCONE(clk.Now(), nil)
 			b.Session[0] = 99
-			if _, err := s.Open(ctx, &SCONE{}, mustSeal(t, s, a), Expect{Service: "cart"}); err != nil {
+			if _, err := s.open(ctx, &SCONE{}, mustSeal(t, s, a), Expect{Service: "cart"}); err != nil {
 				t.Fatal(err)
 			}
-			_, err := s.Open(ctx, &SCONE{}, mustSeal(t, s, b), Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, mustSeal(t, s, b), Expect{Service: "cart"})
 			return err
 		}},
 		{"anti-rollback store down", CodeUnavailable, func(t *testing.T) error {
 			s, clk := newTestSealer(t, WithHighWater(errHighWater{CodeUnavailable}))
-			_, err := s.Open(ctx, &SCONE{}, mustSeal(t, s, sampleSCONE(clk.Now(), nil)), Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, mustSeal(t, s, sampleSCONE(clk.Now(), nil)), Expect{Service: "cart"})
 			return err
 		}},
 		{"anti-rollback store did not answer a write", CodeInDoubt, func(t *testing.T) error {
 			// A store's own code passes through: the mark may have moved.
 			s, clk := newTestSealer(t, WithHighWater(errHighWater{CodeInDoubt}))
-			_, err := s.Open(ctx, &SCONE{}, mustSeal(t, s, sampleSCONE(clk.Now(), nil)), Expect{Service: "cart"})
+			_, err := s.open(ctx, &SCONE{}, mustSeal(t, s, sampleSCONE(clk.Now(), nil)), Expect{Service: "cart"})
 			return err
 		}},
 		{"another call first", CodeConflict, func(t *testing.T) error {
@@ -245,21 +245,21 @@ func TestErrorCodes(t *testing.T) {
 			v1 := sealHdr(t, s, "cart", "/", 1, clk.Now().Add(time.Hour))
 			d.Put(v1)
 			// Two calls both started from v1; the first one's v2 is kept...
-			if err := d.ApplyIfBase(&Reply{SCONEs: [][]byte{sealHdr(t, s, "cart", "/", 2, clk.Now().Add(time.Hour))}}, [][]byte{v1}); err != nil {
+			if err := d.applyIfBase(nil, [][]byte{sealHdr(t, s, "cart", "/", 2, clk.Now().Add(time.Hour))}, [][]byte{v1}); err != nil {
 				t.Fatal(err)
 			}
 			// ...so the second one's v2 would lose it.
-			return d.ApplyIfBase(&Reply{SCONEs: [][]byte{sealHdr(t, s, "cart", "/", 2, clk.Now().Add(time.Hour))}}, [][]byte{v1})
+			return d.applyIfBase(nil, [][]byte{sealHdr(t, s, "cart", "/", 2, clk.Now().Add(time.Hour))}, [][]byte{v1})
 		}},
 		{"no hook in context", CodeInternal, func(t *testing.T) error {
-			_, _, err := NewTyped(JSONCodec[map[string]int]{}).Load(ctx)
+			_, _, err := NewTyped(JSONCodec[map[string]int]()).Load(ctx)
 			return err
 		}},
 		{"seal without a service", CodeInternal, func(t *testing.T) error {
 			s, clk := newTestSealer(t)
 			sc := sampleSCONE(clk.Now(), nil)
 			sc.Service = ""
-			_, err := s.Seal(nil, sc)
+			_, err := s.seal(nil, sc)
 			return err
 		}},
 	}
@@ -273,7 +273,7 @@ func TestErrorCodes(t *testing.T) {
 		})
 		covered[tc.code] = true
 	}
-	for _, c := range Codes() {
+	for c := Code(1); int(c) < len(codeNames); c++ {
 		if !covered[c] {
 			t.Errorf("no test case for code %v", c)
 		}
@@ -292,7 +292,7 @@ func TestEveryBitFlipIsRejected(t *testing.T) {
 	for i := range len(tok) * 8 {
 		bad := bytes.Clone(tok)
 		bad[i/8] ^= 1 << (i % 8)
-		_, err := s.Open(ctx, &out, bad, Expect{Service: "cart"})
+		_, err := s.open(ctx, &out, bad, Expect{Service: "cart"})
 		switch c := CodeOf(err); c {
 		case CodeMalformed, CodeTampered, CodeUnknownKey:
 			counts[c]++
@@ -300,7 +300,7 @@ func TestEveryBitFlipIsRejected(t *testing.T) {
 			t.Fatalf("bit %d flipped: Open gave %v (code %v)", i, err, c)
 		}
 	}
-	if _, err := s.Open(ctx, &out, tok, Expect{Service: "cart"}); err != nil {
+	if _, err := s.open(ctx, &out, tok, Expect{Service: "cart"}); err != nil {
 		t.Fatalf("the original no longer opens: %v", err)
 	}
 	t.Logf("%d bits flipped: %v", len(tok)*8, counts)
@@ -317,22 +317,22 @@ func TestSealLimits(t *testing.T) {
 	}{
 		{"service too long", func(sc *SCONE) { sc.Service = long }, CodeInternal},
 		{"scope too long", func(sc *SCONE) { sc.Scope = long }, CodeInternal},
-		{"object too long", func(sc *SCONE) { sc.Object = strings.Repeat("o", MaxFieldLen+1) }, CodeTooLarge},
+		{"object too long", func(sc *SCONE) { sc.Object = strings.Repeat("o", maxFieldLen+1) }, CodeTooLarge},
 		{"no expiry", func(sc *SCONE) { sc.Expires = time.Time{} }, CodeInternal},
 		{"lifetime beyond TTL", func(sc *SCONE) { sc.Expires = sc.IssuedAt.Add(DefaultTTL + time.Second) }, CodeInternal},
 	} {
 		sc := sampleSCONE(clk.Now(), nil)
 		tc.edit(sc)
-		_, err := s.Seal(nil, sc)
+		_, err := s.seal(nil, sc)
 		if CodeOf(err) != tc.code {
 			t.Errorf("%s: got %v, want code %v", tc.name, err, tc.code)
 		}
 	}
 	// The largest service and scope are fine.
 	sc := sampleSCONE(clk.Now(), nil)
-	sc.Service, sc.Scope = long[:MaxServiceLen], long[:MaxScopeLen]
+	sc.Service, sc.Scope = long[:maxServiceLen], long[:maxScopeLen]
 	tok := mustSeal(t, s, sc)
-	if _, err := s.Open(context.Background(), &SCONE{}, tok, Expect{Service: sc.Service}); err != nil {
+	if _, err := s.open(context.Background(), &SCONE{}, tok, Expect{Service: sc.Service}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -359,7 +359,7 @@ func TestCompression(t *testing.T) {
 		t.Fatalf("compressed SCONE is %d bytes for %d bytes of data", len(tok), len(data))
 	}
 	var out SCONE
-	if _, err := s.Open(context.Background(), &out, tok, Expect{Service: "cart"}); err != nil {
+	if _, err := s.open(context.Background(), &out, tok, Expect{Service: "cart"}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(out.Data, data) {
@@ -368,7 +368,7 @@ func TestCompression(t *testing.T) {
 	// Incompressible data is sealed as is and still fails the budget clearly.
 	noise := make([]byte, 4096)
 	rand.NewChaCha8([32]byte{}).Read(noise)
-	if _, err := s.Seal(nil, sampleSCONE(clk.Now(), noise)); CodeOf(err) != CodeTooLarge {
+	if _, err := s.seal(nil, sampleSCONE(clk.Now(), noise)); CodeOf(err) != CodeTooLarge {
 		t.Fatalf("incompressible data over the budget: %v", err)
 	}
 }
@@ -389,11 +389,11 @@ func TestInflateLimit(t *testing.T) {
 func TestCompressedStateStillOpens(t *testing.T) {
 	t.Parallel()
 	s, clk := newTestSealer(t, WithCompression(64), WithMaxSize(1024))
-	if _, err := s.Seal(nil, sampleSCONE(clk.Now(), make([]byte, 16*1024+1))); CodeOf(err) != CodeTooLarge {
+	if _, err := s.seal(nil, sampleSCONE(clk.Now(), make([]byte, 16*1024+1))); CodeOf(err) != CodeTooLarge {
 		t.Fatalf("sealing past the inflate limit: %v", err)
 	}
 	tok := mustSeal(t, s, sampleSCONE(clk.Now(), make([]byte, 16*1024)))
-	if _, err := s.Open(context.Background(), &SCONE{}, tok, Expect{Service: "cart"}); err != nil {
+	if _, err := s.open(context.Background(), &SCONE{}, tok, Expect{Service: "cart"}); err != nil {
 		t.Fatalf("state at the limit: %v", err)
 	}
 }

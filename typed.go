@@ -18,7 +18,7 @@ type Codec[T any] interface {
 // Typed is a typed view of a request's state data, so handlers work with
 // their own Go or protobuf types instead of bytes:
 //
-//	var cart = scone.NewTyped(scone.ProtoCodec[*pb.Cart]{})
+//	var cart = scone.NewTyped(scone.ProtoCodec[*pb.Cart]())
 //
 //	c, ok, err := cart.Load(ctx) // ok is false on a first call
 //	c.Items = append(c.Items, item)
@@ -66,32 +66,33 @@ func (t Typed[T]) Store(ctx context.Context, v T) error {
 
 var errNoState = errCode(CodeInternal, "no SCONE state in the context: is the server hook installed?")
 
-// JSONCodec encodes T with encoding/json. A server that does not know a
-// field drops it on re-sealing: for rolling upgrades that add state, prefer
-// ProtoCodec, which keeps unknown fields.
-type JSONCodec[T any] struct{}
+// JSONCodec returns the Codec that encodes T with encoding/json. A server
+// that does not know a field drops it on re-sealing: for rolling upgrades
+// that add state, prefer ProtoCodec, which keeps unknown fields.
+func JSONCodec[T any]() Codec[T] { return jsonCodec[T]{} }
 
-// Marshal implements Codec.
-func (JSONCodec[T]) Marshal(dst []byte, v T) ([]byte, error) {
+type jsonCodec[T any] struct{}
+
+func (jsonCodec[T]) Marshal(dst []byte, v T) ([]byte, error) {
 	b, err := json.Marshal(v)
 	return append(dst, b...), err
 }
 
-// Unmarshal implements Codec.
-func (JSONCodec[T]) Unmarshal(data []byte, v *T) error { return json.Unmarshal(data, v) }
+func (jsonCodec[T]) Unmarshal(data []byte, v *T) error { return json.Unmarshal(data, v) }
 
-// ProtoCodec encodes a protobuf message type M (a pointer type such as
-// *pb.Cart). Protobuf keeps fields it does not know through a decode and
-// re-encode, so servers of two versions can serve one session in turn.
-type ProtoCodec[M proto.Message] struct{}
+// ProtoCodec returns the Codec of a protobuf message type M (a pointer type
+// such as *pb.Cart). Protobuf keeps fields it does not know through a decode
+// and re-encode, so servers of two versions can serve one session in turn.
+// Unmarshal allocates a new message.
+func ProtoCodec[M proto.Message]() Codec[M] { return protoCodec[M]{} }
 
-// Marshal implements Codec.
-func (ProtoCodec[M]) Marshal(dst []byte, v M) ([]byte, error) {
+type protoCodec[M proto.Message] struct{}
+
+func (protoCodec[M]) Marshal(dst []byte, v M) ([]byte, error) {
 	return proto.MarshalOptions{}.MarshalAppend(dst, v)
 }
 
-// Unmarshal implements Codec; it allocates a new message into *v.
-func (ProtoCodec[M]) Unmarshal(data []byte, v *M) error {
+func (protoCodec[M]) Unmarshal(data []byte, v *M) error {
 	m := (*v).ProtoReflect().Type().New().Interface().(M)
 	if err := proto.Unmarshal(data, m); err != nil {
 		return err

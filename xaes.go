@@ -54,7 +54,7 @@ type derivedKey struct {
 	uses   atomic.Uint64
 }
 
-func newXAESKey(secret *[KeySize]byte) *xaesKey {
+func newXAESKey(secret *[keySize]byte) *xaesKey {
 	b, err := aes.NewCipher(secret[:])
 	if err != nil {
 		panic("scone: aes.NewCipher with a 32-byte key: " + err.Error())

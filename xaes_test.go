@@ -9,12 +9,12 @@ import (
 
 // xaesSeal and xaesOpen run XAES-256-GCM with an explicit nonce, uncached.
 func xaesSeal(key, nonce, plaintext, aad []byte) []byte {
-	k := newXAESKey((*[KeySize]byte)(key))
+	k := newXAESKey((*[keySize]byte)(key))
 	return k.derive((*[prefixSize]byte)(nonce)).aead.Seal(nil, nonce[prefixSize:], plaintext, aad)
 }
 
 func xaesOpen(key, nonce, ciphertext, aad []byte) ([]byte, error) {
-	k := newXAESKey((*[KeySize]byte)(key))
+	k := newXAESKey((*[keySize]byte)(key))
 	return k.derive((*[prefixSize]byte)(nonce)).aead.Open(nil, nonce[prefixSize:], ciphertext, aad)
 }
 
@@ -31,7 +31,7 @@ func TestXAESVectors(t *testing.T) {
 		{0x01, "", "ce546ef63c9cc60765923609b33a9a1974e96e52daf2fcf7075e2271"},
 		{0x03, "c2sp.org/XAES-256-GCM", "986ec1832593df5443a179437fd083bf3fdb41abd740a21f71eb769d"},
 	} {
-		key := bytes.Repeat([]byte{tc.key}, KeySize)
+		key := bytes.Repeat([]byte{tc.key}, keySize)
 		ct := xaesSeal(key, nonce, plaintext, []byte(tc.aad))
 		if got := hex.EncodeToString(ct); got != tc.want {
 			t.Errorf("key %#x: got %s, want %s", tc.key, got, tc.want)
@@ -50,7 +50,7 @@ func TestXAESAccumulated(t *testing.T) {
 	const want = "e6b9edf2df6cec60c8cbd864e2211b597fb69a529160cd040d56c0c210081939"
 	s, d := sha3.NewSHAKE128(), sha3.NewSHAKE128()
 	for range 10_000 {
-		key := make([]byte, KeySize)
+		key := make([]byte, keySize)
 		s.Read(key)
 		nonce := make([]byte, nonceSize)
 		s.Read(nonce)
@@ -88,7 +88,7 @@ func TestSealNoncePrefixRotates(t *testing.T) {
 	var buf []byte
 	for i := range prefixUses + 10 {
 		var err error
-		buf, err = s.Seal(buf[:0], sc)
+		buf, err = s.seal(buf[:0], sc)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/circulate/circulatepb"
 	"github.com/scone-project/scone/cluster"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // maxForwards bounds how many relays pass one write on to the primary.
@@ -41,7 +42,7 @@ func (s *Store) Get(ctx context.Context, client, target string) ([][]byte, error
 		return nil, nil
 	}
 	d := scone.NewDict(scone.WithDictClock(s.cfg.Now))
-	if err := d.Apply(nil, it.scones); err != nil {
+	if err := hook.DictApply(d, nil, it.scones); err != nil {
 		return nil, err
 	}
 	return d.Match(nil, target), nil
@@ -126,7 +127,7 @@ func (s *Store) ask(ctx context.Context, key string, members []string) []answer 
 // Apply implements relay.Store: the write goes to the primary holder of the
 // client's copies, found by the read that came before it, and takes effect
 // there only if the copies still hold what the request carried (sent).
-func (s *Store) Apply(ctx context.Context, client string, r *scone.Reply, sent [][]byte) error {
+func (s *Store) Apply(ctx context.Context, client string, r *hook.Reply, sent [][]byte) error {
 	key := cluster.KeyOf(client)
 	s.mu.Lock()
 	rt, ok := s.routes[key]
@@ -233,7 +234,7 @@ func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyReq
 	next := &item{key: req.Key, gen: 1, since: s.cfg.Now()}
 	mode := pb.PutRequest_HANDOFF
 	if cur != nil {
-		if err := d.Apply(nil, cur.scones); err != nil {
+		if err := hook.DictApply(d, nil, cur.scones); err != nil {
 			return err
 		}
 		next.gen, next.hop, next.holders = cur.gen+1, cur.hop, cur.holders
@@ -241,11 +242,11 @@ func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyReq
 	} else {
 		next.holders = s.rules.holdersFor(s.knowledge(), req.Key)
 	}
-	r := &scone.Reply{SCONEs: req.Scones}
+	r := &hook.Reply{SCONEs: req.Scones}
 	for _, k := range req.Dropped {
-		r.Dropped = append(r.Dropped, scone.HolderKey{Service: k.Service, Scope: k.Scope})
+		r.Dropped = append(r.Dropped, hook.HolderKey{Service: k.Service, Scope: k.Scope})
 	}
-	if err := d.ApplyIfBase(r, req.Sent); err != nil {
+	if err := hook.ApplyIfBase(d, r, req.Sent); err != nil {
 		return err
 	}
 	next.scones = d.Tokens()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/circulate"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // aheadClock is time.Now plus an offset the test sets.
@@ -48,7 +49,7 @@ func TestClockSkew(t *testing.T) {
 	}
 	read(g.relays[1])
 	last := next(t, sealer, nil, "v0")
-	if err := g.relays[1].store.Apply(ctx, "zed", &scone.Reply{SCONEs: [][]byte{last}}, nil); err != nil {
+	if err := g.relays[1].store.Apply(ctx, "zed", &hook.Reply{SCONEs: [][]byte{last}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	for round := range 6 {
@@ -62,7 +63,7 @@ func TestClockSkew(t *testing.T) {
 		m := g.relays[round%3]
 		sent := read(m)
 		last = next(t, sealer, sent[0], fmt.Sprint("v", round+1))
-		if err := m.store.Apply(ctx, "zed", &scone.Reply{SCONEs: [][]byte{last}}, sent); err != nil {
+		if err := m.store.Apply(ctx, "zed", &hook.Reply{SCONEs: [][]byte{last}}, sent); err != nil {
 			t.Fatalf("round %d, ahead by %v: a write through %s: %v", round, within, m.name, err)
 		}
 		// The copies move on before the next round.

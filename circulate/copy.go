@@ -8,6 +8,7 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/circulate/circulatepb"
 	"github.com/scone-project/scone/cluster"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // item is a relay's copy of one client's SCONEs. Items are never modified:
@@ -70,7 +71,7 @@ func placement(key string, hop uint64, members []string, copies int) []string {
 func expiry(tokens [][]byte) time.Time {
 	var t time.Time
 	for _, tok := range tokens {
-		if h, err := scone.Peek(tok); err == nil && h.Expires.After(t) {
+		if h, err := hook.Peek(tok); err == nil && h.Expires.After(t) {
 			t = h.Expires
 		}
 	}
@@ -96,7 +97,7 @@ func fromProto(c *pb.Copy, maxSCONEs int, now time.Time) (*item, error) {
 		return nil, scone.NewError(scone.CodeMalformed, "circulate: a copy of "+strconv.Itoa(len(c.Scones))+" SCONEs")
 	}
 	for _, tok := range c.Scones {
-		if _, err := scone.Peek(tok); err != nil {
+		if _, err := hook.Peek(tok); err != nil {
 			return nil, err
 		}
 	}

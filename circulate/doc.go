@@ -44,7 +44,7 @@
 //
 // The write of a reply goes to the primary the read found (a relay that
 // handed the copies on lately passes it on). The primary applies it only if
-// its copy still holds what the request carried (as scone.Dict.ApplyIfBase:
+// its copy still holds what the request carried (as hook.ApplyIfBase:
 // else CodeConflict), puts the new generation on the other holders on top of
 // the old one (compare-and-set), and keeps it once all have; if a holder
 // refuses, the holders that took it undo it and the write fails with

@@ -9,6 +9,7 @@ import (
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/circulate"
 	"github.com/scone-project/scone/cluster"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/memnet"
 )
 
@@ -75,7 +76,7 @@ func step(t testing.TB, s *circulate.Store, sealer *scone.Sealer, client, data s
 	if len(sent) > 0 {
 		prev = sent[0]
 	}
-	return s.Apply(ctx, client, &scone.Reply{SCONEs: [][]byte{next(t, sealer, prev, data)}}, sent)
+	return s.Apply(ctx, client, &hook.Reply{SCONEs: [][]byte{next(t, sealer, prev, data)}}, sent)
 }
 
 // read returns the data of client's SCONE as read through s.

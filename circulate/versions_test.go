@@ -12,6 +12,7 @@ import (
 	"github.com/scone-project/scone/circulate"
 	pb "github.com/scone-project/scone/circulate/circulatepb"
 	"github.com/scone-project/scone/cluster"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // next seals the successor of prev (nil: a first SCONE) of service svc,
@@ -42,7 +43,7 @@ func TestConcurrentWritesOneWins(t *testing.T) {
 		t.Fatalf("a new client: %v, %v", got, err)
 	}
 	v1 := next(t, sealer, nil, "v1")
-	if err := a.Apply(ctx, "zed", &scone.Reply{SCONEs: [][]byte{v1}}, nil); err != nil {
+	if err := a.Apply(ctx, "zed", &hook.Reply{SCONEs: [][]byte{v1}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	for round := range 5 {
@@ -59,8 +60,8 @@ func TestConcurrentWritesOneWins(t *testing.T) {
 		}
 		ta, tb := next(t, sealer, sa[0], "a"), next(t, sealer, sb[0], "b")
 		errs := make(chan error, 2)
-		go func() { errs <- a.Apply(ctx, "zed", &scone.Reply{SCONEs: [][]byte{ta}}, sa) }()
-		go func() { errs <- b.Apply(ctx, "zed", &scone.Reply{SCONEs: [][]byte{tb}}, sb) }()
+		go func() { errs <- a.Apply(ctx, "zed", &hook.Reply{SCONEs: [][]byte{ta}}, sa) }()
+		go func() { errs <- b.Apply(ctx, "zed", &hook.Reply{SCONEs: [][]byte{tb}}, sb) }()
 		e1, e2 := <-errs, <-errs
 		if (e1 == nil) == (e2 == nil) {
 			t.Fatalf("round %d: both writes of one state ended alike: %v, %v", round, e1, e2)
@@ -88,12 +89,12 @@ func TestOldNeverOverwritesNewer(t *testing.T) {
 		t.Fatal(err)
 	}
 	v1 := next(t, sealer, nil, "v1")
-	if err := s.Apply(ctx, "zed", &scone.Reply{SCONEs: [][]byte{v1}}, nil); err != nil {
+	if err := s.Apply(ctx, "zed", &hook.Reply{SCONEs: [][]byte{v1}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	sent, _ := s.Get(ctx, "zed", "/svc/Do")
 	v2 := next(t, sealer, v1, "v2")
-	if err := s.Apply(ctx, "zed", &scone.Reply{SCONEs: [][]byte{v2}}, sent); err != nil {
+	if err := s.Apply(ctx, "zed", &hook.Reply{SCONEs: [][]byte{v2}}, sent); err != nil {
 		t.Fatal(err)
 	}
 	key := cluster.KeyOf("zed")

@@ -8,7 +8,7 @@
 // other nodes. Its server interceptor (UnaryServerInterceptor) serves a
 // request on any node: it fetches the client's record from the record's
 // owners (the newest version wins), restores the state through
-// scone.Exchange, runs the handler unchanged, writes the new record to the k
+// hook.Exchange, runs the handler unchanged, writes the new record to the k
 // owners, and replies once they all acknowledged. The client needs no SCONE
 // code: it is named by its TLS client certificate or the "scone-client"
 // header, as with a relay.

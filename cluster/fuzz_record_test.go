@@ -14,7 +14,8 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/cluster/clusterpb"
 	"github.com/scone-project/scone/internal/badinput"
-	"github.com/scone-project/scone/sconegrpc"
+	"github.com/scone-project/scone/internal/grpcframe"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // FuzzServeRecord: whatever record a node holds for a client (a peer wrote
@@ -29,7 +30,7 @@ func FuzzServeRecord(f *testing.F) {
 	}
 	sealer := testSealer(f)
 	const method = "/sconetest.Counter/Add"
-	good, err := sealer.Seal(nil, &scone.SCONE{Service: "sconetest.Counter", Scope: "/sconetest.Counter/", Version: 3,
+	good, err := hook.Seal(sealer, nil, &scone.SCONE{Service: "sconetest.Counter", Scope: "/sconetest.Counter/", Version: 3,
 		IssuedAt: time.Now(), Expires: time.Now().Add(time.Hour), Data: []byte("a,b,")})
 	if err != nil {
 		f.Fatal(err)
@@ -62,7 +63,7 @@ func FuzzServeRecord(f *testing.F) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	hook := n.UnaryServerInterceptor(sealer)
+	intercept := n.UnaryServerInterceptor(sealer)
 	handler := func(ctx context.Context, req any) (any, error) {
 		out, err := (&counter{}).add(ctx, req.(*wrapperspb.StringValue).GetValue())
 		return wrapperspb.String(out), err
@@ -82,9 +83,9 @@ func FuzzServeRecord(f *testing.F) {
 		n.store.put(rec, 0, true)
 		defer func() { n.store.drop(key, n.store.get(key)) }()
 		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(cfg.IdentityKey, client))
-		_, err := hook(ctx, wrapperspb.String("x"), info, handler)
+		_, err := intercept(ctx, wrapperspb.String("x"), info, handler)
 		if err != nil {
-			if c := sconegrpc.CodeOf(err); c == scone.CodeUnknown || c == scone.CodeInternal {
+			if c := grpcframe.StatusCode(err); c == scone.CodeUnknown || c == scone.CodeInternal {
 				t.Fatalf("call failed with code %v: %v", c, err)
 			}
 			return
@@ -94,7 +95,7 @@ func FuzzServeRecord(f *testing.F) {
 			t.Fatal("a served call that changed the state left no record")
 		}
 		for _, tok := range held.SCONEs {
-			if _, err := scone.Peek(tok); err != nil {
+			if _, err := hook.Peek(tok); err != nil {
 				t.Fatalf("the record written holds a SCONE that does not parse: %v", err)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/hookmetrics"
 	"github.com/scone-project/scone/sconegrpc"
 )
@@ -17,7 +18,7 @@ import (
 // UnaryServerInterceptor returns the server hook of cluster mode for unary
 // calls: the client's SCONEs live in the cluster, not with the client. For
 // each call from a named client it fetches the client's record from its
-// owners, restores the state into the context (scone.Exchange: handlers
+// owners, restores the state into the context (hook.Exchange: handlers
 // are the same as in every mode), runs the handler, and, if the state
 // changed, writes the new record to the k owners before the reply leaves.
 //
@@ -109,7 +110,7 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 	scope := sconegrpc.DefaultScope(method)
 	client := n.identity(ctx)
 	if client == "" {
-		x, err := m.Begin(ctx, s, scone.Incoming{Expect: scone.Expect{Service: service}, Scope: scope, Plain: true})
+		x, err := m.Begin(ctx, s, hook.Incoming{Expect: scone.Expect{Service: service}, Scope: scope, Plain: true})
 		if err != nil {
 			return nil, err
 		}
@@ -150,17 +151,17 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 	var sent [][]byte
 	now := n.cfg.Now()
 	for _, tok := range held {
-		if h, err := scone.Peek(tok); err == nil && now.Before(h.Expires) && scone.ScopeMatches(string(h.Scope), method) {
+		if h, err := hook.Peek(tok); err == nil && now.Before(h.Expires) && scone.ScopeMatches(string(h.Scope), method) {
 			sent = append(sent, tok)
 		}
 	}
-	x, err := m.Begin(ctx, s, scone.Incoming{SCONEs: sent, Expect: scone.Expect{Service: service, Client: client}, Scope: scope})
+	x, err := m.Begin(ctx, s, hook.Incoming{SCONEs: sent, Expect: scone.Expect{Service: service, Client: client}, Scope: scope})
 	if err != nil {
 		return nil, err
 	}
 	herr = run(x.Context())
 	st := x.State()
-	readOnly := !st.Changed() && !st.Dropped() && st.Expires().Sub(now) > s.TTL()/2
+	readOnly := !hook.Changed(st) && !hook.Dropped(st) && st.Expires().Sub(now) > s.TTL()/2
 	reply, err := m.Finish(x, nil, herr != nil)
 	if err != nil {
 		return nil, err
@@ -170,7 +171,7 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 		// its requests cannot be linked; here no client sees them, and a
 		// read need not cost a write.
 		reply.SCONEs = slices.DeleteFunc(reply.SCONEs, func(tok []byte) bool {
-			h, err := scone.Peek(tok)
+			h, err := hook.Peek(tok)
 			return err == nil && string(h.Service) == service && string(h.Scope) == scope
 		})
 	}
@@ -182,7 +183,7 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 	for _, tok := range held {
 		d.Put(tok)
 	}
-	if err := scone.ApplyReply(d, &reply, sent); err != nil {
+	if err := hook.ApplyReply(d, &reply, sent); err != nil {
 		return nil, err
 	}
 	next := &Record{Key: key, RV: base + 1, Stamp: now.UnixNano(), SCONEs: d.Tokens(), Copies: k}

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/scone-project/scone"
-	"github.com/scone-project/scone/sconegrpc"
+	"github.com/scone-project/scone/internal/grpcframe"
 )
 
 // holdNet holds back the bytes one node sends another while a link is
@@ -121,7 +121,7 @@ func TestWriteHeldInDoubt(t *testing.T) {
 	_, _, err := c.call(writer, client, "Add", op)
 	c.node(writer).ctr.gate = nil
 	s.maybe[op] = true
-	if got := sconegrpc.CodeOf(err); got != scone.CodeInDoubt || status.Code(err) != codes.DeadlineExceeded {
+	if got := grpcframe.StatusCode(err); got != scone.CodeInDoubt || status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("a write held from its primary failed with %v (gRPC %v): %v; want in_doubt (DeadlineExceeded)", got, status.Code(err), err)
 	}
 	h.release()

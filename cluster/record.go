@@ -3,7 +3,7 @@ package cluster
 import (
 	"time"
 
-	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // Record is what the cluster keeps for one client: all of the client's
@@ -44,7 +44,7 @@ func (r *Record) Newer(o *Record) bool {
 func (r *Record) Expires() time.Time {
 	var t time.Time
 	for _, tok := range r.SCONEs {
-		if h, err := scone.Peek(tok); err == nil && h.Expires.After(t) {
+		if h, err := hook.Peek(tok); err == nil && h.Expires.After(t) {
 			t = h.Expires
 		}
 	}

@@ -14,8 +14,9 @@ import (
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
+	"github.com/scone-project/scone/internal/grpcframe"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/relay"
-	"github.com/scone-project/scone/sconegrpc"
 )
 
 // offsetClock is time.Now plus an offset the test sets.
@@ -36,8 +37,8 @@ type givingUpstream struct {
 
 func (u *givingUpstream) Held(ctx context.Context, _ *pb.HeldRequest) (*pb.Reservations, error) {
 	if u.give.Load() {
-		f := sconegrpc.Frame{SCONEs: [][]byte{u.tok}}
-		grpc.SetTrailer(ctx, metadata.Pairs(sconegrpc.MetadataKey, string(sconegrpc.AppendFrame(nil, &f))))
+		f := grpcframe.Frame{SCONEs: [][]byte{u.tok}}
+		grpc.SetTrailer(ctx, metadata.Pairs(grpcframe.MetadataKey, string(grpcframe.AppendFrame(nil, &f))))
 	}
 	return &pb.Reservations{}, nil
 }
@@ -50,7 +51,7 @@ func TestRelayClock(t *testing.T) {
 	t.Parallel()
 	ring := newRing(t)
 	now := time.Now()
-	tok, err := newSealer(t, ring).Seal(nil, &scone.SCONE{
+	tok, err := hook.Seal(newSealer(t, ring), nil, &scone.SCONE{
 		Service: "bookstore.v1.Inventory", Scope: "/", Version: 1, IssuedAt: now, Expires: now.Add(time.Hour),
 	})
 	if err != nil {
@@ -92,7 +93,7 @@ func TestRelayClock(t *testing.T) {
 			up.give.Store(true)
 			if verify {
 				clock.set(past)
-				if err := held(); sconegrpc.CodeOf(err) != scone.CodeExpired {
+				if err := held(); grpcframe.StatusCode(err) != scone.CodeExpired {
 					t.Fatalf("a SCONE from the upstream under a clock past its expiry: %v, want code %v", err, scone.CodeExpired)
 				}
 				clock.set(0)
@@ -173,7 +174,7 @@ func TestStoreClockSkew(t *testing.T) {
 	base := time.Now()
 	s := newSealer(t, newRing(t), scone.WithClock(func() time.Time { return base }))
 	seal := func(v uint64) []byte {
-		tok, err := s.Seal(nil, &scone.SCONE{Service: "cart", Scope: "/", Version: v, IssuedAt: base, Expires: base.Add(life)})
+		tok, err := hook.Seal(s, nil, &scone.SCONE{Service: "cart", Scope: "/", Version: v, IssuedAt: base, Expires: base.Add(life)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +227,7 @@ func TestStoreClockSkew(t *testing.T) {
 			clock := &stepClock{base: base}
 			st, ttl := k.open(t, clock.now, relay.DefaultMaxClockSkew)
 			v1, v2 := seal(1), seal(2)
-			if err := st.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{v1}}, nil); err != nil {
+			if err := st.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{v1}}, nil); err != nil {
 				t.Fatal(err)
 			}
 
@@ -236,7 +237,7 @@ func TestStoreClockSkew(t *testing.T) {
 				t.Fatalf("ahead by %v, within the tolerance: Get = %d SCONEs, %v; want the live one", within, len(got), err)
 			}
 			// The reply to the request that carried it replaces it.
-			if err := st.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{v2}}, got); err != nil {
+			if err := st.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{v2}}, got); err != nil {
 				t.Fatalf("ahead by %v, within the tolerance: the reply to a request that carried the live SCONE: %v", within, err)
 			}
 			if ttl != nil {
@@ -265,7 +266,7 @@ func TestStoreClockSkew(t *testing.T) {
 			ctx := t.Context()
 			clock := &stepClock{base: base}
 			st, _ := k.open(t, clock.now, 0)
-			if err := st.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{seal(1)}}, nil); err != nil {
+			if err := st.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{seal(1)}}, nil); err != nil {
 				t.Fatal(err)
 			}
 			clock.set(within)
@@ -287,8 +288,8 @@ type recordingUpstream struct {
 func (u *recordingUpstream) Held(ctx context.Context, req *pb.HeldRequest) (*pb.Reservations, error) {
 	n := 0
 	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get(sconegrpc.MetadataKey) {
-		if f, err := sconegrpc.ParseFrame([]byte(v)); err == nil {
+	for _, v := range md.Get(grpcframe.MetadataKey) {
+		if f, err := grpcframe.ParseFrame([]byte(v)); err == nil {
 			n += len(f.SCONEs)
 		}
 	}
@@ -305,7 +306,7 @@ func TestRelayClockSkew(t *testing.T) {
 	t.Parallel()
 	ring := newRing(t)
 	now := time.Now()
-	tok, err := newSealer(t, ring).Seal(nil, &scone.SCONE{
+	tok, err := hook.Seal(newSealer(t, ring), nil, &scone.SCONE{
 		Service: "bookstore.v1.Inventory", Scope: "/", Version: 1, IssuedAt: now, Expires: now.Add(30 * time.Second),
 	})
 	if err != nil {
@@ -383,7 +384,7 @@ func TestRelayClockSkew(t *testing.T) {
 			}
 			if verify {
 				up.give.Store(true)
-				if err := held(); sconegrpc.CodeOf(err) != scone.CodeExpired {
+				if err := held(); grpcframe.StatusCode(err) != scone.CodeExpired {
 					t.Fatalf("ahead by %v: a SCONE from the upstream: %v, want code %v", beyond, err, scone.CodeExpired)
 				}
 			}

@@ -23,7 +23,7 @@ import (
 // in a SCONE. The handler is the same whoever holds the SCONE.
 type cart struct{ pb.UnimplementedCartServer }
 
-var cartState = scone.NewTyped(scone.ProtoCodec[*pb.CartContents]{})
+var cartState = scone.NewTyped(scone.ProtoCodec[*pb.CartContents]())
 
 func (cart) Add(ctx context.Context, req *pb.CartChange) (*pb.CartContents, error) {
 	c, _, err := cartState.Load(ctx)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // JetStreamConfig configures a JetStreamStore.
@@ -154,7 +155,7 @@ func (s *JetStreamStore) Get(ctx context.Context, client, target string) ([][]by
 	now := s.now()
 	out := toks[:0]
 	for _, tok := range toks {
-		h, err := scone.Peek(tok)
+		h, err := hook.Peek(tok)
 		if err == nil && !now.Before(h.Expires) {
 			s.expired.Add(1)
 			continue
@@ -170,7 +171,7 @@ func (s *JetStreamStore) Get(ctx context.Context, client, target string) ([][]by
 func (s *JetStreamStore) Expired() uint64 { return s.expired.Load() }
 
 // Apply implements Store.
-func (s *JetStreamStore) Apply(ctx context.Context, client string, r *scone.Reply, sent [][]byte) error {
+func (s *JetStreamStore) Apply(ctx context.Context, client string, r *hook.Reply, sent [][]byte) error {
 	k := key(client)
 	for attempt := range s.cfg.Attempts {
 		if attempt > 0 {
@@ -200,7 +201,7 @@ func (s *JetStreamStore) Apply(ctx context.Context, client string, r *scone.Repl
 				}
 			}
 		}
-		if err := d.ApplyIfBase(r, sent); err != nil {
+		if err := hook.ApplyIfBase(d, r, sent); err != nil {
 			return err
 		}
 		done, err := s.write(ctx, k, rev, d.Tokens())
@@ -228,7 +229,7 @@ func (s *JetStreamStore) write(ctx context.Context, k string, rev uint64, toks [
 	}
 	var latest time.Time
 	for _, tok := range toks {
-		if h, err := scone.Peek(tok); err == nil && h.Expires.After(latest) {
+		if h, err := hook.Peek(tok); err == nil && h.Expires.After(latest) {
 			latest = h.Expires
 		}
 	}

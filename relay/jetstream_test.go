@@ -9,6 +9,7 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/relay"
 )
 
@@ -125,7 +126,7 @@ func TestJetStreamVersionsAndExpiry(t *testing.T) {
 	}
 	s := newSealer(t, newRing(t))
 	seal := func(service string, v uint64, ttl time.Duration) []byte {
-		tok, err := s.Seal(nil, &scone.SCONE{Service: service, Scope: "/", Version: v, IssuedAt: now, Expires: now.Add(ttl)})
+		tok, err := hook.Seal(s, nil, &scone.SCONE{Service: service, Scope: "/", Version: v, IssuedAt: now, Expires: now.Add(ttl)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +134,7 @@ func TestJetStreamVersionsAndExpiry(t *testing.T) {
 	}
 	ctx := context.Background()
 	v1 := seal("cart", 1, time.Hour)
-	if err := store.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{v1}}, nil); err != nil {
+	if err := store.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{v1}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -141,7 +142,7 @@ func TestJetStreamVersionsAndExpiry(t *testing.T) {
 	won, conflicts := 0, 0
 	for i := range 20 {
 		wg.Go(func() {
-			err := store.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{seal("cart", uint64(2+i), time.Hour)}}, [][]byte{v1})
+			err := store.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{seal("cart", uint64(2+i), time.Hour)}}, [][]byte{v1})
 			mu.Lock()
 			defer mu.Unlock()
 			switch scone.CodeOf(err) {
@@ -163,12 +164,12 @@ func TestJetStreamVersionsAndExpiry(t *testing.T) {
 		t.Fatalf("Get: %d, %v", len(got), err)
 	}
 	// A late write from an old base never replaces the newer version.
-	if err := store.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{seal("cart", 99, time.Hour)}}, [][]byte{v1}); scone.CodeOf(err) != scone.CodeConflict {
+	if err := store.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{seal("cart", 99, time.Hour)}}, [][]byte{v1}); scone.CodeOf(err) != scone.CodeConflict {
 		t.Fatalf("a write from a stale base: %v", err)
 	}
 	// A short-lived SCONE beside it: gone from reads once it has been
 	// expired for the store's MaxClockSkew.
-	if err := store.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{seal("inventory", 1, time.Minute)}}, nil); err != nil {
+	if err := store.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{seal("inventory", 1, time.Minute)}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := store.Get(ctx, "alice", "/x"); len(got) != 2 {

@@ -22,6 +22,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/grpcframe"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
@@ -32,7 +34,7 @@ type Server struct {
 	grpc     *grpc.Server
 	conn     *grpc.ClientConn
 	kinds    *kinds
-	turns    scone.Turns[turnKey]
+	turns    hook.Turns[turnKey]
 	verifier *scone.Sealer
 	reg      *prometheus.Registry
 	m        *metrics
@@ -134,7 +136,7 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 	if err != nil {
 		return s.refuse(err)
 	}
-	_, clientHooked := md[sconegrpc.MetadataKey]
+	_, clientHooked := md[grpcframe.MetadataKey]
 	unary := s.kinds.of(method) == kindUnary
 
 	// A unary call's one request message comes first: a client that runs
@@ -148,7 +150,7 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 		b := firstMsg.data.Materialize()
 		firstMsg.data.Free()
 		firstMsg.data = mem.BufferSlice{mem.SliceBuffer(b)}
-		_, _, clientHooked = sconegrpc.SplitBody(b)
+		_, _, clientHooked = grpcframe.SplitBody(b)
 	}
 	hold := client != "" && !clientHooked // else the SCONEs are the client's to hold
 	body := hold && unary
@@ -173,15 +175,15 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 		} else {
 			s.m.lookups.WithLabelValues("miss").Inc()
 		}
-		f := &sconegrpc.Frame{SCONEs: sent}
+		f := &grpcframe.Frame{SCONEs: sent}
 		if body {
 			s.m.carried.WithLabelValues("body").Inc()
-			b := sconegrpc.AppendBodyField(make([]byte, 0, 64+firstMsg.data.Len()), f)
+			b := grpcframe.AppendBodyField(make([]byte, 0, 64+firstMsg.data.Len()), f)
 			b = append(b, firstMsg.data.Materialize()...)
 			firstMsg.data = mem.BufferSlice{mem.SliceBuffer(b)}
 		} else {
 			s.m.carried.WithLabelValues("metadata").Inc()
-			out.Set(sconegrpc.MetadataKey, string(sconegrpc.AppendFrame(nil, f)))
+			out.Set(grpcframe.MetadataKey, string(grpcframe.AppendFrame(nil, f)))
 		}
 	}
 	cctx, cancel := context.WithCancel(metadata.NewOutgoingContext(ctx, out))
@@ -211,7 +213,7 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 			// Take the frame off the reply, which the client does not know.
 			b := m.data.Materialize()
 			m.data.Free()
-			if fr, rest, ok := sconegrpc.SplitBody(b); ok {
+			if fr, rest, ok := grpcframe.SplitBody(b); ok {
 				frames = append(frames, fr)
 				b = rest
 			}
@@ -223,14 +225,14 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 	}
 	trailer := cs.Trailer()
 	if hold {
-		for _, v := range trailer[sconegrpc.MetadataKey] {
+		for _, v := range trailer[grpcframe.MetadataKey] {
 			frames = append(frames, []byte(v))
 		}
-		delete(trailer, sconegrpc.MetadataKey)
+		delete(trailer, grpcframe.MetadataKey)
 		if err := s.keep(ctx, client, frames, sent); err != nil {
 			return s.refuse(err)
 		}
-	} else if len(trailer[sconegrpc.MetadataKey]) > 0 {
+	} else if len(trailer[grpcframe.MetadataKey]) > 0 {
 		s.m.passthrough.Inc()
 	}
 	ss.SetTrailer(trailer)
@@ -242,9 +244,9 @@ func (s *Server) keep(ctx context.Context, client string, frames [][]byte, sent 
 	if len(frames) == 0 {
 		return nil
 	}
-	var r scone.Reply
+	var r hook.Reply
 	for _, v := range frames {
-		f, err := sconegrpc.ParseFrame(v)
+		f, err := grpcframe.ParseFrame(v)
 		if err != nil {
 			return upstreamFault(err)
 		}
@@ -279,7 +281,7 @@ func (s *Server) check(ctx context.Context, tok []byte) error {
 	if len(tok) > s.cfg.MaxSize {
 		return scone.NewError(scone.CodeTooLarge, "an upstream sent a SCONE over the relay's size limit")
 	}
-	h, err := scone.Peek(tok)
+	h, err := hook.Peek(tok)
 	if err != nil {
 		return err
 	}
@@ -287,7 +289,7 @@ func (s *Server) check(ctx context.Context, tok []byte) error {
 		return nil
 	}
 	var sc scone.SCONE
-	_, err = s.verifier.Open(ctx, &sc, tok, scone.Expect{Service: string(h.Service), Client: "*"})
+	_, err = hook.Open(s.verifier, ctx, &sc, tok, scone.Expect{Service: string(h.Service), Client: "*"})
 	if scone.CodeOf(err) == scone.CodeWrongClient {
 		err = nil // bound to its client: authentic all the same
 	}

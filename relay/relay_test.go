@@ -15,6 +15,8 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/grpcframe"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/relay"
 	"github.com/scone-project/scone/sconegrpc"
 )
@@ -291,12 +293,12 @@ func TestMemoryStoreExpiry(t *testing.T) {
 	clk := func() time.Time { return now }
 	ring := newRing(t)
 	s := newSealer(t, ring, scone.WithClock(clk))
-	tok, _ := s.Seal(nil, &scone.SCONE{Service: "cart", Scope: "/", Version: 1, IssuedAt: now, Expires: now.Add(time.Minute)})
+	tok, _ := hook.Seal(s, nil, &scone.SCONE{Service: "cart", Scope: "/", Version: 1, IssuedAt: now, Expires: now.Add(time.Minute)})
 	cfg := relay.DefaultMemoryConfig()
 	cfg.Now = func() time.Time { return now }
 	m := relay.NewMemoryStore(cfg)
 	ctx := context.Background()
-	if err := m.Apply(ctx, "alice", &scone.Reply{SCONEs: [][]byte{tok}}, nil); err != nil {
+	if err := m.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{tok}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := m.Get(ctx, "alice", "/cart.Cart/Get"); len(got) != 1 {
@@ -337,7 +339,7 @@ func TestMemoryStoreBound(t *testing.T) {
 	}
 	bob, bctx := plainGateway(t, addr, "bob")
 	_, err = bob.AddItem(bctx, &pb.AddItemRequest{Isbn: dune, Quantity: 1})
-	if status.Code(err) != codes.ResourceExhausted || sconegrpc.CodeOf(err) != scone.CodeExhausted {
+	if status.Code(err) != codes.ResourceExhausted || grpcframe.StatusCode(err) != scone.CodeExhausted {
 		t.Fatalf("a new client at the bound: %v", err)
 	}
 	if v, err := alice.GetCart(actx, &pb.GetCartRequest{}); err != nil || v.Lines[0].Quantity != 1 {
@@ -353,8 +355,8 @@ type badUpstream struct {
 }
 
 func (b badUpstream) Held(ctx context.Context, _ *pb.HeldRequest) (*pb.Reservations, error) {
-	f := sconegrpc.Frame{SCONEs: [][]byte{b.tok}}
-	grpc.SetTrailer(ctx, metadata.Pairs(sconegrpc.MetadataKey, string(sconegrpc.AppendFrame(nil, &f))))
+	f := grpcframe.Frame{SCONEs: [][]byte{b.tok}}
+	grpc.SetTrailer(ctx, metadata.Pairs(grpcframe.MetadataKey, string(grpcframe.AppendFrame(nil, &f))))
 	return &pb.Reservations{}, nil
 }
 
@@ -365,10 +367,10 @@ func TestBadSCONEFromUpstream(t *testing.T) {
 	ring := newRing(t)
 	s := newSealer(t, ring)
 	now := time.Now()
-	good, _ := s.Seal(nil, &scone.SCONE{Service: "bookstore.v1.Inventory", Scope: "/", Version: 1, IssuedAt: now, Expires: now.Add(time.Hour)})
+	good, _ := hook.Seal(s, nil, &scone.SCONE{Service: "bookstore.v1.Inventory", Scope: "/", Version: 1, IssuedAt: now, Expires: now.Add(time.Hour)})
 	tampered := append([]byte(nil), good...)
 	tampered[len(tampered)-1] ^= 1
-	big, _ := s.Seal(nil, &scone.SCONE{Service: "bookstore.v1.Inventory", Scope: "/", Version: 1, IssuedAt: now, Expires: now.Add(time.Hour), Data: make([]byte, 2048)})
+	big, _ := hook.Seal(s, nil, &scone.SCONE{Service: "bookstore.v1.Inventory", Scope: "/", Version: 1, IssuedAt: now, Expires: now.Add(time.Hour), Data: make([]byte, 2048)})
 	for _, tc := range []struct {
 		name   string
 		tok    []byte
@@ -410,8 +412,8 @@ func TestBadSCONEFromUpstream(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || sconegrpc.CodeOf(err) != tc.code || scones != 0 {
-				t.Fatalf("got %v (code %v), %d stored; want code %v and nothing stored", err, sconegrpc.CodeOf(err), scones, tc.code)
+			if err == nil || grpcframe.StatusCode(err) != tc.code || scones != 0 {
+				t.Fatalf("got %v (code %v), %d stored; want code %v and nothing stored", err, grpcframe.StatusCode(err), scones, tc.code)
 			}
 		})
 	}

@@ -8,9 +8,12 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
-// Store keeps the SCONEs of many clients. Implementations must be safe for
+// Store keeps the SCONEs of many clients: MemoryStore, JetStreamStore, or
+// circulate.Store. (Its Apply takes a type of this module's internals, so
+// the stores are the ones of this module.) Implementations must be safe for
 // concurrent use by many relays' requests, keep for each (client, service,
 // scope) the newest version only, and never return an expired SCONE.
 type Store interface {
@@ -22,10 +25,10 @@ type Store interface {
 	// Apply keeps a reply for client: its dropped sessions (which must be
 	// among sent, the SCONEs its request carried) and its new versions, all
 	// at once or not at all, and only if the store still holds what the
-	// request carried (see scone.Dict.ApplyIfBase): else another call of the
+	// request carried (see internal/hook.ApplyIfBase): else another call of the
 	// client changed that state first, and Apply fails with
 	// scone.CodeConflict rather than lose that call's change.
-	Apply(ctx context.Context, client string, r *scone.Reply, sent [][]byte) error
+	Apply(ctx context.Context, client string, r *hook.Reply, sent [][]byte) error
 	// Close releases the store's resources.
 	Close() error
 }
@@ -151,7 +154,7 @@ func (m *MemoryStore) Get(_ context.Context, client, target string) ([][]byte, e
 }
 
 // Apply implements Store.
-func (m *MemoryStore) Apply(_ context.Context, client string, r *scone.Reply, sent [][]byte) error {
+func (m *MemoryStore) Apply(_ context.Context, client string, r *hook.Reply, sent [][]byte) error {
 	m.mu.Lock() // so no sweep can drop the dictionary under the update
 	defer m.mu.Unlock()
 	d, err := m.dictLocked(client)
@@ -159,7 +162,7 @@ func (m *MemoryStore) Apply(_ context.Context, client string, r *scone.Reply, se
 		return err
 	}
 	before := d.Expired()
-	err = d.ApplyIfBase(r, sent)
+	err = hook.ApplyIfBase(d, r, sent)
 	m.expired.Add(d.Expired() - before)
 	return err
 }

@@ -14,7 +14,8 @@ import (
 	"github.com/scone-project/scone/examples/bookstore/shop"
 	"github.com/scone-project/scone/internal/badinput"
 	"github.com/scone-project/scone/internal/badinput/badgrpc"
-	"github.com/scone-project/scone/sconegrpc"
+	"github.com/scone-project/scone/internal/grpcframe"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 const getCart = "/bookstore.v1.Gateway/GetCart"
@@ -104,9 +105,9 @@ func TestBadInput(t *testing.T) {
 					// picked and refused; an older one or one of another
 					// scope is not picked, and the call succeeds. Either
 					// way the shopper keeps what it had.
-					fr := sconegrpc.AppendFrame(nil, &sconegrpc.Frame{SCONEs: cs.Payloads})
-					v, err := s.GetCart(metadata.AppendToOutgoingContext(ctx, sconegrpc.MetadataKey, string(fr)), &pb.GetCartRequest{})
-					h, perr := scone.Peek(cs.Payloads[0])
+					fr := grpcframe.AppendFrame(nil, &grpcframe.Frame{SCONEs: cs.Payloads})
+					v, err := s.GetCart(metadata.AppendToOutgoingContext(ctx, grpcframe.MetadataKey, string(fr)), &pb.GetCartRequest{})
+					h, perr := hook.Peek(cs.Payloads[0])
 					if perr == nil && (string(h.Scope) != c.Scope || h.Version < 1000) {
 						if err != nil || v.Operations != 2 {
 							t.Errorf("%s (with the shopper's SCONEs): %v, %v; want the shopper's state", cs.Name, v, err)

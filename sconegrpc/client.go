@@ -10,11 +10,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/grpcframe"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // DialOptions returns the grpc.DialOptions that install the client hook for
 // unary and streaming calls, sharing one holder. Put them last among the
 // client's interceptors, so the others see the caller's own messages.
+//
+// A call the server refused for its SCONEs fails with an error that carries
+// the scone.Code, for scone.CodeOf, beside its gRPC status (status.Code,
+// status.FromError).
 func DialOptions(opts ...ClientOption) []grpc.DialOption {
 	c := newClient(opts)
 	return []grpc.DialOption{
@@ -46,8 +52,8 @@ func StreamClientInterceptor(opts ...ClientOption) grpc.StreamClientInterceptor 
 
 type client struct {
 	cfg    clientConfig
-	turns  scone.Turns[originKey] // turns of (holder, call group)
-	origin *originHolder          // for the fixed holder, if any
+	turns  hook.Turns[originKey] // turns of (holder, call group)
+	origin *originHolder         // for the fixed holder, if any
 }
 
 type originKey struct {
@@ -73,13 +79,13 @@ type callHolder interface {
 	attach(dst [][]byte, method string) [][]byte
 	requestScope() string
 	// apply takes in a reply's frame; sent is what the call attached.
-	apply(f *Frame, sent [][]byte) error
+	apply(f *grpcframe.Frame, sent [][]byte) error
 }
 
 // holderFor returns the holder of a call, or nil for a call on behalf of a
 // client without the hook, which carries no state.
 func (c *client) holderFor(ctx context.Context) (callHolder, error) {
-	if cr, ok := scone.CarryFrom(ctx); ok {
+	if cr, ok := hook.CarryFrom(ctx); ok {
 		if cr.Plain() {
 			return nil, nil
 		}
@@ -117,7 +123,7 @@ func (c *client) unary(ctx context.Context, method string, req, reply any, cc *g
 		}
 		defer release()
 	}
-	out := Frame{SCONEs: h.attach(nil, method), Scope: h.requestScope()}
+	out := outFrame{Frame: grpcframe.Frame{SCONEs: h.attach(nil, method), Scope: h.requestScope()}}
 	sent := out.SCONEs
 
 	var trailer metadata.MD
@@ -125,7 +131,7 @@ func (c *client) unary(ctx context.Context, method string, req, reply any, cc *g
 	callOpts = append(append(callOpts, opts...), grpc.Trailer(&trailer))
 	var in bodyIn
 	if c.cfg.metadata {
-		ctx = metadata.AppendToOutgoingContext(ctx, MetadataKey, string(encodeFrame(&out)))
+		ctx = metadata.AppendToOutgoingContext(ctx, metadataKey, string(grpcframe.Encode(&out.Frame)))
 		err = invoker(ctx, method, req, reply, cc, callOpts...)
 	} else {
 		in.msg = reply
@@ -135,7 +141,7 @@ func (c *client) unary(ctx context.Context, method string, req, reply any, cc *g
 	if aerr := applyReply(h, sent, in.frame, in.found, trailer); aerr != nil && err == nil {
 		err = aerr
 	}
-	return err
+	return grpcframe.WrapStatus(err)
 }
 
 // applyReply takes in the SCONEs of a reply, from its body and trailers, as
@@ -146,14 +152,14 @@ func applyReply(h callHolder, sent [][]byte, body []byte, inBody bool, trailer m
 		return statusError(err)
 	}
 	if inBody {
-		g, err := ParseFrame(body)
+		g, err := grpcframe.ParseFrame(body)
 		if err != nil {
 			return statusError(err)
 		}
 		f.SCONEs = append(f.SCONEs, g.SCONEs...)
 		f.Dropped = append(f.Dropped, g.Dropped...)
 	}
-	if f.empty() {
+	if f.Empty() {
 		return nil
 	}
 	if err := h.apply(&f, sent); err != nil {
@@ -176,12 +182,12 @@ func (c *client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 			return nil, err
 		}
 	}
-	out := Frame{SCONEs: h.attach(nil, method), Scope: h.requestScope()}
-	ctx = metadata.AppendToOutgoingContext(ctx, MetadataKey, string(encodeFrame(&out)))
+	out := grpcframe.Frame{SCONEs: h.attach(nil, method), Scope: h.requestScope()}
+	ctx = metadata.AppendToOutgoingContext(ctx, metadataKey, string(grpcframe.Encode(&out)))
 	cs, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil {
 		release()
-		return nil, err
+		return nil, grpcframe.WrapStatus(err)
 	}
 	s := &clientStream{ClientStream: cs, h: h, sent: out.SCONEs, serverStreams: desc.ServerStreams}
 	s.release = sync.OnceFunc(release)
@@ -213,7 +219,20 @@ func (s *clientStream) RecvMsg(m any) error {
 			s.release()
 		})
 	}
-	return err
+	return grpcframe.WrapStatus(err)
+}
+
+func (s *clientStream) SendMsg(m any) error {
+	return grpcframe.WrapStatus(s.ClientStream.SendMsg(m))
+}
+
+func (s *clientStream) CloseSend() error {
+	return grpcframe.WrapStatus(s.ClientStream.CloseSend())
+}
+
+func (s *clientStream) Header() (metadata.MD, error) {
+	md, err := s.ClientStream.Header()
+	return md, grpcframe.WrapStatus(err)
 }
 
 // originHolder is a client's own holder, taking turns per service.
@@ -234,8 +253,8 @@ func turnStatus(release func(), err error) (func(), error) {
 	return release, nil
 }
 
-// carryHolder works for the request a front end is serving (scone.Carry).
-type carryHolder struct{ c *scone.Carry }
+// carryHolder works for the request a front end is serving (hook.Carry).
+type carryHolder struct{ c *hook.Carry }
 
 func (h carryHolder) lock(ctx context.Context, group string) (func(), error) {
 	return turnStatus(h.c.Take(ctx, group))
@@ -243,7 +262,9 @@ func (h carryHolder) lock(ctx context.Context, group string) (func(), error) {
 
 func (h carryHolder) attach(dst [][]byte, _ string) [][]byte { return h.c.Attach(dst) }
 func (h carryHolder) requestScope() string                   { return h.c.Scope() }
-func (h carryHolder) apply(f *Frame, _ [][]byte) error       { return h.c.Apply(f.Dropped, f.SCONEs) }
+func (h carryHolder) apply(f *grpcframe.Frame, _ [][]byte) error {
+	return h.c.Apply(f.Dropped, f.SCONEs)
+}
 
 func (o *originHolder) attach(dst [][]byte, method string) [][]byte {
 	return o.h.Match(dst, method)
@@ -252,9 +273,9 @@ func (o *originHolder) attach(dst [][]byte, method string) [][]byte {
 func (o *originHolder) requestScope() string { return "" }
 
 // apply keeps a reply's SCONEs. A reply may only end sessions the call
-// carried. With a scone.BatchHolder (scone.Dict is one) the change is all or
-// nothing; with another Holder it is applied one SCONE at a time.
-func (o *originHolder) apply(f *Frame, sent [][]byte) error {
+// carried. With a scone.Dict the change is all or nothing; with another
+// Holder it is applied one SCONE at a time.
+func (o *originHolder) apply(f *grpcframe.Frame, sent [][]byte) error {
 	// The frame's tokens are this call's own copies: the holder may keep them.
-	return scone.ApplyReply(o.h, &scone.Reply{SCONEs: f.SCONEs, Dropped: f.Dropped}, sent)
+	return hook.ApplyReply(o.h, &hook.Reply{SCONEs: f.SCONEs, Dropped: f.Dropped}, sent)
 }

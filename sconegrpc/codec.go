@@ -6,9 +6,10 @@ import (
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // registers the base codec
 	"google.golang.org/grpc/mem"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
+
+	"github.com/scone-project/scone/internal/grpcframe"
 )
 
 // The body carrier. A unary message goes out as
@@ -25,7 +26,21 @@ import (
 // the frame once it is written.
 type bodyOut struct {
 	msg   any
-	frame *Frame
+	frame *outFrame
+}
+
+// outFrame is a frame to send, whose new SCONE may live in a pooled buffer.
+type outFrame struct {
+	grpcframe.Frame
+	pooled *[]byte // a pooled buffer one of the SCONEs lives in, if any
+}
+
+// release returns the frame's pooled buffer, once the frame is encoded.
+func (f *outFrame) release() {
+	if f.pooled != nil {
+		mem.DefaultBufferPool().Put(f.pooled)
+		f.pooled = nil
+	}
 }
 
 // bodyIn is a message to receive, and the frame that came before it.
@@ -60,12 +75,11 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		return nil, fmt.Errorf("sconegrpc: failed to marshal, message is %T, want proto.Message", out.msg)
 	}
 	size := proto.Size(m)
-	fsize := frameSize(out.frame)
-	total := protowire.SizeTag(frameField) + protowire.SizeBytes(fsize) + size
+	total := grpcframe.BodyFieldSize(&out.frame.Frame) + size
 	// Always pooled: with the frame, messages are rarely small.
 	pool := mem.DefaultBufferPool()
 	buf := pool.Get(total)
-	b := AppendBodyField((*buf)[:0], out.frame)
+	b := grpcframe.AppendBodyField((*buf)[:0], &out.frame.Frame)
 	out.frame.release()
 	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
 	if err != nil {
@@ -89,7 +103,7 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b := buf.ReadOnlyData()
-	if fr, rest, ok := SplitBody(b); ok {
+	if fr, rest, ok := grpcframe.SplitBody(b); ok {
 		in.frame = append(in.frame[:0], fr...)
 		in.found = true
 		b = rest

@@ -35,6 +35,7 @@
 //
 // A SCONE that does not open fails the call with the status Status maps its
 // scone.Code to, with a google.rpc.ErrorInfo detail (domain ErrorDomain)
-// naming the code; CodeOf reads it back on the client. The holder keeps what
-// it had.
+// naming the code. On a client with the hook, scone.CodeOf reads the code
+// from the call's error (status.Code still gives the gRPC code); clients
+// without it read the detail. The holder keeps what it had.
 package sconegrpc

@@ -21,7 +21,7 @@ import (
 // keep nothing in memory.
 type cart struct{ pb.UnimplementedCartServer }
 
-var cartState = scone.NewTyped(scone.ProtoCodec[*pb.CartContents]{})
+var cartState = scone.NewTyped(scone.ProtoCodec[*pb.CartContents]())
 
 func (cart) Add(ctx context.Context, req *pb.CartChange) (*pb.CartContents, error) {
 	c, _, err := cartState.Load(ctx)

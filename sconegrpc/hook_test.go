@@ -20,6 +20,8 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/grpcframe"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
@@ -335,7 +337,7 @@ type errOnce struct {
 
 func (e errOnce) Held(ctx context.Context, _ *pb.HeldRequest) (*pb.Reservations, error) {
 	st, _ := scone.FromContext(ctx)
-	st.SetStatus("failed-but-recorded")
+	st.Update(func(d []byte) []byte { return d }) // a change, then a failure
 	if e.apply {
 		st.ApplyOnError()
 	}
@@ -473,7 +475,7 @@ func TestErrorStatuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := &env{clk: &clock{now: time.Now()}, epochs: scone.NewEpochs()}
+			e := &env{clk: &clock{now: time.Now()}, epochs: &scone.Epochs{}}
 			opts := append([]scone.Option{scone.WithClock(e.clk.Now), scone.WithEpochs(e.epochs)}, tc.opts...)
 			s := newSealer(t, opts...)
 			_, e.addr = serveInventory(t, shop.Inventory{}, sconegrpc.ServerOptions(s, tc.sopts...)...)
@@ -488,8 +490,8 @@ func TestErrorStatuses(t *testing.T) {
 			}
 			e.good, _ = e.holder.dict.Get(svc, scope)
 			err := tc.send(t, e)
-			if status.Code(err) != tc.grpc || sconegrpc.CodeOf(err) != tc.code {
-				t.Fatalf("got %v (scone code %v), want %v / %v", err, sconegrpc.CodeOf(err), tc.grpc, tc.code)
+			if status.Code(err) != tc.grpc || scone.CodeOf(err) != tc.code {
+				t.Fatalf("got %v (scone code %v), want %v / %v", err, scone.CodeOf(err), tc.grpc, tc.code)
 			}
 			if now, _ := e.holder.dict.Get(svc, scope); !bytes.Equal(now, e.good) {
 				t.Fatal("the holder's SCONE changed")
@@ -512,22 +514,22 @@ func userFromMetadata(ctx context.Context) string {
 	return ""
 }
 
-// TestStatusMapping checks the mapping of every code, and that CodeOf reads
-// it back from the status alone.
+// TestStatusMapping checks the mapping of every code, and that the code is
+// read back from the status alone.
 func TestStatusMapping(t *testing.T) {
 	t.Parallel()
-	for _, c := range scone.Codes() {
+	for _, c := range hook.Codes() {
 		st := sconegrpc.Status(scone.NewError(c, "x"))
 		if st.Code() != sconegrpc.GRPCCode(c) || st.Code() == codes.Unknown || st.Code() == codes.OK {
 			t.Errorf("%v maps to %v", c, st.Code())
 		}
 		// As a client would see it: a status from the wire.
 		wire := status.FromProto(st.Proto()).Err()
-		if got := sconegrpc.CodeOf(wire); got != c {
-			t.Errorf("CodeOf(status of %v) = %v", c, got)
+		if got := grpcframe.StatusCode(wire); got != c {
+			t.Errorf("StatusCode(status of %v) = %v", c, got)
 		}
 	}
-	if sconegrpc.CodeOf(status.Error(codes.NotFound, "x")) != scone.CodeUnknown {
+	if grpcframe.StatusCode(status.Error(codes.NotFound, "x")) != scone.CodeUnknown {
 		t.Error("a plain status has a scone code")
 	}
 	if st := sconegrpc.Status(errors.New("boom")); st.Code() != codes.Internal {
@@ -605,7 +607,7 @@ func TestBackendCallOutsideRequest(t *testing.T) {
 	}
 	defer conn.Close()
 	_, err = pb.NewInventoryClient(conn).Held(context.Background(), &pb.HeldRequest{})
-	if status.Code(err) != codes.Internal || sconegrpc.CodeOf(err) != scone.CodeInternal {
+	if status.Code(err) != codes.Internal || scone.CodeOf(err) != scone.CodeInternal {
 		t.Fatalf("back-end call without a request: %v", err)
 	}
 }
@@ -614,7 +616,7 @@ func TestBackendCallOutsideRequest(t *testing.T) {
 // reservations inventory made in the same SCONE.
 type groupCart struct{ pb.UnimplementedCartServer }
 
-var groupState = scone.NewTyped(scone.ProtoCodec[*pb.InventorySession]{})
+var groupState = scone.NewTyped(scone.ProtoCodec[*pb.InventorySession]())
 
 func (groupCart) Get(ctx context.Context, _ *pb.CartGet) (*pb.CartContents, error) {
 	s, _, err := groupState.Load(ctx)
@@ -678,8 +680,8 @@ func TestServiceIDGrouping(t *testing.T) {
 // anything new, as a full holder would.
 type refusing struct{ *scone.Dict }
 
-func (r refusing) Apply([]scone.HolderKey, [][]byte) error {
-	return scone.NewError(scone.CodeExhausted, "holder full")
+func (r refusing) Put([]byte) (bool, error) {
+	return false, scone.NewError(scone.CodeExhausted, "holder full")
 }
 
 // TestStreamEndReportsHolderError: a stream whose reply SCONEs cannot be
@@ -707,7 +709,7 @@ func TestStreamEndReportsHolderError(t *testing.T) {
 			break
 		}
 	}
-	if err == io.EOF || sconegrpc.CodeOf(err) != scone.CodeExhausted {
+	if err == io.EOF || scone.CodeOf(err) != scone.CodeExhausted {
 		t.Fatalf("stream ended with %v, want the holder's error", err)
 	}
 }
@@ -782,7 +784,14 @@ func (down) Admit(context.Context, scone.SessionID, uint64, time.Time) error {
 func TestResetOnFailureKeepsServerErrors(t *testing.T) {
 	t.Parallel()
 	const svc, scope = "bookstore.v1.Inventory", "/bookstore.v1.Inventory/"
-	s := newSealer(t)
+	ring, err := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := scone.NewSealer(ring)
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, addr := serveInventory(t, shop.Inventory{}, sconegrpc.ServerOptions(s)...)
 	c := dialInventory(t, addr)
 	ctx := context.Background()
@@ -791,7 +800,7 @@ func TestResetOnFailureKeepsServerErrors(t *testing.T) {
 	}
 	good, _ := c.dict.Get(svc, scope)
 	// The same key, so the SCONE is valid there; only the store is down.
-	broken, err := scone.NewSealer(s.KeyRing(), scone.WithHighWater(down{}))
+	broken, err := scone.NewSealer(ring, scone.WithHighWater(down{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,23 +4,23 @@ import (
 	"context"
 
 	"google.golang.org/grpc/metadata"
+
+	"github.com/scone-project/scone/internal/grpcframe"
 )
 
-// MetadataKey is the metadata key of the metadata carrier: its value is a
-// frame (the same protobuf as in message bodies). Streams carry SCONEs in
-// it both ways (request headers, reply trailers); unary calls use it for
-// replies that fail, and when the server lacks the body codec.
-const MetadataKey = "scone-bin"
+// metadataKey is the metadata key of the metadata carrier (see
+// grpcframe.MetadataKey).
+const metadataKey = grpcframe.MetadataKey
 
-// framesFromMetadata decodes every frame under MetadataKey in md into one.
+// framesFromMetadata decodes every frame under metadataKey in md into one.
 // present reports whether the key was there at all (a peer with the hook).
-func framesFromMetadata(md metadata.MD) (f Frame, present bool, err error) {
-	return framesFromValues(md.Get(MetadataKey))
+func framesFromMetadata(md metadata.MD) (f grpcframe.Frame, present bool, err error) {
+	return framesFromValues(md.Get(metadataKey))
 }
 
-func framesFromValues(vals []string) (f Frame, present bool, err error) {
+func framesFromValues(vals []string) (f grpcframe.Frame, present bool, err error) {
 	for _, v := range vals {
-		g, err := ParseFrame([]byte(v))
+		g, err := grpcframe.ParseFrame([]byte(v))
 		if err != nil {
 			return f, true, err
 		}
@@ -37,18 +37,18 @@ func framesFromValues(vals []string) (f Frame, present bool, err error) {
 // frame field among the message's unknown fields, taken off so the handler
 // never sees it) and in its metadata. hooked reports whether the caller runs
 // the client hook; body whether it used the body carrier.
-func requestFrame(ctx context.Context, req any) (f Frame, hooked, body bool, err error) {
+func requestFrame(ctx context.Context, req any) (f grpcframe.Frame, hooked, body bool, err error) {
 	if m := messageV2Of(req); m != nil {
 		r := m.ProtoReflect()
-		if fr, rest, ok := extractUnknown(r.GetUnknown()); ok {
+		if fr, rest, ok := grpcframe.ExtractUnknown(r.GetUnknown()); ok {
 			r.SetUnknown(rest)
-			if f, err = ParseFrame(fr); err != nil {
+			if f, err = grpcframe.ParseFrame(fr); err != nil {
 				return f, true, true, err
 			}
 			hooked, body = true, true
 		}
 	}
-	g, present, err := framesFromValues(metadata.ValueFromIncomingContext(ctx, MetadataKey))
+	g, present, err := framesFromValues(metadata.ValueFromIncomingContext(ctx, metadataKey))
 	if err != nil {
 		return f, true, body, err
 	}

@@ -37,7 +37,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	good, _ := c.dict.Get(svc, scope)
-	if err := callWithToken(t, addr, flip(good, len(good)-1, 1)); sconegrpc.CodeOf(err) != scone.CodeTampered {
+	if err := callWithToken(t, addr, flip(good, len(good)-1, 1)); scone.CodeOf(err) != scone.CodeTampered {
 		t.Fatalf("tampered: %v", err)
 	}
 	_, err := c.Reserve(ctx, &pb.Reservation{Isbn: dune, Quantity: shop.MaxPerTitle}) // restored, handler fails

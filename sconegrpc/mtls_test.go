@@ -127,7 +127,7 @@ func TestMTLSBinding(t *testing.T) {
 		stolen.Put(tok)
 	}
 	_, err = dial("mallory", 4, stolen).Held(ctx, &pb.HeldRequest{})
-	if status.Code(err) != codes.PermissionDenied || sconegrpc.CodeOf(err) != scone.CodeWrongClient {
+	if status.Code(err) != codes.PermissionDenied || scone.CodeOf(err) != scone.CodeWrongClient {
 		t.Fatalf("a stolen SCONE: %v", err)
 	}
 	r, err := ac.Held(ctx, &pb.HeldRequest{})

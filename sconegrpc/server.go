@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/grpcframe"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/hookmetrics"
 )
 
@@ -89,10 +91,10 @@ func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 		h.served(x, hooked, out)
 		return &bodyOut{msg: resp, frame: out}, nil
 	}
-	enc := encodeFrame(out)
+	enc := grpcframe.Encode(&out.Frame)
 	out.release()
-	if terr := grpc.SetTrailer(ctx, metadata.Pairs(MetadataKey, string(enc))); terr != nil {
-		return nil, h.fail(x.State().Service(), scone.WrapError(scone.CodeInternal, "cannot attach SCONEs to the reply", terr))
+	if terr := grpc.SetTrailer(ctx, metadata.Pairs(metadataKey, string(enc))); terr != nil {
+		return nil, h.fail(x.Service(), scone.WrapError(scone.CodeInternal, "cannot attach SCONEs to the reply", terr))
 	}
 	h.served(x, hooked, out)
 	return resp, herr
@@ -100,7 +102,7 @@ func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 
 func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx := ss.Context()
-	in, hooked, err := framesFromValues(metadata.ValueFromIncomingContext(ctx, MetadataKey))
+	in, hooked, err := framesFromValues(metadata.ValueFromIncomingContext(ctx, metadataKey))
 	if err != nil {
 		return h.fail(h.cfg.serviceID(info.FullMethod), err)
 	}
@@ -114,9 +116,9 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 		return err
 	}
 	if out != nil {
-		enc := encodeFrame(out)
+		enc := grpcframe.Encode(&out.Frame)
 		out.release()
-		ss.SetTrailer(metadata.Pairs(MetadataKey, string(enc)))
+		ss.SetTrailer(metadata.Pairs(metadataKey, string(enc)))
 	}
 	h.served(x, hooked, out)
 	return herr
@@ -124,13 +126,13 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 
 // begin restores the state of a request. A call from a client without the
 // hook gets an empty state, and nothing is sealed after it.
-func (h *server) begin(ctx context.Context, method string, in *Frame, hooked bool) (*scone.Exchange, error) {
+func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, hooked bool) (*hook.Exchange, error) {
 	scope := in.Scope
 	if scope == "" {
 		scope = h.cfg.scope(method)
 	}
 	service := h.cfg.serviceID(method)
-	x, err := h.metrics.Begin(ctx, h.sealer, scone.Incoming{
+	x, err := h.metrics.Begin(ctx, h.sealer, hook.Incoming{
 		SCONEs:         in.SCONEs,
 		Expect:         scone.Expect{Service: service, Client: h.cfg.identity(ctx)},
 		Scope:          scope,
@@ -147,12 +149,12 @@ func (h *server) begin(ctx context.Context, method string, in *Frame, hooked boo
 // or nil when there is nothing to send. The new SCONE is sealed into a
 // pooled buffer, about the size of the request's: release the frame once it
 // is encoded.
-func (h *server) finish(x *scone.Exchange, herr error, inSize int) (*Frame, error) {
-	out := &Frame{pooled: mem.DefaultBufferPool().Get(max(inSize+256, 1024))}
+func (h *server) finish(x *hook.Exchange, herr error, inSize int) (*outFrame, error) {
+	out := &outFrame{pooled: mem.DefaultBufferPool().Get(max(inSize+256, 1024))}
 	r, err := h.metrics.Finish(x, (*out.pooled)[:0], herr != nil)
 	if err != nil {
 		out.release()
-		return nil, h.fail(x.State().Service(), err)
+		return nil, h.fail(x.Service(), err)
 	}
 	if r.Empty() {
 		out.release()
@@ -167,13 +169,13 @@ func (h *server) finish(x *scone.Exchange, herr error, inSize int) (*Frame, erro
 
 // served counts a call the hook served, with out the reply's frame (nil:
 // nothing sent). It reads only the lengths of a released frame's SCONEs.
-func (h *server) served(x *scone.Exchange, hooked bool, out *Frame) {
+func (h *server) served(x *hook.Exchange, hooked bool, out *outFrame) {
 	if h.metrics == nil {
 		return
 	}
-	var r *scone.Reply
+	var r *hook.Reply
 	if out != nil {
-		r = &scone.Reply{SCONEs: out.SCONEs, Dropped: out.Dropped}
+		r = &hook.Reply{SCONEs: out.SCONEs, Dropped: out.Dropped}
 	}
 	h.metrics.Served(x, !hooked, r)
 }

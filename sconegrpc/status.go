@@ -8,12 +8,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/grpcframe"
 )
 
 // ErrorDomain is the domain of the google.rpc.ErrorInfo detail that every
 // SCONE error status carries; its reason is the scone.Code's name in upper
 // case (for example "EXPIRED"), so clients in any language can branch on it.
-const ErrorDomain = "scone.dev"
+const ErrorDomain = grpcframe.ErrorDomain
 
 // grpcCodes maps each scone.Code to its gRPC status code, the one place this
 // mapping lives (the table is also in the scone.Code documentation).
@@ -50,6 +51,9 @@ func Status(err error) *status.Status {
 	if err == nil {
 		return nil
 	}
+	if ce, ok := errors.AsType[*grpcframe.Error](err); ok {
+		return ce.GRPCStatus() // a call's error: the status its server sent
+	}
 	var se *scone.Error
 	if !errors.As(err, &se) {
 		if st, ok := status.FromError(err); ok {
@@ -57,46 +61,14 @@ func Status(err error) *status.Status {
 		}
 		return status.New(codes.Internal, err.Error())
 	}
-	st := status.New(GRPCCode(se.Code()), se.Error())
-	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason(se.Code()), Domain: ErrorDomain}); derr == nil {
+	c := scone.CodeOf(se)
+	st := status.New(GRPCCode(c), se.Error())
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: grpcframe.Reason(c), Domain: ErrorDomain}); derr == nil {
 		return d
 	}
 	return st
 }
 
-func reason(c scone.Code) string {
-	b := []byte(c.String())
-	for i, ch := range b {
-		if 'a' <= ch && ch <= 'z' {
-			b[i] = ch - 'a' + 'A'
-		}
-	}
-	return string(b)
-}
-
-// CodeOf returns the scone.Code of an error a call returned: from a local
-// scone error, or from the ErrorInfo detail of a status a server sent.
-// It returns scone.CodeUnknown for other errors.
-func CodeOf(err error) scone.Code {
-	if c := scone.CodeOf(err); c != scone.CodeUnknown {
-		return c
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return scone.CodeUnknown
-	}
-	for _, d := range st.Details() {
-		info, ok := d.(*errdetails.ErrorInfo)
-		if !ok || info.GetDomain() != ErrorDomain {
-			continue
-		}
-		for _, c := range scone.Codes() {
-			if reason(c) == info.GetReason() {
-				return c
-			}
-		}
-	}
-	return scone.CodeUnknown
-}
-
-func statusError(err error) error { return Status(err).Err() }
+// statusError returns err as the error of a call: a gRPC status that
+// scone.CodeOf also reads (see Status).
+func statusError(err error) error { return grpcframe.WrapStatus(Status(err).Err()) }

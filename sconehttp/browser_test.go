@@ -158,9 +158,9 @@ func TestCookieTokenNeverInHeader(t *testing.T) {
 	tokens := tc.Transport.(*sconehttp.Transport).Holder(strings.TrimPrefix(other.URL, "http://")).(*scone.Dict)
 	text := scone.EncodeText(tokens.Tokens()[0])
 	resp, _ = do(t, c, "GET", srv.URL+"/shop/visit", sconehttp.HeaderSCONE, text)
-	if resp.StatusCode != http.StatusBadRequest || sconehttp.CodeOf(resp) != scone.CodeMalformed ||
+	if resp.StatusCode != http.StatusBadRequest || sconehttp.ResponseCode(resp) != scone.CodeMalformed ||
 		resp.Header.Get("Set-Cookie") != "" || resp.Header.Get(sconehttp.HeaderSCONE) != "" {
-		t.Fatalf("SCONEs in both carriers: %s %v, Set-Cookie %q", resp.Status, sconehttp.CodeOf(resp), resp.Header.Get("Set-Cookie"))
+		t.Fatalf("SCONEs in both carriers: %s %v, Set-Cookie %q", resp.Status, sconehttp.ResponseCode(resp), resp.Header.Get("Set-Cookie"))
 	}
 }
 
@@ -249,8 +249,8 @@ func TestBadCookieOneErrorThenFreshSession(t *testing.T) {
 	// the same cookies (they ignore the port).
 	srv2, runs := countingServer(t, newSealer(t), false)
 	resp, body := do(t, c, "GET", srv2.URL+"/shop/visit")
-	if resp.StatusCode != http.StatusUnauthorized || sconehttp.CodeOf(resp) == scone.CodeUnknown || !strings.Contains(body, `"code"`) {
-		t.Fatalf("the old cookie: %s %v %q", resp.Status, sconehttp.CodeOf(resp), body)
+	if resp.StatusCode != http.StatusUnauthorized || sconehttp.ResponseCode(resp) == scone.CodeUnknown || !strings.Contains(body, `"code"`) {
+		t.Fatalf("the old cookie: %s %v %q", resp.Status, sconehttp.ResponseCode(resp), body)
 	}
 	if set := resp.Cookies(); len(set) != 1 || set[0].Name != "scone-counter" || set[0].Value != "" || set[0].MaxAge != 1 || set[0].Path != "/shop/" {
 		t.Fatalf("the error's Set-Cookie %q, want the cookie emptied", resp.Header.Values("Set-Cookie"))
@@ -299,7 +299,7 @@ func TestBadBackEndCookieCleared(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		if c := sconehttp.CodeOf(resp); c != scone.CodeUnknown {
+		if c := sconehttp.ResponseCode(resp); c != scone.CodeUnknown {
 			sconehttp.WriteError(w, scone.NewError(c, "the back end refused its SCONE"))
 			return
 		}
@@ -321,8 +321,8 @@ func TestBadBackEndCookieCleared(t *testing.T) {
 		}
 	}
 	resp, _ := do(t, c, "GET", fs.URL+"/front/x")
-	if resp.StatusCode != http.StatusUnauthorized || sconehttp.CodeOf(resp) != scone.CodeTampered {
-		t.Fatalf("tampered back-end cookie: %s %v", resp.Status, sconehttp.CodeOf(resp))
+	if resp.StatusCode != http.StatusUnauthorized || sconehttp.ResponseCode(resp) != scone.CodeTampered {
+		t.Fatalf("tampered back-end cookie: %s %v", resp.Status, sconehttp.ResponseCode(resp))
 	}
 	if set := resp.Cookies(); len(set) != 1 || set[0].Name != "scone-back" || set[0].Value != "" {
 		t.Fatalf("the error's Set-Cookie %q, want the back end's cookie emptied", resp.Header.Values("Set-Cookie"))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // Names of the carriers on the wire.
@@ -134,7 +135,7 @@ func requestSCONEs(r *http.Request, cookiePrefix string) (in carried, err error)
 }
 
 // setHeaders puts a reply's SCONEs on a response's headers.
-func setHeaders(h http.Header, r *scone.Reply) {
+func setHeaders(h http.Header, r *hook.Reply) {
 	for _, tok := range r.SCONEs {
 		h.Add(HeaderSCONE, scone.EncodeText(tok))
 	}
@@ -144,8 +145,8 @@ func setHeaders(h http.Header, r *scone.Reply) {
 }
 
 // replyFromHeaders reads the SCONEs a response's headers carry.
-func replyFromHeaders(h http.Header) (scone.Reply, error) {
-	var r scone.Reply
+func replyFromHeaders(h http.Header) (hook.Reply, error) {
+	var r hook.Reply
 	for _, v := range h.Values(HeaderSCONE) {
 		for text := range strings.SplitSeq(v, ",") {
 			if text = strings.TrimSpace(text); text == "" {
@@ -169,7 +170,7 @@ func replyFromHeaders(h http.Header) (scone.Reply, error) {
 			if !ok || err1 != nil || err2 != nil || s == "" {
 				return r, scone.NewError(scone.CodeMalformed, "bad "+HeaderDrop+" header")
 			}
-			r.Dropped = append(r.Dropped, scone.HolderKey{Service: s, Scope: p})
+			r.Dropped = append(r.Dropped, hook.HolderKey{Service: s, Scope: p})
 		}
 	}
 	return r, nil
@@ -258,11 +259,11 @@ func (p *cookiePolicy) emptied(name, path string, secure bool) *http.Cookie {
 // ends of sessions, and then the cookies named in clear, emptied at path
 // clearPath. A SCONE over the cookie budget fails with CodeTooLarge, before
 // any cookie is set.
-func (p *cookiePolicy) replyCookies(r *scone.Reply, secure bool, now time.Time, clear []string, clearPath string) ([]*http.Cookie, error) {
+func (p *cookiePolicy) replyCookies(r *hook.Reply, secure bool, now time.Time, clear []string, clearPath string) ([]*http.Cookie, error) {
 	var out []*http.Cookie
 	set := map[string]bool{}
 	for _, tok := range r.SCONEs {
-		h, err := scone.Peek(tok)
+		h, err := hook.Peek(tok)
 		if err != nil {
 			return nil, err
 		}
@@ -293,3 +294,6 @@ func (p *cookiePolicy) replyCookies(r *scone.Reply, secure bool, now time.Time, 
 	}
 	return out, nil
 }
+
+// maxScopeLen is the longest scope of a SCONE (docs/wire.md).
+const maxScopeLen = 255

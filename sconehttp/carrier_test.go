@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 func TestCookieName(t *testing.T) {
@@ -28,7 +29,7 @@ func sealed(t testing.TB, service, scope string) []byte {
 	ring, _ := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
 	s, _ := scone.NewSealer(ring)
 	now := time.Now()
-	tok, err := s.Seal(nil, &scone.SCONE{Service: service, Scope: scope, Version: 1, IssuedAt: now, Expires: now.Add(time.Hour)})
+	tok, err := hook.Seal(s, nil, &scone.SCONE{Service: service, Scope: scope, Version: 1, IssuedAt: now, Expires: now.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,9 +38,9 @@ func sealed(t testing.TB, service, scope string) []byte {
 
 func TestReplyHeadersRoundTrip(t *testing.T) {
 	t.Parallel()
-	in := scone.Reply{
+	in := hook.Reply{
 		SCONEs:  [][]byte{sealed(t, "a", "/x/"), sealed(t, "b", "/x/")},
-		Dropped: []scone.HolderKey{{Service: "c d", Scope: "/x y/"}},
+		Dropped: []hook.HolderKey{{Service: "c d", Scope: "/x y/"}},
 	}
 	h := http.Header{}
 	setHeaders(h, &in)
@@ -145,7 +146,7 @@ func TestCookiePolicy(t *testing.T) {
 // headers, the client parses it or fails with a code, and never panics.
 func FuzzReplyHeaders(f *testing.F) {
 	tok := sealed(f, "a", "/x/")
-	f.Add(string(scone.AppendText(nil, tok)), "a /x/")
+	f.Add(string(hook.AppendText(nil, tok)), "a /x/")
 	f.Add("", "a%20b /")
 	f.Add(",,", "x")
 	f.Fuzz(func(t *testing.T, scones, drops string) {

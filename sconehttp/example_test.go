@@ -19,7 +19,7 @@ import (
 // Cart is a handler's own state type; the SCONE carries it as JSON.
 type Cart struct{ Items []string }
 
-var cart = scone.NewTyped(scone.JSONCodec[Cart]{})
+var cart = scone.NewTyped(scone.JSONCodec[Cart]())
 
 // addItem is an ordinary handler: it keeps the cart in the request's SCONE,
 // nothing in memory.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/badinput"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // addCorpusSeeds adds the HTTP cases of the bad-input corpus (those up to
@@ -40,7 +41,7 @@ func addCorpusSeeds(f *testing.F) {
 // more than 64 of them, and what it reads sent again reads the same.
 func FuzzRequestSCONEs(f *testing.F) {
 	addCorpusSeeds(f)
-	f.Add(string(scone.AppendText(nil, sealed(f, "a", "/x/"))), "scone-a=")
+	f.Add(string(hook.AppendText(nil, sealed(f, "a", "/x/"))), "scone-a=")
 	f.Add(" , ,", "scone-b=AQ; other=1")
 	f.Fuzz(func(t *testing.T, header, cookie string) {
 		r := &http.Request{Header: http.Header{HeaderSCONE: {header}, "Cookie": {cookie}}}
@@ -94,7 +95,7 @@ func FuzzMiddleware(f *testing.F) {
 		if w.Code == http.StatusOK {
 			return
 		}
-		c := CodeOf(w.Result())
+		c := ResponseCode(w.Result())
 		if c == scone.CodeUnknown || c == scone.CodeInternal || HTTPStatus(c) != w.Code {
 			t.Fatalf("status %d with code %v: %s", w.Code, c, w.Body)
 		}

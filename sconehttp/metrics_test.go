@@ -67,13 +67,13 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if sconehttp.CodeOf(resp) != scone.CodeTampered {
+	if sconehttp.ResponseCode(resp) != scone.CodeTampered {
 		t.Fatalf("tampered cookie: %s", resp.Status)
 	}
 	if resp, _ := get(t, c, srv.URL+"/visit?fail=1"); resp.StatusCode != http.StatusConflict { // restored, handler fails
 		t.Fatalf("failing visit: %s", resp.Status)
 	}
-	if resp, _ := get(t, c, srv.URL+"/visit?note=5000"); sconehttp.CodeOf(resp) != scone.CodeTooLarge { // fails after sealing
+	if resp, _ := get(t, c, srv.URL+"/visit?note=5000"); sconehttp.ResponseCode(resp) != scone.CodeTooLarge { // fails after sealing
 		t.Fatalf("over the cookie budget: %s", resp.Status)
 	}
 	if resp, _ := get(t, c, srv.URL+"/visit?drop=1"); resp.StatusCode != http.StatusOK { // restored, dropped

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/hookmetrics"
 )
 
@@ -116,13 +117,13 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		return
 	}
 	if s := r.Header.Get(HeaderScope); in.byHeader && s != "" {
-		if len(s) > scone.MaxScopeLen {
+		if len(s) > maxScopeLen {
 			m.fail(w, scone.NewError(scone.CodeMalformed, HeaderScope+" longer than 255 bytes"))
 			return
 		}
 		scope = s
 	}
-	x, err := m.metrics.Begin(r.Context(), m.sealer, scone.Incoming{
+	x, err := m.metrics.Begin(r.Context(), m.sealer, hook.Incoming{
 		SCONEs:         in.tokens,
 		Expect:         scone.Expect{Service: m.service, Client: m.cfg.identity(r)},
 		Scope:          scope,
@@ -141,7 +142,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 type responseWriter struct {
 	w      http.ResponseWriter
 	m      *middleware
-	x      *scone.Exchange
+	x      *hook.Exchange
 	in     *carried
 	secure bool   // the request's cookies are Secure (cookiePolicy.secureFor)
 	scope  string // the request's scope
@@ -223,10 +224,10 @@ func (rw *responseWriter) seal() {
 	}
 	rw.sealed = true
 	reply, err := rw.m.metrics.Finish(rw.x, nil, rw.status >= 400)
-	rw.x.State().Freeze()
+	hook.Freeze(rw.x.State())
 	var cookies []*http.Cookie
 	if err == nil && !rw.in.byHeader {
-		cookies, err = rw.m.cfg.cookies.replyCookies(&reply, rw.secure, rw.m.sealer.Now(), rw.refused(), cookiePath(rw.scope))
+		cookies, err = rw.m.cfg.cookies.replyCookies(&reply, rw.secure, hook.Now(rw.m.sealer), rw.refused(), cookiePath(rw.scope))
 	}
 	if err != nil {
 		rw.failed = true
@@ -263,7 +264,7 @@ func (rw *responseWriter) refused() []string {
 	if rw.status < 400 {
 		return nil
 	}
-	if c, _ := scone.ParseCode(rw.w.Header().Get(ErrorHeader)); !clearsCookie(c) {
+	if c, _ := hook.ParseCode(rw.w.Header().Get(ErrorHeader)); !clearsCookie(c) {
 		return nil
 	}
 	own := namePrefix(rw.secure, cookiePath(rw.scope)) + cookieName(rw.m.service)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/sconehttp"
 )
 
@@ -26,7 +27,7 @@ type counter struct {
 	Note   string `json:"note,omitempty"`
 }
 
-var counterState = scone.NewTyped(scone.JSONCodec[counter]{})
+var counterState = scone.NewTyped(scone.JSONCodec[counter]())
 
 // visit counts a visit and answers with the count.
 func visit(w http.ResponseWriter, r *http.Request) {
@@ -166,8 +167,8 @@ func TestExpiry(t *testing.T) {
 	}
 	clk.Advance(time.Minute) // the server's clock; the jar still sends it
 	resp, _ = get(t, c, srv.URL+"/shop/visit")
-	if resp.StatusCode != http.StatusUnauthorized || sconehttp.CodeOf(resp) != scone.CodeExpired {
-		t.Fatalf("expired SCONE: %s, code %v", resp.Status, sconehttp.CodeOf(resp))
+	if resp.StatusCode != http.StatusUnauthorized || sconehttp.ResponseCode(resp) != scone.CodeExpired {
+		t.Fatalf("expired SCONE: %s, code %v", resp.Status, sconehttp.ResponseCode(resp))
 	}
 	// A holder with the same clock evicts it instead: a new session starts.
 	d := scone.NewDict(scone.WithDictClock(clk.Now))
@@ -242,8 +243,8 @@ func TestCookieBudget(t *testing.T) {
 			}
 			continue
 		}
-		if resp.StatusCode != http.StatusRequestEntityTooLarge || sconehttp.CodeOf(resp) != scone.CodeTooLarge {
-			t.Fatalf("over the cookie budget: %s %v", resp.Status, sconehttp.CodeOf(resp))
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || sconehttp.ResponseCode(resp) != scone.CodeTooLarge {
+			t.Fatalf("over the cookie budget: %s %v", resp.Status, sconehttp.ResponseCode(resp))
 		}
 		if resp.Header.Get("Set-Cookie") != "" {
 			t.Fatal("a cookie was set with the refusal")
@@ -374,14 +375,14 @@ func TestLateChangePanics(t *testing.T) {
 
 func TestStatusMapping(t *testing.T) {
 	t.Parallel()
-	for _, c := range scone.Codes() {
+	for _, c := range hook.Codes() {
 		rec := httptest.NewRecorder()
 		sconehttp.WriteError(rec, scone.NewError(c, "x"))
 		if rec.Code != sconehttp.HTTPStatus(c) || rec.Code < 400 {
 			t.Errorf("%v → %d", c, rec.Code)
 		}
-		if got := sconehttp.CodeOf(rec.Result()); got != c {
-			t.Errorf("CodeOf(response of %v) = %v", c, got)
+		if got := sconehttp.ResponseCode(rec.Result()); got != c {
+			t.Errorf("ResponseCode(response of %v) = %v", c, got)
 		}
 	}
 	rec := httptest.NewRecorder()

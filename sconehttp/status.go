@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // ErrorHeader is the response header that names the scone.Code of a
@@ -76,12 +77,14 @@ func WriteError(w http.ResponseWriter, err error) {
 	})
 }
 
-// CodeOf returns the scone.Code of a response refused for its SCONEs (from
-// its ErrorHeader), or scone.CodeUnknown.
-func CodeOf(resp *http.Response) scone.Code {
+// ResponseCode returns the scone.Code a server gave a response it refused
+// for its SCONEs (in its ErrorHeader), or scone.CodeUnknown: the client's
+// side of WriteError, for clients that call without a Transport. Errors of
+// the Transport itself carry their code for scone.CodeOf.
+func ResponseCode(resp *http.Response) scone.Code {
 	if resp == nil {
 		return scone.CodeUnknown
 	}
-	c, _ := scone.ParseCode(resp.Header.Get(ErrorHeader))
+	c, _ := hook.ParseCode(resp.Header.Get(ErrorHeader))
 	return c
 }

@@ -6,23 +6,25 @@ import (
 	"sync"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // Transport is an http.RoundTripper that holds SCONEs for its client: it
 // attaches to each request the SCONEs whose scope matches the request's
 // path (in the Scone header), and keeps what the response brings, as a
-// whole or not at all (with a scone.BatchHolder such as scone.Dict).
+// whole or not at all (with a scone.Dict; another Holder takes them one by
+// one).
 // Requests to one host take turns (WithConcurrentCalls, WithCallGroup), and
 // a request whose response's SCONEs cannot be kept fails with their error
 // (its scone.Code is reachable through errors.As, see scone.CodeOf).
 //
 // Used by a handler with its request's context, a Transport works for that
-// request instead (see scone.Carry): a front end's calls to its back ends
-// carry their SCONEs, and what comes back goes to the front end's client.
+// request instead: a front end's calls to its back ends carry their SCONEs,
+// and what comes back goes to the front end's client.
 type Transport struct {
 	base  http.RoundTripper
 	cfg   clientConfig
-	turns scone.Turns[turnKey]
+	turns hook.Turns[turnKey]
 
 	mu    sync.Mutex
 	hosts map[string]*scone.Dict
@@ -68,7 +70,7 @@ func (t *Transport) Holder(host string) scone.Holder {
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	carry, inRequest := scone.CarryFrom(ctx)
+	carry, inRequest := hook.CarryFrom(ctx)
 	if inRequest && carry.Plain() {
 		return t.base.RoundTrip(req) // for a client without a hook: no state
 	}
@@ -121,7 +123,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if inRequest {
 			err = carry.Apply(reply.Dropped, reply.SCONEs)
 		} else {
-			err = scone.ApplyReply(holder, &reply, sent)
+			err = hook.ApplyReply(holder, &reply, sent)
 		}
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/inspect"
 )
 
@@ -27,7 +28,7 @@ func TestInspect(t *testing.T) {
 			t.Fatal(err)
 		}
 		sc.IssuedAt, sc.Expires = at, at.Add(time.Hour)
-		tok, err := s.Seal(nil, &sc)
+		tok, err := hook.Seal(s, nil, &sc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +98,7 @@ func TestInspectCommand(t *testing.T) {
 	}
 	s, _ := scone.NewSealer(ring)
 	now := time.Now()
-	tok, err := s.Seal(nil, &scone.SCONE{Service: "shop.Cart", Scope: "/shop.Cart/", Version: 4, IssuedAt: now, Expires: now.Add(time.Hour), Data: []byte("3 books")})
+	tok, err := hook.Seal(s, nil, &scone.SCONE{Service: "shop.Cart", Scope: "/shop.Cart/", Version: 4, IssuedAt: now, Expires: now.Add(time.Hour), Data: []byte("3 books")})
 	if err != nil {
 		t.Fatal(err)
 	}

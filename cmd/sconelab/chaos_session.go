@@ -16,6 +16,7 @@ import (
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
 	"github.com/scone-project/scone/internal/chaos"
+	"github.com/scone-project/scone/internal/grpcframe"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
@@ -116,7 +117,7 @@ func (s *chaosSession) do(ctx context.Context, o op) chaos.Outcome {
 	switch {
 	case err != nil:
 		rec.Err = status.Code(err).String()
-		if sc := sconegrpc.CodeOf(err); sc != scone.CodeUnknown {
+		if sc := grpcframe.StatusCode(err); sc != scone.CodeUnknown {
 			rec.Err += " (" + sc.String() + ")"
 		}
 		rec.Err += ": " + status.Convert(err).Message()
@@ -173,7 +174,7 @@ func (r *chaosRun) classify(err error) (chaos.Outcome, bool) {
 	if err == nil {
 		return chaos.OK, false
 	}
-	code, sc := status.Code(err), sconegrpc.CodeOf(err)
+	code, sc := status.Code(err), grpcframe.StatusCode(err)
 	if code == codes.FailedPrecondition && sc == scone.CodeUnknown {
 		return chaos.Refused, false
 	}

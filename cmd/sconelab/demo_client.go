@@ -152,7 +152,7 @@ func transportStatus(ctx context.Context, err error) error {
 // httpToGRPC maps the shop's HTTP statuses back to the gRPC codes the model
 // speaks; a refused SCONE keeps its own code.
 func httpToGRPC(resp *http.Response) codes.Code {
-	if c := sconehttp.CodeOf(resp); c != scone.CodeUnknown {
+	if c := sconehttp.ResponseCode(resp); c != scone.CodeUnknown {
 		return sconegrpc.GRPCCode(c)
 	}
 	switch resp.StatusCode {

@@ -306,7 +306,7 @@ func loadJar(d *scone.Dict, path string) error {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, scone.TextLen(scone.MaxEnvelopeSize)+1)
+	sc.Buffer(nil, 2*scone.MaxEnvelopeSize) // a text form is 4/3 of its envelope
 	for sc.Scan() {
 		tok, err := scone.DecodeText(sc.Text())
 		if err != nil {
@@ -322,7 +322,7 @@ func loadJar(d *scone.Dict, path string) error {
 func saveJar(d *scone.Dict, path string) error {
 	var b []byte
 	for _, tok := range d.Tokens() {
-		b = append(scone.AppendText(b, tok), '\n')
+		b = append(append(b, scone.EncodeText(tok)...), '\n')
 	}
 	return os.WriteFile(path, b, 0o600)
 }

@@ -68,7 +68,7 @@ type Case struct {
 	PadTo int `json:"pad_to,omitempty"`
 	// Before are envelopes to present first, one call each, each accepted.
 	Before []string `json:"before,omitempty"`
-	// Open is the code scone.Sealer.Open gives an Envelope case's first
+	// Open is the code opening (scone.Sealer.Restore) gives an Envelope case's first
 	// payload, called directly with the corpus's service.
 	Open string `json:"open,omitempty"`
 	// GRPC is the answer of a server with the gRPC hook, and of a relay in

@@ -20,8 +20,8 @@
 // requests carried (in; in cluster mode, read from the client's record)
 // and the replies carried (out; in cluster mode, written to it);
 // scone_hook_seconds
-// the time to restore a request's state (restore: scone.Sealer.Begin) and
-// to seal it (seal: scone.Exchange.Finish).
+// the time to restore a request's state (restore: hook.Begin) and
+// to seal it (seal: hook.Exchange.Finish).
 //
 // Several hooks may register on one registry (a gRPC and an HTTP hook in
 // one process, or two services): the second reuses the collectors of the
@@ -38,6 +38,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // The transports, the values of the transport label.
@@ -168,15 +169,15 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, added *[]p
 	return zero, fmt.Errorf("registering the SCONE hook metrics: %w", err)
 }
 
-// Begin runs s.Begin, timing it and measuring the SCONEs the request
+// Begin runs hook.Begin, timing it and measuring the SCONEs the request
 // carried. It does not count the request: the hook calls Served or Failed
 // once it knows how the request ended.
-func (m *Metrics) Begin(ctx context.Context, s *scone.Sealer, in scone.Incoming) (*scone.Exchange, error) {
+func (m *Metrics) Begin(ctx context.Context, s *scone.Sealer, in hook.Incoming) (*hook.Exchange, error) {
 	if m == nil {
-		return s.Begin(ctx, in)
+		return hook.Begin(s, ctx, in)
 	}
 	start := time.Now()
-	x, err := s.Begin(ctx, in)
+	x, err := hook.Begin(s, ctx, in)
 	m.restoreT.Observe(time.Since(start).Seconds())
 	for _, tok := range in.SCONEs {
 		m.bytesIn.Observe(float64(len(tok)))
@@ -186,7 +187,7 @@ func (m *Metrics) Begin(ctx context.Context, s *scone.Sealer, in scone.Incoming)
 
 // Finish runs x.Finish, timing it. Like Begin, it does not count the
 // request.
-func (m *Metrics) Finish(x *scone.Exchange, dst []byte, failed bool) (scone.Reply, error) {
+func (m *Metrics) Finish(x *hook.Exchange, dst []byte, failed bool) (hook.Reply, error) {
 	if m == nil {
 		return x.Finish(dst, failed)
 	}
@@ -199,15 +200,15 @@ func (m *Metrics) Finish(x *scone.Exchange, dst []byte, failed bool) (scone.Repl
 // Served counts a request the hook served (whatever its handler
 // returned): how its state began, and what its reply r carries (nil:
 // nothing). plain marks a request from a client without the hook.
-func (m *Metrics) Served(x *scone.Exchange, plain bool, r *scone.Reply) {
+func (m *Metrics) Served(x *hook.Exchange, plain bool, r *hook.Reply) {
 	if m == nil {
 		return
 	}
-	svc := m.service(x.State().Service())
+	svc := m.service(x.Service())
 	switch {
 	case plain:
 		svc.plain.Inc()
-	case x.State().Restored():
+	case x.Restored():
 		svc.restored.Inc()
 	default:
 		svc.fresh.Inc()

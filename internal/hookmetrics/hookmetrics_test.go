@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scone-project/scone"
+	ihook "github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/hookmetrics"
 	"github.com/scone-project/scone/internal/hookmetrics/hookmetricstest"
 )
@@ -61,13 +62,13 @@ type hook struct {
 
 // serve serves a request that carried tokens (plain: from a client without
 // the hook), running handler on its state, and returns the reply.
-func (h hook) serve(tokens [][]byte, plain bool, handler func(*scone.State)) (scone.Reply, error) {
-	x, err := h.m.Begin(context.Background(), h.s, scone.Incoming{
+func (h hook) serve(tokens [][]byte, plain bool, handler func(*scone.State)) (ihook.Reply, error) {
+	x, err := h.m.Begin(context.Background(), h.s, ihook.Incoming{
 		SCONEs: tokens, Expect: scone.Expect{Service: h.service}, Scope: "/" + h.service + "/", Plain: plain,
 	})
 	if err != nil {
 		h.m.Failed(h.service, err)
-		return scone.Reply{}, err
+		return ihook.Reply{}, err
 	}
 	if handler != nil {
 		handler(x.State())
@@ -75,7 +76,7 @@ func (h hook) serve(tokens [][]byte, plain bool, handler func(*scone.State)) (sc
 	r, err := h.m.Finish(x, nil, false)
 	if err != nil {
 		h.m.Failed(h.service, err)
-		return scone.Reply{}, err
+		return ihook.Reply{}, err
 	}
 	h.m.Served(x, plain, &r)
 	return r, nil
@@ -273,7 +274,7 @@ func TestServedAllocs(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newMetrics(t, reg, hookmetrics.GRPC)
 	s := newSealer(t)
-	x, err := m.Begin(context.Background(), s, scone.Incoming{Expect: scone.Expect{Service: "cart"}, Scope: "/cart/"})
+	x, err := m.Begin(context.Background(), s, ihook.Incoming{Expect: scone.Expect{Service: "cart"}, Scope: "/cart/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +295,7 @@ func TestServedAllocs(t *testing.T) {
 // in process, without and with metrics.
 func BenchmarkHook(b *testing.B) {
 	s := newSealer(b)
-	x, err := s.Begin(context.Background(), scone.Incoming{Expect: scone.Expect{Service: "cart"}, Scope: "/cart/"})
+	x, err := ihook.Begin(s, context.Background(), ihook.Incoming{Expect: scone.Expect{Service: "cart"}, Scope: "/cart/"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func BenchmarkHook(b *testing.B) {
 			dst := make([]byte, 0, 1024)
 			b.ReportAllocs()
 			for b.Loop() {
-				x, err := h.m.Begin(context.Background(), s, scone.Incoming{
+				x, err := h.m.Begin(context.Background(), s, ihook.Incoming{
 					SCONEs: tokens, Expect: scone.Expect{Service: "cart"}, Scope: "/cart/",
 				})
 				if err != nil {

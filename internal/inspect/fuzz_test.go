@@ -9,6 +9,7 @@ import (
 
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/badinput"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // FuzzInspect: whatever scone inspect reads (text or binary, from standard
@@ -58,7 +59,7 @@ func FuzzInspect(f *testing.F) {
 			t.Fatalf("opened %v, code %q", in.Opened != nil, in.Code)
 		}
 		if in.Code != "" {
-			if _, ok := scone.ParseCode(in.Code); !ok {
+			if _, ok := hook.ParseCode(in.Code); !ok {
 				t.Fatalf("code %q", in.Code)
 			}
 		}

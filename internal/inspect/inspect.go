@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 // Inspection is what scone inspect reports of one SCONE.
@@ -98,7 +99,7 @@ func Inspect(token []byte, ring *scone.KeyRing, client string, now time.Time) (*
 	}
 	in := &Inspection{
 		Format: h.Format, KeyID: h.KeyID, Service: h.Service, Scope: h.Scope,
-		Version: h.Version, Expires: Time{h.Expires}, Expired: h.Expired(now), Size: len(token),
+		Version: h.Version, Expires: Time{h.Expires}, Expired: !now.Before(h.Expires), Size: len(token),
 	}
 	if ring == nil {
 		return in, nil
@@ -108,7 +109,7 @@ func Inspect(token []byte, ring *scone.KeyRing, client string, now time.Time) (*
 		return nil, err
 	}
 	var sc scone.SCONE
-	o, err := s.Open(context.Background(), &sc, token, scone.Expect{Service: h.Service, Client: client})
+	o, err := hook.Open(s, context.Background(), &sc, token, scone.Expect{Service: h.Service, Client: client})
 	if err != nil {
 		in.Code, in.Error = scone.CodeOf(err).String(), err.Error()
 		return in, nil

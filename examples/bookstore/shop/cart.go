@@ -17,7 +17,7 @@ type Cart struct {
 	Inventory pb.InventoryClient
 }
 
-var cartState = scone.NewTyped(scone.ProtoCodec[*pb.CartSession]{})
+var cartState = scone.NewTyped(scone.ProtoCodec[*pb.CartSession]())
 
 func loadCart(ctx context.Context) (*pb.CartSession, error) {
 	s, ok, err := cartState.Load(ctx)

@@ -20,7 +20,7 @@ type Gateway struct {
 	Inventory pb.InventoryClient
 }
 
-var gatewayState = scone.NewTyped(scone.ProtoCodec[*pb.GatewaySession]{})
+var gatewayState = scone.NewTyped(scone.ProtoCodec[*pb.GatewaySession]())
 
 // count records one cart change in the gateway's state.
 func count(ctx context.Context, op string) (uint64, error) {

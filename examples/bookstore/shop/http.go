@@ -14,7 +14,6 @@ import (
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
-	"github.com/scone-project/scone/sconegrpc"
 	"github.com/scone-project/scone/sconehttp"
 )
 
@@ -98,7 +97,7 @@ func decodeJSON(r *http.Request, m proto.Message) error {
 // reply writes a handler's result, or its error with the matching status.
 func reply(w http.ResponseWriter, m proto.Message, err error) {
 	if err != nil {
-		if c := sconegrpc.CodeOf(err); c != scone.CodeUnknown {
+		if c := scone.CodeOf(err); c != scone.CodeUnknown {
 			sconehttp.WriteError(w, scone.NewError(c, status.Convert(err).Message()))
 			return
 		}

@@ -17,7 +17,7 @@ type Inventory struct {
 	pb.UnimplementedInventoryServer
 }
 
-var inventoryState = scone.NewTyped(scone.ProtoCodec[*pb.InventorySession]{})
+var inventoryState = scone.NewTyped(scone.ProtoCodec[*pb.InventorySession]())
 
 func loadInventory(ctx context.Context) (*pb.InventorySession, error) {
 	s, ok, err := inventoryState.Load(ctx)

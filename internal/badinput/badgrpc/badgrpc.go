@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/scone-project/scone/internal/badinput"
+	"github.com/scone-project/scone/internal/grpcframe"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
@@ -26,10 +27,10 @@ func Call(ctx context.Context, conn grpc.ClientConnInterface, method string, cs 
 	md = md.Copy()
 	switch cs.Carrier {
 	case badinput.Envelope:
-		md.Append(sconegrpc.MetadataKey, string(sconegrpc.AppendFrame(nil, &sconegrpc.Frame{SCONEs: cs.Payloads})))
+		md.Append(grpcframe.MetadataKey, string(grpcframe.AppendFrame(nil, &grpcframe.Frame{SCONEs: cs.Payloads})))
 	case badinput.Frame:
 		for _, p := range cs.Payloads {
-			md.Append(sconegrpc.MetadataKey, string(p))
+			md.Append(grpcframe.MetadataKey, string(p))
 		}
 	case badinput.Metadata:
 		for _, p := range cs.Payloads {
@@ -49,7 +50,7 @@ func CallBody(ctx context.Context, conn grpc.ClientConnInterface, method string,
 	if cs.Carrier != badinput.Envelope {
 		return fmt.Errorf("badgrpc: the body carries envelopes, not %q", cs.Carrier)
 	}
-	b := sconegrpc.AppendBodyField(nil, &sconegrpc.Frame{SCONEs: cs.Payloads})
+	b := grpcframe.AppendBodyField(nil, &grpcframe.Frame{SCONEs: cs.Payloads})
 	b, err := proto.MarshalOptions{}.MarshalAppend(b, req)
 	if err != nil {
 		return err
@@ -73,7 +74,7 @@ func Check(err error, want *badinput.Expect) error {
 	case want.Code == "":
 		return nil // refused by gRPC itself, before any hook
 	}
-	c := sconegrpc.CodeOf(err)
+	c := grpcframe.StatusCode(err)
 	if c.String() != want.Code {
 		return fmt.Errorf("scone code %v (%v), want %s", c, err, want.Code)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/badinput"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/sconehttp"
 )
 
@@ -63,7 +64,7 @@ func Check(status int, code string, want *badinput.Expect) error {
 	case code != want.Code:
 		return fmt.Errorf("%s %q, want %s", sconehttp.ErrorHeader, code, want.Code)
 	}
-	c, ok := scone.ParseCode(want.Code)
+	c, ok := hook.ParseCode(want.Code)
 	if !ok {
 		return fmt.Errorf("the manifest names an unknown code %q", want.Code)
 	}

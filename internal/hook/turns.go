@@ -1,4 +1,4 @@
-package scone
+package hook
 
 import (
 	"context"

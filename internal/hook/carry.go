@@ -1,8 +1,10 @@
-package scone
+package hook
 
 import (
 	"context"
 	"sync"
+
+	"github.com/scone-project/scone"
 )
 
 // Carry is what a front end holds for the request it is serving: the SCONEs
@@ -54,7 +56,7 @@ func NewCarry(scope string, passengers [][]byte) (*Carry, error) {
 		if err != nil {
 			return nil, err
 		}
-		k := HolderKey{string(h.Service), string(h.Scope)}
+		k := HolderKey{Service: string(h.Service), Scope: string(h.Scope)}
 		if old, ok := c.held[k]; !ok || old.version <= h.Version {
 			if c.held == nil {
 				c.held = make(map[HolderKey]carried, len(passengers))
@@ -95,7 +97,7 @@ func (c *Carry) Attach(dst [][]byte) [][]byte {
 // Apply takes in what a back end returned: the sessions it ended, and new
 // versions (newest wins). A back end may only end sessions the request
 // holds; a drop of anything else, or a malformed SCONE, fails with
-// CodeMalformed and changes nothing.
+// scone.CodeMalformed and changes nothing.
 func (c *Carry) Apply(drop []HolderKey, put [][]byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -104,7 +106,7 @@ func (c *Carry) Apply(drop []HolderKey, put [][]byte) error {
 			return ErrForeignDrop
 		}
 	}
-	views := make([]HeaderView, len(put))
+	views := make([]View, len(put))
 	for i, tok := range put {
 		v, err := Peek(tok)
 		if err != nil {
@@ -121,7 +123,7 @@ func (c *Carry) Apply(drop []HolderKey, put [][]byte) error {
 		c.dropped[k] = true
 	}
 	for i, v := range views {
-		k := HolderKey{string(v.Service), string(v.Scope)}
+		k := HolderKey{Service: string(v.Service), Scope: string(v.Scope)}
 		if old, ok := c.held[k]; ok && old.version > v.Version {
 			continue
 		}
@@ -139,7 +141,7 @@ func (c *Carry) Apply(drop []HolderKey, put [][]byte) error {
 
 // ErrForeignDrop is the error of a reply that ends a session its call did
 // not carry: no server may delete state it was not given.
-var ErrForeignDrop = NewError(CodeMalformed, "the reply ends a session the call did not carry")
+var ErrForeignDrop = scone.NewError(scone.CodeMalformed, "the reply ends a session the call did not carry")
 
 // Changes returns what the front end's reply must carry up: the sessions
 // its back ends ended, and the new versions they sealed. A session dropped

@@ -1,10 +1,12 @@
-package scone
+package hook
 
 import (
 	"context"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/scone-project/scone"
 )
 
 // TestExchangeMultiTier plays a front end and its back end by hand: the
@@ -18,7 +20,7 @@ func TestExchangeMultiTier(t *testing.T) {
 	cart := sealHdr(t, s, "cart", "/g/", 7, exp)
 	ctx := context.Background()
 
-	x, err := s.Begin(ctx, Incoming{SCONEs: [][]byte{cart, gw}, Expect: Expect{Service: "gateway"}, Scope: "/g/"})
+	x, err := Begin(s, ctx, Incoming{SCONEs: [][]byte{cart, gw}, Expect: scone.Expect{Service: "gateway"}, Scope: "/g/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +32,7 @@ func TestExchangeMultiTier(t *testing.T) {
 		t.Fatal("the carry does not hold the back end's SCONE")
 	}
 	// The back end serves a call made for this request.
-	bx, err := s.Begin(ctx, Incoming{SCONEs: c.Attach(nil), Expect: Expect{Service: "cart"}, Scope: c.Scope()})
+	bx, err := Begin(s, ctx, Incoming{SCONEs: c.Attach(nil), Expect: scone.Expect{Service: "cart"}, Scope: c.Scope()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +50,7 @@ func TestExchangeMultiTier(t *testing.T) {
 	}
 	got := map[string]uint64{}
 	for _, tok := range r.SCONEs {
-		h, _ := ParseHeader(tok)
+		h, _ := scone.ParseHeader(tok)
 		got[h.Service] = h.Version
 		if h.Scope != "/g/" {
 			t.Errorf("%s sealed with scope %q", h.Service, h.Scope)
@@ -58,7 +60,7 @@ func TestExchangeMultiTier(t *testing.T) {
 		t.Fatalf("reply versions %v, want gateway 4 and cart 8", got)
 	}
 	// A failed handler sends nothing back.
-	x2, _ := s.Begin(ctx, Incoming{SCONEs: [][]byte{gw}, Expect: Expect{Service: "gateway"}, Scope: "/g/"})
+	x2, _ := Begin(s, ctx, Incoming{SCONEs: [][]byte{gw}, Expect: scone.Expect{Service: "gateway"}, Scope: "/g/"})
 	x2.State().SetData([]byte("lost on purpose"))
 	if r, err := x2.Finish(nil, true); err != nil || !r.Empty() {
 		t.Fatalf("failed handler: %+v %v", r, err)
@@ -69,7 +71,7 @@ func TestExchangePlainAndReset(t *testing.T) {
 	t.Parallel()
 	s, clk := newTestSealer(t)
 	ctx := context.Background()
-	x, err := s.Begin(ctx, Incoming{Expect: Expect{Service: "cart"}, Scope: "/c/", Plain: true})
+	x, err := Begin(s, ctx, Incoming{Expect: scone.Expect{Service: "cart"}, Scope: "/c/", Plain: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,16 +85,16 @@ func TestExchangePlainAndReset(t *testing.T) {
 
 	bad := sealHdr(t, s, "cart", "/c/", 5, clk.Now().Add(time.Hour))
 	bad[len(bad)-1] ^= 1
-	if _, err := s.Begin(ctx, Incoming{SCONEs: [][]byte{bad}, Expect: Expect{Service: "cart"}, Scope: "/c/"}); CodeOf(err) != CodeTampered {
+	if _, err := Begin(s, ctx, Incoming{SCONEs: [][]byte{bad}, Expect: scone.Expect{Service: "cart"}, Scope: "/c/"}); scone.CodeOf(err) != scone.CodeTampered {
 		t.Fatalf("tampered without reset: %v", err)
 	}
-	x, err = s.Begin(ctx, Incoming{SCONEs: [][]byte{bad}, Expect: Expect{Service: "cart"}, Scope: "/c/", ResetOnFailure: true})
+	x, err = Begin(s, ctx, Incoming{SCONEs: [][]byte{bad}, Expect: scone.Expect{Service: "cart"}, Scope: "/c/", ResetOnFailure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	x.State().SetData([]byte("fresh"))
 	r, err := x.Finish(nil, false)
-	if err != nil || len(r.Dropped) != 1 || r.Dropped[0] != (HolderKey{"cart", "/c/"}) || len(r.SCONEs) != 1 {
+	if err != nil || len(r.Dropped) != 1 || r.Dropped[0] != (HolderKey{Service: "cart", Scope: "/c/"}) || len(r.SCONEs) != 1 {
 		t.Fatalf("reset reply: %+v %v", r, err)
 	}
 }
@@ -105,7 +107,7 @@ func TestCarryApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Apply([]HolderKey{{"cart", "/g/"}}, nil); !errors.Is(err, ErrForeignDrop) {
+	if err := c.Apply([]HolderKey{{Service: "cart", Scope: "/g/"}}, nil); !errors.Is(err, ErrForeignDrop) {
 		t.Fatalf("foreign drop: %v", err)
 	}
 	if err := c.Apply(nil, [][]byte{sealHdr(t, s, "inventory", "/g/", 1, exp)}); err != nil {
@@ -114,16 +116,16 @@ func TestCarryApply(t *testing.T) {
 	if drop, put := c.Changes(); len(drop)+len(put) != 0 {
 		t.Fatal("an older version counted as a change")
 	}
-	if err := c.Apply([]HolderKey{{"inventory", "/g/"}}, nil); err != nil {
+	if err := c.Apply([]HolderKey{{Service: "inventory", Scope: "/g/"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if drop, _ := c.Changes(); len(drop) != 1 {
 		t.Fatal("the drop is not sent up")
 	}
-	if err := c.Apply(nil, [][]byte{[]byte("junk")}); CodeOf(err) != CodeMalformed {
+	if err := c.Apply(nil, [][]byte{[]byte("junk")}); scone.CodeOf(err) != scone.CodeMalformed {
 		t.Fatalf("junk: %v", err)
 	}
-	if _, err := NewCarry("/g/", [][]byte{[]byte("junk")}); CodeOf(err) != CodeMalformed {
+	if _, err := NewCarry("/g/", [][]byte{[]byte("junk")}); scone.CodeOf(err) != scone.CodeMalformed {
 		t.Fatalf("junk passenger: %v", err)
 	}
 }

@@ -1,13 +1,23 @@
-package sconegrpc
+// Package grpcframe is SCONE's wire format on gRPC: the frame of SCONEs a
+// call carries beside its messages (in the message body or in metadata),
+// and the error detail a refused call's status carries. sconegrpc speaks
+// it; relays and tests read and write it directly.
+package grpcframe
 
 import (
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hook"
 )
 
-// A frame is what the hook carries beside a message: the SCONEs attached to a
+// MetadataKey is the metadata key of the metadata carrier: its value is a
+// frame (the same protobuf as in message bodies). Streams carry SCONEs in
+// it both ways (request headers, reply trailers); unary calls use it for
+// replies that fail, and when the server lacks the body codec.
+const MetadataKey = "scone-bin"
+
+// A Frame is what the hook carries beside a message: the SCONEs attached to a
 // request or returned with a reply, the sessions a reply ends, and, on a
 // request from a front end to its back end, the scope the client files the
 // back end's SCONEs under. It is a protobuf message, written by hand with
@@ -24,25 +34,15 @@ import (
 //	}
 //
 // In a unary message body the frame is field frameField of the message, the
-// first field written; in metadata it is the value of the key "scone-bin".
+// first field written; in metadata it is the value of MetadataKey.
 type Frame struct {
 	// SCONEs are sealed SCONE envelopes.
 	SCONEs [][]byte
 	// Dropped names the sessions that ended (replies only).
-	Dropped []scone.HolderKey
+	Dropped []hook.HolderKey
 	// Scope is, on a request from a front end to a back end, where the
 	// client files the back end's SCONEs.
 	Scope string
-
-	pooled *[]byte // a pooled buffer one of the scones lives in, if any
-}
-
-// release returns the frame's pooled buffer, once the frame is encoded.
-func (f *Frame) release() {
-	if f.pooled != nil {
-		mem.DefaultBufferPool().Put(f.pooled)
-		f.pooled = nil
-	}
 }
 
 // frameField is the field number the frame takes inside a request or reply
@@ -56,6 +56,9 @@ const (
 	maxFrameSCONEs = 64
 	// maxFrameSize bounds the encoded frame.
 	maxFrameSize = 64 * scone.MaxEnvelopeSize / 16
+	// maxServiceLen and maxScopeLen are the envelope's limits (docs/wire.md).
+	maxServiceLen = 255
+	maxScopeLen   = 255
 )
 
 const (
@@ -67,8 +70,8 @@ const (
 	fieldDropScope   protowire.Number = 2
 )
 
-// empty reports whether the frame carries nothing.
-func (f *Frame) empty() bool {
+// Empty reports whether the frame carries nothing.
+func (f *Frame) Empty() bool {
 	return len(f.SCONEs) == 0 && len(f.Dropped) == 0 && f.Scope == ""
 }
 
@@ -93,8 +96,8 @@ func AppendFrame(b []byte, f *Frame) []byte {
 	return b
 }
 
-// frameSize returns the length of f's encoding.
-func frameSize(f *Frame) int {
+// Size returns the length of f's encoding.
+func Size(f *Frame) int {
 	n := 0
 	for _, s := range f.SCONEs {
 		n += protowire.SizeTag(fieldSCONEs) + protowire.SizeBytes(len(s))
@@ -113,14 +116,19 @@ func frameSize(f *Frame) int {
 // message.
 func AppendBodyField(dst []byte, f *Frame) []byte {
 	dst = protowire.AppendTag(dst, frameField, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, uint64(frameSize(f)))
+	dst = protowire.AppendVarint(dst, uint64(Size(f)))
 	return AppendFrame(dst, f)
 }
 
-// encodeFrame returns f's encoding in a buffer of its own.
-func encodeFrame(f *Frame) []byte { return AppendFrame(make([]byte, 0, frameSize(f)), f) }
+// BodyFieldSize returns the length AppendBodyField appends.
+func BodyFieldSize(f *Frame) int {
+	return protowire.SizeTag(frameField) + protowire.SizeBytes(Size(f))
+}
 
-func dropSize(d scone.HolderKey) int {
+// Encode returns f's encoding in a buffer of its own.
+func Encode(f *Frame) []byte { return AppendFrame(make([]byte, 0, Size(f)), f) }
+
+func dropSize(d hook.HolderKey) int {
 	return protowire.SizeTag(fieldDropService) + protowire.SizeBytes(len(d.Service)) +
 		protowire.SizeTag(fieldDropScope) + protowire.SizeBytes(len(d.Scope))
 }
@@ -168,7 +176,7 @@ func ParseFrame(b []byte) (Frame, error) {
 			}
 			f.Dropped = append(f.Dropped, d)
 		case fieldScope:
-			if len(v) > scone.MaxScopeLen {
+			if len(v) > maxScopeLen {
 				return f, scone.NewError(scone.CodeMalformed, "scope longer than 255 bytes")
 			}
 			f.Scope = string(v)
@@ -177,8 +185,8 @@ func ParseFrame(b []byte) (Frame, error) {
 	return f, nil
 }
 
-func parseDrop(b []byte) (scone.HolderKey, error) {
-	var d scone.HolderKey
+func parseDrop(b []byte) (hook.HolderKey, error) {
+	var d hook.HolderKey
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -205,7 +213,7 @@ func parseDrop(b []byte) (scone.HolderKey, error) {
 			d.Scope = string(v)
 		}
 	}
-	if d.Service == "" || len(d.Service) > scone.MaxServiceLen || len(d.Scope) > scone.MaxScopeLen {
+	if d.Service == "" || len(d.Service) > maxServiceLen || len(d.Scope) > maxScopeLen {
 		return d, scone.NewError(scone.CodeMalformed, "dropped session with a bad service or scope")
 	}
 	return d, nil
@@ -229,9 +237,9 @@ func SplitBody(b []byte) (frame, rest []byte, ok bool) {
 	return v, b[n+m:], true
 }
 
-// extractUnknown removes the frame field from a message's unknown fields,
+// ExtractUnknown removes the frame field from a message's unknown fields,
 // wherever it sits among them, and returns it.
-func extractUnknown(u []byte) (fr, rest []byte, ok bool) {
+func ExtractUnknown(u []byte) (fr, rest []byte, ok bool) {
 	for off := 0; off < len(u); {
 		num, typ, n := protowire.ConsumeTag(u[off:])
 		if n < 0 {

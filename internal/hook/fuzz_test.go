@@ -1,10 +1,11 @@
-package scone
+package hook
 
 import (
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/badinput"
 )
 
@@ -13,7 +14,7 @@ import (
 // SCONEs that parse; the session it held before stays held unless the
 // reply ended it or brought a newer version of it.
 func FuzzApplyReply(f *testing.F) {
-	c, err := badinput.Load(badInputDir)
+	c, err := badinput.Load("../../testdata/badinput")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -22,16 +23,16 @@ func FuzzApplyReply(f *testing.F) {
 			f.Add(cs.Payloads[0], []byte(nil), "", "")
 		}
 	}
-	now := badIssued
+	now := t0 // the bad-input cases are sealed to be live at t0
 	s, _ := newTestSealer(f)
-	good := mustSeal(f, s, sampleSCONE(t0, []byte("good")))
-	hg, err := ParseHeader(good)
+	good := sealHdr(f, s, "cart", "/shop.Gateway/", 7, t0.Add(time.Hour))
+	hg, err := scone.ParseHeader(good)
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(good, good, hg.Service, hg.Scope)
 	f.Fuzz(func(t *testing.T, a, b []byte, service, scope string) {
-		d := NewDict(WithDictClock(func() time.Time { return now }))
+		d := scone.NewDict(scone.WithDictClock(func() time.Time { return now }))
 		if _, err := d.Put(good); err != nil {
 			t.Fatal(err)
 		}

@@ -1,27 +1,27 @@
-package sconegrpc
+package grpcframe
 
 import (
 	"bytes"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/badinput"
+	"github.com/scone-project/scone/internal/hook"
 )
 
 func sampleFrame() Frame {
 	return Frame{
 		SCONEs:  [][]byte{[]byte("first sealed scone"), []byte("second")},
-		Dropped: []scone.HolderKey{{Service: "bookstore.v1.Cart", Scope: "/bookstore.v1.Gateway/"}},
+		Dropped: []hook.HolderKey{{Service: "bookstore.v1.Cart", Scope: "/bookstore.v1.Gateway/"}},
 		Scope:   "/bookstore.v1.Gateway/",
 	}
 }
 
 func TestFrameRoundTrip(t *testing.T) {
 	t.Parallel()
-	for _, f := range []Frame{{}, sampleFrame(), {Scope: "/x/"}, {Dropped: []scone.HolderKey{{Service: "s"}}}} {
+	for _, f := range []Frame{{}, sampleFrame(), {Scope: "/x/"}, {Dropped: []hook.HolderKey{{Service: "s"}}}} {
 		got, err := ParseFrame(AppendFrame(nil, &f))
 		if err != nil {
 			t.Fatal(err)
@@ -101,7 +101,7 @@ func TestExtractUnknown(t *testing.T) {
 		{"absent", cat(a, b), cat(a, b), false},
 		{"garbage", []byte{0xff, 0xff}, []byte{0xff, 0xff}, false},
 	} {
-		got, rest, ok := extractUnknown(tc.in)
+		got, rest, ok := ExtractUnknown(tc.in)
 		if ok != tc.found || !bytes.Equal(rest, tc.rest) || ok && string(got) != "FRAME" {
 			t.Errorf("%s: %q %x %v", tc.name, got, rest, ok)
 		}
@@ -115,7 +115,7 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add(AppendFrame(nil, &s))
 	f.Add([]byte{})
 	f.Add([]byte{0x12, 0x03, 0x0a, 0x01, 0x78})
-	c, err := badinput.Load("../testdata/badinput")
+	c, err := badinput.Load("../../testdata/badinput")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func FuzzParseFrame(f *testing.F) {
 	})
 }
 
-// FuzzBodyField: takeField and extractUnknown never panic, and what they
+// FuzzBodyField: SplitBody and ExtractUnknown never panic, and what they
 // take out plus what they leave adds up to the input.
 func FuzzBodyField(f *testing.F) {
 	s := sampleFrame()
@@ -158,58 +158,17 @@ func FuzzBodyField(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if fr, rest, ok := SplitBody(b); ok {
 			if len(rest)+len(fr) > len(b) {
-				t.Fatal("takeField returned more than its input")
+				t.Fatal("SplitBody returned more than its input")
 			}
 		} else if !bytes.Equal(rest, b) {
-			t.Fatal("takeField changed an input without a frame")
+			t.Fatal("SplitBody changed an input without a frame")
 		}
-		if fr, rest, ok := extractUnknown(b); ok {
+		if fr, rest, ok := ExtractUnknown(b); ok {
 			if len(rest)+len(fr) >= len(b) {
-				t.Fatal("extractUnknown did not remove a field")
+				t.Fatal("ExtractUnknown did not remove a field")
 			}
 		} else if !bytes.Equal(rest, b) {
-			t.Fatal("extractUnknown changed an input without a frame")
+			t.Fatal("ExtractUnknown changed an input without a frame")
 		}
 	})
-}
-
-// TestForeignDrop: a reply may only end sessions the call carried.
-func TestForeignDrop(t *testing.T) {
-	t.Parallel()
-	ring, _ := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
-	s, _ := scone.NewSealer(ring)
-	now := time.Now()
-	seal := func(service string) []byte {
-		tok, err := s.Seal(nil, &scone.SCONE{Service: service, Scope: "/g/", Version: 1, IssuedAt: now, Expires: now.Add(time.Hour)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	cart, inv := seal("cart"), seal("inventory")
-	d := scone.NewDict()
-	d.Put(cart)
-	d.Put(inv)
-	o := &originHolder{h: d, c: newClient(nil)}
-	// The call carried cart only; the reply tries to end inventory's session.
-	err := o.apply(&Frame{Dropped: []scone.HolderKey{{Service: "inventory", Scope: "/g/"}}}, [][]byte{cart})
-	if scone.CodeOf(err) != scone.CodeMalformed {
-		t.Fatalf("foreign drop: %v", err)
-	}
-	if _, ok := d.Get("inventory", "/g/"); !ok {
-		t.Fatal("a foreign drop deleted a SCONE")
-	}
-	if err := o.apply(&Frame{Dropped: []scone.HolderKey{{Service: "cart", Scope: "/g/"}}}, [][]byte{cart}); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := d.Get("cart", "/g/"); ok {
-		t.Fatal("a legitimate drop was ignored")
-	}
-	c, err := scone.NewCarry("/g/", [][]byte{inv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Apply([]scone.HolderKey{{Service: "cart", Scope: "/g/"}}, nil); scone.CodeOf(err) != scone.CodeMalformed {
-		t.Fatalf("foreign drop in a carry: %v", err)
-	}
 }

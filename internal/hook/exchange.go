@@ -1,6 +1,10 @@
-package scone
+package hook
 
-import "context"
+import (
+	"context"
+
+	"github.com/scone-project/scone"
+)
 
 // Incoming describes a request arriving at a server hook.
 type Incoming struct {
@@ -8,7 +12,7 @@ type Incoming struct {
 	// the passengers for its back ends.
 	SCONEs [][]byte
 	// Expect names the service serving the request and the caller.
-	Expect Expect
+	Expect scone.Expect
 	// Scope is where the holder files the SCONEs of this request: the
 	// request's own scope, or the one its front end passed on.
 	Scope string
@@ -22,14 +26,16 @@ type Incoming struct {
 }
 
 // Exchange is one request served with SCONEs, the part every transport's
-// server hook shares: Sealer.Begin restores the state and prepares the
-// carry for back-end calls; Finish seals what changed into the reply.
+// server hook shares: Begin restores the state and prepares the carry for
+// back-end calls; Finish seals what changed into the reply.
 type Exchange struct {
-	sealer   *Sealer
+	sealer   *scone.Sealer
 	ctx      context.Context
-	st       *State
+	st       *scone.State
 	carry    *Carry
 	plain    bool
+	service  string     // the service serving the request
+	restored bool       // whether its own SCONE was restored
 	ownScope string     // the scope of the SCONE restored, for a drop
 	reset    *HolderKey // a SCONE that did not open, dropped on reset
 }
@@ -44,16 +50,17 @@ type Reply struct {
 // Empty reports whether the reply carries nothing.
 func (r *Reply) Empty() bool { return len(r.SCONEs) == 0 && len(r.Dropped) == 0 }
 
-// Begin starts serving a request: it picks the service's own SCONE out of
-// in.SCONEs (the one filed under in.Scope, else the newest) and restores the
-// State from it; the others become the request's Carry. A SCONE that does
-// not open is an error, never an empty state, unless in.ResetOnFailure.
-func (s *Sealer) Begin(ctx context.Context, in Incoming) (*Exchange, error) {
-	x := &Exchange{sealer: s, plain: in.Plain}
+// Begin starts serving a request with s: it picks the service's own SCONE
+// out of in.SCONEs (the one filed under in.Scope, else the newest) and
+// restores the State from it (Sealer.Restore); the others become the
+// request's Carry. A SCONE that does not open is an error, never an empty
+// state, unless in.ResetOnFailure.
+func Begin(s *scone.Sealer, ctx context.Context, in Incoming) (*Exchange, error) {
+	x := &Exchange{sealer: s, plain: in.Plain, service: in.Expect.Service}
 	if in.Plain {
-		x.st = NewState(in.Expect, in.Scope)
+		x.st = emptyState(ctx, s, in)
 		x.carry = NewPlainCarry()
-		x.ctx = WithCarry(NewContext(ctx, x.st), x.carry)
+		x.ctx = WithCarry(scone.NewContext(ctx, x.st), x.carry)
 		return x, nil
 	}
 	own, ownScope, passengers, err := split(in.SCONEs, in.Expect.Service, in.Scope)
@@ -63,17 +70,29 @@ func (s *Sealer) Begin(ctx context.Context, in Incoming) (*Exchange, error) {
 	x.ownScope = ownScope
 	x.st, err = s.Restore(ctx, own, in.Expect, in.Scope)
 	if err != nil {
-		if !in.ResetOnFailure || !resettable(CodeOf(err)) {
+		if !in.ResetOnFailure || !resettable(scone.CodeOf(err)) {
 			return nil, err
 		}
-		x.reset = &HolderKey{in.Expect.Service, ownScope}
-		x.st = NewState(in.Expect, in.Scope)
+		x.reset = &HolderKey{Service: in.Expect.Service, Scope: ownScope}
+		x.st = emptyState(ctx, s, in)
+	} else {
+		x.restored = len(own) > 0
 	}
 	if x.carry, err = NewCarry(in.Scope, passengers); err != nil {
 		return nil, err
 	}
-	x.ctx = WithCarry(NewContext(ctx, x.st), x.carry)
+	x.ctx = WithCarry(scone.NewContext(ctx, x.st), x.carry)
 	return x, nil
+}
+
+// emptyState is the State of a request that carries no SCONE: Restore
+// without a token, which cannot fail.
+func emptyState(ctx context.Context, s *scone.Sealer, in Incoming) *scone.State {
+	st, err := s.Restore(ctx, nil, in.Expect, in.Scope)
+	if err != nil {
+		panic("hook: restoring an empty state: " + err.Error())
+	}
+	return st
 }
 
 // Context returns the request's context, carrying its State and Carry: run
@@ -81,7 +100,15 @@ func (s *Sealer) Begin(ctx context.Context, in Incoming) (*Exchange, error) {
 func (x *Exchange) Context() context.Context { return x.ctx }
 
 // State returns the request's state.
-func (x *Exchange) State() *State { return x.st }
+func (x *Exchange) State() *scone.State { return x.st }
+
+// Service returns the service ID serving the request.
+func (x *Exchange) Service() string { return x.service }
+
+// Restored reports whether the request carried a SCONE of the service that
+// was restored: false on the first call of a session, for a client without
+// a hook, and when a SCONE that did not open was reset.
+func (x *Exchange) Restored() bool { return x.restored }
 
 // Finish seals what the handler left, appending the new SCONE (if any) to
 // dst, and returns the reply: the new SCONE, the session's end (State.Drop),
@@ -91,7 +118,7 @@ func (x *Exchange) State() *State { return x.st }
 // request: nothing of it is kept.
 func (x *Exchange) Finish(dst []byte, failed bool) (Reply, error) {
 	var r Reply
-	if x.plain || failed && !x.st.AppliesOnError() {
+	if x.plain || failed && !appliesOnError(x.st) {
 		return r, nil
 	}
 	if x.reset != nil {
@@ -102,10 +129,10 @@ func (x *Exchange) Finish(dst []byte, failed bool) (Reply, error) {
 		return Reply{}, err
 	}
 	switch outcome {
-	case Updated:
+	case scone.Updated:
 		r.SCONEs = append(r.SCONEs, tok)
-	case Dropped:
-		r.Dropped = append(r.Dropped, HolderKey{x.st.Service(), x.ownScope})
+	case scone.Dropped:
+		r.Dropped = append(r.Dropped, HolderKey{Service: x.service, Scope: x.ownScope})
 	}
 	drop, put := x.carry.Changes()
 	r.Dropped = append(r.Dropped, drop...)
@@ -142,10 +169,10 @@ func split(tokens [][]byte, service, scope string) (own []byte, ownScope string,
 // resettable reports whether an error of Restore is about the SCONE itself,
 // which ResetOnFailure replaces; a store that is down or full is a problem
 // of the server, and fails the request.
-func resettable(c Code) bool {
+func resettable(c scone.Code) bool {
 	switch c {
-	case CodeMalformed, CodeTampered, CodeExpired, CodeUnknownKey,
-		CodeRevoked, CodeTooLarge, CodeWrongClient, CodeRolledBack:
+	case scone.CodeMalformed, scone.CodeTampered, scone.CodeExpired, scone.CodeUnknownKey,
+		scone.CodeRevoked, scone.CodeTooLarge, scone.CodeWrongClient, scone.CodeRolledBack:
 		return true
 	}
 	return false
@@ -154,17 +181,17 @@ func resettable(c Code) bool {
 // ApplyReply keeps the SCONEs of a reply in a client's holder: the
 // sessions it ended, then its new versions (newest wins). sent are the
 // SCONEs the request carried: a reply may only end those sessions, and
-// fails with ErrForeignDrop otherwise. With a BatchHolder (scone.Dict) the
-// reply is kept whole or not at all, and the holder takes ownership of the
-// tokens; with another Holder it is applied one SCONE at a time.
-func ApplyReply(h Holder, r *Reply, sent [][]byte) error {
+// fails with ErrForeignDrop otherwise. With a *scone.Dict the reply is kept
+// whole or not at all, and the Dict takes ownership of the tokens; with
+// another Holder it is applied one SCONE at a time.
+func ApplyReply(h scone.Holder, r *Reply, sent [][]byte) error {
 	for _, d := range r.Dropped {
 		if !carries(sent, d) {
 			return ErrForeignDrop
 		}
 	}
-	if b, ok := h.(BatchHolder); ok {
-		return b.Apply(r.Dropped, r.SCONEs)
+	if d, ok := h.(*scone.Dict); ok {
+		return dictApply(d, r.Dropped, r.SCONEs)
 	}
 	for _, tok := range r.SCONEs {
 		if _, err := Peek(tok); err != nil {
@@ -182,6 +209,21 @@ func ApplyReply(h Holder, r *Reply, sent [][]byte) error {
 	return nil
 }
 
+// ApplyIfBase applies a reply to d (as ApplyReply) only if d still holds,
+// for every SCONE the reply changes, the version the request carried in sent
+// (or none, if it carried none). Otherwise another call changed that state
+// first, and applying would lose its change: ApplyIfBase fails with
+// scone.CodeConflict and changes nothing. Stores shared by concurrent
+// requests of one client (relays) use it.
+func ApplyIfBase(d *scone.Dict, r *Reply, sent [][]byte) error {
+	for _, k := range r.Dropped {
+		if !carries(sent, k) {
+			return ErrForeignDrop
+		}
+	}
+	return dictApplyIfBase(d, r.Dropped, r.SCONEs, sent)
+}
+
 // carries reports whether one of the tokens is the SCONE of key.
 func carries(tokens [][]byte, key HolderKey) bool {
 	for _, tok := range tokens {
@@ -190,4 +232,14 @@ func carries(tokens [][]byte, key HolderKey) bool {
 		}
 	}
 	return false
+}
+
+// DictApply deletes the SCONEs of drop from d, then stores the tokens of put
+// (newest version wins, as Dict.Put), all at once or not at all; d takes
+// ownership of the tokens. If the result does not fit d's bounds it changes
+// nothing and fails with scone.CodeExhausted; a malformed token fails it
+// with scone.CodeMalformed. Unlike ApplyReply it checks nothing against a
+// request: it is for filling a Dict from stored tokens.
+func DictApply(d *scone.Dict, drop []HolderKey, put [][]byte) error {
+	return dictApply(d, drop, put)
 }

@@ -1,0 +1,56 @@
+// Package bridge hands a few unexported operations of package scone to the
+// module's own hook packages (internal/hook), so those operations need not
+// be exported to every user of scone. It is the idiom of grpc-go's
+// internal package: package scone sets each variable in its init, and
+// internal/hook type-asserts each once, into a package-level variable of
+// the real type. Nothing else may use this package.
+//
+// Values of scone's own types travel as any, because this package cannot
+// import scone (scone imports it); the comment on each variable gives the
+// function's real type.
+package bridge
+
+import "time"
+
+// Key names a SCONE in a holder: its service ID and scope.
+type Key struct {
+	Service string // the service ID
+	Scope   string // the scope
+}
+
+// View is the cleartext header of a sealed SCONE, read without copying:
+// Service and Scope alias the envelope it was read from.
+type View struct {
+	KeyID   uint32    // the key that sealed the SCONE
+	Version uint64    // the SCONE's version
+	Expires time.Time // the SCONE's expiry
+	Service []byte    // the service ID, aliasing the envelope
+	Scope   []byte    // the scope, aliasing the envelope
+}
+
+// Peek reads the cleartext header of an envelope without copying; a token
+// that is not one fails with the scone error for it.
+var Peek func(token []byte) (View, error)
+
+// The operations on scone's own types.
+var (
+	// Seal is func(s *scone.Sealer, dst []byte, sc *scone.SCONE) ([]byte, error):
+	// it appends the envelope of sc, sealed with the primary key.
+	Seal any
+	// Open is func(s *scone.Sealer, ctx context.Context, sc *scone.SCONE,
+	// token []byte, want scone.Expect) (keyID uint32, stale bool, err error):
+	// it opens token into sc with every check of Sealer.Restore.
+	Open any
+	// Now is func(s *scone.Sealer) time.Time: the Sealer's clock.
+	Now any
+	// StateFlags is func(st *scone.State) (changed, dropped, applyOnError bool).
+	StateFlags any
+	// Freeze is func(st *scone.State): every later change of st panics.
+	Freeze any
+	// DictApply is func(d *scone.Dict, drop []Key, put [][]byte) error: the
+	// changes of one reply, all or nothing; d takes ownership of put.
+	DictApply any
+	// DictApplyIfBase is func(d *scone.Dict, drop []Key, put, sent [][]byte) error:
+	// DictApply only if d still holds the versions sent carried.
+	DictApplyIfBase any
+)
