@@ -17,6 +17,7 @@ func init() {
 		return o.keyID, o.stale, err
 	}
 	bridge.Now = func(s *Sealer) time.Time { return s.cfg.clock() }
+	bridge.TTL = func(s *Sealer) time.Duration { return s.cfg.ttl }
 	bridge.StateFlags = (*State).flags
 	bridge.Freeze = (*State).freeze
 	bridge.DictApply = (*Dict).apply

@@ -19,16 +19,6 @@ const (
 	Dropped
 )
 
-var outcomeNames = [...]string{"unchanged", "updated", "dropped"}
-
-// String returns "unchanged", "updated" or "dropped".
-func (o Outcome) String() string {
-	if int(o) < len(outcomeNames) {
-		return outcomeNames[o]
-	}
-	return "outcome?"
-}
-
 // Restore returns the State of a request: empty when token is empty (the
 // first call of a session), or restored from the SCONE it holds. A SCONE that
 // does not open is an error, never an empty state: the caller must fail the

@@ -271,15 +271,6 @@ func TestTypedProto(t *testing.T) {
 	})
 }
 
-func TestOutcomeString(t *testing.T) {
-	t.Parallel()
-	for o, want := range map[Outcome]string{Unchanged: "unchanged", Updated: "updated", Dropped: "dropped", 9: "outcome?"} {
-		if o.String() != want {
-			t.Errorf("%d.String() = %q", o, o.String())
-		}
-	}
-}
-
 func TestCodeNames(t *testing.T) {
 	t.Parallel()
 	seen := map[string]bool{}

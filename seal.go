@@ -33,8 +33,6 @@ func NewSealer(ring *KeyRing, opts ...Option) (*Sealer, error) {
 	return s, nil
 }
 
-// TTL returns the lifetime a SCONE gets at each seal.
-func (s *Sealer) TTL() time.Duration { return s.cfg.ttl }
 
 // Expect is what a server expects of the SCONE a request carries.
 type Expect struct {

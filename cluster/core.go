@@ -321,7 +321,6 @@ func newest(found []*Record, failed int) (*Record, string) {
 	return out, fetchFound
 }
 
-
 // serveStore applies a write or repair another node sent (or this node
 // made) to st, and returns the verdict and the version held afterwards. A
 // write (not a repair) of a record within the lease of an owner that left

@@ -161,7 +161,7 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 	}
 	herr = run(x.Context())
 	st := x.State()
-	readOnly := !hook.Changed(st) && !hook.Dropped(st) && st.Expires().Sub(now) > s.TTL()/2
+	readOnly := !hook.Changed(st) && !hook.Dropped(st) && st.Expires().Sub(now) > hook.TTL(s)/2
 	reply, err := m.Finish(x, nil, herr != nil)
 	if err != nil {
 		return nil, err

@@ -386,7 +386,7 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // TestErrorStatuses makes each error a client can meet through the hook and
-// checks its gRPC status, its scone code (sconegrpc.CodeOf), and that the
+// checks its gRPC status, its scone code (scone.CodeOf), and that the
 // holder's SCONE is untouched.
 func TestErrorStatuses(t *testing.T) {
 	t.Parallel()

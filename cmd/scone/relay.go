@@ -251,6 +251,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	return err
 }
+
 // certIdentity returns the identity function of an --identity value.
 func certIdentity(v string) (sconegrpc.Identity, error) {
 	switch v {

@@ -43,6 +43,9 @@ var (
 	Open any
 	// Now is func(s *scone.Sealer) time.Time: the Sealer's clock.
 	Now any
+	// TTL is func(s *scone.Sealer) time.Duration: the lifetime a SCONE
+	// gets at each seal.
+	TTL any
 	// StateFlags is func(st *scone.State) (changed, dropped, applyOnError bool).
 	StateFlags any
 	// Freeze is func(st *scone.State): every later change of st panics.

@@ -33,6 +33,7 @@ var (
 	seal            = bridge.Seal.(func(*scone.Sealer, []byte, *scone.SCONE) ([]byte, error))
 	open            = bridge.Open.(func(*scone.Sealer, context.Context, *scone.SCONE, []byte, scone.Expect) (uint32, bool, error))
 	now             = bridge.Now.(func(*scone.Sealer) time.Time)
+	ttl             = bridge.TTL.(func(*scone.Sealer) time.Duration)
 	stateFlags      = bridge.StateFlags.(func(*scone.State) (bool, bool, bool))
 	freeze          = bridge.Freeze.(func(*scone.State))
 	dictApply       = bridge.DictApply.(func(*scone.Dict, []HolderKey, [][]byte) error)
@@ -50,6 +51,9 @@ func Peek(token []byte) (View, error) { return bridge.Peek(token) }
 func Seal(s *scone.Sealer, dst []byte, sc *scone.SCONE) ([]byte, error) {
 	return seal(s, dst, sc)
 }
+
+// TTL returns the lifetime s gives a SCONE at each seal.
+func TTL(s *scone.Sealer) time.Duration { return ttl(s) }
 
 // Opened tells how a SCONE was opened.
 type Opened struct {
