@@ -33,7 +33,6 @@ func NewSealer(ring *KeyRing, opts ...Option) (*Sealer, error) {
 	return s, nil
 }
 
-
 // Expect is what a server expects of the SCONE a request carries.
 type Expect struct {
 	// Service is the service ID the SCONE must belong to.
