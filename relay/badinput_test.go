@@ -43,7 +43,6 @@ func TestBadInput(t *testing.T) {
 	}
 	t.Cleanup(d.Close)
 	cfg := relayConfig(d.Addrs(shop.RoleGateway), nil)
-	cfg.VerifyKeys = ring
 	r, err := relay.New(cfg)
 	if err != nil {
 		t.Fatal(err)

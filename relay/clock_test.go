@@ -45,8 +45,7 @@ func (u *givingUpstream) Held(ctx context.Context, _ *pb.HeldRequest) (*pb.Reser
 
 // TestRelayClock: the relay decides by Config.Now. A SCONE held in the
 // default store counts as expired under a clock set past its expiry, and
-// not under the real clock; with VerifyKeys, a SCONE from an upstream is
-// refused as expired under such a clock, and stored under the real one.
+// not under the real clock.
 func TestRelayClock(t *testing.T) {
 	t.Parallel()
 	ring := newRing(t)
@@ -58,78 +57,59 @@ func TestRelayClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	const past = 2 * time.Hour // past the SCONE's expiry
-	for _, verify := range []bool{false, true} {
-		name := "held"
-		if verify {
-			name = "verified"
-		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			up := &givingUpstream{tok: tok}
-			srv := grpc.NewServer()
-			pb.RegisterInventoryServer(srv, up)
-			go srv.Serve(lis)
-			defer srv.Stop()
-			clock := &offsetClock{}
-			cfg := relayConfig([]string{lis.Addr().String()}, nil) // the default store
-			cfg.Now = clock.now
-			if verify {
-				cfg.VerifyKeys = ring
-			}
-			r, addr := startRelay(t, cfg)
-			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			inv := pb.NewInventoryClient(conn)
-			ctx := metadata.AppendToOutgoingContext(context.Background(), "scone-client", "alice")
-			held := func() error { _, err := inv.Held(ctx, &pb.HeldRequest{}); return err }
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &givingUpstream{tok: tok}
+	srv := grpc.NewServer()
+	pb.RegisterInventoryServer(srv, up)
+	go srv.Serve(lis)
+	defer srv.Stop()
+	clock := &offsetClock{}
+	cfg := relayConfig([]string{lis.Addr().String()}, nil) // the default store
+	cfg.Now = clock.now
+	r, addr := startRelay(t, cfg)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	inv := pb.NewInventoryClient(conn)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "scone-client", "alice")
+	held := func() error { _, err := inv.Held(ctx, &pb.HeldRequest{}); return err }
 
-			up.give.Store(true)
-			if verify {
-				clock.set(past)
-				if err := held(); grpcframe.StatusCode(err) != scone.CodeExpired {
-					t.Fatalf("a SCONE from the upstream under a clock past its expiry: %v, want code %v", err, scone.CodeExpired)
-				}
-				clock.set(0)
-			}
-			misses := lookups(t, r, "miss")
-			if err := held(); err != nil {
-				t.Fatalf("a SCONE from the upstream under the real clock: %v", err)
-			}
-			if m := lookups(t, r, "miss"); m != misses+1 {
-				t.Fatalf("the relay held a SCONE before it stored one: lookups miss %v→%v, want one more", misses, m)
-			}
-			up.give.Store(false)
+	up.give.Store(true)
+	misses := lookups(t, r, "miss")
+	if err := held(); err != nil {
+		t.Fatalf("a SCONE from the upstream under the real clock: %v", err)
+	}
+	if m := lookups(t, r, "miss"); m != misses+1 {
+		t.Fatalf("the relay held a SCONE before it stored one: lookups miss %v→%v, want one more", misses, m)
+	}
+	up.give.Store(false)
 
-			// Stored: the next call under the real clock carries it.
-			hits, misses := lookups(t, r, "hit"), lookups(t, r, "miss")
-			if err := held(); err != nil {
-				t.Fatal(err)
-			}
-			if h := lookups(t, r, "hit"); h != hits+1 {
-				t.Fatalf("under the real clock: lookups hit %v→%v, want one more", hits, h)
-			}
-			if n := expired(t, r); n != 0 {
-				t.Fatalf("under the real clock: %v SCONEs expired, want 0", n)
-			}
-			// Under a clock past its expiry, the relay holds nothing.
-			clock.set(past)
-			if err := held(); err != nil {
-				t.Fatal(err)
-			}
-			if m := lookups(t, r, "miss"); m != misses+1 {
-				t.Fatalf("under a clock past the expiry: lookups miss %v→%v, want one more", misses, m)
-			}
-			if n := expired(t, r); n != 1 {
-				t.Fatalf("under a clock past the expiry: %v SCONEs expired, want 1", n)
-			}
-		})
+	// Stored: the next call under the real clock carries it.
+	hits, misses := lookups(t, r, "hit"), lookups(t, r, "miss")
+	if err := held(); err != nil {
+		t.Fatal(err)
+	}
+	if h := lookups(t, r, "hit"); h != hits+1 {
+		t.Fatalf("under the real clock: lookups hit %v→%v, want one more", hits, h)
+	}
+	if n := expired(t, r); n != 0 {
+		t.Fatalf("under the real clock: %v SCONEs expired, want 0", n)
+	}
+	// Under a clock past its expiry, the relay holds nothing.
+	clock.set(past)
+	if err := held(); err != nil {
+		t.Fatal(err)
+	}
+	if m := lookups(t, r, "miss"); m != misses+1 {
+		t.Fatalf("under a clock past the expiry: lookups miss %v→%v, want one more", misses, m)
+	}
+	if n := expired(t, r); n != 1 {
+		t.Fatalf("under a clock past the expiry: %v SCONEs expired, want 1", n)
 	}
 }
 
@@ -299,7 +279,7 @@ func (u *recordingUpstream) Held(ctx context.Context, req *pb.HeldRequest) (*pb.
 
 // TestRelayClockSkew: a relay whose clock runs ahead of the servers' past
 // a SCONE's expiry, by less than Config.MaxClockSkew, takes the SCONE from
-// the upstream (with VerifyKeys too), keeps it and attaches it to the next
+// the upstream, keeps it and attaches it to the next
 // request; ahead by more, it holds nothing for the client, as it would
 // with no tolerance.
 func TestRelayClockSkew(t *testing.T) {
@@ -316,78 +296,60 @@ func TestRelayClockSkew(t *testing.T) {
 		within = 45 * time.Second // past the SCONE's expiry, within the tolerance
 		beyond = 2 * time.Minute  // past its expiry plus the tolerance
 	)
-	for _, verify := range []bool{false, true} {
-		name := "held"
-		if verify {
-			name = "verified"
-		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			up := &recordingUpstream{givingUpstream: givingUpstream{tok: tok}}
-			srv := grpc.NewServer()
-			pb.RegisterInventoryServer(srv, up)
-			go srv.Serve(lis)
-			defer srv.Stop()
-			clock := &offsetClock{}
-			cfg := relayConfig([]string{lis.Addr().String()}, nil) // the default store
-			cfg.Now = clock.now
-			if verify {
-				cfg.VerifyKeys = ring
-			}
-			r, addr := startRelay(t, cfg)
-			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			inv := pb.NewInventoryClient(conn)
-			ctx := metadata.AppendToOutgoingContext(context.Background(), "scone-client", "alice")
-			held := func() error { _, err := inv.Held(ctx, &pb.HeldRequest{}); return err }
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &recordingUpstream{givingUpstream: givingUpstream{tok: tok}}
+	srv := grpc.NewServer()
+	pb.RegisterInventoryServer(srv, up)
+	go srv.Serve(lis)
+	defer srv.Stop()
+	clock := &offsetClock{}
+	cfg := relayConfig([]string{lis.Addr().String()}, nil) // the default store
+	cfg.Now = clock.now
+	r, addr := startRelay(t, cfg)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	inv := pb.NewInventoryClient(conn)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "scone-client", "alice")
+	held := func() error { _, err := inv.Held(ctx, &pb.HeldRequest{}); return err }
 
-			clock.set(within)
-			up.give.Store(true)
-			if err := held(); err != nil {
-				t.Fatalf("ahead by %v: the SCONE from the upstream: %v", within, err)
-			}
-			up.give.Store(false)
-			hits := lookups(t, r, "hit")
-			if err := held(); err != nil {
-				t.Fatal(err)
-			}
-			if n := up.carried.Load(); n != 1 {
-				t.Fatalf("ahead by %v: the next request carried %d SCONEs, want the live one", within, n)
-			}
-			if h := lookups(t, r, "hit"); h != hits+1 {
-				t.Fatalf("ahead by %v: lookups hit %v→%v, want one more", within, hits, h)
-			}
-			if n := expired(t, r); n != 0 {
-				t.Fatalf("ahead by %v: %v SCONEs expired, want 0", within, n)
-			}
+	clock.set(within)
+	up.give.Store(true)
+	if err := held(); err != nil {
+		t.Fatalf("ahead by %v: the SCONE from the upstream: %v", within, err)
+	}
+	up.give.Store(false)
+	hits := lookups(t, r, "hit")
+	if err := held(); err != nil {
+		t.Fatal(err)
+	}
+	if n := up.carried.Load(); n != 1 {
+		t.Fatalf("ahead by %v: the next request carried %d SCONEs, want the live one", within, n)
+	}
+	if h := lookups(t, r, "hit"); h != hits+1 {
+		t.Fatalf("ahead by %v: lookups hit %v→%v, want one more", within, hits, h)
+	}
+	if n := expired(t, r); n != 0 {
+		t.Fatalf("ahead by %v: %v SCONEs expired, want 0", within, n)
+	}
 
-			clock.set(beyond)
-			misses := lookups(t, r, "miss")
-			if err := held(); err != nil {
-				t.Fatal(err)
-			}
-			if n := up.carried.Load(); n != 0 {
-				t.Fatalf("ahead by %v: the request carried %d SCONEs, want none", beyond, n)
-			}
-			if m := lookups(t, r, "miss"); m != misses+1 {
-				t.Fatalf("ahead by %v: lookups miss %v→%v, want one more", beyond, misses, m)
-			}
-			if n := expired(t, r); n != 1 {
-				t.Fatalf("ahead by %v: %v SCONEs expired, want 1", beyond, n)
-			}
-			if verify {
-				up.give.Store(true)
-				if err := held(); grpcframe.StatusCode(err) != scone.CodeExpired {
-					t.Fatalf("ahead by %v: a SCONE from the upstream: %v, want code %v", beyond, err, scone.CodeExpired)
-				}
-			}
-		})
+	clock.set(beyond)
+	misses := lookups(t, r, "miss")
+	if err := held(); err != nil {
+		t.Fatal(err)
+	}
+	if n := up.carried.Load(); n != 0 {
+		t.Fatalf("ahead by %v: the request carried %d SCONEs, want none", beyond, n)
+	}
+	if m := lookups(t, r, "miss"); m != misses+1 {
+		t.Fatalf("ahead by %v: lookups miss %v→%v, want one more", beyond, misses, m)
+	}
+	if n := expired(t, r); n != 1 {
+		t.Fatalf("ahead by %v: %v SCONEs expired, want 1", beyond, n)
 	}
 }

@@ -58,18 +58,11 @@ type Config struct {
 	// DefaultMemoryConfig.
 	Store Store
 
-	// VerifyKeys, if set, is the services' key ring: every SCONE an upstream
-	// sends must then authenticate before it is stored, and a reply whose
-	// SCONEs do not is refused (and nothing of it stored). Without it the
-	// relay checks only the layout and size, which needs no key.
-	VerifyKeys *scone.KeyRing
-
 	// MaxSize is the largest SCONE the relay stores, in bytes.
 	MaxSize int
 
-	// Now is the clock the relay decides by: whether a SCONE from an
-	// upstream has expired (with VerifyKeys), and when the SCONEs of the
-	// default Store expire, both with MaxClockSkew to spare. A Store given
+	// Now is the clock the relay decides by: when the SCONEs of the
+	// default Store expire, with MaxClockSkew to spare. A Store given
 	// in Store reads its own clock (MemoryConfig.Now, JetStreamConfig.Now,
 	// circulate's Config.Now) and tolerance (their MaxClockSkew): give it
 	// the same ones. Durations measured for metrics read time.Now.
@@ -84,9 +77,7 @@ type Config struct {
 	// request, and the server would start the session afresh: acknowledged
 	// state lost through the relay's clock error. So the relay decides
 	// expiry by Now minus MaxClockSkew: it keeps and attaches a SCONE
-	// until its expiry plus MaxClockSkew by Now, and with VerifyKeys it
-	// opens an upstream's SCONEs by that clock too (expiry and key
-	// retirement), since the servers that sealed them have checked both.
+	// until its expiry plus MaxClockSkew by Now.
 	//
 	// The price: an expired SCONE is kept up to MaxClockSkew longer, and a
 	// client that comes back after its SCONE expired is refused as expired

@@ -9,9 +9,10 @@
 // A Store holds the SCONEs: MemoryStore, in the relay's memory (bounded; a
 // relay that dies loses what it held), or JetStreamStore, a NATS JetStream
 // key-value bucket shared by relays, so any relay can die without losing
-// state. The relay needs no key: it reads only the SCONEs' cleartext headers
-// (expiry, version, service, scope). Given the key ring (Config.VerifyKeys),
-// it also authenticates every SCONE an upstream sends before storing it.
+// state. The relay holds no key, and so can neither read nor forge a SCONE:
+// it reads only the SCONEs' cleartext headers (expiry, version, service,
+// scope), checks their layout and size, and trusts its upstreams, which
+// authenticate every SCONE they are given back.
 // Expiry is read by an injectable clock (Config.Now, and each store's Now),
 // with a tolerance for its skew (Config.MaxClockSkew, a minute by default):
 // the servers are the authority on expiry, so a relay keeps and attaches a

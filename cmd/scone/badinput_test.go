@@ -108,7 +108,7 @@ func TestBadInputProcesses(t *testing.T) {
 
 	relayAddr, relayAdmin := freePort(t), freePort(t)
 	relayP := startDaemon(t, bin, dir, "relay", "relay", "--listen="+relayAddr, "--admin="+relayAdmin,
-		"--upstream="+shopD.Addrs(shop.RoleGateway)[0], "--verify-keys="+keys, "--identity-header=scone-client")
+		"--upstream="+shopD.Addrs(shop.RoleGateway)[0], "--identity-header=scone-client")
 	nodeAddr, nodeAdmin := freePort(t), freePort(t)
 	nodeP := startDaemon(t, bookstore, dir, "node", "node", "--name=n1", "--listen="+nodeAddr, "--admin="+nodeAdmin,
 		"--peer-listen=127.0.0.1:0", "--gossip="+freePort(t), "--keys="+keys, "--k=1")

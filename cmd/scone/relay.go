@@ -62,7 +62,6 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	natsURL := f.String("nats-url", nats.DefaultURL, "jetstream store: NATS server URLs, comma-separated")
 	bucket := f.String("bucket", "scone", "jetstream store: key-value bucket shared by the relays")
 	replicas := f.Int("replicas", 1, "jetstream store: NATS servers keeping each SCONE (1, 3 or 5)")
-	verifyKeys := f.String("verify-keys", "", "key file of the services: authenticate every SCONE from an upstream before storing it (SIGHUP reloads it)")
 	maxSize := f.Int("max-size", scone.DefaultMaxSize, "largest SCONE stored, in bytes")
 	maxSkew := f.Duration("max-clock-skew", relay.DefaultMaxClockSkew, "how far this relay's clock may run ahead of the servers' without losing state: SCONEs are kept and attached until their expiry plus this, by this relay's clock (0: none)")
 	tlsCert := f.String("tls-cert", "", "serve TLS with this certificate (PEM); with --tls-key")
@@ -104,11 +103,6 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("--upstream is required")
 	}
 	cfg.Upstreams = strings.Split(*upstreams, ",")
-	if *verifyKeys != "" {
-		if cfg.VerifyKeys, err = scone.ReadKeyFile(*verifyKeys); err != nil {
-			return fmt.Errorf("--verify-keys=%s: %w", *verifyKeys, cli.WithCause(err))
-		}
-	}
 	if cfg.TLS, err = cli.ServerTLS(*tlsCert, *tlsKey, *clientCA); err != nil {
 		return err
 	}
@@ -184,9 +178,6 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	r, err := relay.New(cfg)
 	if err != nil {
 		return err
-	}
-	if cfg.VerifyKeys != nil {
-		cli.ReloadKeysOnHUP(ctx, *verifyKeys, cfg.VerifyKeys, log)
 	}
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {

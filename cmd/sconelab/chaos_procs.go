@@ -140,7 +140,7 @@ func (p *chaosProc) pause(stop bool) {
 // so reloads it on SIGHUP (a process without that handler would die of it).
 func (p *chaosProc) reloadsKeys() bool {
 	for _, a := range p.args() {
-		if strings.HasPrefix(a, "--keys=") || strings.HasPrefix(a, "--verify-keys=") {
+		if strings.HasPrefix(a, "--keys=") {
 			return true
 		}
 	}
