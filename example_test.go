@@ -27,7 +27,7 @@ func Example() {
 	st, _ := sealer.Restore(ctx, nil, want, "/shop.Cart/")
 	st.SetData([]byte("1 book"))
 	outcome, token, _ := sealer.Commit(nil, st)
-	fmt.Println("first call:", outcome)
+	fmt.Println("first call sealed a new SCONE:", outcome == scone.Updated)
 
 	// The holder reads only the cleartext header.
 	h, _ := scone.ParseHeader(token)
@@ -45,7 +45,7 @@ func Example() {
 	_, err = sealer.Restore(ctx, token, want, "/shop.Cart/")
 	fmt.Println("tampered:", scone.CodeOf(err))
 	// Output:
-	// first call: updated
+	// first call sealed a new SCONE: true
 	// holder sees: cart /shop.Cart/ version 1
 	// restored: "1 book" at version 1
 	// tampered: tampered

@@ -54,7 +54,7 @@ func TestRelayIgnoresChaosClock(t *testing.T) {
 	done := make(chan error, 1)
 	var out bytes.Buffer
 	go func() {
-		done <- runRelay(ctx, []string{"--listen=" + listen, "--admin=" + admin, "--upstream=127.0.0.1:1"}, &out)
+		done <- runRelay(ctx, []string{"--listen=" + listen, "--admin=" + admin, "--upstream=127.0.0.1:1", "--identity-header=scone-client"}, &out)
 	}()
 	waitFor(t, "http://"+admin+"/healthz")
 	req, err := http.NewRequest(http.MethodPut, "http://"+ctl+"/skew?d=1h", nil)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,15 +86,6 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg := relay.DefaultConfig()
 	cfg.Logger = log
 	cfg.Now = now
-	if cfg.Identity, err = certIdentity(*identity); err != nil {
-		return err
-	}
-	if *identityHeader != "" {
-		cfg.IdentityHeader = *identityHeader
-		log.Warn("clients are named by the " + *identityHeader + " metadata key, which authenticates nothing: any caller that reaches this relay can act as any client; run it only behind a proxy that authenticates callers and sets the key")
-	} else if *clientCA == "" {
-		return errors.New("no way to name clients: give --client-ca (with --tls-cert and --tls-key) so verified client certificates name them, or, behind an authenticating proxy only, --identity-header NAME")
-	}
 	cfg.MaxSize = *maxSize
 	if *maxSkew < 0 {
 		return fmt.Errorf("--max-clock-skew=%v: must not be negative", *maxSkew)
@@ -103,13 +95,25 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("--upstream is required")
 	}
 	cfg.Upstreams = strings.Split(*upstreams, ",")
+	if *circ {
+		*storeKind = "circulate"
+	}
+	if !slices.Contains([]string{"memory", "jetstream", "circulate"}, *storeKind) {
+		return fmt.Errorf("--store=%q: want memory, jetstream or circulate", *storeKind)
+	}
+	if cfg.Identity, err = certIdentity(*identity); err != nil {
+		return err
+	}
+	if *identityHeader != "" {
+		cfg.IdentityHeader = *identityHeader
+		log.Warn("clients are named by the " + *identityHeader + " metadata key, which authenticates nothing: any caller that reaches this relay can act as any client; run it only behind a proxy that authenticates callers and sets the key")
+	} else if *clientCA == "" {
+		return errors.New("no way to name clients: give --client-ca (with --tls-cert and --tls-key) so verified client certificates name them, or, behind an authenticating proxy only, --identity-header NAME")
+	}
 	if cfg.TLS, err = cli.ServerTLS(*tlsCert, *tlsKey, *clientCA); err != nil {
 		return err
 	}
 	ready := func() error { return nil }
-	if *circ {
-		*storeKind = "circulate"
-	}
 	var circulating *circulate.Store
 	switch *storeKind {
 	case "memory":
