@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func TestRelayCommandCirculate(t *testing.T) {
 			r.done <- runRelay(ctx, args, &out)
 		}()
 		relays = append(relays, r)
-		time.Sleep(200 * time.Millisecond) // its gossip address is open: the next joins it
+		waitListening(t, gossip) // the next relay joins it there
 	}
 	defer func() {
 		for _, r := range relays {
@@ -138,5 +139,21 @@ func TestRelayCommandCirculate(t *testing.T) {
 		if err := <-r.done; err != nil {
 			t.Fatalf("relay ended with %v", err)
 		}
+	}
+}
+
+// waitListening waits until addr accepts TCP connections (10 s at most).
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not accept connections: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
