@@ -63,7 +63,7 @@ func TestNodeProcesses(t *testing.T) {
 	dir := t.TempDir()
 	sconeBin, bin := buildDefault(t)
 	keys := filepath.Join(dir, "keys.json")
-	if out, err := exec.Command(sconeBin, "keygen", "--out", keys).CombinedOutput(); err != nil {
+	if out, err := exec.Command(sconeBin, "keygen", "--out", keys, "--id", "1").CombinedOutput(); err != nil {
 		t.Fatalf("scone keygen: %v\n%s", err, out)
 	}
 	var procs []*nodeProc
