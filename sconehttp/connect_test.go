@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -121,13 +122,7 @@ func (g connectGateway) ListItems(ctx context.Context, _ *connect.Request[pb.Get
 // cartView renders a cart, its lines by ISBN.
 func cartView(c connectCart) *pb.CartView {
 	v := &pb.CartView{Operations: c.Operations}
-	for _, isbn := range slices.Sorted(func(yield func(string) bool) {
-		for k := range c.Items {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, isbn := range slices.Sorted(maps.Keys(c.Items)) {
 		v.Lines = append(v.Lines, &pb.CartLine{Book: &pb.Book{Isbn: isbn}, Quantity: c.Items[isbn]})
 	}
 	return v
