@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -396,6 +397,41 @@ func TestConnectFailedStream(t *testing.T) {
 			}
 			if v := getCart(t, gw); v.Operations != want {
 				t.Fatalf("after the failed stream: %d operations, want %d", v.Operations, want)
+			}
+		})
+	}
+}
+
+// TestConnectRefused: a SCONE that does not open fails the call, over each
+// protocol, with the connect code its HTTP status maps to (401:
+// Unauthenticated); a cookie holder's next call starts a new session.
+func TestConnectRefused(t *testing.T) {
+	t.Parallel()
+	for _, p := range connectProtocols {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			c := newConnectClient(t, p.opt, "cookie")
+			srv := connectServer(t, newRing(t), connectGateway{})
+			gw := c.to(srv.URL)
+			connectAdd(t, gw, "dune", 2)
+			u, _ := url.Parse(srv.URL + bookstorepbconnect.GatewayGetCartProcedure)
+			cookies := c.http.Jar.Cookies(u)
+			if len(cookies) != 1 {
+				t.Fatalf("cookies: %v", cookies)
+			}
+			tok, err := scone.DecodeText(cookies[0].Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok[len(tok)-1] ^= 1
+			c.http.Jar.SetCookies(u, []*http.Cookie{{Name: cookies[0].Name, Value: scone.EncodeText(tok), Path: "/bookstore.v1.Gateway/"}})
+
+			_, err = gw.GetCart(context.Background(), connect.NewRequest(&pb.GetCartRequest{}))
+			if connect.CodeOf(err) != connect.CodeUnauthenticated {
+				t.Fatalf("a tampered SCONE: %v", err)
+			}
+			if v := connectAdd(t, gw, "dune", 1); v.Operations != 1 {
+				t.Fatalf("after the refusal: %v", v)
 			}
 		})
 	}
