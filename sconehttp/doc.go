@@ -69,6 +69,43 @@
 // back end's refusal), the back ends' cookies are emptied and the service's
 // own is kept.
 //
+// # Connect
+//
+// A Connect handler (connectrpc.com/connect) is an http.Handler: the
+// Middleware goes around it, scoped to the handler's path, and its methods
+// read and change their state with scone.FromContext or scone.Typed. A
+// connect-go client keeps its session over each of its protocols (Connect,
+// gRPC, gRPC-Web) with a Transport under its http.Client, or a cookie jar
+// (gRPC needs HTTP/2: TLS, or unencrypted HTTP/2 through http.Protocols):
+//
+//	path, h := pbconnect.NewCartHandler(cart, connect.WithRecover(onPanic))
+//	mux.Handle(path, sconehttp.Middleware(sealer, "cart", sconehttp.WithScope(sconehttp.StaticScope(path)))(h))
+//	client := pbconnect.NewCartClient(&http.Client{Transport: sconehttp.NewTransport(nil)}, url, connect.WithGRPC())
+//
+// The SCONE goes out with the response's headers, never in trailers. A
+// unary method's state is sealed when it returns. connect-go flushes every
+// message of a stream, so a server stream's state is sealed with its first
+// message (or with its end, if it sends none): a streaming method makes
+// its changes before its first Send. A change after it could not reach the
+// client, and panics with a scone error (CodeInternal) rather than being
+// lost; connect.WithRecover turns the panic into the call's error (without
+// it, net/http aborts the stream). The holder keeps the SCONE that came
+// with the headers.
+//
+// A failed call keeps the holder's SCONE as it was, as over gRPC, with the
+// Connect protocol's unary calls (which fail with an HTTP status of 400 or
+// more) and with gRPC and gRPC-Web (which fail with 200 and a Grpc-Status
+// that the Middleware reads when the method has sent no message). A Connect
+// protocol stream puts its error in its last message, which the Middleware
+// does not read: what such a method changed before failing is kept.
+//
+// A SCONE that does not open is refused before the method runs; a
+// connect-go client gets the code of the HTTP status (expired, tampered,
+// unknown_key: Unauthenticated; wrong_client, revoked: PermissionDenied;
+// unavailable, exhausted: Unavailable; malformed, wrong_service: Internal;
+// others Unknown). The scone code is in the ErrorHeader of the response,
+// which connect-go's errors do not carry.
+//
 // # Multi-tier
 //
 // A handler that calls back ends with the request's context, over gRPC

@@ -16,8 +16,9 @@ import (
 // and the handler does not run), runs the handler, and seals what changed
 // into the response: in cookies, or in headers when the request came with
 // the Scone header and no SCONE cookie (a Transport). A response with a
-// status of 400 or more carries no new SCONE, so the holder keeps what it
-// had, unless the handler called State.ApplyOnError.
+// status of 400 or more, or a gRPC status other than OK in its headers
+// (see the package doc on Connect), carries no new SCONE, so the holder
+// keeps what it had, unless the handler called State.ApplyOnError.
 //
 // Unsafe requests (POST, PUT, DELETE...) from another origin are refused
 // with 403 before anything else, by net/http's CrossOriginProtection (see
@@ -223,7 +224,7 @@ func (rw *responseWriter) seal() {
 		return
 	}
 	rw.sealed = true
-	reply, err := rw.m.metrics.Finish(rw.x, nil, rw.status >= 400)
+	reply, err := rw.m.metrics.Finish(rw.x, nil, rw.callFailed())
 	hook.Freeze(rw.x.State())
 	var cookies []*http.Cookie
 	if err == nil && !rw.in.byHeader {
@@ -252,6 +253,25 @@ func (rw *responseWriter) seal() {
 	rw.w.WriteHeader(rw.status)
 	rw.w.Write(rw.buf.Bytes())
 	rw.buf = bytes.Buffer{}
+}
+
+// callFailed reports whether the response so far is a failure: a status
+// of 400 or more, or a gRPC status other than OK. The gRPC and gRPC-Web
+// protocols (of a Connect handler, say) answer a failed call with 200 and
+// its status in trailers, which a handler that has sent no message sets
+// before the headers go out: as a header (gRPC-Web), or as a trailer
+// declared with http.TrailerPrefix (gRPC).
+func (rw *responseWriter) callFailed() bool {
+	if rw.status >= 400 {
+		return true
+	}
+	h := rw.w.Header()
+	for _, v := range [][]string{h["Grpc-Status"], h[http.TrailerPrefix+"Grpc-Status"]} {
+		if len(v) > 0 && v[0] != "0" {
+			return true
+		}
+	}
+	return false
 }
 
 // refused returns the cookies to empty with a response that a back end
