@@ -30,13 +30,13 @@ import (
 // Server is a relay: a gRPC server that forwards every call to its
 // upstreams, holding the calls' SCONEs in its Store on the clients' behalf.
 type Server struct {
-	cfg      Config
-	grpc     *grpc.Server
-	conn     *grpc.ClientConn
-	kinds    *kinds
-	turns    hook.Turns[turnKey]
-	reg      *prometheus.Registry
-	m        *metrics
+	cfg   Config
+	grpc  *grpc.Server
+	conn  *grpc.ClientConn
+	kinds *kinds
+	turns hook.Turns[turnKey]
+	reg   *prometheus.Registry
+	m     *metrics
 }
 
 // New returns a relay for cfg, connected (lazily) to its upstreams.
