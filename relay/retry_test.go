@@ -103,7 +103,7 @@ func TestRelayRetriesLostCall(t *testing.T) {
 				if i == 20 {
 					t.Fatal("20 calls, none of them reached the dying upstream")
 				}
-				v, err := gw.AddItem(ctx, &pb.AddItemRequest{Isbn: dune, Quantity: 1})
+				v, err := gw.AddItem(ctx, &pb.AddItemRequest{Isbn: shop.Catalog[i%len(shop.Catalog)].Isbn, Quantity: 1})
 				switch {
 				case err == nil:
 					acked++
