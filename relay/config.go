@@ -111,7 +111,7 @@ type Config struct {
 	// relay (a refused or reset connection, a server gone mid-call, no
 	// upstream up), so nothing of it has gone to the client; a stream's
 	// messages are replayed from gRPC's buffer (256 KiB per call; a
-	// stream that sent more is not re-sent). Default:
+	// stream that sent more is not re-sent). 0 means
 	// DefaultRetryAttempts.
 	RetryAttempts int
 
@@ -119,7 +119,7 @@ type Config struct {
 	// call; each next one waits up to twice as long, at random (gRPC's
 	// retry backoff). The time a call spends waiting to be re-sent is
 	// bounded by RetryBackoff × (2^(RetryAttempts-1) - 1), and its
-	// deadline bounds the whole. Default: DefaultRetryBackoff.
+	// deadline bounds the whole. 0 means DefaultRetryBackoff.
 	RetryBackoff time.Duration
 
 	// Logger receives the relay's logs. Default: discarded.
