@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -18,28 +19,38 @@ import (
 )
 
 // dyingGateway serves the bookstore's gateway on 127.0.0.1 until its first
-// AddItem: that call is served in full (the cart tier has sealed its new
-// SCONE), then the server stops before replying, as a process killed
-// mid-call. died is closed when it has.
-func dyingGateway(t *testing.T, b shop.Backends) (addr string, died <-chan struct{}) {
+// call of method. A unary call is served in full (the cart tier has sealed
+// its new SCONE), then the server stops before replying, as a process
+// killed mid-call; a stream, before it sends anything. died is closed
+// when it has stopped.
+func dyingGateway(t *testing.T, b shop.Backends, method string) (addr string, died <-chan struct{}) {
 	t.Helper()
 	var (
 		srv  *grpc.Server
 		once sync.Once
 		done = make(chan struct{})
 	)
-	kill := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		if info.FullMethod != pb.Gateway_AddItem_FullMethodName {
+	die := func(ctx context.Context) error {
+		once.Do(func() { go func() { srv.Stop(); close(done) }() })
+		<-ctx.Done() // the reply never goes out
+		return ctx.Err()
+	}
+	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if info.FullMethod != method {
 			return h(ctx, req)
 		}
 		if _, err := h(ctx, req); err != nil {
 			return nil, err
 		}
-		once.Do(func() { go func() { srv.Stop(); close(done) }() })
-		<-ctx.Done() // the reply never goes out
-		return nil, ctx.Err()
+		return nil, die(ctx)
 	}
-	srv, err := shop.NewServer(shop.RoleGateway, newSealer(t, sharedRing), b, grpc.ChainUnaryInterceptor(kill))
+	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if info.FullMethod != method {
+			return h(srv, ss)
+		}
+		return die(ss.Context())
+	}
+	srv, err := shop.NewServer(shop.RoleGateway, newSealer(t, sharedRing), b, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +99,7 @@ func TestRelayRetriesLostCall(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer d.Close()
-			dying, died := dyingGateway(t, d.Backends())
+			dying, died := dyingGateway(t, d.Backends(), pb.Gateway_AddItem_FullMethodName)
 			live, err := shop.NewServer(shop.RoleGateway, newSealer(t, sharedRing), d.Backends())
 			if err != nil {
 				t.Fatal(err)
@@ -169,4 +180,61 @@ func copies(v *pb.CartView) uint64 {
 		n += uint64(l.Quantity)
 	}
 	return n
+}
+
+// TestRelayRetriesLostStream: a stream an upstream loses before sending
+// anything is re-sent to the other upstream, and the client reads the
+// whole stream once.
+func TestRelayRetriesLostStream(t *testing.T) {
+	d, err := shop.Deploy(newSealer(t, sharedRing), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	dying, died := dyingGateway(t, d.Backends(), pb.Gateway_ListItems_FullMethodName)
+	live, err := shop.NewServer(shop.RoleGateway, newSealer(t, sharedRing), d.Backends())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := relayConfig([]string{dying, serveGateway(t, live)}, nil)
+	cfg.RetryMethods = []string{"/bookstore.v1.Gateway/"}
+	r, addr := startRelay(t, cfg)
+	gw, ctx := plainGateway(t, addr, "alice")
+	for _, isbn := range []string{dune, neuromancer} {
+		if _, err := gw.AddItem(ctx, &pb.AddItemRequest{Isbn: isbn, Quantity: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; ; i++ {
+		if i == 20 {
+			t.Fatal("20 streams, none of them reached the dying upstream")
+		}
+		stream, err := gw.ListItems(ctx, &pb.GetCartRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines int
+		for {
+			_, err := stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("stream %d, after %d lines: %v", i+1, lines, err)
+			}
+			lines++
+		}
+		if lines != 2 {
+			t.Fatalf("stream %d: %d lines, want 2", i+1, lines)
+		}
+		select {
+		case <-died:
+		default:
+			continue
+		}
+		break
+	}
+	if n := retriesOf(t, r, "answered"); n != 1 {
+		t.Errorf("%v re-sends answered, want 1", n)
+	}
 }
