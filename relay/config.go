@@ -87,9 +87,53 @@ type Config struct {
 	// Default: DefaultMaxClockSkew.
 	MaxClockSkew time.Duration
 
+	// RetryMethods names the methods, besides those the proto declares
+	// idempotent or free of side effects, that the relay re-sends to another
+	// upstream when one fails before answering: "/pkg.Service/" for every
+	// method of a service, "/pkg.Service/Method" for one.
+	//
+	// Re-sending a call that changes state is safe for the state its
+	// servers keep in SCONEs, which is why a relay may do what a proxy
+	// that holds no SCONEs may not: the re-sent call carries the SCONEs the
+	// lost attempt carried, and the SCONEs the lost attempt sealed reached
+	// no holder, so its change is as if never made and the re-sent call
+	// makes it once. Effects outside SCONEs are not covered: a method that
+	// sends an e-mail, or writes to a database, may do so once per attempt;
+	// list it only if the application makes those effects idempotent. See
+	// docs/modes.md.
+	RetryMethods []string
+
+	// RetryAttempts is the most attempts a call of a retried method gets,
+	// the first included: 2 to 5 (the limit of gRPC's retry policy, which
+	// the relay uses towards its upstreams). 1 turns re-sending off, for
+	// declared idempotent methods too. An attempt is re-sent only if it
+	// failed Unavailable before any reply header or message reached the
+	// relay (a refused or reset connection, a server gone mid-call, no
+	// upstream up), so nothing of it has gone to the client; a stream's
+	// messages are replayed from gRPC's buffer (256 KiB per call; a
+	// stream that sent more is not re-sent). 0 means
+	// DefaultRetryAttempts.
+	RetryAttempts int
+
+	// RetryBackoff is the longest wait before the first re-send of a
+	// call; each next one waits up to twice as long, at random (gRPC's
+	// retry backoff). The time a call spends waiting to be re-sent is
+	// bounded by RetryBackoff × (2^(RetryAttempts-1) - 1), and its
+	// deadline bounds the whole. 0 means DefaultRetryBackoff.
+	RetryBackoff time.Duration
+
 	// Logger receives the relay's logs. Default: discarded.
 	Logger *slog.Logger
 }
+
+// DefaultRetryAttempts is the default of Config.RetryAttempts: the first
+// attempt and up to three re-sends, enough to pass over two dead upstreams.
+const DefaultRetryAttempts = 4
+
+// DefaultRetryBackoff is the default of Config.RetryBackoff: the three
+// re-sends of a call wait 350 ms at most in all, short enough for a client's
+// deadline, long enough for the relay to see that an upstream is down.
+const DefaultRetryBackoff = 50 * time.Millisecond
 
 // DefaultMaxClockSkew is the default of every holder's MaxClockSkew
 // (Config, MemoryConfig, JetStreamConfig, and circulate's Config): clocks
@@ -101,9 +145,11 @@ const DefaultMaxClockSkew = time.Minute
 // to be given.
 func DefaultConfig() Config {
 	return Config{
-		MaxSize:      scone.DefaultMaxSize,
-		Now:          time.Now,
-		MaxClockSkew: DefaultMaxClockSkew,
+		MaxSize:       scone.DefaultMaxSize,
+		Now:           time.Now,
+		MaxClockSkew:  DefaultMaxClockSkew,
+		RetryAttempts: DefaultRetryAttempts,
+		RetryBackoff:  DefaultRetryBackoff,
 	}
 }
 
@@ -140,6 +186,23 @@ func (c *Config) validate() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	for _, m := range c.RetryMethods {
+		if !validRetryPattern(m) {
+			return fmt.Errorf("relay: retry method %q: want /pkg.Service/ or /pkg.Service/Method", m)
+		}
+	}
+	if c.RetryAttempts == 0 {
+		c.RetryAttempts = DefaultRetryAttempts
+	}
+	if c.RetryAttempts < 1 || c.RetryAttempts > maxRetryAttempts {
+		return fmt.Errorf("relay: retry attempts %d: want 1 to %d", c.RetryAttempts, maxRetryAttempts)
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.RetryBackoff < time.Millisecond {
+		return fmt.Errorf("relay: retry backoff %v: want 1ms or more", c.RetryBackoff)
 	}
 	if c.Store == nil {
 		mc := DefaultMemoryConfig()

@@ -19,6 +19,14 @@
 // SCONE until its expiry plus that tolerance, and a relay whose clock runs
 // ahead of the servers' by less does not lose a client's state.
 //
+// A call an upstream loses before answering (a refused or reset connection,
+// a server gone mid-call) is re-sent with the same SCONEs to another
+// upstream, within Config.RetryAttempts, for the methods the proto declares
+// idempotent or free of side effects and those Config.RetryMethods names.
+// That is safe for the state kept in SCONEs, whatever the method does with
+// it: the lost attempt's new SCONEs reached no holder. Effects outside
+// SCONEs are the application's.
+//
 // See docs/modes.md for what the mode promises, and cmd/scone's "relay"
 // command for the daemon.
 package relay

@@ -159,7 +159,11 @@ func FuzzMethodKinds(f *testing.F) {
 			md := sd.Methods().Get(i)
 			want := kindStream
 			if !md.IsStreamingClient() && !md.IsStreamingServer() {
-				want = kindUnary
+				want |= kindUnary
+			}
+			switch md.Options().(*descriptorpb.MethodOptions).GetIdempotencyLevel() {
+			case descriptorpb.MethodOptions_NO_SIDE_EFFECTS, descriptorpb.MethodOptions_IDEMPOTENT:
+				want |= kindIdempotent
 			}
 			if k, ok := got[string(md.Name())]; !ok || k != want {
 				t.Fatalf("%s: learnt %v (%v), want %v", md.FullName(), k, ok, want)

@@ -23,13 +23,25 @@ import (
 // the wire a unary call and a stream look alike, so the relay asks the
 // upstreams' gRPC reflection service, once per service, which methods are
 // unary. A method it cannot learn about uses metadata, which works for all.
+// The same reply says which methods the proto declares free of side effects
+// or idempotent (MethodOptions.idempotency_level): the relay re-sends those
+// to another upstream when one fails before answering (see Config.RetryMethods).
 
+// kind is what the relay knows of a method: a set of flags.
 type kind uint8
 
 const (
-	kindStream kind = iota // streaming, or not known: metadata
-	kindUnary              // unary: the body
+	kindStream     kind = 0      // streaming, or not known: metadata
+	kindUnary      kind = 1 << 0 // unary: the body
+	kindIdempotent kind = 1 << 1 // declared NO_SIDE_EFFECTS or IDEMPOTENT: retried
 )
+
+// unary reports whether the method is known to be unary.
+func (k kind) unary() bool { return k&kindUnary != 0 }
+
+// idempotent reports whether the proto declares the method idempotent or
+// free of side effects.
+func (k kind) idempotent() bool { return k&kindIdempotent != 0 }
 
 // kinds caches the kind of each method, learnt by reflection.
 type kinds struct {
@@ -167,10 +179,15 @@ func methodKinds(resp *rpb.ServerReflectionResponse, service string) (map[string
 		if _, dup := out[name]; dup {
 			return nil, fmt.Errorf("reflection reply: method %s of %s defined twice", name, service)
 		}
-		out[name] = kindStream
+		var kd kind
 		if !md.GetClientStreaming() && !md.GetServerStreaming() {
-			out[name] = kindUnary
+			kd |= kindUnary
 		}
+		switch md.GetOptions().GetIdempotencyLevel() {
+		case descriptorpb.MethodOptions_NO_SIDE_EFFECTS, descriptorpb.MethodOptions_IDEMPOTENT:
+			kd |= kindIdempotent
+		}
+		out[name] = kd
 	}
 	return out, nil
 }

@@ -58,6 +58,19 @@ func TestMethodKinds(t *testing.T) {
 		}
 		return fileOf(&descriptorpb.FileDescriptorProto{Name: proto.String("shelf.proto"), Package: proto.String("x"), Service: []*descriptorpb.ServiceDescriptorProto{sd}})
 	}
+	levels := func() []byte {
+		sd := &descriptorpb.ServiceDescriptorProto{Name: proto.String("Shelf")}
+		for name, l := range map[string]descriptorpb.MethodOptions_IdempotencyLevel{
+			"Get": descriptorpb.MethodOptions_NO_SIDE_EFFECTS, "Put": descriptorpb.MethodOptions_IDEMPOTENT,
+			"Add": descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN,
+		} {
+			sd.Method = append(sd.Method, &descriptorpb.MethodDescriptorProto{Name: proto.String(name), InputType: proto.String(".x.M"), OutputType: proto.String(".x.M"),
+				Options: &descriptorpb.MethodOptions{IdempotencyLevel: l.Enum()}})
+		}
+		sd.Method = append(sd.Method, &descriptorpb.MethodDescriptorProto{Name: proto.String("Watch"), InputType: proto.String(".x.M"), OutputType: proto.String(".x.M"),
+			ServerStreaming: proto.Bool(true), Options: &descriptorpb.MethodOptions{IdempotencyLevel: descriptorpb.MethodOptions_NO_SIDE_EFFECTS.Enum()}})
+		return fileOf(&descriptorpb.FileDescriptorProto{Name: proto.String("shelf.proto"), Package: proto.String("x"), Service: []*descriptorpb.ServiceDescriptorProto{sd}})
+	}
 	many := make([]string, maxMethods+1)
 	for i := range many {
 		many[i] = "M" + strconv.Itoa(i)
@@ -97,6 +110,9 @@ func TestMethodKinds(t *testing.T) {
 		{"an invalid package", withFiles(fileOf(&descriptorpb.FileDescriptorProto{Name: proto.String("p.proto"), Package: proto.String("x..y")})),
 			"bookstore.v1.Gateway", nil},
 		{"a service without methods", withFiles(withMethods()), "x.Shelf", map[string]kind{}},
+		{"idempotency levels", withFiles(levels()), "x.Shelf", map[string]kind{
+			"Get": kindUnary | kindIdempotent, "Put": kindUnary | kindIdempotent, "Add": kindUnary, "Watch": kindIdempotent,
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := methodKinds(tc.resp, tc.service)

@@ -15,6 +15,7 @@ type metrics struct {
 	refused     *prometheus.CounterVec
 	carried     *prometheus.CounterVec
 	storeTime   *prometheus.HistogramVec
+	retries     *prometheus.CounterVec
 }
 
 // expiryCounter is a Store that counts the SCONEs it found expired.
@@ -59,8 +60,12 @@ func newMetrics(reg prometheus.Registerer, store Store) *metrics {
 			Help:    "Time spent in the store, by operation.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10),
 		}, []string{"op"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scone_relay_retries_total",
+			Help: "Calls re-sent to another upstream after one failed before answering (Config.RetryMethods), by outcome of the re-send: answered, or failed before answering too.",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.requests, m.stored, m.dropped, m.attached, m.lookups, m.passthrough, m.refused, m.carried, m.storeTime)
+	reg.MustRegister(m.requests, m.stored, m.dropped, m.attached, m.lookups, m.passthrough, m.refused, m.carried, m.storeTime, m.retries)
 	if ec, ok := store.(expiryCounter); ok {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "scone_relay_scones_expired_total",

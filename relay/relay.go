@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,7 @@ type Server struct {
 	cfg   Config
 	grpc  *grpc.Server
 	conn  *grpc.ClientConn
+	retry *grpc.ClientConn // for the calls that may be re-sent; nil if none may
 	kinds *kinds
 	turns hook.Turns[turnKey]
 	reg   *prometheus.Registry
@@ -69,11 +71,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Dial != nil {
 		dopts = append(dopts, grpc.WithContextDialer(cfg.Dial))
 	}
-	conn, err := grpc.NewClient(r.Scheme()+":///upstreams", dopts...)
+	conn, err := grpc.NewClient(r.Scheme()+":///upstreams", append(dopts, grpc.WithDisableRetry())...)
 	if err != nil {
 		return nil, err
 	}
 	s.conn = conn
+	if cfg.RetryAttempts > 1 {
+		s.retry, err = grpc.NewClient(r.Scheme()+":///upstreams", append(dopts,
+			grpc.WithDefaultServiceConfig(retryServiceConfig(cfg.RetryAttempts, cfg.RetryBackoff)),
+			grpc.WithStatsHandler(attemptCounter{}))...)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
 	s.kinds = newKinds(conn)
 	opts := []grpc.ServerOption{grpc.UnknownServiceHandler(s.relay), grpc.ForceServerCodecV2(rawCodec{})}
 	if cfg.TLS != nil {
@@ -89,13 +100,20 @@ func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
 // Stop stops at once: open calls fail. The store is not closed.
 func (s *Server) Stop() {
 	s.grpc.Stop()
-	s.conn.Close()
+	s.closeConns()
 }
 
 // GracefulStop waits for open calls to end, then stops.
 func (s *Server) GracefulStop() {
 	s.grpc.GracefulStop()
+	s.closeConns()
+}
+
+func (s *Server) closeConns() {
 	s.conn.Close()
+	if s.retry != nil {
+		s.retry.Close()
+	}
 }
 
 // Metrics returns the registry of the relay's Prometheus metrics.
@@ -113,7 +131,7 @@ func (s *Server) relay(_ any, ss grpc.ServerStream) error {
 	return err
 }
 
-func (s *Server) relayCall(ss grpc.ServerStream) error {
+func (s *Server) relayCall(ss grpc.ServerStream) (err error) {
 	ctx := ss.Context()
 	method, ok := grpc.MethodFromServerStream(ss)
 	if !ok {
@@ -129,7 +147,8 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 		return s.refuse(err)
 	}
 	_, clientHooked := md[grpcframe.MetadataKey]
-	unary := s.kinds.of(method) == kindUnary
+	kd := s.kinds.of(method)
+	unary := kd.unary()
 
 	// A unary call's one request message comes first: a client that runs
 	// the hook may carry its own SCONEs in it, and then holds them itself.
@@ -180,7 +199,16 @@ func (s *Server) relayCall(ss grpc.ServerStream) error {
 	}
 	cctx, cancel := context.WithCancel(metadata.NewOutgoingContext(ctx, out))
 	defer cancel()
-	cs, err := s.conn.NewStream(cctx, streamDesc, method)
+	conn := s.conn
+	if s.retry != nil && retries(method, kd, s.cfg.RetryMethods) {
+		// The same SCONEs go with every attempt: gRPC re-sends the
+		// messages and metadata of this one stream.
+		conn = s.retry
+		var attempts *atomic.Int32
+		cctx, attempts = withAttempts(cctx)
+		defer func() { s.m.countRetries(attempts.Load(), status.Code(err)) }()
+	}
+	cs, err := conn.NewStream(cctx, streamDesc, method)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,15 @@ and sets the key itself. A relay with neither --client-ca nor
 and any of them can die without losing state. With --circulate
 (--store=circulate), no relay keeps them: relays joined by --seeds pass each
 client's SCONEs from one to another (--copies of them at any time) and find
-them by asking each other.`
+them by asking each other.
+
+When an upstream fails before answering (connection refused or reset, the
+server gone mid-call), the relay re-sends the call with the same SCONEs to
+another upstream, up to --retry-attempts in all, for the methods the proto
+declares idempotent or free of side effects and those --retry names. Safe
+for the state kept in SCONEs (the lost attempt's new SCONEs reached no
+holder); effects outside SCONEs, such as an e-mail sent, are the
+application's to make idempotent.`
 
 func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	f := cli.NewFlags("scone", "relay", stdout)
@@ -68,6 +76,9 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	tlsCert := f.String("tls-cert", "", "serve TLS with this certificate (PEM); with --tls-key")
 	tlsKey := f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	clientCA := f.String("client-ca", "", "require client certificates signed by these CAs (PEM): they name the clients")
+	retry := f.String("retry", "", "comma-separated services (/pkg.Service/) and methods (/pkg.Service/Method) to re-send when an upstream fails before answering, besides those the proto declares idempotent; only for methods whose effects live in SCONEs or are idempotent")
+	retryAttempts := f.Int("retry-attempts", relay.DefaultRetryAttempts, "attempts at most of a call re-sent after an upstream failed before answering, the first included (1 to 5; 1: never re-send)")
+	retryBackoff := f.Duration("retry-backoff", relay.DefaultRetryBackoff, "longest wait before a call's first re-send; each next one waits up to twice as long")
 	admin := f.String("admin", "127.0.0.1:9400", "address of /metrics and /healthz")
 	logger := f.LogFlags(os.Stderr)
 	if err := f.Parse(args); err != nil {
@@ -95,6 +106,10 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("--upstream is required")
 	}
 	cfg.Upstreams = strings.Split(*upstreams, ",")
+	if *retry != "" {
+		cfg.RetryMethods = strings.Split(*retry, ",")
+	}
+	cfg.RetryAttempts, cfg.RetryBackoff = *retryAttempts, *retryBackoff
 	if *circ {
 		*storeKind = "circulate"
 	}
