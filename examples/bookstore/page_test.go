@@ -80,7 +80,7 @@ func TestShopPage(t *testing.T) {
 	// page reads what the shopper sees.
 	type page struct {
 		Notice, Error, Cart, Summary string
-		NoticeShown, ErrorShown     bool
+		NoticeShown, ErrorShown      bool
 	}
 	read := func() page {
 		t.Helper()
@@ -110,11 +110,11 @@ func TestShopPage(t *testing.T) {
 		}
 	}
 	const (
-		addFirst        = `#books tr:nth-child(1) button`
-		addSecond = `#books tr:nth-child(2) button`
-		cartLines      = `document.querySelectorAll("#cart button").length`
-		errorText      = `document.getElementById("error").textContent`
-		noticeText     = `document.getElementById("notice").textContent`
+		addFirst   = `#books tr:nth-child(1) button`
+		addSecond  = `#books tr:nth-child(2) button`
+		cartLines  = `document.querySelectorAll("#cart button").length`
+		errorText  = `document.getElementById("error").textContent`
+		noticeText = `document.getElementById("notice").textContent`
 	)
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(base), chromedp.WaitVisible(chromedp.CSS(addFirst))); err != nil {
