@@ -69,7 +69,10 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 		fmt.Fprintln(out, "session's final state. The last line reads")
 		fmt.Fprintln(out, "  verified: sessions=N calls=M restarts=K lost=L")
 		fmt.Fprintln(out, "where lost counts replies and final states that disagree with the model; the")
-		fmt.Fprintln(out, "exit status is non-zero unless lost=0.")
+		fmt.Fprintln(out, "exit status is non-zero unless lost=0. A line before it splits the calls into")
+		fmt.Fprintln(out, "parts that add up: acknowledged, refused as the model predicted, failed in")
+		fmt.Fprintln(out, "flight, cut short when shopping stopped, and the reads of the cart that checked")
+		fmt.Fprintln(out, "the outcomes of those and every session's final state.")
 		fmt.Fprintln(out)
 		fs.PrintDefaults()
 	}

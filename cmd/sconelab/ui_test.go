@@ -125,6 +125,16 @@ func TestWebView(t *testing.T) {
 		}
 		return n
 	}
+	// The numbers are labelled, and the SCONEs column explained.
+	if sum := text("#summary"); !regexp.MustCompile(`; running for \d+ s$`).MatchString(sum) {
+		t.Errorf("the summary %q does not say how long the demo has run", sum)
+	}
+	if v := text("#versions"); !strings.Contains(v, "how many times this session's state was sealed; it only grows") {
+		t.Errorf("the page explains versions as %q", v)
+	}
+	if e := text("#ended"); !strings.Contains(e, "checkout ends the cart's and inventory's sessions") {
+		t.Errorf("the page explains ended sessions as %q", e)
+	}
 	before, perBefore := calls(), sessionCalls()
 	// The page re-renders twice a second: click through the DOM of the
 	// moment rather than a node that may be replaced.
