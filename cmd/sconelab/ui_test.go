@@ -53,7 +53,8 @@ func chromium(t *testing.T) string {
 }
 
 // TestWebView drives the demo's web view in headless Chromium: it loads the
-// page, finds the topology, clicks "kill" on a cart server, sees it down,
+// page, checks that its numbers are labelled and its SCONEs column
+// explained, finds the topology, clicks "kill" on a cart server, sees it down,
 // and sees the sessions carry on with nothing lost. It saves a screenshot
 // (webview.png in the test's artifact directory; -update-screenshot also
 // writes docs/webview.png).
