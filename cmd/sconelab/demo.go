@@ -69,7 +69,10 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 		fmt.Fprintln(out, "session's final state. The last line reads")
 		fmt.Fprintln(out, "  verified: sessions=N calls=M restarts=K lost=L")
 		fmt.Fprintln(out, "where lost counts replies and final states that disagree with the model; the")
-		fmt.Fprintln(out, "exit status is non-zero unless lost=0.")
+		fmt.Fprintln(out, "exit status is non-zero unless lost=0. A line before it splits the calls into")
+		fmt.Fprintln(out, "parts that add up: acknowledged, refused as the model predicted, failed in")
+		fmt.Fprintln(out, "flight, cut short when shopping stopped, and the reads of the cart that checked")
+		fmt.Fprintln(out, "the outcomes of those and every session's final state.")
 		fmt.Fprintln(out)
 		fs.PrintDefaults()
 	}
@@ -122,6 +125,11 @@ type demo struct {
 	out   io.Writer
 	start time.Time
 	mu    sync.Mutex // serialises output
+	// events orders the narration with what it tells: a kill or restart
+	// and its line happen under it, and so do the ticker's reading of who
+	// is up and its lines, so no line shows a replica down before the line
+	// that kills it.
+	events sync.Mutex
 
 	dep      *shop.Deployment // --mode=client and relay
 	relays   *relayTier       // --mode=relay and circulate
@@ -401,6 +409,9 @@ func (d *demo) nemesis(ctx context.Context) {
 		if d.relays != nil && d.kills.Load()%2 == 0 {
 			g = d.groups[len(d.groups)-1] // every other kill is a relay's
 		}
+		if ctx.Err() != nil {
+			return // the tick and the end came together
+		}
 		v := g[r.IntN(len(g))]
 		up := 0
 		for _, x := range g {
@@ -411,6 +422,7 @@ func (d *demo) nemesis(ctx context.Context) {
 		if !v.up() || up < 2 || d.cluster != nil && !d.cluster.settled() || d.relays != nil && !d.relays.settled() {
 			continue // a cluster, or circulation, loses one member at a time, once repaired
 		}
+		d.events.Lock()
 		v.kill()
 		d.kills.Add(1)
 		circulating := d.relays != nil && d.relays.copies > 0 && strings.HasPrefix(v.name, "relay-")
@@ -421,7 +433,10 @@ func (d *demo) nemesis(ctx context.Context) {
 		} else {
 			d.narrate("kill %s: its connections drop and calls in flight through it fail; it held no session state", v.name)
 		}
+		d.events.Unlock()
 		time.AfterFunc(d.cfg.killEvery/2, func() {
+			d.events.Lock()
+			defer d.events.Unlock()
 			if ctx.Err() != nil {
 				return // the final check restarts it
 			}
@@ -449,6 +464,7 @@ func (d *demo) ticker(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		d.events.Lock()
 		var calls, scones, bytes int64
 		for _, s := range d.sessions {
 			calls += s.calls.Load()
@@ -484,17 +500,21 @@ func (d *demo) ticker(ctx context.Context) {
 			n, c := d.relays.held(ctx)
 			d.narrate("state: %d sessions' SCONEs in circulation, %d copies on the relays; 0 bytes in the clients and servers", n, c)
 		case d.relays != nil:
-			n, b := d.relays.held(ctx)
+			// Not ctx: the line at the end of shopping reads the bucket too.
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			n, b := d.relays.held(hctx)
+			cancel()
 			d.narrate("state: %d sessions' SCONEs (%.1f KiB) in the relays' JetStream bucket; 0 bytes in the clients and servers", n, float64(b)/1024)
 		default:
 			d.narrate("state: %d SCONEs (%.1f KiB) held by %d clients; 0 bytes in the servers", scones, float64(bytes)/1024, len(d.sessions))
 		}
+		d.events.Unlock()
 		lastCalls = calls
 	}
 }
 
 func (d *demo) summary() error {
-	var calls, ok, refused, aborted, unknown, applied, lost int64
+	var calls, ok, refused, aborted, unknown, cut, wrong, reads, applied, lost int64
 	var problems []string
 	for _, s := range d.sessions {
 		calls += s.calls.Load()
@@ -502,6 +522,9 @@ func (d *demo) summary() error {
 		refused += s.refused
 		aborted += s.aborted
 		unknown += s.unknown
+		cut += s.cut
+		wrong += s.wrong
+		reads += s.reads
 		applied += s.applied
 		lost += int64(len(s.problems))
 		for _, p := range s.problems {
@@ -515,12 +538,34 @@ func (d *demo) summary() error {
 		}
 		d.say("LOST %s", p)
 	}
-	d.say("%d calls: %d acknowledged, %d refused by the shop's rules as the model predicted", calls, ok, refused)
+	// Every call is in exactly one of these parts, so they add up to
+	// calls; the parts that are zero are left out.
+	parts := []string{fmt.Sprintf("%d acknowledged", ok), fmt.Sprintf("%d refused by the shop's rules as the model predicted", refused)}
+	for _, p := range []struct {
+		n    int64
+		what string
+	}{
+		{aborted, "failed with Aborted"},
+		{unknown, "failed in flight"},
+		{cut, "cut short when shopping stopped"},
+		{wrong, "answered against the model"},
+		{reads, "reads of the cart that checked outcomes and final states"},
+	} {
+		if p.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.what))
+		}
+	}
+	d.say("%d calls = %s", calls, strings.Join(parts, " + "))
 	if aborted > 0 {
 		d.say("%d calls failed with Aborted (a conflict: another request of the session changed its state first) and were not applied", aborted)
 	}
-	d.say("%d calls failed in flight (a replica or relay was killed); reading the cart after each showed %d had taken effect and %d had not",
-		unknown, applied, unknown-applied)
+	if unknown+cut > 0 {
+		d.say("%d calls failed in flight (a replica or relay was killed) and %d were cut short when shopping stopped; reading the cart after each showed %d had taken effect and %d had not",
+			unknown, cut, applied, unknown+cut-applied)
+	}
+	if reads > 0 {
+		d.say("%d reads of the cart: one after each call of unknown outcome, one final read per session, and retries while servers came back", reads)
+	}
 	d.say("%d kills, %d restarts; seed %d", d.kills.Load(), d.restarts.Load(), d.cfg.seed)
 	fmt.Fprintf(d.out, "verified: sessions=%d calls=%d restarts=%d lost=%d\n", len(d.sessions), calls, d.restarts.Load(), lost)
 	if lost > 0 {
@@ -538,11 +583,16 @@ type session struct {
 	model *cartModel
 	dict  *scone.Dict
 
+	// calls counts every call: the operations (ok + refused + aborted +
+	// unknown + cut + wrong) and the reads that check them (reads).
 	calls            atomic.Int64
 	ok, refused      int64
 	aborted          int64         // conflicts: failed with nothing kept
 	timeout          time.Duration // of each call (0: 5 s)
-	unknown, applied int64         // outcomes unknown, and of those, found applied
+	unknown, applied int64         // failed in flight (outcome unknown), and of all those of unknown outcome, found applied
+	cut              int64         // in flight when shopping stopped (outcome unknown too)
+	wrong            int64         // answered against the model (each is also a problem)
+	reads            int64         // reads of the cart that learn an unknown outcome or the final state, retries included
 	pending          *op           // a call whose outcome is not known yet
 	problems         []string      // what disagreed with the model (see problem)
 	lost             atomic.Int64  // len(problems), for readers on other goroutines
@@ -579,13 +629,15 @@ func (s *session) do(ctx context.Context, gw shopper, o op) {
 	defer cancel()
 	view, order, servedBy, err := gw.call(cctx, o)
 	s.calls.Add(1)
-	if err != nil && status.Code(err) != want && s.errs != nil {
-		s.errs.add(status.Code(err).String()) // not a refusal the model predicts
+	code := status.Code(err)
+	// stopped: the end of shopping cut the call short.
+	stopped := ctx.Err() != nil && (code == codes.DeadlineExceeded || code == codes.Canceled)
+	if err != nil && code != want && !stopped && s.errs != nil {
+		s.errs.add(code.String()) // not a refusal the model predicts
 	}
 	if s.tell != nil {
 		s.tell(o, servedBy, err)
 	}
-	code := status.Code(err)
 	switch {
 	case err == nil && want == codes.OK:
 		s.ok++
@@ -601,6 +653,7 @@ func (s *session) do(ctx context.Context, gw shopper, o op) {
 		}
 	case err == nil:
 		s.model.apply(o) // keep following the server, but report it
+		s.wrong++
 		s.problem(fmt.Sprintf("%s %s×%d succeeded, must fail with %v", o.kind, o.isbn, o.quantity, want))
 	case code == want:
 		s.refused++
@@ -613,10 +666,16 @@ func (s *session) do(ctx context.Context, gw shopper, o op) {
 		// A server, relay or connection died mid-call. With the client as
 		// holder the call had no effect (the client kept its SCONEs); with a
 		// relay, the relay may have stored the new state before the reply
-		// was lost. Either way the next read tells.
-		s.unknown++
+		// was lost. Either way the next read tells. The end of shopping
+		// cuts calls short the same way; those are counted apart.
+		if stopped {
+			s.cut++
+		} else {
+			s.unknown++
+		}
 		s.pending = &o
 	default:
+		s.wrong++
 		s.problem(fmt.Sprintf("%s %s×%d: unexpected %v", o.kind, o.isbn, o.quantity, err))
 	}
 }
@@ -655,6 +714,7 @@ func (s *session) read(ctx context.Context, gw shopper) (*pb.CartView, bool) {
 		v, _, _, err := gw.call(cctx, op{kind: opGet})
 		cancel()
 		s.calls.Add(1)
+		s.reads++
 		if err == nil {
 			return v, true
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -36,6 +37,58 @@ func TestDemo(t *testing.T) {
 			t.Errorf("the narration lacks %q", want)
 		}
 	}
+	checkTotals(t, text, m[1])
+	checkNarrationOrder(t, text)
+}
+
+// checkTotals checks that the demo's closing line "N calls = a … + b …"
+// names parts that add up to N, and that N is the verified line's calls.
+func checkTotals(t *testing.T, text, calls string) {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^\s*[\d.]+s  (\d+) calls = (.+)$`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no line of totals:\n%s", text)
+	}
+	if m[1] != calls {
+		t.Errorf("the totals count %s calls, the verified line %s", m[1], calls)
+	}
+	var sum int
+	for _, part := range strings.Split(m[2], " + ") {
+		n, err := strconv.Atoi(strings.Fields(part)[0])
+		if err != nil {
+			t.Fatalf("part %q of the totals: %v", part, err)
+		}
+		sum += n
+	}
+	if strconv.Itoa(sum) != m[1] {
+		t.Errorf("the parts add up to %d, not %s: %s", sum, m[1], m[0])
+	}
+}
+
+// checkNarrationOrder checks that no per-second line shows a replica down
+// unless a line before it killed it (and no restart came in between).
+func checkNarrationOrder(t *testing.T, text string) {
+	t.Helper()
+	down := map[string]bool{}
+	kill := regexp.MustCompile(`  kill ([\w-]+)`)
+	restart := regexp.MustCompile(`  restart ([\w-]+)`)
+	shown := regexp.MustCompile(`([\w-]+) \d+ \(down\)`)
+	for _, l := range strings.Split(text, "\n") {
+		if m := kill.FindStringSubmatch(l); m != nil {
+			down[m[1]] = true
+		}
+		if m := restart.FindStringSubmatch(l); m != nil {
+			down[m[1]] = false
+		}
+		if !strings.Contains(l, "calls/s; served:") {
+			continue
+		}
+		for _, m := range shown.FindAllStringSubmatch(l, -1) {
+			if !down[m[1]] {
+				t.Errorf("%q shows %s down before a line kills it", l, m[1])
+			}
+		}
+	}
 }
 
 // TestDemoHTTP runs the demo over the HTTP front.
@@ -43,9 +96,11 @@ func TestDemoHTTP(t *testing.T) {
 	var out bytes.Buffer
 	code := run([]string{"demo", "--transport=http", "--duration=3s", "--sessions=6", "--kill-every=400ms", "--seed=7", "--quiet"}, &out, &out)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if code != 0 || !regexp.MustCompile(`^verified: sessions=6 calls=\d+ restarts=\d+ lost=0$`).MatchString(lines[len(lines)-1]) {
+	m := regexp.MustCompile(`^verified: sessions=6 calls=(\d+) restarts=\d+ lost=0$`).FindStringSubmatch(lines[len(lines)-1])
+	if code != 0 || m == nil {
 		t.Fatalf("demo over HTTP exited %d:\n%s", code, out.String())
 	}
+	checkTotals(t, out.String(), m[1])
 }
 
 // TestDemoRelay runs the demo with relays and a JetStream store, relays
@@ -54,9 +109,12 @@ func TestDemoRelay(t *testing.T) {
 	var out bytes.Buffer
 	code := run([]string{"demo", "--mode=relay", "--duration=3s", "--sessions=6", "--kill-every=300ms", "--seed=3"}, &out, &out)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if code != 0 || !regexp.MustCompile(`^verified: sessions=6 calls=\d+ restarts=\d+ lost=0$`).MatchString(lines[len(lines)-1]) {
+	m := regexp.MustCompile(`^verified: sessions=6 calls=(\d+) restarts=\d+ lost=0$`).FindStringSubmatch(lines[len(lines)-1])
+	if code != 0 || m == nil {
 		t.Fatalf("demo with relays exited %d:\n%s", code, out.String())
 	}
+	checkTotals(t, out.String(), m[1])
+	checkNarrationOrder(t, out.String())
 	if !strings.Contains(out.String(), "JetStream bucket") {
 		t.Errorf("the narration does not say where the state is")
 	}

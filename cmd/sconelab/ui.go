@@ -82,6 +82,8 @@ func (v *webView) act(restart bool) http.HandlerFunc {
 				if m.name != name {
 					continue
 				}
+				v.d.events.Lock()
+				defer v.d.events.Unlock()
 				if restart {
 					switch err := m.restart(); {
 					case errors.Is(err, shop.ErrUp):

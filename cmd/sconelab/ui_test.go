@@ -53,7 +53,8 @@ func chromium(t *testing.T) string {
 }
 
 // TestWebView drives the demo's web view in headless Chromium: it loads the
-// page, finds the topology, clicks "kill" on a cart server, sees it down,
+// page, checks that its numbers are labelled and its SCONEs column
+// explained, finds the topology, clicks "kill" on a cart server, sees it down,
 // and sees the sessions carry on with nothing lost. It saves a screenshot
 // (webview.png in the test's artifact directory; -update-screenshot also
 // writes docs/webview.png).
@@ -124,6 +125,16 @@ func TestWebView(t *testing.T) {
 			t.Fatal(err)
 		}
 		return n
+	}
+	// The numbers are labelled, and the SCONEs column explained.
+	if sum := text("#summary"); !regexp.MustCompile(`; running for \d+ s$`).MatchString(sum) {
+		t.Errorf("the summary %q does not say how long the demo has run", sum)
+	}
+	if v := text("#versions"); !strings.Contains(v, "how many times this session's state was sealed; it only grows") {
+		t.Errorf("the page explains versions as %q", v)
+	}
+	if e := text("#ended"); !strings.Contains(e, "checkout ends the cart's and inventory's sessions") {
+		t.Errorf("the page explains ended sessions as %q", e)
 	}
 	before, perBefore := calls(), sessionCalls()
 	// The page re-renders twice a second: click through the DOM of the

@@ -47,6 +47,10 @@ function renderSessions(snap) {
   const clients = $("#clients .members");
   clients.replaceChildren(el("div", {class: "client"}, snap.clients ||
     (snap.sessions.length + " shopper sessions" + (snap.mode === "client" ? ", each holding its SCONEs" : ", with no SCONE code"))));
+  // The notes on versions and ended sessions explain the SCONEs column:
+  // shown when some session lists its SCONEs.
+  const listed = snap.sessions.some((s) => (s.scones || []).length > 0);
+  $("#versions").hidden = $("#ended").hidden = !listed;
   const body = $("#sessions tbody");
   body.replaceChildren();
   for (const s of snap.sessions) {
@@ -61,9 +65,15 @@ function renderSessions(snap) {
   }
 }
 
+// duration says how long seconds are: "12 s", "3 min 05 s".
+function duration(seconds) {
+  const s = Math.floor(seconds);
+  return s < 60 ? s + " s" : Math.floor(s / 60) + " min " + String(s % 60).padStart(2, "0") + " s";
+}
+
 function render(snap) {
   $("#summary").textContent = (snap.done ? "shopping over; " : "") + "mode " + snap.mode +
-    ": per-session state lives " + snap.where + "; " + snap.elapsed.toFixed(1) + " s";
+    ": per-session state lives " + snap.where + "; running for " + duration(snap.elapsed);
   $("#rate").textContent = Math.round(snap.rate);
   $("#calls").textContent = snap.calls;
   $("#lost").textContent = snap.lost;
