@@ -58,6 +58,7 @@ func (c *tcpCluster) start(tn *tcpNode) {
 	}
 	cfg := DefaultConfig()
 	cfg.Name, cfg.GossipAddr, cfg.PeerAddr, cfg.K = tn.name, tn.gossip, peerLis.Addr().String(), c.k
+	cfg.IdentityHeader = "scone-client"
 	for _, o := range c.nodes {
 		if o != tn && o.node != nil {
 			cfg.Seeds = append(cfg.Seeds, o.gossip)
