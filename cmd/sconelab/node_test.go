@@ -82,7 +82,8 @@ func TestNodeProcesses(t *testing.T) {
 	for i := range 4 {
 		p := &nodeProc{name: fmt.Sprintf("node-%d", i+1), listen: freePort(t), admin: freePort(t), gossip: freePort(t)}
 		args := []string{"node", "--name=" + p.name, "--listen=" + p.listen, "--peer-listen=127.0.0.1:0",
-			"--gossip=" + p.gossip, "--admin=" + p.admin, "--keys=" + keys, "--k=2", "--log-level=debug"}
+			"--gossip=" + p.gossip, "--admin=" + p.admin, "--keys=" + keys, "--k=2", "--log-level=debug",
+			"--identity-header=scone-client"} // sessions name themselves on 127.0.0.1
 		if i > 0 {
 			args = append(args, "--join="+procs[0].gossip)
 		}
