@@ -2,6 +2,7 @@ package circulate
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/scone-project/scone/internal/membership"
 	"github.com/scone-project/scone/relay"
 )
 
@@ -59,6 +61,26 @@ type Config struct {
 	Memberlist *memberlist.Config
 	// Dial, if set, connects to other relays' Circulation service.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// PeerTLS, if set, runs the Circulation service over mutual TLS: the
+	// relay presents its Certificates to the other relays and verifies
+	// theirs against RootCAs (ClientCAs, if set, for the relays calling
+	// it), both when it serves them and when it calls them. Give every
+	// relay a certificate of one CA kept for the group, valid for its
+	// PeerAddr and for client and server authentication. A process without
+	// one can neither read nor write a client's copy. nil: plaintext.
+	PeerTLS *tls.Config
+	// GossipKeys, if any, encrypt and authenticate the memberlist gossip
+	// (memberlist's keyring): the first key encrypts, every key decrypts;
+	// each is 16, 24 or 32 bytes, the same on every relay. A process
+	// without a key of the ring cannot join. Rotate them with
+	// Store.SetGossipKeys (see docs/security.md).
+	GossipKeys [][]byte
+	// InsecurePeers lets a relay whose gossip or peer address is not on
+	// loopback (127.0.0.0/8, ::1) start without PeerTLS and GossipKeys; New
+	// refuses it otherwise. Then anyone who reaches those addresses can
+	// join the group and read and write every client's SCONEs: set it only
+	// on a network no one else reaches. The relay logs a warning.
+	InsecurePeers bool
 	// Now is the clock expiry and dwell are read by (nil: time.Now). The
 	// Store reads it less MaxClockSkew, everywhere: the spans it measures
 	// (dwell, how long a copy has been held or a relay lost) are
@@ -118,6 +140,9 @@ func (c *Config) validate() error {
 	case c.MaxClockSkew < 0:
 		return fmt.Errorf("circulate: max clock skew %v is negative", c.MaxClockSkew)
 	}
+	if err := c.membership().Check(); err != nil {
+		return fmt.Errorf("circulate: %w", err)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -130,4 +155,16 @@ func (c *Config) validate() error {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return nil
+}
+
+// membership returns the configuration of the relay's membership (without
+// its hooks: OnChange, Metrics).
+func (c *Config) membership() membership.Config {
+	return membership.Config{
+		Name: c.Name, GossipAddr: c.GossipAddr, PeerAddr: c.PeerAddr, Seeds: c.Seeds,
+		Memberlist: c.Memberlist, RejoinInterval: c.RejoinInterval, RejoinTimeout: c.RejoinTimeout,
+		Lease: c.Lease, Timeout: c.Timeout, Dial: c.Dial, Now: c.Now,
+		PeerTLS: c.PeerTLS, GossipKeys: c.GossipKeys, InsecurePeers: c.InsecurePeers,
+		Logger: c.Logger, Role: "relay",
+	}
 }

@@ -7,7 +7,11 @@
 // A Store is a relay.Store; give it to a relay (relay.Config.Store). The
 // relays form a group with memberlist (through internal/membership, the
 // membership layer cluster nodes share), and each serves the others its
-// Circulation service (circulatepb).
+// Circulation service (circulatepb). The relays' own links are secured:
+// the Circulation service runs over mutual TLS with a CA of the group
+// (Config.PeerTLS), and gossip is encrypted with memberlist's keyring
+// (Config.GossipKeys); a relay whose gossip or peer address is not on
+// loopback refuses to start without both, unless Config.InsecurePeers.
 //
 // The decisions (when to hand a copy on and to whom, which answer of a
 // query wins, when a copy may be served alone, what a holder does with a

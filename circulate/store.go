@@ -61,18 +61,14 @@ func New(cfg Config) (*Store, error) {
 		stop:    make(chan struct{}),
 	}
 	s.m = newMetrics(s.reg, s.held)
-	s.peer = grpc.NewServer()
+	s.peer = grpc.NewServer(membership.ServerOptions(cfg.PeerTLS)...)
 	pb.RegisterCirculationServer(s.peer, peerServer{s: s})
 
 	s.rules = newRules(cfg)
-	g, err := membership.Start(membership.Config{
-		Name: cfg.Name, GossipAddr: cfg.GossipAddr, PeerAddr: cfg.PeerAddr, Seeds: cfg.Seeds,
-		Memberlist: cfg.Memberlist, RejoinInterval: cfg.RejoinInterval, RejoinTimeout: cfg.RejoinTimeout,
-		Lease: cfg.Lease, Timeout: cfg.Timeout, Dial: cfg.Dial, Now: cfg.Now,
-		OnChange: s.notifyChange,
-		Metrics:  membership.Metrics{Members: s.m.members, Rejoins: s.m.rejoins},
-		Logger:   cfg.Logger, Role: "relay",
-	}, newPeerConn)
+	mcfg := cfg.membership()
+	mcfg.OnChange = s.notifyChange
+	mcfg.Metrics = membership.Metrics{Members: s.m.members, Rejoins: s.m.rejoins}
+	g, err := membership.Start(mcfg, newPeerConn)
 	if err != nil {
 		return nil, fmt.Errorf("circulate: %w", err)
 	}
@@ -96,6 +92,19 @@ func (p peerConn) Close() error { return p.conn.Close() }
 // ServePeer serves the Circulation service (the other relays' queries,
 // hand-offs and writes) on lis until Close.
 func (s *Store) ServePeer(lis net.Listener) error { return s.peer.Serve(lis) }
+
+// SetGossipKeys replaces the gossip keys while the relay runs (see
+// Config.GossipKeys): keys[0] encrypts from now on, every key decrypts. It
+// fails if the relay started without gossip keys. To rotate without
+// cutting the group: give every relay the new key as a second key
+// (old, new); once all have it, make it first everywhere (new, old); once
+// all encrypt with it, remove the old one (new).
+func (s *Store) SetGossipKeys(keys [][]byte) error {
+	if err := s.members.SetGossipKeys(keys); err != nil {
+		return fmt.Errorf("circulate: %w", err)
+	}
+	return nil
+}
 
 // Metrics returns the registry of the store's Prometheus metrics.
 func (s *Store) Metrics() *prometheus.Registry { return s.reg }

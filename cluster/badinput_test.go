@@ -52,6 +52,7 @@ func TestBadInput(t *testing.T) {
 		}
 		cfg := DefaultConfig()
 		cfg.Name, cfg.GossipAddr, cfg.PeerAddr, cfg.K = name, "127.0.0.1:0", peerLis.Addr().String(), 2
+		cfg.IdentityHeader = "scone-client"
 		if i > 0 {
 			cfg.Seeds = []string{nodes[0].GossipAddr()}
 		}
@@ -99,7 +100,7 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	const held = "x,y,"
-	rec, ok := nodes[0].Describe(KeyOf("alice"))
+	rec, ok := nodes[0].Describe(headerKey("alice"))
 	if !ok || rec.RV == 0 {
 		t.Fatalf("alice's record: %+v %v", rec, ok)
 	}
@@ -141,7 +142,7 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("after %s, alice's state is %q, %v; want %q", cs.Name, got, err, held)
 		}
 		for _, n := range nodes {
-			if r, ok := n.Describe(KeyOf("alice")); !ok || r.RV != rec.RV {
+			if r, ok := n.Describe(headerKey("alice")); !ok || r.RV != rec.RV {
 				t.Fatalf("after %s, %s holds alice's record at %+v, was version %d", cs.Name, n.Name(), r, rec.RV)
 			}
 		}

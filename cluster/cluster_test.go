@@ -43,7 +43,7 @@ func TestClusterServesAnyNode(t *testing.T) {
 	}
 	c.verify(t, sessions)
 	// What a node says it holds (scone node's /debug/scone/).
-	key := KeyOf(sessions[0].client)
+	key := headerKey(sessions[0].client)
 	owners := Owners(key, c.live(), 2)
 	info, ok := c.node(owners[0]).node.Describe(key)
 	if !ok || info.RV != 5 || info.Copies != 2 || len(info.Owners) != 2 || len(info.SCONEs) != 1 ||
@@ -150,8 +150,8 @@ func TestClusterRepairRestoresK(t *testing.T) {
 			waitCopies(t, c, sessions, k)
 			c.eventually(5*time.Second, func() error {
 				for _, s := range sessions {
-					for _, o := range Owners(KeyOf(s.client), c.live(), k) {
-						if !c.node(o).node.Holds(KeyOf(s.client)) {
+					for _, o := range Owners(headerKey(s.client), c.live(), k) {
+						if !c.node(o).node.Holds(headerKey(s.client)) {
 							return fmt.Errorf("client %s: owner %s holds no copy", s.client, o)
 						}
 					}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/scone-project/scone/internal/membership"
+	"github.com/scone-project/scone/sconegrpc"
 )
 
 // Config configures a Node. Start from DefaultConfig.
@@ -34,10 +36,44 @@ type Config struct {
 	// at least one) succeed, with a "scone-copies" header in the reply
 	// saying how many; by default such a call fails (Unavailable).
 	Degrade bool
-	// IdentityKey is the metadata key naming the client when it has no
-	// verified TLS client certificate. A request with neither is served
-	// without state.
-	IdentityKey string
+	// Identity names the client of each call: the cluster keeps a client's
+	// SCONEs under this name, so it must be one the caller cannot claim
+	// falsely. A call it names no one ("") is served without state; an
+	// error refuses the call. Default:
+	// sconegrpc.CertIdentity(sconegrpc.CertURI), the SPIFFE ID of a client
+	// certificate that TLS verified (serve the clients with
+	// tls.RequireAndVerifyClientCert), which stays the same when the
+	// certificate is renewed. Give your own function to verify your own
+	// credentials, for example a bearer token checked by your auth library.
+	Identity sconegrpc.Identity
+	// IdentityHeader, if set, names clients by this metadata key instead of
+	// Identity (sconegrpc.HeaderIdentity). It authenticates nothing: any
+	// caller that reaches the node can name any client and read and change
+	// that client's state. Set it only behind a proxy that authenticates
+	// every caller and sets the key itself, on a network only that proxy
+	// reaches (or in tests on loopback).
+	IdentityHeader string
+	// PeerTLS, if set, runs the Peer service over mutual TLS: the node
+	// presents its Certificates to the other nodes and verifies theirs
+	// against RootCAs (ClientCAs, if set, for the nodes calling it), both
+	// when it serves them and when it calls them. Give every node a
+	// certificate of one CA kept for the cluster, valid for the address
+	// the others reach it at (PeerAddr) and for client and server
+	// authentication. A process without one can neither read nor write a
+	// record. nil: plaintext.
+	PeerTLS *tls.Config
+	// GossipKeys, if any, encrypt and authenticate the memberlist gossip
+	// (memberlist's keyring): the first key encrypts, every key decrypts;
+	// each is 16, 24 or 32 bytes (AES-128, -192 or -256), the same on every
+	// node. A process without a key of the ring cannot join. Rotate them
+	// with Node.SetGossipKeys (see docs/security.md).
+	GossipKeys [][]byte
+	// InsecurePeers lets a node whose gossip or peer address is not on
+	// loopback (127.0.0.0/8, ::1) start without PeerTLS and GossipKeys;
+	// New refuses it otherwise. Then anyone who reaches those addresses can
+	// join the cluster and read and write every client's state: set it only
+	// on a network no one else reaches. The node logs a warning.
+	InsecurePeers bool
 	// Timeout bounds each call to another node.
 	Timeout time.Duration
 	// Lease is how recently the other owners of a record must have agreed
@@ -73,7 +109,6 @@ func DefaultConfig() Config {
 	return Config{
 		GossipAddr:     "127.0.0.1:7946",
 		K:              2,
-		IdentityKey:    "scone-client",
 		Timeout:        time.Second,
 		Lease:          150 * time.Millisecond,
 		RepairInterval: 10 * time.Second,
@@ -102,12 +137,19 @@ func (c *Config) validate() error {
 		return errors.New("cluster: the node needs a peer address")
 	case c.K < 1:
 		return fmt.Errorf("cluster: k must be at least 1, not %d", c.K)
-	case c.IdentityKey == "":
-		return errors.New("cluster: empty identity key")
 	case c.Timeout <= 0:
 		return errors.New("cluster: the peer timeout must be positive")
 	case c.Lease < 0:
 		return errors.New("cluster: the lease must not be negative")
+	}
+	if err := c.membership().Check(); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	switch {
+	case c.IdentityHeader != "":
+		c.Identity = sconegrpc.HeaderIdentity(c.IdentityHeader)
+	case c.Identity == nil:
+		c.Identity = sconegrpc.CertIdentity(sconegrpc.CertURI)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -125,6 +167,22 @@ func (c *Config) validate() error {
 		c.RejoinTimeout = time.Hour
 	}
 	return nil
+}
+
+// membership returns the configuration of the node's membership (without
+// its hooks: OnChange, Metrics).
+func (c *Config) membership() membership.Config {
+	mc := c.Memberlist
+	if mc == nil {
+		mc = LANConfig()
+	}
+	return membership.Config{
+		Name: c.Name, GossipAddr: c.GossipAddr, PeerAddr: c.PeerAddr, Seeds: c.Seeds,
+		Memberlist: mc, RejoinInterval: c.RejoinInterval, RejoinTimeout: c.RejoinTimeout,
+		Lease: c.Lease, Timeout: c.Timeout, Dial: c.Dial, Now: c.Now,
+		PeerTLS: c.PeerTLS, GossipKeys: c.GossipKeys, InsecurePeers: c.InsecurePeers,
+		Logger: c.Logger, Role: "node",
+	}
 }
 
 // k returns how many copies a service's records need.

@@ -10,8 +10,17 @@
 // owners (the newest version wins), restores the state through
 // hook.Exchange, runs the handler unchanged, writes the new record to the k
 // owners, and replies once they all acknowledged. The client needs no SCONE
-// code: it is named by its TLS client certificate or the "scone-client"
-// header, as with a relay.
+// code: it is named by what it proves (Config.Identity; by default the URI
+// SAN of its verified TLS client certificate), as with a relay; a header
+// naming it (Config.IdentityHeader) is an explicit opt-in, safe only behind
+// an authenticating proxy.
+//
+// The nodes' own links are secured apart from the clients': the Peer
+// service runs over mutual TLS with a CA of the cluster (Config.PeerTLS),
+// and gossip is encrypted with memberlist's keyring (Config.GossipKeys).
+// A node whose gossip or peer address is not on loopback refuses to start
+// without both, unless Config.InsecurePeers. docs/security.md has the
+// rotation of gossip keys.
 //
 // Placement (Owners), the write rule (Accept) and repair planning
 // (PlanRepair) are plain functions, and so are the node's other decisions

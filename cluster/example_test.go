@@ -39,7 +39,9 @@ func (cart) Add(ctx context.Context, req *pb.CartChange) (*pb.CartContents, erro
 // The nodes of a cluster hold the clients' SCONEs: before a call returns,
 // the client's new state is on K nodes, so any node can serve the client's
 // next call, and up to K-1 of them can fail. The client is a plain gRPC
-// client, named by the "scone-client" header (or its TLS certificate).
+// client, named here by the "scone-client" header (Config.IdentityHeader,
+// safe only behind an authenticating proxy); by default, by its TLS client
+// certificate.
 //
 // Here node-0 serves a call of bob, whose state goes to node-0 and node-2,
 // and then fails. node-1, which never held bob's state, serves his next
@@ -64,6 +66,7 @@ func Example() {
 	for _, name := range []string{"node-0", "node-1", "node-2"} {
 		cfg := cluster.DefaultConfig()
 		cfg.Name, cfg.PeerAddr, cfg.Seeds, cfg.K = name, "peer-"+name, seeds, 2
+		cfg.IdentityHeader = "scone-client" // clients name themselves: only behind an authenticating proxy
 		cfg.Memberlist = cluster.LANConfig()
 		cfg.Memberlist.Transport, cfg.Dial = lan.Transport(name), lan.Dialer(name) // default: TCP and UDP
 

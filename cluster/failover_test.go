@@ -45,7 +45,7 @@ func TestClusterFailover(t *testing.T) {
 		}
 		var affected []string // the sessions the victim keeps a copy of
 		for _, cl := range clients {
-			if slices.Contains(survivors[0].node.owners(KeyOf(cl), 2), victim.name) {
+			if slices.Contains(survivors[0].node.owners(headerKey(cl), 2), victim.name) {
 				affected = append(affected, cl)
 			}
 		}

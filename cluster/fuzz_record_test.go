@@ -52,6 +52,7 @@ func FuzzServeRecord(f *testing.F) {
 
 	cfg := DefaultConfig()
 	cfg.Name, cfg.GossipAddr, cfg.PeerAddr, cfg.K = "fuzz", "127.0.0.1:0", "127.0.0.1:1", 1
+	cfg.IdentityHeader = "scone-client"
 	n, err := New(cfg)
 	if err != nil {
 		f.Fatal(err)
@@ -77,12 +78,12 @@ func FuzzServeRecord(f *testing.F) {
 		}
 		clients++
 		client := "c" + strconv.Itoa(clients)
-		key := KeyOf(client)
+		key := headerKey(client)
 		rec := fromPB(&r)
 		rec.Key = key
 		n.store.put(rec, 0, true)
 		defer func() { n.store.drop(key, n.store.get(key)) }()
-		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(cfg.IdentityKey, client))
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(cfg.IdentityHeader, client))
 		_, err := intercept(ctx, wrapperspb.String("x"), info, handler)
 		if err != nil {
 			if c := grpcframe.StatusCode(err); c == scone.CodeUnknown || c == scone.CodeInternal {

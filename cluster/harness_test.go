@@ -140,6 +140,7 @@ func (c *testCluster) start(name string) *testNode {
 	cfg := DefaultConfig()
 	cfg.Name = name
 	cfg.PeerAddr = "peer-" + name
+	cfg.IdentityHeader = "scone-client" // clients name themselves, as behind an authenticating proxy
 	cfg.Dial = c.net.Dialer(name)
 	cfg.Timeout = 500 * time.Millisecond
 	cfg.Memberlist = LANConfig()
@@ -368,7 +369,7 @@ func (c *testCluster) verify(t testing.TB, sessions []*session) {
 func (c *testCluster) copies(client string) int {
 	n := 0
 	for _, name := range c.live() {
-		if c.node(name).node.Holds(KeyOf(client)) {
+		if c.node(name).node.Holds(headerKey(client)) {
 			n++
 		}
 	}
@@ -378,5 +379,9 @@ func (c *testCluster) copies(client string) int {
 // ownerOf returns a live node that owns client's record, as the cluster
 // sees it now.
 func (c *testCluster) ownerOf(client string, k int) string {
-	return Owners(KeyOf(client), c.live(), k)[0]
+	return Owners(headerKey(client), c.live(), k)[0]
 }
+
+// headerKey is the record key of a client named by the scone-client
+// header.
+func headerKey(client string) string { return KeyOf("header:" + client) }

@@ -108,7 +108,10 @@ func (n *Node) serve(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metric
 // (a scone error, not yet a status).
 func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metrics, service, method string, run func(context.Context) error) (herr, err error) {
 	scope := sconegrpc.DefaultScope(method)
-	client := n.identity(ctx)
+	client, err := n.cfg.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if client == "" {
 		x, err := m.Begin(ctx, s, hook.Incoming{Expect: scone.Expect{Service: service}, Scope: scope, Plain: true})
 		if err != nil {
@@ -213,16 +216,4 @@ func (n *Node) read(ctx context.Context, key string, owners []string) (*Record, 
 		return rec, nil
 	}
 	return n.fetch(ctx, key, owners)
-}
-
-// identity names the client: its verified TLS certificate, or the value of
-// the identity metadata key.
-func (n *Node) identity(ctx context.Context) string {
-	if id := sconegrpc.PeerIdentity(ctx); id != "" {
-		return id
-	}
-	if v := metadata.ValueFromIncomingContext(ctx, n.cfg.IdentityKey); len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }

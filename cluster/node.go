@@ -54,23 +54,15 @@ func New(cfg Config) (*Node, error) {
 		stop:      make(chan struct{}),
 	}
 	n.m = newMetrics(n.reg, func() float64 { return float64(n.store.len()) })
-	n.peer = grpc.NewServer(grpc.MaxRecvMsgSize(maxBatchBytes))
+	n.peer = grpc.NewServer(append(membership.ServerOptions(cfg.PeerTLS), grpc.MaxRecvMsgSize(maxBatchBytes))...)
 	pb.RegisterPeerServer(n.peer, peerServer{n: n})
-	mc := cfg.Memberlist
-	if mc == nil {
-		mc = LANConfig()
+	mcfg := cfg.membership()
+	mcfg.DialOptions = []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxBatchBytes), grpc.MaxCallSendMsgSize(maxBatchBytes)),
 	}
-	g, err := membership.Start(membership.Config{
-		Name: cfg.Name, GossipAddr: cfg.GossipAddr, PeerAddr: cfg.PeerAddr, Seeds: cfg.Seeds,
-		Memberlist: mc, RejoinInterval: cfg.RejoinInterval, RejoinTimeout: cfg.RejoinTimeout,
-		Lease: cfg.Lease, Timeout: cfg.Timeout, Dial: cfg.Dial, Now: cfg.Now,
-		DialOptions: []grpc.DialOption{
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxBatchBytes), grpc.MaxCallSendMsgSize(maxBatchBytes)),
-		},
-		OnChange: n.triggerRepair,
-		Metrics:  membership.Metrics{Members: n.m.members, Lost: n.m.lost, Rejoins: n.m.rejoins},
-		Logger:   cfg.Logger, Role: "node",
-	}, func(c *grpc.ClientConn) *peerLink {
+	mcfg.OnChange = n.triggerRepair
+	mcfg.Metrics = membership.Metrics{Members: n.m.members, Lost: n.m.lost, Rejoins: n.m.rejoins}
+	g, err := membership.Start(mcfg, func(c *grpc.ClientConn) *peerLink {
 		return newLink(c, cfg.Timeout, cfg.Lease, func() uint64 { return n.members.View().Hash })
 	})
 	if err != nil {
@@ -85,6 +77,19 @@ func New(cfg Config) (*Node, error) {
 // ServePeer serves the Peer service (the other nodes' reads and writes) on
 // lis until Close.
 func (n *Node) ServePeer(lis net.Listener) error { return n.peer.Serve(lis) }
+
+// SetGossipKeys replaces the gossip keys while the node runs (see
+// Config.GossipKeys): keys[0] encrypts from now on, every key decrypts. It
+// fails if the node started without gossip keys. To rotate without
+// cutting the cluster: give every node the new key as a second key
+// (old, new); once all have it, make it first everywhere (new, old); once
+// all encrypt with it, remove the old one (new).
+func (n *Node) SetGossipKeys(keys [][]byte) error {
+	if err := n.members.SetGossipKeys(keys); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return nil
+}
 
 // Metrics returns the registry of the node's Prometheus metrics.
 func (n *Node) Metrics() *prometheus.Registry { return n.reg }

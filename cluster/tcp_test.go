@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"testing"
@@ -19,6 +20,10 @@ type tcpCluster struct {
 	k      int
 	sealer *scone.Sealer
 	nodes  []*tcpNode
+	// peerTLS, if set, gives each node its PeerTLS; gossipKeys are every
+	// node's GossipKeys.
+	peerTLS    func(name string) *tls.Config
+	gossipKeys [][]byte
 }
 
 // tcpNode is one node; kill and restart keep its name and addresses.
@@ -30,7 +35,12 @@ type tcpNode struct {
 }
 
 func newTCPCluster(tb testing.TB, n, k int) *tcpCluster {
-	c := &tcpCluster{tb: tb, k: k, sealer: testSealer(tb)}
+	return startTCPCluster(&tcpCluster{tb: tb, k: k, sealer: testSealer(tb)}, n)
+}
+
+// startTCPCluster starts the n nodes of c.
+func startTCPCluster(c *tcpCluster, n int) *tcpCluster {
+	tb := c.tb
 	tb.Cleanup(c.close)
 	for i := range n {
 		tn := &tcpNode{name: fmt.Sprintf("node-%d", i), gossip: "127.0.0.1:0", peer: "127.0.0.1:0", svc: "127.0.0.1:0"}
@@ -58,6 +68,11 @@ func (c *tcpCluster) start(tn *tcpNode) {
 	}
 	cfg := DefaultConfig()
 	cfg.Name, cfg.GossipAddr, cfg.PeerAddr, cfg.K = tn.name, tn.gossip, peerLis.Addr().String(), c.k
+	cfg.IdentityHeader = "scone-client"
+	cfg.GossipKeys = c.gossipKeys
+	if c.peerTLS != nil {
+		cfg.PeerTLS = c.peerTLS(tn.name)
+	}
 	for _, o := range c.nodes {
 		if o != tn && o.node != nil {
 			cfg.Seeds = append(cfg.Seeds, o.gossip)

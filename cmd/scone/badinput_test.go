@@ -111,7 +111,7 @@ func TestBadInputProcesses(t *testing.T) {
 		"--upstream="+shopD.Addrs(shop.RoleGateway)[0], "--identity-header=scone-client")
 	nodeAddr, nodeAdmin := freePort(t), freePort(t)
 	nodeP := startDaemon(t, bookstore, dir, "node", "node", "--name=n1", "--listen="+nodeAddr, "--admin="+nodeAdmin,
-		"--peer-listen=127.0.0.1:0", "--gossip="+freePort(t), "--keys="+keys, "--k=1")
+		"--peer-listen=127.0.0.1:0", "--gossip="+freePort(t), "--keys="+keys, "--k=1", "--identity-header=scone-client")
 	waitFor(t, "http://"+relayAdmin+"/healthz")
 	waitFor(t, "http://"+nodeAdmin+"/healthz")
 

@@ -22,7 +22,6 @@ import (
 	"github.com/scone-project/scone/internal/cli"
 	"github.com/scone-project/scone/internal/liveview"
 	"github.com/scone-project/scone/relay"
-	"github.com/scone-project/scone/sconegrpc"
 )
 
 const relaySummary = `Runs a relay: a gRPC proxy in front of servers that run the SCONE hook. It
@@ -41,7 +40,11 @@ and sets the key itself. A relay with neither --client-ca nor
 and any of them can die without losing state. With --circulate
 (--store=circulate), no relay keeps them: relays joined by --seeds pass each
 client's SCONEs from one to another (--copies of them at any time) and find
-them by asking each other.
+them by asking each other; their links are secured with --peer-cert,
+--peer-key and --peer-ca (mutual TLS, a CA for the group alone) and
+--gossip-key-file (memberlist encryption; SIGHUP reloads it), and on a
+--gossip or --peer-listen address other than loopback a relay refuses to
+start without them, unless --insecure-peers.
 
 When an upstream fails before answering (connection refused or reset, the
 server gone mid-call), the relay re-sends the call with the same SCONEs to
@@ -80,6 +83,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	retryAttempts := f.Int("retry-attempts", relay.DefaultRetryAttempts, "attempts at most of a call re-sent after an upstream failed before answering, the first included (1 to 5; 1: never re-send)")
 	retryBackoff := f.Duration("retry-backoff", relay.DefaultRetryBackoff, "longest wait before a call's first re-send; each next one waits up to twice as long")
 	admin := f.String("admin", "127.0.0.1:9400", "address of /metrics and /healthz")
+	peerFlags := f.PeerFlags("relays")
 	logger := f.LogFlags(os.Stderr)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -116,7 +120,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	if !slices.Contains([]string{"memory", "jetstream", "circulate"}, *storeKind) {
 		return fmt.Errorf("--store=%q: want memory, jetstream or circulate", *storeKind)
 	}
-	if cfg.Identity, err = certIdentity(*identity); err != nil {
+	if cfg.Identity, err = cli.CertIdentity(*identity); err != nil {
 		return err
 	}
 	if *identityHeader != "" {
@@ -174,6 +178,12 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 			cc.Seeds = strings.Split(*seeds, ",")
 		}
 		cc.Copies, cc.Dwell, cc.QueryTimeout, cc.Logger, cc.Now, cc.MaxClockSkew = *copies, *dwell, *queryTimeout, log, now, *maxSkew
+		peers, err := peerFlags.Load()
+		if err != nil {
+			plis.Close()
+			return err
+		}
+		cc.PeerTLS, cc.GossipKeys, cc.InsecurePeers = peers.TLS, peers.GossipKeys, peers.Insecure
 		if cc.Memberlist, err = ctl.Memberlist(*gossip); err != nil {
 			plis.Close()
 			return fmt.Errorf("--gossip=%s: %w", *gossip, err)
@@ -183,6 +193,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("--store=circulate: %w", err)
 		}
 		go circulating.ServePeer(plis)
+		cli.ReloadGossipKeysOnHUP(ctx, peers.KeyFile, circulating.SetGossipKeys, log)
 		cfg.Store = circulating
 		ready = func() error {
 			if n := len(circulating.Members()); n < cc.Copies {
@@ -260,19 +271,6 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	return err
-}
-
-// certIdentity returns the identity function of an --identity value.
-func certIdentity(v string) (sconegrpc.Identity, error) {
-	switch v {
-	case "cert-uri":
-		return sconegrpc.CertIdentity(sconegrpc.CertURI), nil
-	case "cert-subject":
-		return sconegrpc.CertIdentity(sconegrpc.CertSubject), nil
-	case "cert-hash":
-		return sconegrpc.CertIdentity(sconegrpc.CertHash), nil
-	}
-	return nil, fmt.Errorf("--identity=%s: want cert-uri, cert-subject or cert-hash", v)
 }
 
 // clientsNamed says how the relay names its clients, for the debug view.

@@ -209,8 +209,9 @@ type chaosRun struct {
 	bins  labBins
 	dir   string // keys, logs, NATS data
 	keys  string
-	start time.Time // of the run, for the narration
-	t0    time.Time // of the sessions and the fault schedule
+	peers *peerSecrets // cluster and circulate modes: peer certificates and gossip key
+	start time.Time    // of the run, for the narration
+	t0    time.Time    // of the sessions and the fault schedule
 
 	procs   []*chaosProc
 	byName  map[string]*chaosProc

@@ -39,12 +39,17 @@ func deployChaosCirculate(r *chaosRun) error {
 		if err != nil {
 			return err
 		}
+		secure, err := r.peerArgs(name)
+		if err != nil {
+			return err
+		}
 		p := &chaosProc{name: name, bin: r.bins.scone, env: env, ready: dialReady(listen)}
 		p.args = func() []string {
 			seeds := r.liveGossip(relays, p)
 			args := []string{"relay", "--circulate", "--name=" + name, "--listen=" + listen, "--admin=" + admin,
 				"--gossip=" + g, "--peer-listen=" + peer, "--upstream=" + strings.Join(ups, ","),
 				"--identity-header=scone-client"} // sessions name themselves on 127.0.0.1, as behind an authenticating proxy
+			args = append(args, secure...)
 			if len(seeds) > 0 {
 				args = append(args, "--seeds="+strings.Join(seeds, ","))
 			}

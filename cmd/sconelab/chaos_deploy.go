@@ -244,11 +244,17 @@ func deployChaosCluster(r *chaosRun) error {
 		if err != nil {
 			return err
 		}
+		secure, err := r.peerArgs(name)
+		if err != nil {
+			return err
+		}
 		p := &chaosProc{name: name, bin: r.bins.bookstore, env: env, ready: httpReady("http://" + admin + "/metrics")}
 		p.args = func() []string {
 			join := r.liveGossip(nodes, p)
 			args := []string{"node", "--name=" + name, "--listen=" + listen, "--peer-listen=" + peer, "--peer-advertise=" + peerVia, "--gossip=" + g,
-				"--admin=" + admin, "--keys=" + r.keys, fmt.Sprintf("--k=%d", r.cfg.k)}
+				"--admin=" + admin, "--keys=" + r.keys, fmt.Sprintf("--k=%d", r.cfg.k),
+				"--identity-header=scone-client"} // sessions name themselves on 127.0.0.1, as behind an authenticating proxy
+			args = append(args, secure...)
 			if len(join) > 0 {
 				args = append(args, "--join="+strings.Join(join, ","))
 			}

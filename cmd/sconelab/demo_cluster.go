@@ -35,11 +35,26 @@ func startClusterTier(sealer *scone.Sealer, n, k int) (_ *clusterTier, err error
 			t.close()
 		}
 	}()
+	// The nodes talk to each other as in production: mutual TLS with a CA
+	// of the cluster, and encrypted gossip.
+	peers, err := newPeerSecrets()
+	if err != nil {
+		return nil, err
+	}
 	var seeds []string
 	for i := range n {
+		name := fmt.Sprintf("node-%d", i+1)
+		peerTLS, err := peers.tls(name)
+		if err != nil {
+			return nil, err
+		}
 		spec := clusternode.Config{
-			Name: fmt.Sprintf("node-%d", i+1), Listen: "127.0.0.1:0", PeerListen: "127.0.0.1:0",
+			Name: name, Listen: "127.0.0.1:0", PeerListen: "127.0.0.1:0",
 			Gossip: "127.0.0.1:0", Seeds: seeds, K: k, Sealer: sealer,
+			// The shoppers name themselves in a header on 127.0.0.1, as
+			// behind an authenticating proxy.
+			IdentityHeader: "scone-client",
+			PeerTLS:        peerTLS, GossipKeys: peers.gossipKeys(),
 		}
 		m := &clusterMember{spec: spec, tier: t}
 		if m.n, err = clusternode.Start(spec); err != nil {
@@ -187,7 +202,8 @@ func (d *demo) startCluster(sealer *scone.Sealer) (shopper, error) {
 	d.groups = append(d.groups, g)
 	d.narrate("%d nodes in one cluster (hashicorp/memberlist gossip); every session's SCONEs (gateway,", cfg.nodes)
 	d.narrate("cart and inventory) are kept on k=%d of them, written to all %d before each reply: the", cfg.k, cfg.k)
-	d.narrate("shoppers have no SCONE code, only a scone-client header naming them")
+	d.narrate("shoppers have no SCONE code, only a scone-client header naming them; the nodes talk to each")
+	d.narrate("other over mutual TLS (a CA of the cluster) and gossip encrypted with a shared key")
 	conn, err := shop.DialReplicas(t.addrs()) // a plain gRPC client: no hook
 	if err != nil {
 		return nil, err

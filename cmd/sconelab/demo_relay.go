@@ -28,7 +28,8 @@ type relayTier struct {
 	nc     *nats.Conn
 	kv     jetstream.KeyValue
 	relays []*relayReplica
-	copies int // circulate: copies of each session's SCONEs; 0 for JetStream
+	copies int          // circulate: copies of each session's SCONEs; 0 for JetStream
+	peers  *peerSecrets // circulate: the relays' peer certificates and gossip key
 
 	mu     sync.Mutex
 	gossip map[string]string // circulate: relay up → its gossip address
@@ -55,6 +56,9 @@ func startCirculateTier(n, copies int, upstreams []string) (_ *relayTier, err er
 			t.close()
 		}
 	}()
+	if t.peers, err = newPeerSecrets(); err != nil {
+		return nil, err
+	}
 	for i := range n {
 		if err := t.addRelay(i, upstreams, nil); err != nil {
 			return nil, err
@@ -124,7 +128,7 @@ func (t *relayTier) settled() bool {
 
 // holders returns the relays holding a copy of the session of client.
 func (t *relayTier) holders(client string) []string {
-	key := cluster.KeyOf(client)
+	key := cluster.KeyOf("header:" + client) // named by the scone-client header
 	var out []string
 	for _, r := range t.relays {
 		r.mu.Lock()
@@ -265,6 +269,13 @@ func (r *relayReplica) startStore() (*circulate.Store, error) {
 	cfg.Name, cfg.GossipAddr, cfg.PeerAddr = r.name, "127.0.0.1:0", peer.Addr().String()
 	cfg.Copies = r.tier.copies
 	t := r.tier
+	// The relays talk to each other as in production: mutual TLS and
+	// encrypted gossip.
+	if cfg.PeerTLS, err = t.peers.tls(r.name); err != nil {
+		peer.Close()
+		return nil, err
+	}
+	cfg.GossipKeys = t.peers.gossipKeys()
 	t.mu.Lock()
 	for name, addr := range t.gossip {
 		if name != r.name {

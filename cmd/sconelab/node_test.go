@@ -82,7 +82,8 @@ func TestNodeProcesses(t *testing.T) {
 	for i := range 4 {
 		p := &nodeProc{name: fmt.Sprintf("node-%d", i+1), listen: freePort(t), admin: freePort(t), gossip: freePort(t)}
 		args := []string{"node", "--name=" + p.name, "--listen=" + p.listen, "--peer-listen=127.0.0.1:0",
-			"--gossip=" + p.gossip, "--admin=" + p.admin, "--keys=" + keys, "--k=2", "--log-level=debug"}
+			"--gossip=" + p.gossip, "--admin=" + p.admin, "--keys=" + keys, "--k=2", "--log-level=debug",
+			"--identity-header=scone-client"} // sessions name themselves on 127.0.0.1
 		if i > 0 {
 			args = append(args, "--join="+procs[0].gossip)
 		}
@@ -180,9 +181,20 @@ func TestNodeProcesses(t *testing.T) {
 	steps(5)
 
 	// A key rotation while the sessions go on: add, SIGHUP, promote,
-	// SIGHUP. Records sealed with key 1 are re-sealed with key 2 as they
-	// are served.
-	for _, step := range [][]string{{"add"}, {"promote", "--id", "2"}} {
+	// SIGHUP. Records sealed with the first key are re-sealed with the new
+	// one as they are served.
+	var promoted uint32
+	for _, step := range [][]string{{"add"}, {"promote", "--id", ""}} {
+		if step[0] == "promote" { // the key just added: keygen picks random IDs
+			ring, err := scone.ReadKeyFile(keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range ring.Keys() {
+				promoted = max(promoted, k.ID)
+			}
+			step[2] = fmt.Sprint(promoted)
+		}
 		if out, err := exec.Command(sconeBin, append(append([]string{"keys"}, step...), "--file", keys)...).CombinedOutput(); err != nil {
 			t.Fatalf("scone keys %v: %v\n%s", step, err, out)
 		}
@@ -195,13 +207,13 @@ func TestNodeProcesses(t *testing.T) {
 		s.finalCheck(ctxOf(s), gw)
 	}
 	for _, p := range live {
-		reloaded := regexp.MustCompile(`key file reloaded.* primary=2`)
+		reloaded := regexp.MustCompile(fmt.Sprintf(`key file reloaded.* primary=%d\b`, promoted))
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			if b, _ := os.ReadFile(p.log.Name()); reloaded.Match(b) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Errorf("%s did not log reloading the key file with primary 2", p.name)
+				t.Errorf("%s did not log reloading the key file with primary %d", p.name, promoted)
 				break
 			}
 		}

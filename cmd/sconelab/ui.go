@@ -189,7 +189,7 @@ func (v *webView) snapshot() liveview.Snapshot {
 		us := liveview.Session{ID: fmt.Sprintf("#%d", ss.id), Calls: calls, Lost: ss.lost.Load()}
 		switch {
 		case d.cluster != nil:
-			key := cluster.KeyOf(fmt.Sprintf("shopper-%d", ss.id))
+			key := cluster.KeyOf(fmt.Sprintf("header:shopper-%d", ss.id)) // named by the scone-client header
 			for _, m := range d.cluster.nodes {
 				n := m.get()
 				if n == nil {

@@ -21,10 +21,26 @@ clients, keep the clients' SCONEs. A node joins the others through gossip
 (hashicorp/memberlist; --join), serves the bookstore gateway to clients on
 --listen, and keeps each client's state on --k nodes, written to all of them
 before the reply leaves; any k-1 nodes can die at once with nothing
-acknowledged lost. Clients need no SCONE code: they are named by their TLS
-client certificate or the --identity-key metadata. Every node needs the same
-key file (scone keygen); SIGHUP reloads it (scone keys rotates it). See
-docs/modes.md, docs/operations.md and README.md beside this example.`
+acknowledged lost. Clients need no SCONE code.
+
+A client is named by what it proves: by default the SPIFFE ID (URI SAN) of
+its TLS client certificate, verified against --client-ca, which a renewed
+certificate keeps (--identity=cert-subject or cert-hash to choose otherwise).
+--identity-header NAME names clients by a metadata key instead; it
+authenticates nothing, since any caller can send any name and take over that
+client's state: use it only behind a proxy that authenticates every caller
+and sets the key itself. A node with neither could name no client, so it
+refuses to start.
+
+The nodes' own links are secured with --peer-cert, --peer-key and --peer-ca
+(mutual TLS, a CA for the cluster alone) and --gossip-key-file (memberlist
+encryption); on a --gossip or --peer-listen address other than loopback a
+node refuses to start without them, unless --insecure-peers.
+
+Every node needs the same key file (scone keygen) and gossip key file;
+SIGHUP reloads both (scone keys rotates the first; docs/security.md says how
+to rotate the second). See docs/modes.md, docs/operations.md and README.md
+beside this example.`
 
 // runNode runs "bookstore node": one node of a cluster, until ctx is done.
 func runNode(ctx context.Context, args []string, stdout io.Writer) error {
@@ -40,11 +56,13 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	k := f.Int("k", 2, "nodes that keep each client's state (copies written before each reply)")
 	degrade := f.Bool("degrade", false, "when fewer than k nodes can take a write, accept it on fewer, saying so in the reply's scone-copies header (default: the call fails with Unavailable)")
 	keys := f.String("keys", "", "key file shared by every node (scone keygen); required")
-	identityKey := f.String("identity-key", "scone-client", "metadata key naming the client, when it has no TLS client certificate")
+	identity := f.String("identity", "cert-uri", "what of a verified client certificate (--client-ca) names the client: cert-uri (its SPIFFE ID, kept on renewal), cert-subject, or cert-hash (changes on renewal)")
+	identityHeader := f.String("identity-header", "", "UNSAFE unless behind an authenticating proxy: name clients by this metadata key instead of a certificate; any caller can claim any name")
 	tlsCert := f.String("tls-cert", "", "serve clients TLS with this certificate (PEM); with --tls-key")
 	tlsKey := f.String("tls-key", "", "private key (PEM) of --tls-cert")
 	clientCA := f.String("client-ca", "", "require client certificates signed by these CAs (PEM): they name the clients")
 	admin := f.String("admin", "127.0.0.1:9600", "address of /metrics and /healthz")
+	peerFlags := f.PeerFlags("nodes")
 	logger := f.LogFlags(os.Stderr)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -78,9 +96,23 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	peers, err := peerFlags.Load()
+	if err != nil {
+		return err
+	}
 	cfg := clusternode.Config{
 		Name: *name, Listen: *listen, PeerListen: *peerListen, PeerAdvertise: *peerAdvertise, Gossip: *gossip,
-		K: *k, Degrade: *degrade, Identity: *identityKey, Sealer: sealer, TLS: tlsConf, Logger: log, Now: now,
+		K: *k, Degrade: *degrade, Sealer: sealer, TLS: tlsConf, Logger: log, Now: now,
+		PeerTLS: peers.TLS, GossipKeys: peers.GossipKeys, InsecurePeers: peers.Insecure,
+	}
+	if cfg.Identity, err = cli.CertIdentity(*identity); err != nil {
+		return err
+	}
+	if *identityHeader != "" {
+		cfg.IdentityHeader = *identityHeader
+		log.Warn("clients are named by the " + *identityHeader + " metadata key, which authenticates nothing: any caller that reaches this node can act as any client; run it only behind a proxy that authenticates callers and sets the key")
+	} else if *clientCA == "" {
+		return errors.New("no way to name clients: give --client-ca (with --tls-cert and --tls-key) so verified client certificates name them, or, behind an authenticating proxy only, --identity-header NAME")
 	}
 	if *join != "" {
 		cfg.Seeds = strings.Split(*join, ",")
@@ -93,13 +125,14 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	cli.ReloadKeysOnHUP(ctx, *keys, ring, log)
+	cli.ReloadGossipKeysOnHUP(ctx, peers.KeyFile, n.Cluster().SetGossipKeys, log)
 	ready := func() error {
 		if got := len(n.Cluster().Members()); got < *k {
 			return fmt.Errorf("%d live members, fewer than k=%d", got, *k)
 		}
 		return nil
 	}
-	adminAddr, err := cli.ServeAdmin(ctx, *admin, n.Cluster().Metrics(), ready, nodeView(n, *k), log)
+	adminAddr, err := cli.ServeAdmin(ctx, *admin, n.Cluster().Metrics(), ready, nodeView(n, *k, clientsNamed(*identity, *identityHeader)), log)
 	if err != nil {
 		n.Stop()
 		return fmt.Errorf("--admin=%s: %w", *admin, err)
@@ -113,7 +146,7 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 
 // nodeView is what a node's /debug/scone/ shows: the members as this node
 // sees them, and the client records it holds, with their owners.
-func nodeView(n *clusternode.Node, k int) func() liveview.Snapshot {
+func nodeView(n *clusternode.Node, k int, clients string) func() liveview.Snapshot {
 	start := time.Now()
 	return func() liveview.Snapshot {
 		self := n.Cluster().Name()
@@ -129,7 +162,7 @@ func nodeView(n *clusternode.Node, k int) func() liveview.Snapshot {
 		s := liveview.Snapshot{
 			Mode: "cluster node " + self, Where: fmt.Sprintf("on k=%d of the nodes", k),
 			Elapsed: time.Since(start).Seconds(), Calls: n.Served(), Groups: []liveview.Group{g},
-			Clients: "clients name themselves (TLS certificate or scone-client header); records are listed by a hash of the name",
+			Clients: clients + "; records are listed by a hash of the name",
 		}
 		for _, r := range n.Cluster().Held(liveview.MaxSessions) {
 			us := liveview.Session{ID: r.Key[:12], Holders: r.Owners, Bytes: r.Bytes, Calls: int64(r.RV)}
@@ -140,4 +173,12 @@ func nodeView(n *clusternode.Node, k int) func() liveview.Snapshot {
 		}
 		return s
 	}
+}
+
+// clientsNamed says how the node names its clients, for the live view.
+func clientsNamed(identity, header string) string {
+	if header != "" {
+		return "clients are named by the " + header + " header (trusted: behind an authenticating proxy)"
+	}
+	return "clients are named by their verified certificates (" + identity + ")"
 }

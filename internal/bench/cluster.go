@@ -36,7 +36,7 @@ func startClusterK2(ctx context.Context) (*running, error) {
 		cfg := cluster.DefaultConfig()
 		cfg.Name = fmt.Sprintf("node-%d", i+1)
 		cfg.GossipAddr, cfg.PeerAddr, cfg.Seeds, cfg.K = "127.0.0.1:0", peerLis.Addr().String(), seeds, clusterK
-		cfg.IdentityKey = identityKey
+		cfg.IdentityHeader = identityKey // callers name themselves on 127.0.0.1, as behind an authenticating proxy
 		n, err := cluster.New(cfg)
 		if err != nil {
 			peerLis.Close()

@@ -10,6 +10,7 @@ package membership
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -69,6 +71,19 @@ type Config struct {
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// DialOptions are added to the options of every peer connection.
 	DialOptions []grpc.DialOption
+	// PeerTLS, if set, secures the peer service with mutual TLS: its
+	// Certificates are presented to the other members, and their
+	// certificates are verified against its RootCAs, both when this member
+	// calls them and when it serves them (ServerOptions; ClientCAs, if set,
+	// verifies callers instead). nil: plaintext.
+	PeerTLS *tls.Config
+	// GossipKeys, if any, encrypt and authenticate gossip (memberlist's
+	// keyring): the first key encrypts, every key decrypts. Each is 16, 24
+	// or 32 bytes. A packet sealed with no key of the ring is dropped.
+	GossipKeys [][]byte
+	// InsecurePeers lets a member run off loopback without PeerTLS or
+	// gossip keys (see Check), with a warning in the log.
+	InsecurePeers bool
 	// Now is the clock of Group.Joined (nil: time.Now).
 	Now func() time.Time
 	// OnChange, if set, is called after every change of the view, without
@@ -180,12 +195,29 @@ type member struct {
 }
 
 // Start starts a member: it begins gossiping, joins cfg.Seeds, and tries to
-// rejoin the members it loses. connect wraps each new peer connection.
+// rejoin the members it loses. connect wraps each new peer connection. It
+// refuses a configuration that Check refuses.
 func Start[P Peer](cfg Config, connect func(*grpc.ClientConn) P) (*Group[P], error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
 	g := Static(cfg, connect)
 	mc := cfg.Memberlist
 	if mc == nil {
 		mc = LANConfig()
+	}
+	if len(cfg.GossipKeys) > 0 {
+		ring, err := Keyring(cfg.GossipKeys)
+		if err != nil {
+			return nil, err
+		}
+		mc.Keyring, mc.SecretKey = ring, nil
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	g.cfg.Memberlist = mc
+	if cfg.Insecure() {
+		g.cfg.Logger.Warn("INSECURE PEERS: links to the other members are not both encrypted and authenticated on a non-loopback address; anyone who reaches them can join, and read and write every client's state",
+			g.cfg.Role, cfg.Name, "gossip", cfg.GossipAddr, "peer", cfg.PeerAddr, "peer_tls", cfg.PeerTLS != nil, "gossip_encrypted", len(cfg.GossipKeys) > 0 || encrypted(mc))
 	}
 	ml, err := startGossip(gossiper{
 		Config: mc, Name: cfg.Name, Addr: cfg.GossipAddr, Seeds: cfg.Seeds,
@@ -288,8 +320,12 @@ func (g *Group[P]) Peer(name string) (P, error) {
 	if !ok {
 		return zero, fmt.Errorf("%s: %w", name, ErrNotMember)
 	}
+	creds := insecure.NewCredentials()
+	if g.cfg.PeerTLS != nil {
+		creds = credentials.NewTLS(clientTLS(g.cfg.PeerTLS))
+	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		// A member cut off and back, or restarted, is reached again within
 		// 50 ms, not after gRPC's default second of backoff.
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -308,6 +344,42 @@ func (g *Group[P]) Peer(name string) (P, error) {
 	p := g.connect(c)
 	g.peers[name] = p
 	return p, nil
+}
+
+// SetGossipKeys replaces the gossip keys while the member runs: keys[0]
+// encrypts from now on, and every key of keys decrypts. To rotate without
+// cutting the group, as with memberlist's keyring operations: give every
+// member the new key as a second key (old, new); once all have it, make it
+// the first everywhere (new, old); once all encrypt with it, remove the old
+// one (new).
+func (g *Group[P]) SetGossipKeys(keys [][]byte) error {
+	if g.ml == nil {
+		return errors.New("the member does not gossip")
+	}
+	ring := g.cfg.Memberlist
+	if ring == nil || ring.Keyring == nil {
+		return errors.New("gossip is not encrypted: a key can only be added at start")
+	}
+	if _, err := Keyring(keys); err != nil { // validate them all before changing any
+		return err
+	}
+	kr := ring.Keyring
+	for _, k := range keys {
+		if err := kr.AddKey(k); err != nil {
+			return err
+		}
+	}
+	if err := kr.UseKey(keys[0]); err != nil {
+		return err
+	}
+	for _, old := range kr.GetKeys() {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return string(k) == string(old) }) {
+			if err := kr.RemoveKey(old); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Withdraw takes this member out of its own view, so that what it places

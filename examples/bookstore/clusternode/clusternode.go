@@ -25,6 +25,7 @@ import (
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
 	"github.com/scone-project/scone/internal/cli"
+	"github.com/scone-project/scone/sconegrpc"
 )
 
 // Config says how to start one bookstore node of a cluster.
@@ -36,7 +37,6 @@ type Config struct {
 	Seeds      []string
 	K          int
 	Degrade    bool
-	Identity   string // metadata key naming clients
 	Sealer     *scone.Sealer
 	TLS        *tls.Config // for clients; nil: plaintext
 	Memberlist *memberlist.Config
@@ -46,6 +46,19 @@ type Config struct {
 	// PeerAdvertise is where the other nodes reach the Peer service (empty:
 	// the address listened on).
 	PeerAdvertise string
+
+	// Identity and IdentityHeader name the clients, as in cluster.Config:
+	// by default their verified TLS certificates (TLS must then require
+	// client certificates); IdentityHeader is safe only behind an
+	// authenticating proxy (or on loopback, in tests and the lab).
+	Identity       sconegrpc.Identity
+	IdentityHeader string
+
+	// PeerTLS, GossipKeys and InsecurePeers secure the links between the
+	// nodes, as in cluster.Config.
+	PeerTLS       *tls.Config
+	GossipKeys    [][]byte
+	InsecurePeers bool
 }
 
 // Node is one node of a bookstore cluster: a cluster.Node and the gateway
@@ -106,9 +119,8 @@ func Start(spec Config) (_ *Node, err error) {
 	cfg.Seeds = spec.Seeds
 	cfg.K = spec.K
 	cfg.Degrade = spec.Degrade
-	if spec.Identity != "" {
-		cfg.IdentityKey = spec.Identity
-	}
+	cfg.Identity, cfg.IdentityHeader = spec.Identity, spec.IdentityHeader
+	cfg.PeerTLS, cfg.GossipKeys, cfg.InsecurePeers = spec.PeerTLS, spec.GossipKeys, spec.InsecurePeers
 	cfg.Memberlist = spec.Memberlist
 	cfg.Logger = spec.Logger
 	cfg.Now = spec.Now
