@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,14 +59,18 @@ func startTCPCluster(c *tcpCluster, n int) *tcpCluster {
 
 func (c *tcpCluster) start(tn *tcpNode) {
 	c.tb.Helper()
-	peerLis, err := net.Listen("tcp", tn.peer)
-	if err != nil {
-		c.tb.Fatal(err)
+	peerLis := c.listen(tn.peer)
+	svcLis := c.listen(tn.svc)
+	if tn.conn != nil && svcLis.Addr().String() != tn.svc {
+		// The service moved (see listen): the clients' connection follows.
+		tn.conn.Close()
+		conn, err := grpc.NewClient(svcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			c.tb.Fatal(err)
+		}
+		tn.conn = conn
 	}
-	svcLis, err := net.Listen("tcp", tn.svc)
-	if err != nil {
-		c.tb.Fatal(err)
-	}
+	var err error
 	cfg := DefaultConfig()
 	cfg.Name, cfg.GossipAddr, cfg.PeerAddr, cfg.K = tn.name, tn.gossip, peerLis.Addr().String(), c.k
 	cfg.IdentityHeader = "scone-client"
@@ -78,7 +83,13 @@ func (c *tcpCluster) start(tn *tcpNode) {
 			cfg.Seeds = append(cfg.Seeds, o.gossip)
 		}
 	}
-	if tn.node, err = New(cfg); err != nil {
+	tn.node, err = New(cfg)
+	if err != nil && cfg.GossipAddr != "127.0.0.1:0" && strings.Contains(err.Error(), "address already in use") {
+		c.tb.Logf("gossip address %s is taken (%v): a fresh port", cfg.GossipAddr, err) // as in listen
+		cfg.GossipAddr = "127.0.0.1:0"
+		tn.node, err = New(cfg)
+	}
+	if err != nil {
 		c.tb.Fatal(err)
 	}
 	go tn.node.ServePeer(peerLis)
@@ -86,6 +97,25 @@ func (c *tcpCluster) start(tn *tcpNode) {
 	tn.srv.RegisterService(counterDesc, &counter{})
 	go tn.srv.Serve(svcLis)
 	tn.gossip, tn.peer, tn.svc = tn.node.GossipAddr(), cfg.PeerAddr, svcLis.Addr().String()
+}
+
+// listen listens on addr, a restarted node's old address if it has one.
+// The kernel does not reserve a closed port: on a busy machine another
+// socket (often the local end of some test's connection) may hold it by the
+// time the node restarts, so the node then takes a fresh port, as a
+// restarted server on another port would; the cluster learns the new
+// addresses through gossip.
+func (c *tcpCluster) listen(addr string) net.Listener {
+	c.tb.Helper()
+	lis, err := net.Listen("tcp", addr)
+	if err != nil && addr != "127.0.0.1:0" {
+		c.tb.Logf("%s is taken (%v): listening on a fresh port", addr, err)
+		lis, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	return lis
 }
 
 // kill stops a node at once.
