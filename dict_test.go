@@ -240,7 +240,6 @@ func TestDictConcurrent(t *testing.T) {
 	}
 }
 
-
 // TestDictExpiredEntryIsNoRival: a new session's SCONE replaces an expired
 // one of a higher version.
 func TestDictExpiredEntryIsNoRival(t *testing.T) {

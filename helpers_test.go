@@ -1,8 +1,8 @@
 package scone
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"sync"
 	"testing"
 	"time"
