@@ -49,8 +49,8 @@ func DefaultConfig() Config {
 // JetStream is a scone.MarkStore in a JetStream key-value bucket. It is safe
 // for concurrent use; the caller owns the NATS connection.
 type JetStream struct {
-	js  jetstream.JetStream
-	kv  jetstream.KeyValue
+	js      jetstream.JetStream
+	kv      jetstream.KeyValue
 	pre     string // the subject prefix of the bucket's keys
 	now     func() time.Time
 	timeout time.Duration
