@@ -98,7 +98,7 @@ func (g *badGen) seal(k Key, sc *SCONE) []byte {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	env, err := s.sealNonce(nil, sc, g.nextNonce())
+	env, err := s.sealNonce(nil, sc, g.nextNonce(), formatV1)
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func (g *badGen) seal(k Key, sc *SCONE) []byte {
 // sealBody seals an arbitrary body under key 1 with sc's header: bodies no
 // Sealer would write, which authenticate all the same.
 func (g *badGen) sealBody(sc *SCONE, body []byte) []byte {
-	b := appendHeader(nil, badKey1.ID, sc)
+	b := appendHeader(nil, formatV1, badKey1.ID, sc)
 	hl := len(b)
 	b = append(b, make([]byte, nonceSize)...)
 	b = append(b, body...)
@@ -179,7 +179,7 @@ func badCorpus(t testing.TB) (badinput.Manifest, map[string][]byte) {
 	env("truncated-minimum", "one byte short of the smallest envelope", "malformed", "InvalidArgument", "400", valid[:envelopeMin-1])
 	env("truncated-tag", "a SCONE without its last byte: the layout holds, authentication fails",
 		"tampered", "Unauthenticated", "401", valid[:len(valid)-1])
-	env("bad-format", "format byte 2", "malformed", "InvalidArgument", "400", with(valid, func(b []byte) { b[0] = 2 }))
+	env("bad-format", "format byte 3", "malformed", "InvalidArgument", "400", with(valid, func(b []byte) { b[0] = 3 }))
 	env("zero-expiry", "expiry 0", "malformed", "InvalidArgument", "400",
 		with(valid, func(b []byte) { clear(b[13:21]) }))
 	env("expiry-out-of-range", "expiry past 2^62 ms", "malformed", "InvalidArgument", "400",
@@ -224,7 +224,7 @@ func badCorpus(t testing.TB) (badinput.Manifest, map[string][]byte) {
 
 	body := func(flags byte, mutate func(b []byte) []byte) []byte {
 		sc := g.scone(0xb6, 1000, 9)
-		b := appendBody(nil, flags, sc, sc.Data)
+		b := appendBody(nil, formatV1, flags, sc, sc.Data)
 		if mutate != nil {
 			b = mutate(b)
 		}
@@ -391,7 +391,7 @@ func TestBadInputCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSealer(ring, WithHighWater(NewMemoryHighWater(100, time.Now)))
+	s, err := NewSealer(ring, WithMarkStore(NewMemoryMarkStore(100, time.Now)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,9 +401,13 @@ func TestBadInputCorpus(t *testing.T) {
 			continue
 		}
 		for _, b := range cs.BeforePayloads {
-			var sc SCONE
-			if _, err := s.open(context.Background(), &sc, b, Expect{Service: c.Service}); err != nil {
+			// Presented and served: the version is spent.
+			st, err := s.Restore(context.Background(), b, Expect{Service: c.Service}, "/")
+			if err != nil {
 				t.Fatalf("%s: the SCONE presented before does not open: %v", cs.Name, err)
+			}
+			if _, _, err := s.Commit(nil, st); err != nil {
+				t.Fatalf("%s: sealing after the SCONE presented before: %v", cs.Name, err)
 			}
 		}
 		var sc SCONE

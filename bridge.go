@@ -2,6 +2,7 @@ package scone
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/scone-project/scone/internal/bridge"
@@ -22,4 +23,33 @@ func init() {
 	bridge.Freeze = (*State).freeze
 	bridge.DictApply = (*Dict).apply
 	bridge.DictApplyIfBase = (*Dict).applyIfBase
+	bridge.Newest = func(err error) []byte {
+		if e, ok := errors.AsType[*Error](err); ok {
+			return e.newest
+		}
+		return nil
+	}
+	bridge.Bundle = func(st *State) []byte {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if !st.restored {
+			return nil
+		}
+		return st.sc.bundle
+	}
+	bridge.SetBundle = func(st *State, b []byte) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.bundle, st.bundleSet = b, true
+	}
+	bridge.EmptyState = func(ctx context.Context, want Expect, scope string) *State {
+		st := newState(want, scope)
+		st.ctx = ctx
+		return st
+	}
+	bridge.Started = func(st *State) time.Time {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.sc.Started
+	}
 }

@@ -9,12 +9,13 @@ import (
 	"github.com/scone-project/scone/internal/bridge"
 )
 
-// Envelope format 1. All integers are big-endian. See docs/wire.md.
+// Envelope formats 1 and 2. All integers are big-endian. See docs/wire.md.
+// Servers seal format 2 and open both.
 //
 // Cleartext header, also the AEAD's associated data:
 //
 //	offset  size  field
-//	0       1     format      0x01: XAES-256-GCM, body layout 1
+//	0       1     format      0x01 or 0x02: XAES-256-GCM, body layout 1 or 2
 //	1       4     key ID      uint32
 //	5       8     version     uint64
 //	13      8     expires     uint64, Unix milliseconds, never 0
@@ -24,26 +25,33 @@ import (
 //	23+s    c     scope
 //
 // Then the 24-byte XAES-256-GCM nonce, then the sealed body (as ciphertext)
-// and the 16-byte tag. The body, once opened:
+// and the 16-byte tag. The body, once opened (format 2; format 1 has
+// neither started at nor bundle):
 //
 //	offset  size  field
 //	0       1     flags       bit 0: data is DEFLATE-compressed; others zero
 //	1       16    session ID
 //	17      8     issued at   uint64, Unix milliseconds
 //	25      8     epoch       uint64
-//	33      2+n   endpoint    uint16 length, bytes
+//	33      8     started at  uint64, Unix milliseconds (format 2)
+//	41      2+n   endpoint    uint16 length, bytes
 //	..      2+n   object      uint16 length, bytes
 //	..      2+n   status      uint16 length, bytes
 //	..      2+n   client      uint16 length, bytes
+//	..      2+n   bundle      uint16 length, bytes (format 2)
 //	..      rest  data
 const (
-	// formatV1 is the only envelope format so far.
+	// formatV1 is the first envelope format: servers still open it.
 	formatV1 = 1
+	// formatV2 adds the session's start and the front end's bundle to the
+	// body; servers seal it.
+	formatV2 = 2
 
 	hdrFixed    = 1 + 4 + 8 + 8 // format, key ID, version, expires
 	hdrMin      = hdrFixed + 1 + 1 + 1
 	bodyFixed   = 1 + 16 + 8 + 8
-	bodyMin     = bodyFixed + 4*2
+	bodyMin     = bodyFixed + 4*2 // format 1; format 2 is longer
+	bodyMinV2   = bodyFixed + 8 + 5*2
 	envelopeMin = hdrMin + nonceSize + bodyMin + tagSize
 
 	flagDeflate = 1 << 0
@@ -66,7 +74,7 @@ func parseHeader(b []byte) (headerView, error) {
 	if len(b) < envelopeMin {
 		return h, errCode(CodeMalformed, "envelope shorter than the minimum")
 	}
-	if b[0] != formatV1 {
+	if b[0] != formatV1 && b[0] != formatV2 {
 		return h, errCode(CodeMalformed, "unknown envelope format")
 	}
 	h.keyID = binary.BigEndian.Uint32(b[1:])
@@ -138,8 +146,8 @@ func ParseHeader(token []byte) (Header, error) {
 	}, nil
 }
 
-func appendHeader(b []byte, keyID uint32, sc *SCONE) []byte {
-	b = append(b, formatV1)
+func appendHeader(b []byte, format byte, keyID uint32, sc *SCONE) []byte {
+	b = append(b, format)
 	b = binary.BigEndian.AppendUint32(b, keyID)
 	b = binary.BigEndian.AppendUint64(b, sc.Version)
 	b = binary.BigEndian.AppendUint64(b, uint64(sc.Expires.UnixMilli()))
@@ -151,26 +159,38 @@ func appendHeader(b []byte, keyID uint32, sc *SCONE) []byte {
 
 func headerLen(sc *SCONE) int { return hdrFixed + 2 + len(sc.Service) + len(sc.Scope) }
 
-func bodyLen(sc *SCONE, data int) int {
-	return bodyMin + len(sc.Endpoint) + len(sc.Object) + len(sc.Status) + len(sc.Client) + data
+func bodyLen(format byte, sc *SCONE, data int) int {
+	if format == formatV1 {
+		return bodyMin + len(sc.Endpoint) + len(sc.Object) + len(sc.Status) + len(sc.Client) + data
+	}
+	return bodyMinV2 + len(sc.Endpoint) + len(sc.Object) + len(sc.Status) + len(sc.Client) + len(sc.bundle) + data
 }
 
-func appendBody(b []byte, flags byte, sc *SCONE, data []byte) []byte {
+func appendBody(b []byte, format, flags byte, sc *SCONE, data []byte) []byte {
 	b = append(b, flags)
 	b = append(b, sc.Session[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(sc.IssuedAt.UnixMilli()))
 	b = binary.BigEndian.AppendUint64(b, sc.Epoch)
-	for _, f := range [...]string{sc.Endpoint, sc.Object, sc.Status, sc.Client} {
+	if format == formatV1 {
+		for _, f := range [...]string{sc.Endpoint, sc.Object, sc.Status, sc.Client} {
+			b = binary.BigEndian.AppendUint16(b, uint16(len(f)))
+			b = append(b, f...)
+		}
+		return append(b, data...)
+	}
+	b = binary.BigEndian.AppendUint64(b, unixMilli(sc.Started))
+	for _, f := range [...]string{sc.Endpoint, sc.Object, sc.Status, sc.Client, string(sc.bundle)} {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(f)))
 		b = append(b, f...)
 	}
 	return append(b, data...)
 }
 
-// decodeBody fills sc's sealed fields from an opened body and returns its
-// flags and the (possibly compressed) data, which aliases body.
-func decodeBody(sc *SCONE, body []byte) (flags byte, data []byte, err error) {
-	if len(body) < bodyMin {
+// decodeBody fills sc's sealed fields from an opened body of the given
+// envelope format and returns its flags and the (possibly compressed) data,
+// which aliases body.
+func decodeBody(sc *SCONE, format byte, body []byte) (flags byte, data []byte, err error) {
+	if len(body) < bodyMin || format == formatV2 && len(body) < bodyMinV2 {
 		return 0, nil, errCode(CodeMalformed, "body truncated")
 	}
 	flags = body[0]
@@ -185,6 +205,17 @@ func decodeBody(sc *SCONE, body []byte) (flags byte, data []byte, err error) {
 	sc.IssuedAt = time.UnixMilli(int64(issued))
 	sc.Epoch = binary.BigEndian.Uint64(body[25:])
 	rest := body[bodyFixed:]
+	sc.Started = time.Time{}
+	if format == formatV2 {
+		started := binary.BigEndian.Uint64(rest)
+		if started > maxUnixMilli {
+			return 0, nil, errCode(CodeMalformed, "session start out of range")
+		}
+		if started != 0 {
+			sc.Started = time.UnixMilli(int64(started))
+		}
+		rest = rest[8:]
+	}
 	for _, f := range [...]*string{&sc.Endpoint, &sc.Object, &sc.Status, &sc.Client} {
 		if len(rest) < 2 {
 			return 0, nil, errCode(CodeMalformed, "body truncated")
@@ -196,7 +227,27 @@ func decodeBody(sc *SCONE, body []byte) (flags byte, data []byte, err error) {
 		setString(f, rest[2:2+n])
 		rest = rest[2+n:]
 	}
+	sc.bundle = sc.bundle[:0]
+	if format == formatV2 {
+		if len(rest) < 2 {
+			return 0, nil, errCode(CodeMalformed, "body truncated")
+		}
+		n := int(binary.BigEndian.Uint16(rest))
+		if len(rest) < 2+n {
+			return 0, nil, errCode(CodeMalformed, "body field overruns the body")
+		}
+		sc.bundle = append(sc.bundle, rest[2:2+n]...)
+		rest = rest[2+n:]
+	}
 	return flags, rest, nil
+}
+
+// unixMilli returns t in Unix milliseconds, 0 for the zero time.
+func unixMilli(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	return uint64(t.UnixMilli())
 }
 
 // setString sets *s to b, allocating only when the value changes, so a

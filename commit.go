@@ -28,12 +28,23 @@ const (
 // The checks run in this order, and the first that fails gives the error's
 // code: size budget (CodeTooLarge, before any decryption), layout
 // (CodeMalformed), key (CodeUnknownKey), authentication (CodeTampered),
-// service (CodeWrongService), expiry (CodeExpired), revocation epoch
-// (CodeRevoked), client binding (CodeWrongClient), anti-rollback
-// (CodeRolledBack).
+// service (CodeWrongService), expiry (CodeExpired), session age
+// (CodeSessionExpired, WithMaxSessionAge), client binding (CodeWrongClient,
+// WithClientBinding), then, with a mark store (WithMarkStore), revocation
+// (CodeRevoked) and anti-rollback (CodeRolledBack).
 func (s *Sealer) Restore(ctx context.Context, token []byte, want Expect, scope string) (*State, error) {
 	st := newState(want, scope)
+	st.ctx = ctx
 	if len(token) == 0 {
+		if s.cfg.bind != bindOff && want.Client == "" {
+			return nil, errNoIdentity
+		}
+		if s.cfg.marks != nil {
+			var err error
+			if st.epoch, err = s.epoch(ctx, want.Service); err != nil {
+				return nil, err
+			}
+		}
 		return st, nil
 	}
 	// Expected values first: open then keeps these strings, not copies.
@@ -44,6 +55,7 @@ func (s *Sealer) Restore(ctx context.Context, token []byte, want Expect, scope s
 	}
 	st.restored = true
 	st.stale = o.stale
+	st.rev, st.epoch = o.rev, o.epoch
 	return st, nil
 }
 
@@ -54,8 +66,11 @@ func (s *Sealer) Restore(ctx context.Context, token []byte, want Expect, scope s
 //
 // Each seal sets the version to one more than the restored one, the issue
 // time to now, the expiry to now plus the TTL, and the current revocation
-// epoch; a new session gets a random session ID, the service, and (with
-// WithClientBinding) the caller's identity.
+// epoch; a new session gets a random session ID, the service, its start
+// time, and (with WithClientBinding) the caller's identity. With a mark
+// store, Updated and Dropped spend the restored version: when another
+// request spent it first, Commit fails with CodeConflict and the state's
+// change is not kept.
 func (s *Sealer) Commit(dst []byte, st *State) (Outcome, []byte, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -66,10 +81,17 @@ func (s *Sealer) Commit(dst []byte, st *State) (Outcome, []byte, error) {
 	}
 	switch {
 	case st.dropped && st.restored:
+		if s.cfg.marks != nil {
+			ended := st.sc
+			ended.Version++
+			if err := s.spend(st.ctx, &ended, st.rev, nil, st.sc.Expires); err != nil {
+				return Unchanged, dst, err
+			}
+		}
 		return Dropped, dst, nil
-	case st.dropped, !st.changed && !st.restored:
+	case st.dropped, !st.changed && !st.restored && !st.bundleSet:
 		return Unchanged, dst, nil
-	case !st.changed && !s.cfg.resealUnchanged && !st.stale &&
+	case !st.changed && !s.cfg.resealUnchanged && !st.stale && !st.bundleSet &&
 		st.sc.Scope == st.scope && st.sc.Expires.Sub(now) > ttl/2:
 		return Unchanged, dst, nil
 	}
@@ -77,23 +99,41 @@ func (s *Sealer) Commit(dst []byte, st *State) (Outcome, []byte, error) {
 	if !st.restored {
 		rand.Read(next.Session[:])
 		next.Service = st.want.Service
-		if s.cfg.bind {
-			next.Client = st.want.Client
+		next.Started = now
+	}
+	if next.Started.IsZero() {
+		next.Started = now // a SCONE of format 1: the session's age counts from here
+	}
+	if s.cfg.bind != bindOff {
+		if st.want.Client == "" {
+			return Unchanged, dst, errNoIdentity
 		}
+		next.Client = st.want.Client // open checked that it is unbound or the same
 	}
 	if next.Version == math.MaxUint64 {
 		return Unchanged, dst, errCode(CodeInternal, "SCONE version exhausted")
+	}
+	if st.bundleSet {
+		next.bundle = st.bundle
 	}
 	next.Scope = st.scope
 	next.Version++
 	next.IssuedAt = now
 	next.Expires = now.Add(ttl)
-	if s.cfg.epochs != nil {
-		next.Epoch = s.cfg.epochs.epoch(next.Service)
-	}
+	next.Epoch = st.epoch
 	out, err := s.seal(dst, &next)
 	if err != nil {
 		return Unchanged, dst, err
+	}
+	if s.cfg.marks != nil {
+		start := len(dst)
+		expires := next.Expires
+		if st.restored && st.sc.Expires.After(expires) {
+			expires = st.sc.Expires // the mark must outlive the version it refuses
+		}
+		if err := s.spend(st.ctx, &next, st.rev, out[start:], expires); err != nil {
+			return Unchanged, dst, err
+		}
 	}
 	st.sc = next
 	return Updated, out, nil

@@ -2,7 +2,6 @@ package scone
 
 import (
 	"context"
-	"math"
 	"testing"
 	"time"
 
@@ -164,7 +163,7 @@ func TestSetTTLShortensOnly(t *testing.T) {
 
 func TestClientBinding(t *testing.T) {
 	t.Parallel()
-	s, _ := newTestSealer(t, WithClientBinding())
+	s, _ := newTestSealer(t, WithClientBinding(false))
 	_, tok := serve(t, s, nil, Expect{Service: "cart", Client: "alice"}, func(ctx context.Context) {
 		st, _ := FromContext(ctx)
 		st.SetData([]byte("x"))
@@ -178,36 +177,32 @@ func TestClientBinding(t *testing.T) {
 
 func TestEpochStampedAtCommit(t *testing.T) {
 	t.Parallel()
-	epochs := &Epochs{}
-	if err := epochs.Set("cart", 4); err != nil {
-		t.Fatal(err)
+	marks := NewMemoryMarkStore(100, newFakeClock().Now)
+	s, _ := newTestSealer(t, WithMarkStore(marks))
+	ctx := context.Background()
+	for range 4 {
+		if err := s.Revoke(ctx, Revocation{Service: "cart"}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	s, _ := newTestSealer(t, WithEpochs(epochs))
 	_, tok := serve(t, s, nil, Expect{Service: "cart"}, func(ctx context.Context) {
 		st, _ := FromContext(ctx)
 		st.SetData([]byte("x"))
 	})
 	var sc SCONE
-	if _, err := s.open(context.Background(), &sc, tok, Expect{Service: "cart"}); err != nil || sc.Epoch != 4 {
+	if _, err := s.open(ctx, &sc, tok, Expect{Service: "cart"}); err != nil || sc.Epoch != 4 {
 		t.Fatalf("epoch %d, %v", sc.Epoch, err)
 	}
-	if err := epochs.Set("cart", 3); err == nil {
-		t.Fatal("an epoch went down")
-	}
-	if got, err := epochs.Revoke("cart"); err != nil || got != 5 {
-		t.Fatalf("Revoke = %d", got)
-	}
-	_, err := s.open(context.Background(), &sc, tok, Expect{Service: "cart"})
-	wantCode(t, err, CodeRevoked)
-	if epochs.epoch("inventory") != 0 {
-		t.Fatal("revoking cart touched inventory")
-	}
-	if err := epochs.Set("max", math.MaxUint64); err != nil {
+	if err := s.Revoke(ctx, Revocation{Service: "cart"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := epochs.Revoke("max"); CodeOf(err) != CodeInternal {
-		t.Fatalf("Revoke past the maximum epoch: %v", err)
+	_, err := s.open(ctx, &sc, tok, Expect{Service: "cart"})
+	wantCode(t, err, CodeRevoked)
+	if e, _ := s.epoch(ctx, "inventory"); e != 0 {
+		t.Fatal("revoking cart touched inventory")
 	}
+	noStore, _ := newTestSealer(t)
+	wantCode(t, noStore.Revoke(ctx, Revocation{Service: "cart"}), CodeInternal)
 }
 
 type cart struct {

@@ -26,6 +26,17 @@ type State struct {
 	ttl          time.Duration
 	applyOnError bool
 	frozen       bool // sealed while the handler goes on: changes panic
+
+	// With a mark store: the context of the request (Commit writes the
+	// mark with it), the revision of the session's mark read at Restore, and
+	// the service's revocation epoch.
+	ctx   context.Context
+	rev   uint64
+	epoch uint64
+	// bundle is what the hook records of the back ends' SCONEs, to seal
+	// (internal/hook); bundleSet tells it was set for this request.
+	bundle    []byte
+	bundleSet bool
 }
 
 type stateKey struct{}

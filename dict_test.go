@@ -3,7 +3,6 @@ package scone
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,66 +237,6 @@ func TestDictConcurrent(t *testing.T) {
 	got, _ := d.Get("cart", "/shop.Gateway/")
 	if h, _ := ParseHeader(got); h.Version != 50 {
 		t.Fatalf("holder kept v%d, want the newest, v50", h.Version)
-	}
-}
-
-func TestMemoryHighWater(t *testing.T) {
-	t.Parallel()
-	clk := newFakeClock()
-	h := NewMemoryHighWater(2, clk.Now)
-	ctx := t.Context()
-	a, b, c := SessionID{1}, SessionID{2}, SessionID{3}
-	exp := clk.Now().Add(time.Minute)
-	for _, step := range []struct {
-		id      SessionID
-		version uint64
-		code    Code
-	}{
-		{a, 5, CodeUnknown},
-		{a, 5, CodeUnknown}, // the same version again: a retry
-		{a, 6, CodeUnknown},
-		{a, 5, CodeRolledBack},
-		{b, 1, CodeUnknown},
-		{c, 1, CodeExhausted}, // full of live sessions
-	} {
-		err := h.Admit(ctx, step.id, step.version, exp)
-		if CodeOf(err) != step.code {
-			t.Fatalf("Admit(%x, %d) = %v, want %v", step.id[:1], step.version, err, step.code)
-		}
-	}
-	clk.Advance(time.Minute)
-	if err := h.Admit(ctx, c, 1, clk.Now().Add(time.Minute)); err != nil {
-		t.Fatalf("after the marks expired: %v", err)
-	}
-	if h.len() != 1 {
-		t.Fatalf("Len = %d", h.len())
-	}
-	if !strings.Contains(SessionID{0xab}.String(), "ab") {
-		t.Fatal("SessionID helpers")
-	}
-}
-
-// TestHighWaterKeepsLatestExpiry: a newer version sealed with a shorter
-// lifetime must not shorten the mark that keeps an older version out.
-func TestHighWaterKeepsLatestExpiry(t *testing.T) {
-	t.Parallel()
-	clk := newFakeClock()
-	h := NewMemoryHighWater(10, clk.Now)
-	ctx := t.Context()
-	id := SessionID{7}
-	if err := h.Admit(ctx, id, 4, clk.Now().Add(24*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Admit(ctx, id, 5, clk.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	clk.Advance(2 * time.Minute)
-	// Fill the store until it sweeps: the mark must survive the sweep.
-	for i := range 10 {
-		h.Admit(ctx, SessionID{byte(100 + i)}, 1, clk.Now().Add(time.Hour))
-	}
-	if err := h.Admit(ctx, id, 4, clk.Now().Add(time.Hour)); CodeOf(err) != CodeRolledBack {
-		t.Fatalf("version 4 after version 5 with a shorter life: %v", err)
 	}
 }
 

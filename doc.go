@@ -44,10 +44,12 @@
 //
 // Keys rotate while serving: add a key to every server's ring, promote it,
 // retire the old one after the longest SCONE lifetime (KeyRing, key files
-// reloaded with ReloadKeyFile, and the scone keys command). Epochs revoke
-// every SCONE of a service at once; a HighWater (MemoryHighWater) refuses a
-// SCONE older than one already presented. The relay and cluster packages
-// keep SCONEs in the network and in a cluster.
+// reloaded with ReloadKeyFile, and the scone keys command). A MarkStore
+// (WithMarkStore: NewMemoryMarkStore, or package marks on NATS JetStream)
+// makes each version of a session's SCONE spendable once across replicas,
+// and lets Sealer.Revoke end a session, a client's sessions or a service's
+// SCONEs; WithMaxSessionAge ends sessions however often re-sealed. The relay
+// and cluster packages keep SCONEs in the network and in a cluster.
 //
 // # Errors
 //

@@ -26,6 +26,8 @@ import (
 //	internal      Internal             500 Internal Server Error
 //	conflict      Aborted              409 Conflict
 //	in_doubt      DeadlineExceeded     504 Gateway Timeout
+//	session_expired Unauthenticated    401 Unauthorized
+//	bundle_mismatch FailedPrecondition 409 Conflict
 type Code uint8
 
 // The codes. New codes are only ever appended.
@@ -49,8 +51,10 @@ const (
 	// CodeTooLarge: a SCONE, or the state to seal into one, is over the size
 	// budget.
 	CodeTooLarge Code = 6
-	// CodeRolledBack: anti-rollback is on and a newer version of this
-	// session's SCONE has already been presented.
+	// CodeRolledBack: a mark store is on (WithMarkStore) and this version
+	// of the session's SCONE was already spent: a newer one was issued. When
+	// the version is the one just before the newest (its reply was lost),
+	// the refusal carries the newest SCONE, and the holder goes on with it.
 	CodeRolledBack Code = 7
 	// CodeRevoked: the SCONE was sealed under a revocation epoch that has
 	// since been raised.
@@ -74,24 +78,35 @@ const (
 	// CodeUnavailable, which promises the state is unchanged, read the
 	// state before retrying a change that is not idempotent.
 	CodeInDoubt Code = 14
+	// CodeSessionExpired: the session began longer ago than the maximum
+	// session age (WithMaxSessionAge), however often it was re-sealed. Start
+	// a new session (log in again).
+	CodeSessionExpired Code = 15
+	// CodeBundle: the SCONEs a front end's request carried for its back ends
+	// are not the ones its last reply gave (one is missing, older, or from
+	// another session). The message says which; to start over, drop every
+	// SCONE (cookie) of the front end's scope.
+	CodeBundle Code = 16
 )
 
 var codeNames = [...]string{
-	CodeUnknown:      "unknown",
-	CodeMalformed:    "malformed",
-	CodeTampered:     "tampered",
-	CodeExpired:      "expired",
-	CodeUnknownKey:   "unknown_key",
-	CodeWrongService: "wrong_service",
-	CodeTooLarge:     "too_large",
-	CodeRolledBack:   "rolled_back",
-	CodeRevoked:      "revoked",
-	CodeWrongClient:  "wrong_client",
-	CodeExhausted:    "exhausted",
-	CodeUnavailable:  "unavailable",
-	CodeInternal:     "internal",
-	CodeConflict:     "conflict",
-	CodeInDoubt:      "in_doubt",
+	CodeUnknown:        "unknown",
+	CodeMalformed:      "malformed",
+	CodeTampered:       "tampered",
+	CodeExpired:        "expired",
+	CodeUnknownKey:     "unknown_key",
+	CodeWrongService:   "wrong_service",
+	CodeTooLarge:       "too_large",
+	CodeRolledBack:     "rolled_back",
+	CodeRevoked:        "revoked",
+	CodeWrongClient:    "wrong_client",
+	CodeExhausted:      "exhausted",
+	CodeUnavailable:    "unavailable",
+	CodeInternal:       "internal",
+	CodeConflict:       "conflict",
+	CodeInDoubt:        "in_doubt",
+	CodeSessionExpired: "session_expired",
+	CodeBundle:         "bundle_mismatch",
 }
 
 // String returns the code's stable snake_case name, as used in metrics,
@@ -107,9 +122,10 @@ func (c Code) String() string {
 // peer: it never holds plaintext state or key material. The cause, kept for
 // local logs, is reachable through Unwrap and is not part of Error().
 type Error struct {
-	code  Code
-	msg   string
-	cause error
+	code   Code
+	msg    string
+	cause  error
+	newest []byte // a refusal of a spent version: the session's newest SCONE
 }
 
 // NewError returns an error with the given code and message. The message

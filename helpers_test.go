@@ -2,6 +2,7 @@ package scone
 
 import (
 	"bytes"
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -85,4 +86,24 @@ func wantCode(t testing.TB, err error, want Code) {
 	if got := CodeOf(err); got != want {
 		t.Fatalf("error %v has code %v, want %v", err, got, want)
 	}
+}
+
+// spend serves one request with tok through s (Restore, then Commit of a
+// change) and returns the SCONE sealed after it.
+func spend(t testing.TB, s *Sealer, tok []byte) []byte {
+	t.Helper()
+	h, err := ParseHeader(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Restore(context.Background(), tok, Expect{Service: h.Service}, h.Scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetData([]byte("spent"))
+	_, out, err := s.Commit(nil, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

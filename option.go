@@ -24,9 +24,9 @@ type config struct {
 	ttl             time.Duration
 	maxSize         int
 	clock           func() time.Time
-	epochs          *Epochs
-	highWater       HighWater
-	bind            bool
+	marks           MarkStore
+	maxAge          time.Duration
+	bind            bindMode
 	compressAt      int
 	resealUnchanged bool
 }
@@ -49,6 +49,8 @@ func (c *config) validate() error {
 			" and "+strconv.Itoa(MaxEnvelopeSize)+" bytes, got "+strconv.Itoa(c.maxSize))
 	case c.clock == nil:
 		return errCode(CodeInternal, "sealer: nil clock")
+	case c.maxAge < 0:
+		return errCode(CodeInternal, "sealer: negative maximum session age")
 	case c.compressAt < 0:
 		return errCode(CodeInternal, "sealer: negative compression threshold")
 	}
@@ -70,17 +72,56 @@ func WithMaxSize(n int) Option { return optionFunc(func(c *config) { c.maxSize =
 // WithClock sets the clock the Sealer reads time from (default time.Now).
 func WithClock(now func() time.Time) Option { return optionFunc(func(c *config) { c.clock = now }) }
 
-// WithEpochs turns on revocation by epoch (see Epochs).
-func WithEpochs(e *Epochs) Option { return optionFunc(func(c *config) { c.epochs = e }) }
+// WithMarkStore keeps the marks of the Sealer's sessions in store (see
+// MarkStore), shared by every replica of the service, and turns on:
+//
+//   - each version spent once: Commit records the session's newest version
+//     with compare-and-set, so of concurrent requests carrying the same
+//     version exactly one seals a successor (the others fail with
+//     CodeConflict and change nothing), and a SCONE older than the newest
+//     issued fails with CodeRolledBack. A holder that presents the version
+//     just before the newest (its reply was lost) gets the newest SCONE back
+//     with the refusal, and goes on with it;
+//   - Sealer.Revoke, of a session, a client's sessions, or a service.
+//
+// It costs, per request, a read of the session's and the service's marks
+// (and of the client's, for a bound SCONE) and, per seal, a write. A store
+// that cannot answer fails the request with CodeUnavailable.
+func WithMarkStore(store MarkStore) Option { return optionFunc(func(c *config) { c.marks = store }) }
 
-// WithHighWater turns on anti-rollback through h (see HighWater). It costs a
-// call to h on every open that carries a SCONE.
-func WithHighWater(h HighWater) Option { return optionFunc(func(c *config) { c.highWater = h }) }
+// WithMaxSessionAge ends every session d after its first seal, however
+// often it was re-sealed since: its SCONEs fail with CodeSessionExpired.
+// SCONEs of envelope format 1, which do not record the session's start,
+// start counting at their first seal under this version.
+func WithMaxSessionAge(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.maxAge = d })
+}
 
-// WithClientBinding binds every new session's SCONE to the identity of the
-// client that started it (Expect.Client), so a stolen SCONE fails with
-// CodeWrongClient for anyone else.
-func WithClientBinding() Option { return optionFunc(func(c *config) { c.bind = true }) }
+// bindMode is how WithClientBinding binds SCONEs to clients.
+type bindMode uint8
+
+const (
+	bindOff      bindMode = iota
+	bindStrict            // every SCONE must be bound to the caller
+	bindFirstUse          // an unbound SCONE is bound to its next caller
+)
+
+// WithClientBinding binds every SCONE to the identity of its client
+// (Expect.Client, from the hook's WithClientIdentity), so a stolen SCONE
+// fails with CodeWrongClient for anyone else. It fails closed: a request
+// without an identity fails with CodeWrongClient, and so does an unbound
+// SCONE (sealed before binding was on), unless bindOnFirstUse is set: then
+// an unbound SCONE is bound to the first authenticated client that
+// presents it, at its next seal, which is right only while the SCONEs
+// sealed before binding are in their owners' hands.
+func WithClientBinding(bindOnFirstUse bool) Option {
+	return optionFunc(func(c *config) {
+		c.bind = bindStrict
+		if bindOnFirstUse {
+			c.bind = bindFirstUse
+		}
+	})
+}
 
 // WithCompression compresses the data of SCONEs of at least minSize bytes
 // with DEFLATE when that makes them smaller. Compression can leak, through

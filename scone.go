@@ -35,8 +35,13 @@ type SCONE struct {
 	// IssuedAt is when this version was sealed (millisecond precision).
 	IssuedAt time.Time
 	// Epoch is the service's revocation epoch at sealing; raising the epoch
-	// of the service (see Epochs) revokes every SCONE sealed before.
+	// of the service (Sealer.Revoke) revokes every SCONE sealed before.
 	Epoch uint64
+	// Started is when the session's first SCONE was sealed (millisecond
+	// precision), kept across versions: WithMaxSessionAge ends the session
+	// that long after. Zero in SCONEs of envelope format 1, which did not
+	// record it.
+	Started time.Time
 	// Endpoint, Object and Status are the thread-context fields of the
 	// patent, sealed beside Data and kept across versions. No State method
 	// sets them: handlers keep their state in Data.
@@ -55,6 +60,10 @@ type SCONE struct {
 	// Data is the application's state, opaque to everything but the
 	// service's own handlers.
 	Data []byte
+
+	// bundle is what a front end's last reply gave its holder of its back
+	// ends' SCONEs, encoded by the hooks (internal/hook).
+	bundle []byte
 }
 
 // Limits of the envelope. The size budget a Sealer enforces (WithMaxSize)

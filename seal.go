@@ -49,6 +49,9 @@ type opened struct {
 	// stale is set when that key is no longer the primary: the SCONE should
 	// be re-sealed, so the old key can be retired without losing it.
 	stale bool
+	// rev is the revision of the session's mark, and epoch the service's
+	// revocation epoch, read from the mark store.
+	rev, epoch uint64
 }
 
 // maxFieldLen is the longest Endpoint, Object, Status or Client.
@@ -60,12 +63,12 @@ const maxFieldLen = 1<<16 - 1
 // format (see SCONE). Without compression, seal allocates nothing when dst
 // has room.
 func (s *Sealer) seal(dst []byte, sc *SCONE) ([]byte, error) {
-	return s.sealNonce(dst, sc, nil)
+	return s.sealNonce(dst, sc, nil, formatV2)
 }
 
-// sealNonce is seal, with a fixed nonce when nonce is not nil (for test
-// vectors).
-func (s *Sealer) sealNonce(dst []byte, sc *SCONE, nonce *[nonceSize]byte) ([]byte, error) {
+// sealNonce is seal, with a fixed nonce when nonce is not nil, in the given
+// envelope format (for test vectors; format 1 drops Started and the bundle).
+func (s *Sealer) sealNonce(dst []byte, sc *SCONE, nonce *[nonceSize]byte, format byte) ([]byte, error) {
 	if err := s.check(sc); err != nil {
 		return dst, err
 	}
@@ -84,16 +87,16 @@ func (s *Sealer) sealNonce(dst []byte, sc *SCONE, nonce *[nonceSize]byte) ([]byt
 		}
 	}
 	hl := headerLen(sc)
-	total := hl + nonceSize + bodyLen(sc, len(data)) + tagSize
+	total := hl + nonceSize + bodyLen(format, sc, len(data)) + tagSize
 	if total > s.cfg.maxSize {
 		return dst, errCode(CodeTooLarge, "sealed SCONE would be "+strconv.Itoa(total)+
 			" bytes, over the budget of "+strconv.Itoa(s.cfg.maxSize))
 	}
 	dst = slices.Grow(dst, total)
 	start := len(dst)
-	b := appendHeader(dst, k.ID, sc)
+	b := appendHeader(dst, format, k.ID, sc)
 	b = b[:len(b)+nonceSize]
-	b = appendBody(b, flags, sc, data)
+	b = appendBody(b, format, flags, sc, data)
 	var out []byte
 	if nonce == nil {
 		out = k.x.sealInPlace(b[start:], hl, hl+nonceSize)
@@ -112,8 +115,8 @@ func (s *Sealer) check(sc *SCONE) error {
 	case len(sc.Endpoint) > maxFieldLen || len(sc.Object) > maxFieldLen ||
 		len(sc.Status) > maxFieldLen || len(sc.Client) > maxFieldLen:
 		return errCode(CodeTooLarge, "endpoint, object, status and client must each be under 64 KiB")
-	case sc.Expires.UnixMilli() <= 0 || sc.IssuedAt.UnixMilli() < 0:
-		return errCode(CodeInternal, "SCONE needs an expiry and an issue time after 1970")
+	case sc.Expires.UnixMilli() <= 0 || sc.IssuedAt.UnixMilli() < 0 || !sc.Started.IsZero() && sc.Started.UnixMilli() <= 0:
+		return errCode(CodeInternal, "SCONE needs an expiry, an issue time and a start after 1970")
 	case sc.Expires.Sub(sc.IssuedAt) > s.cfg.ttl:
 		return errCode(CodeInternal, "SCONE lifetime (expiry minus issue time) is beyond the sealer's TTL")
 	}
@@ -125,8 +128,10 @@ func (s *Sealer) check(sc *SCONE) error {
 // the first that fails gives the error's code: size budget (CodeTooLarge,
 // before any decryption), layout (CodeMalformed), key (CodeUnknownKey),
 // authentication (CodeTampered), service (CodeWrongService), expiry
-// (CodeExpired), revocation epoch (CodeRevoked), client binding
-// (CodeWrongClient), anti-rollback (CodeRolledBack).
+// (CodeExpired), session age (CodeSessionExpired), client binding
+// (CodeWrongClient), then, with a mark store, revocation (CodeRevoked) and
+// anti-rollback (CodeRolledBack). It returns the revision of the session's
+// mark, for Commit.
 //
 // open reuses sc.Data's storage; on error sc's contents are unspecified.
 func (s *Sealer) open(ctx context.Context, sc *SCONE, token []byte, want Expect) (opened, error) {
@@ -157,18 +162,38 @@ func (s *Sealer) open(ctx context.Context, sc *SCONE, token []byte, want Expect)
 		return opened{}, errCode(CodeWrongService, "SCONE belongs to another service")
 	case !now.Before(sc.Expires):
 		return opened{}, errCode(CodeExpired, "SCONE expired")
-	case s.cfg.epochs != nil && sc.Epoch < s.cfg.epochs.epoch(sc.Service):
-		return opened{}, errCode(CodeRevoked, "SCONE sealed before the service's current revocation epoch")
+	case s.cfg.maxAge > 0 && !sc.Started.IsZero() && now.Sub(sc.Started) >= s.cfg.maxAge:
+		return opened{}, errCode(CodeSessionExpired, "the session began more than "+
+			s.cfg.maxAge.String()+" ago: start a new one")
 	case sc.Client != "" && sc.Client != want.Client:
 		return opened{}, errCode(CodeWrongClient, "SCONE is bound to another client")
+	case s.cfg.bind != bindOff && want.Client == "":
+		return opened{}, errNoIdentity
+	case s.cfg.bind == bindStrict && sc.Client == "":
+		return opened{}, errCode(CodeWrongClient, "SCONE is bound to no client, and this service "+
+			"binds every SCONE to its client: start a new session")
 	}
-	if s.cfg.highWater != nil {
-		if err := s.cfg.highWater.Admit(ctx, sc.Session, sc.Version, sc.Expires); err != nil {
+	o := opened{keyID: k.ID, stale: k != ring.primary}
+	if s.cfg.marks != nil {
+		epoch, err := s.epoch(ctx, sc.Service)
+		if err != nil {
 			return opened{}, err
 		}
+		if sc.Epoch < epoch {
+			return opened{}, errCode(CodeRevoked, "SCONE sealed before the service's current revocation epoch")
+		}
+		if o.rev, err = s.checkMarks(ctx, sc); err != nil {
+			return opened{}, err
+		}
+		o.epoch = epoch
 	}
-	return opened{keyID: k.ID, stale: k != ring.primary}, nil
+	return o, nil
 }
+
+// errNoIdentity refuses a request without a client identity when the
+// Sealer binds SCONEs to clients.
+var errNoIdentity = errCode(CodeWrongClient, "the request has no authenticated client identity, "+
+	"and this service binds every SCONE to its client")
 
 // maxData is the most data a SCONE may hold: the size budget, or 16 times
 // it for data that is compressed.
@@ -190,7 +215,7 @@ func (s *Sealer) decrypt(sc *SCONE, k *ringKey, token []byte, h *headerView) err
 	if !cached {
 		k.x.remember(d)
 	}
-	flags, data, err := decodeBody(sc, pt)
+	flags, data, err := decodeBody(sc, token[0], pt)
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,8 @@ func sconeEqual(a, b *SCONE) bool {
 	return a.Service == b.Service && a.Scope == b.Scope && a.Version == b.Version &&
 		a.Expires.Equal(b.Expires) && a.Session == b.Session && a.IssuedAt.Equal(b.IssuedAt) &&
 		a.Epoch == b.Epoch && a.Endpoint == b.Endpoint && a.Object == b.Object &&
-		a.Status == b.Status && a.Client == b.Client && bytes.Equal(a.Data, b.Data)
+		a.Status == b.Status && a.Client == b.Client && bytes.Equal(a.Data, b.Data) &&
+		a.Started.Equal(b.Started) && bytes.Equal(a.bundle, b.bundle)
 }
 
 func TestSealIsFreshEachTime(t *testing.T) {
@@ -64,11 +65,15 @@ func TestOpenReusesDataBuffer(t *testing.T) {
 	}
 }
 
-// errHighWater is a HighWater whose store is down.
-type errHighWater struct{ code Code }
+// downMarks is a MarkStore that cannot be reached.
+type downMarks struct{ code Code }
 
-func (h errHighWater) Admit(context.Context, SessionID, uint64, time.Time) error {
-	return NewError(h.code, "anti-rollback store unreachable")
+func (h downMarks) Get(context.Context, string) ([]byte, uint64, error) {
+	return nil, 0, NewError(h.code, "mark store unreachable")
+}
+
+func (h downMarks) Put(context.Context, string, []byte, uint64, time.Time) error {
+	return NewError(h.code, "mark store unreachable")
 }
 
 // TestErrorCodes covers every error code: each case makes the condition and
@@ -91,7 +96,7 @@ func TestErrorCodes(t *testing.T) {
 		{"unknown format", CodeMalformed, func(t *testing.T) error {
 			s, clk := newTestSealer(t)
 			tok := mustSeal(t, s, sampleSCONE(clk.Now(), []byte(secret)))
-			tok[0] = 2
+			tok[0] = 3
 			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
 		}},
@@ -176,26 +181,30 @@ func TestErrorCodes(t *testing.T) {
 			return err
 		}},
 		{"rolled back", CodeRolledBack, func(t *testing.T) error {
-			s, clk := newTestSealer(t, WithHighWater(NewMemoryHighWater(10, nil)))
-			sc := sampleSCONE(clk.Now(), []byte(secret))
-			old := mustSeal(t, s, sc)
-			sc.Version++
-			newer := mustSeal(t, s, sc)
-			if _, err := s.open(ctx, &SCONE{}, newer, Expect{Service: "cart"}); err != nil {
-				t.Fatal(err)
-			}
+			s, clk := newTestSealer(t, WithMarkStore(NewMemoryMarkStore(10, newFakeClock().Now)))
+			old := mustSeal(t, s, sampleSCONE(clk.Now(), []byte(secret)))
+			spend(t, s, spend(t, s, old)) // two versions on
 			_, err := s.open(ctx, &SCONE{}, old, Expect{Service: "cart"})
 			return err
 		}},
 		{"revoked", CodeRevoked, func(t *testing.T) error {
-			epochs := &Epochs{}
-			s, clk := newTestSealer(t, WithEpochs(epochs))
+			s, clk := newTestSealer(t, WithMarkStore(NewMemoryMarkStore(10, newFakeClock().Now)))
 			tok := mustSeal(t, s, sampleSCONE(clk.Now(), []byte(secret)))
-			if _, err := epochs.Revoke("cart"); err != nil {
+			if err := s.Revoke(ctx, Revocation{Service: "cart"}); err != nil {
 				t.Fatal(err)
 			}
 			_, err := s.open(ctx, &SCONE{}, tok, Expect{Service: "cart"})
 			return err
+		}},
+		{"session too old", CodeSessionExpired, func(t *testing.T) error {
+			s, clk := newTestSealer(t, WithMaxSessionAge(time.Hour))
+			sc := sampleSCONE(clk.Now(), []byte(secret))
+			sc.Started = clk.Now().Add(-time.Hour)
+			_, err := s.open(ctx, &SCONE{}, mustSeal(t, s, sc), Expect{Service: "cart"})
+			return err
+		}},
+		{"bundle mismatch", CodeBundle, func(t *testing.T) error {
+			return NewError(CodeBundle, "made by the hooks (internal/hook tests)")
 		}},
 		{"wrong client", CodeWrongClient, func(t *testing.T) error {
 			s, clk := newTestSealer(t)
@@ -219,23 +228,25 @@ func TestErrorCodes(t *testing.T) {
 		}},
 		{"anti-rollback store full", CodeExhausted, func(t *testing.T) error {
 			clk := newFakeClock()
-			s, _ := newTestSealer(t, WithClock(clk.Now), WithHighWater(NewMemoryHighWater(1, clk.Now)))
+			s, _ := newTestSealer(t, WithClock(clk.Now), WithMarkStore(NewMemoryMarkStore(1, clk.Now)))
 			a, b := sampleSCONE(clk.Now(), nil), sampleSCONE(clk.Now(), nil)
 			b.Session[0] = 99
-			if _, err := s.open(ctx, &SCONE{}, mustSeal(t, s, a), Expect{Service: "cart"}); err != nil {
+			spend(t, s, mustSeal(t, s, a))
+			st, err := s.Restore(ctx, mustSeal(t, s, b), Expect{Service: "cart"}, "/")
+			if err != nil {
 				t.Fatal(err)
 			}
-			_, err := s.open(ctx, &SCONE{}, mustSeal(t, s, b), Expect{Service: "cart"})
+			_, _, err = s.Commit(nil, st)
 			return err
 		}},
 		{"anti-rollback store down", CodeUnavailable, func(t *testing.T) error {
-			s, clk := newTestSealer(t, WithHighWater(errHighWater{CodeUnavailable}))
+			s, clk := newTestSealer(t, WithMarkStore(downMarks{CodeUnavailable}))
 			_, err := s.open(ctx, &SCONE{}, mustSeal(t, s, sampleSCONE(clk.Now(), nil)), Expect{Service: "cart"})
 			return err
 		}},
 		{"anti-rollback store did not answer a write", CodeInDoubt, func(t *testing.T) error {
 			// A store's own code passes through: the mark may have moved.
-			s, clk := newTestSealer(t, WithHighWater(errHighWater{CodeInDoubt}))
+			s, clk := newTestSealer(t, WithMarkStore(downMarks{CodeInDoubt}))
 			_, err := s.open(ctx, &SCONE{}, mustSeal(t, s, sampleSCONE(clk.Now(), nil)), Expect{Service: "cart"})
 			return err
 		}},

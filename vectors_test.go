@@ -27,6 +27,7 @@ const (
 // the envelope they seal to.
 type vector struct {
 	Name      string `json:"name"`
+	Format    byte   `json:"format"`
 	KeyID     uint32 `json:"key_id"`
 	Key       string `json:"key"`
 	Nonce     string `json:"nonce"`
@@ -42,6 +43,8 @@ type vector struct {
 	Object    string `json:"object"`
 	Status    string `json:"status"`
 	Client    string `json:"client"`
+	StartedMs int64  `json:"started_unix_ms,omitempty"`
+	Bundle    string `json:"bundle,omitempty"`
 	Data      string `json:"data"`
 	Envelope  string `json:"envelope"`
 }
@@ -51,13 +54,13 @@ func vectorInputs() []vector {
 	ms := issued.UnixMilli()
 	return []vector{
 		{
-			Name: "minimal", KeyID: 1, Key: strings.Repeat("01", 32),
+			Name: "minimal", Format: 1, KeyID: 1, Key: strings.Repeat("01", 32),
 			Nonce:   hex.EncodeToString([]byte("ABCDEFGHIJKLMNOPQRSTUVWX")),
 			Service: "s", Version: 1, ExpiresMs: ms + 60_000,
 			Session: strings.Repeat("00", 16), IssuedMs: ms,
 		},
 		{
-			Name: "cart", KeyID: 0x2a, Key: strings.Repeat("2a", 32),
+			Name: "cart", Format: 1, KeyID: 0x2a, Key: strings.Repeat("2a", 32),
 			Nonce:   "000102030405060708090a0b0c0d0e0f1011121314151617",
 			Service: "cart", Scope: "/shop.Gateway/", Version: 7, ExpiresMs: ms + 86_400_000,
 			Session: "0102030405060708090a0b0c0d0e0f10", IssuedMs: ms, Epoch: 3,
@@ -65,11 +68,30 @@ func vectorInputs() []vector {
 			Client: "alice", Data: hex.EncodeToString([]byte(`{"items":["dune","neuromancer"]}`)),
 		},
 		{
-			Name: "compressed", KeyID: 0xdeadbeef, Key: strings.Repeat("ff", 32),
+			Name: "compressed", Format: 1, KeyID: 0xdeadbeef, Key: strings.Repeat("ff", 32),
 			Nonce: strings.Repeat("77", 24), Compress: true,
 			Service: "inventory", Scope: "/shop.Gateway/", Version: 1 << 40, ExpiresMs: ms + 3_600_000,
 			Session: strings.Repeat("ee", 16), IssuedMs: ms,
 			Data: hex.EncodeToString(bytes.Repeat([]byte("isbn:9780441013593 qty:1 "), 12)),
+		},
+		// Format 2: the session's start, and a front end's bundle.
+		{
+			Name: "v2-minimal", Format: 2, KeyID: 1, Key: strings.Repeat("01", 32),
+			Nonce:   hex.EncodeToString([]byte("ABCDEFGHIJKLMNOPQRSTUVWX")),
+			Service: "s", Version: 1, ExpiresMs: ms + 60_000,
+			Session: strings.Repeat("00", 16), IssuedMs: ms, StartedMs: ms,
+		},
+		{
+			Name: "v2-gateway", Format: 2, KeyID: 0x2a, Key: strings.Repeat("2a", 32),
+			Nonce:   "000102030405060708090a0b0c0d0e0f1011121314151617",
+			Service: "gateway", Scope: "/shop/", Version: 9, ExpiresMs: ms + 86_400_000,
+			Session: "0102030405060708090a0b0c0d0e0f10", IssuedMs: ms, StartedMs: ms - 3_600_000, Epoch: 1,
+			Client: "alice",
+			// One entry: one route, "shop.Orders"; service "cart", scope
+			// "/shop/", version 7, digest 0x0102030405060708.
+			Bundle: "01" + "0b73686f702e4f7264657273" + "0463617274" + "062f73686f702f" +
+				"0000000000000007" + "0102030405060708",
+			Data: hex.EncodeToString([]byte(`{"changes":2}`)),
 		},
 	}
 }
@@ -108,7 +130,10 @@ func (v *vector) scone(t testing.TB) *SCONE {
 		Service: v.Service, Scope: v.Scope, Version: v.Version,
 		Expires: time.UnixMilli(v.ExpiresMs), IssuedAt: time.UnixMilli(v.IssuedMs), Epoch: v.Epoch,
 		Endpoint: v.Endpoint, Object: v.Object, Status: v.Status, Client: v.Client,
-		Data: mustHex(t, v.Data),
+		Data: mustHex(t, v.Data), bundle: mustHex(t, v.Bundle),
+	}
+	if v.StartedMs != 0 {
+		sc.Started = time.UnixMilli(v.StartedMs)
 	}
 	copy(sc.Session[:], mustHex(t, v.Session))
 	return sc
@@ -119,7 +144,7 @@ func TestVectors(t *testing.T) {
 	for i := range vs {
 		v := &vs[i]
 		s := v.sealer(t)
-		env, err := s.sealNonce(nil, v.scone(t), (*[nonceSize]byte)(mustHex(t, v.Nonce)))
+		env, err := s.sealNonce(nil, v.scone(t), (*[nonceSize]byte)(mustHex(t, v.Nonce)), v.Format)
 		if err != nil {
 			t.Fatalf("%s: %v", v.Name, err)
 		}
@@ -181,6 +206,7 @@ func renderVectors(vs []vector) string {
 			}
 			fmt.Fprintf(&b, "%-10s %s\n", k, val)
 		}
+		row("format", fmt.Sprint(v.Format))
 		row("key id", fmt.Sprint(v.KeyID))
 		row("key", v.Key)
 		row("nonce", v.Nonce)
@@ -198,6 +224,10 @@ func renderVectors(vs []vector) string {
 		row("object", fmt.Sprintf("%q", v.Object))
 		row("status", fmt.Sprintf("%q", v.Status))
 		row("client", fmt.Sprintf("%q", v.Client))
+		if v.Format >= 2 {
+			row("started", fmt.Sprint(v.StartedMs, " (Unix ms)"))
+			row("bundle", v.Bundle)
+		}
 		row("data", v.Data)
 		b.WriteString("envelope:\n")
 		for s := v.Envelope; len(s) > 0; {

@@ -54,7 +54,7 @@ func TestBadInput(t *testing.T) {
 		var opts []scone.Option
 		if hw {
 			name = "anti-rollback"
-			opts = append(opts, scone.WithHighWater(scone.NewMemoryHighWater(1000, time.Now)))
+			opts = append(opts, scone.WithMarkStore(scone.NewMemoryMarkStore(1000, time.Now)))
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -92,10 +92,16 @@ func TestBadInput(t *testing.T) {
 				}
 				if cs.Carrier == badinput.Envelope {
 					v.Reset()
+					bodyWant := want
+					if h, err := hook.Peek(cs.Payloads[0]); hw && want.OK() && err == nil && string(h.Service) == c.Service {
+						// The metadata call spent the version: with marks on,
+						// presenting it again is a replay.
+						bodyWant = &badinput.Expect{Code: "rolled_back", Status: "FailedPrecondition"}
+					}
 					err := badgrpc.CallBody(ctx, raw, getCart, &cs, nil, &pb.GetCartRequest{}, &v)
-					if err := badgrpc.Check(err, want); err != nil {
+					if err := badgrpc.Check(err, bodyWant); err != nil {
 						t.Errorf("%s (body): %v", cs.Name, err)
-					} else if want.OK() && v.Operations != cs.Operations {
+					} else if bodyWant.OK() && v.Operations != cs.Operations {
 						t.Errorf("%s (body): accepted with %d operations, want %d", cs.Name, v.Operations, cs.Operations)
 					}
 				}

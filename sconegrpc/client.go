@@ -84,12 +84,12 @@ type callHolder interface {
 
 // holderFor returns the holder of a call, or nil for a call on behalf of a
 // client without the hook, which carries no state.
-func (c *client) holderFor(ctx context.Context) (callHolder, error) {
+func (c *client) holderFor(ctx context.Context, method string) (callHolder, error) {
 	if cr, ok := hook.CarryFrom(ctx); ok {
 		if cr.Plain() {
 			return nil, nil
 		}
-		return carryHolder{cr}, nil
+		return carryHolder{cr, ServiceName(method)}, nil
 	}
 	if c.cfg.holderFrom == nil && c.origin != nil {
 		return c.origin, nil
@@ -109,7 +109,7 @@ func (c *client) holderFor(ctx context.Context) (callHolder, error) {
 }
 
 func (c *client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	h, err := c.holderFor(ctx)
+	h, err := c.holderFor(ctx, method)
 	if err != nil || h == nil {
 		if err == nil {
 			err = invoker(ctx, method, req, reply, cc, opts...)
@@ -169,7 +169,7 @@ func applyReply(h callHolder, sent [][]byte, body []byte, inBody bool, trailer m
 }
 
 func (c *client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	h, err := c.holderFor(ctx)
+	h, err := c.holderFor(ctx, method)
 	if err != nil {
 		return nil, err
 	}
@@ -253,17 +253,23 @@ func turnStatus(release func(), err error) (func(), error) {
 	return release, nil
 }
 
-// carryHolder works for the request a front end is serving (hook.Carry).
-type carryHolder struct{ c *hook.Carry }
+// carryHolder works for the request a front end is serving (hook.Carry),
+// for a call to the service route (the gRPC service name, the server
+// hook's default service ID): it attaches that service's SCONEs and those
+// that came back from it, and takes back only those (hook.Carry.Attach).
+type carryHolder struct {
+	c     *hook.Carry
+	route string
+}
 
 func (h carryHolder) lock(ctx context.Context, group string) (func(), error) {
 	return turnStatus(h.c.Take(ctx, group))
 }
 
-func (h carryHolder) attach(dst [][]byte, _ string) [][]byte { return h.c.Attach(dst) }
+func (h carryHolder) attach(dst [][]byte, _ string) [][]byte { return h.c.Attach(dst, h.route) }
 func (h carryHolder) requestScope() string                   { return h.c.Scope() }
 func (h carryHolder) apply(f *grpcframe.Frame, _ [][]byte) error {
-	return h.c.Apply(f.Dropped, f.SCONEs)
+	return h.c.Apply(h.route, f.Dropped, f.SCONEs)
 }
 
 func (o *originHolder) attach(dst [][]byte, method string) [][]byte {

@@ -45,7 +45,7 @@ func TestForeignDrop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Apply([]hook.HolderKey{{Service: "cart", Scope: "/g/"}}, nil); scone.CodeOf(err) != scone.CodeMalformed {
+	if err := c.Apply("r", []hook.HolderKey{{Service: "cart", Scope: "/g/"}}, nil); scone.CodeOf(err) != scone.CodeMalformed {
 		t.Fatalf("foreign drop in a carry: %v", err)
 	}
 }

@@ -394,7 +394,7 @@ func TestErrorStatuses(t *testing.T) {
 	ctx := context.Background()
 	type env struct {
 		clk    *clock
-		epochs *scone.Epochs
+		sealer *scone.Sealer
 		good   []byte // the SCONE after the first Reserve
 		older  []byte // the one before it
 		addr   string
@@ -422,16 +422,16 @@ func TestErrorStatuses(t *testing.T) {
 			}},
 		{name: "revoked", code: scone.CodeRevoked, grpc: codes.PermissionDenied,
 			send: func(t *testing.T, e *env) error {
-				if _, err := e.epochs.Revoke(svc); err != nil {
+				if err := e.sealer.Revoke(ctx, scone.Revocation{Service: svc}); err != nil {
 					t.Fatal(err)
 				}
 				_, err := e.holder.Held(ctx, &pb.HeldRequest{})
 				return err
 			}},
 		{name: "rolled back", code: scone.CodeRolledBack, grpc: codes.FailedPrecondition,
-			opts: []scone.Option{scone.WithHighWater(scone.NewMemoryHighWater(100, nil))},
+			opts: []scone.Option{scone.WithMarkStore(scone.NewMemoryMarkStore(100, nil))},
 			send: func(t *testing.T, e *env) error {
-				// Presenting the newest version raises the mark past the older one.
+				// Each seal raises the mark: the older one is two versions back.
 				if _, err := e.holder.Held(ctx, &pb.HeldRequest{}); err != nil {
 					t.Fatal(err)
 				}
@@ -439,7 +439,7 @@ func TestErrorStatuses(t *testing.T) {
 				return callWithToken(t, e.addr, e.older)
 			}},
 		{name: "wrong client", code: scone.CodeWrongClient, grpc: codes.PermissionDenied,
-			opts:  []scone.Option{scone.WithClientBinding()},
+			opts:  []scone.Option{scone.WithClientBinding(false)},
 			sopts: []sconegrpc.ServerOption{sconegrpc.WithClientIdentity(userFromMetadata)},
 			send: func(t *testing.T, e *env) error {
 				return callWithToken(t, e.addr, e.good, metadata.Pairs("x-user", "mallory"))
@@ -463,21 +463,21 @@ func TestErrorStatuses(t *testing.T) {
 				return callWithToken(t, e.addr, append(bytes.Clone(e.good), make([]byte, 200)...))
 			}},
 		{name: "anti-rollback store full", code: scone.CodeExhausted, grpc: codes.ResourceExhausted,
-			opts: []scone.Option{scone.WithHighWater(scone.NewMemoryHighWater(1, nil))},
+			opts: []scone.Option{scone.WithMarkStore(scone.NewMemoryMarkStore(1, nil))},
 			send: func(t *testing.T, e *env) error {
+				// A second session's first seal finds no room for its mark.
 				other := dialInventory(t, e.addr)
-				if _, err := other.Reserve(ctx, &pb.Reservation{Isbn: dune, Quantity: 1}); err != nil {
-					t.Fatal(err)
-				}
-				_, err := other.Held(ctx, &pb.HeldRequest{})
+				_, err := other.Reserve(ctx, &pb.Reservation{Isbn: dune, Quantity: 1})
 				return err
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := &env{clk: &clock{now: time.Now()}, epochs: &scone.Epochs{}}
-			opts := append([]scone.Option{scone.WithClock(e.clk.Now), scone.WithEpochs(e.epochs)}, tc.opts...)
+			e := &env{clk: &clock{now: time.Now()}}
+			opts := append([]scone.Option{scone.WithClock(e.clk.Now),
+				scone.WithMarkStore(scone.NewMemoryMarkStore(100, nil))}, tc.opts...)
 			s := newSealer(t, opts...)
+			e.sealer = s
 			_, e.addr = serveInventory(t, shop.Inventory{}, sconegrpc.ServerOptions(s, tc.sopts...)...)
 			e.holder = dialInventory(t, e.addr, sconegrpc.WithMetadataCarrier())
 			ctx := metadata.AppendToOutgoingContext(ctx, "x-user", "alice")
@@ -775,7 +775,11 @@ func (discard) Delete(string, string)                 {}
 // down is an anti-rollback store that cannot answer.
 type down struct{}
 
-func (down) Admit(context.Context, scone.SessionID, uint64, time.Time) error {
+func (down) Get(context.Context, string) ([]byte, uint64, error) {
+	return nil, 0, scone.NewError(scone.CodeUnavailable, "store unreachable")
+}
+
+func (down) Put(context.Context, string, []byte, uint64, time.Time) error {
 	return scone.NewError(scone.CodeUnavailable, "store unreachable")
 }
 
@@ -800,7 +804,7 @@ func TestResetOnFailureKeepsServerErrors(t *testing.T) {
 	}
 	good, _ := c.dict.Get(svc, scope)
 	// The same key, so the SCONE is valid there; only the store is down.
-	broken, err := scone.NewSealer(ring, scone.WithHighWater(down{}))
+	broken, err := scone.NewSealer(ring, scone.WithMarkStore(down{}))
 	if err != nil {
 		t.Fatal(err)
 	}

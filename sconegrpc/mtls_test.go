@@ -92,7 +92,7 @@ func TestMTLSBinding(t *testing.T) {
 		ClientCAs:    ca.pool,
 		MinVersion:   tls.VersionTLS13,
 	})
-	s := newSealer(t, scone.WithClientBinding())
+	s := newSealer(t, scone.WithClientBinding(false))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -138,8 +138,15 @@ func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, 
 		Scope:          scope,
 		Plain:          !hooked,
 		ResetOnFailure: h.cfg.resetOnError,
+		Nested:         in.Scope != "",
 	})
 	if err != nil {
+		if r := hook.Recovery(err); !r.Empty() {
+			// A spent version whose reply was lost: the refusal carries the
+			// session's newest SCONE, and the holder goes on with it.
+			f := grpcframe.Frame{SCONEs: r.SCONEs}
+			grpc.SetTrailer(ctx, metadata.Pairs(metadataKey, string(grpcframe.Encode(&f))))
+		}
 		return nil, h.fail(service, err)
 	}
 	return x, nil

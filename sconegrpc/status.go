@@ -19,20 +19,22 @@ const ErrorDomain = grpcframe.ErrorDomain
 // grpcCodes maps each scone.Code to its gRPC status code, the one place this
 // mapping lives (the table is also in the scone.Code documentation).
 var grpcCodes = map[scone.Code]codes.Code{
-	scone.CodeMalformed:    codes.InvalidArgument,
-	scone.CodeTampered:     codes.Unauthenticated,
-	scone.CodeExpired:      codes.FailedPrecondition,
-	scone.CodeUnknownKey:   codes.FailedPrecondition,
-	scone.CodeWrongService: codes.InvalidArgument,
-	scone.CodeTooLarge:     codes.ResourceExhausted,
-	scone.CodeRolledBack:   codes.FailedPrecondition,
-	scone.CodeRevoked:      codes.PermissionDenied,
-	scone.CodeWrongClient:  codes.PermissionDenied,
-	scone.CodeExhausted:    codes.ResourceExhausted,
-	scone.CodeUnavailable:  codes.Unavailable,
-	scone.CodeInternal:     codes.Internal,
-	scone.CodeConflict:     codes.Aborted,
-	scone.CodeInDoubt:      codes.DeadlineExceeded,
+	scone.CodeMalformed:      codes.InvalidArgument,
+	scone.CodeTampered:       codes.Unauthenticated,
+	scone.CodeExpired:        codes.FailedPrecondition,
+	scone.CodeUnknownKey:     codes.FailedPrecondition,
+	scone.CodeWrongService:   codes.InvalidArgument,
+	scone.CodeTooLarge:       codes.ResourceExhausted,
+	scone.CodeRolledBack:     codes.FailedPrecondition,
+	scone.CodeRevoked:        codes.PermissionDenied,
+	scone.CodeWrongClient:    codes.PermissionDenied,
+	scone.CodeExhausted:      codes.ResourceExhausted,
+	scone.CodeUnavailable:    codes.Unavailable,
+	scone.CodeInternal:       codes.Internal,
+	scone.CodeConflict:       codes.Aborted,
+	scone.CodeInDoubt:        codes.DeadlineExceeded,
+	scone.CodeSessionExpired: codes.Unauthenticated,
+	scone.CodeBundle:         codes.FailedPrecondition,
 }
 
 // GRPCCode returns the gRPC status code a scone.Code maps to.

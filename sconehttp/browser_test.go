@@ -278,10 +278,10 @@ func TestBadCookieOneErrorThenFreshSession(t *testing.T) {
 }
 
 // TestBadBackEndCookieCleared: the front end's SCONE opens, but a back
-// end refuses its own (a tampered cookie). The front end answers with the
-// back end's error (WriteError); the Middleware empties the back ends'
-// cookies with it, keeps the front end's, and the next request goes on
-// with a new back-end session.
+// end's cookie was changed (tampered). The front end's SCONE bundles the
+// back end's, so the Middleware refuses the request (bundle_mismatch),
+// empties the request's SCONE cookies with it, and the next request starts
+// over.
 func TestBadBackEndCookieCleared(t *testing.T) {
 	t.Parallel()
 	s := newSealer(t)
@@ -320,14 +320,16 @@ func TestBadBackEndCookieCleared(t *testing.T) {
 			c.Jar.SetCookies(u, []*http.Cookie{{Name: ck.Name, Value: scone.EncodeText(tok), Path: "/front/"}})
 		}
 	}
+	// The front end's SCONE bundles the back end's: a changed one is
+	// refused before any back end sees it, and the session starts over.
 	resp, _ := do(t, c, "GET", fs.URL+"/front/x")
-	if resp.StatusCode != http.StatusUnauthorized || sconehttp.ResponseCode(resp) != scone.CodeTampered {
+	if resp.StatusCode != http.StatusConflict || sconehttp.ResponseCode(resp) != scone.CodeBundle {
 		t.Fatalf("tampered back-end cookie: %s %v", resp.Status, sconehttp.ResponseCode(resp))
 	}
-	if set := resp.Cookies(); len(set) != 1 || set[0].Name != "scone-back" || set[0].Value != "" {
-		t.Fatalf("the error's Set-Cookie %q, want the back end's cookie emptied", resp.Header.Values("Set-Cookie"))
+	if set := resp.Cookies(); len(set) != 2 || set[0].Value != "" || set[1].Value != "" {
+		t.Fatalf("the error's Set-Cookie %q, want every SCONE cookie emptied", resp.Header.Values("Set-Cookie"))
 	}
-	if _, body := do(t, c, "GET", fs.URL+"/front/x"); body != "front 3, back 1" {
-		t.Fatalf("after the error: %q, want the front end's session and a new back-end one", body)
+	if _, body := do(t, c, "GET", fs.URL+"/front/x"); body != "front 1, back 1" {
+		t.Fatalf("after the error: %q, want new sessions", body)
 	}
 }

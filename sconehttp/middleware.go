@@ -78,10 +78,24 @@ func (m *middleware) fail(w http.ResponseWriter, err error) {
 // clearsCookie): the client sees the error once, and its next request
 // starts a new session rather than failing the same way until its user
 // clears the cookies by hand. A header holder keeps what it had.
+//
+// A refusal of a spent version whose reply was lost carries the session's
+// newest SCONE (hook.Recovery), in the carrier of the request, so the
+// holder goes on with it.
 func (m *middleware) refuse(w http.ResponseWriter, in *carried, secure bool, scope string, err error) {
 	if !in.byHeader && err != errBothCarriers && clearsCookie(scone.CodeOf(err)) {
 		for _, name := range in.cookies {
 			w.Header().Add("Set-Cookie", m.cfg.cookies.emptied(name, cookiePath(scope), secure).String())
+		}
+	}
+	if r := hook.Recovery(err); !r.Empty() {
+		w.Header().Add("Cache-Control", `no-cache="Set-Cookie, Scone"`)
+		if in.byHeader {
+			setHeaders(w.Header(), &r)
+		} else if cookies, cerr := m.cfg.cookies.replyCookies(&r, secure, hook.Now(m.sealer), nil, cookiePath(scope)); cerr == nil {
+			for _, c := range cookies {
+				w.Header().Add("Set-Cookie", c.String())
+			}
 		}
 	}
 	m.fail(w, err)
@@ -91,11 +105,14 @@ func (m *middleware) refuse(w http.ResponseWriter, in *carried, secure bool, sco
 // client sent (it does not open, or may no longer be used), so that a
 // cookie holder's copy is emptied with the error. The codes of a server
 // that cannot serve now (unavailable, exhausted, internal), or of new state
-// that does not fit (too_large), keep the cookies.
+// that does not fit (too_large), keep the cookies; so does rolled_back,
+// whose newer version may be in the same jar (a concurrent request's
+// reply) or comes with the refusal.
 func clearsCookie(c scone.Code) bool {
 	switch c {
 	case scone.CodeMalformed, scone.CodeTampered, scone.CodeExpired, scone.CodeUnknownKey,
-		scone.CodeWrongService, scone.CodeWrongClient, scone.CodeRevoked, scone.CodeRolledBack:
+		scone.CodeWrongService, scone.CodeWrongClient, scone.CodeRevoked,
+		scone.CodeSessionExpired, scone.CodeBundle:
 		return true
 	}
 	return false
@@ -117,18 +134,20 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		m.refuse(w, &in, secure, scope, err)
 		return
 	}
+	nested := false
 	if s := r.Header.Get(HeaderScope); in.byHeader && s != "" {
 		if len(s) > maxScopeLen {
 			m.fail(w, scone.NewError(scone.CodeMalformed, HeaderScope+" longer than 255 bytes"))
 			return
 		}
-		scope = s
+		scope, nested = s, true
 	}
 	x, err := m.metrics.Begin(r.Context(), m.sealer, hook.Incoming{
 		SCONEs:         in.tokens,
 		Expect:         scone.Expect{Service: m.service, Client: m.cfg.identity(r)},
 		Scope:          scope,
 		ResetOnFailure: m.cfg.resetOnError,
+		Nested:         nested,
 	})
 	if err != nil {
 		m.refuse(w, &in, secure, scope, err)

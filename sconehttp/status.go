@@ -16,20 +16,22 @@ const ErrorHeader = "Scone-Error"
 // httpStatuses maps each scone.Code to its HTTP status, the one place this
 // mapping lives (the table is also in the scone.Code documentation).
 var httpStatuses = map[scone.Code]int{
-	scone.CodeMalformed:    http.StatusBadRequest,
-	scone.CodeTampered:     http.StatusUnauthorized,
-	scone.CodeExpired:      http.StatusUnauthorized,
-	scone.CodeUnknownKey:   http.StatusUnauthorized,
-	scone.CodeWrongService: http.StatusBadRequest,
-	scone.CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	scone.CodeRolledBack:   http.StatusConflict,
-	scone.CodeRevoked:      http.StatusForbidden,
-	scone.CodeWrongClient:  http.StatusForbidden,
-	scone.CodeExhausted:    http.StatusServiceUnavailable,
-	scone.CodeUnavailable:  http.StatusServiceUnavailable,
-	scone.CodeInternal:     http.StatusInternalServerError,
-	scone.CodeConflict:     http.StatusConflict,
-	scone.CodeInDoubt:      http.StatusGatewayTimeout,
+	scone.CodeMalformed:      http.StatusBadRequest,
+	scone.CodeTampered:       http.StatusUnauthorized,
+	scone.CodeExpired:        http.StatusUnauthorized,
+	scone.CodeUnknownKey:     http.StatusUnauthorized,
+	scone.CodeWrongService:   http.StatusBadRequest,
+	scone.CodeTooLarge:       http.StatusRequestEntityTooLarge,
+	scone.CodeRolledBack:     http.StatusConflict,
+	scone.CodeRevoked:        http.StatusForbidden,
+	scone.CodeWrongClient:    http.StatusForbidden,
+	scone.CodeExhausted:      http.StatusServiceUnavailable,
+	scone.CodeUnavailable:    http.StatusServiceUnavailable,
+	scone.CodeInternal:       http.StatusInternalServerError,
+	scone.CodeConflict:       http.StatusConflict,
+	scone.CodeInDoubt:        http.StatusGatewayTimeout,
+	scone.CodeSessionExpired: http.StatusUnauthorized,
+	scone.CodeBundle:         http.StatusConflict,
 }
 
 // HTTPStatus returns the HTTP status a scone.Code maps to.

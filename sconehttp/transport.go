@@ -101,7 +101,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	var sent [][]byte
 	if inRequest {
-		sent = carry.Attach(nil)
+		sent = carry.Attach(nil, req.URL.Host)
 	} else {
 		sent = holder.Match(nil, req.URL.Path)
 	}
@@ -121,7 +121,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	reply, err := replyFromHeaders(resp.Header)
 	if err == nil && !reply.Empty() {
 		if inRequest {
-			err = carry.Apply(reply.Dropped, reply.SCONEs)
+			err = carry.Apply(req.URL.Host, reply.Dropped, reply.SCONEs)
 		} else {
 			err = hook.ApplyReply(holder, &reply, sent)
 		}

@@ -25,6 +25,7 @@ import (
 
 type chaosConfig struct {
 	mode      string
+	marks     bool
 	duration  time.Duration
 	seed      uint64
 	sessions  int
@@ -115,6 +116,7 @@ func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long the sessions run under faults")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of the fault schedule and of the operations (0: pick one and print it)")
 	fs.IntVar(&c.sessions, "sessions", 8, "concurrent client sessions")
+	fs.BoolVar(&c.marks, "marks", false, "client mode: the servers spend each SCONE version once, through a JetStream mark store they share (a NATS server the faults spare)")
 	fs.IntVar(&c.replicas, "replicas", 2, "client and relay modes: replicas of each server tier (and relays)")
 	fs.IntVar(&c.nodes, "nodes", 4, "cluster mode: nodes")
 	fs.IntVar(&c.k, "k", 2, "cluster mode: nodes that keep each session's state")
@@ -203,15 +205,16 @@ func runChaos(ctx context.Context, args []string, stdout io.Writer) error {
 
 // chaosRun is one run of sconelab chaos.
 type chaosRun struct {
-	cfg   chaosConfig
-	mode  chaosMode
-	out   io.Writer
-	bins  labBins
-	dir   string // keys, logs, NATS data
-	keys  string
-	peers *peerSecrets // cluster and circulate modes: peer certificates and gossip key
-	start time.Time    // of the run, for the narration
-	t0    time.Time    // of the sessions and the fault schedule
+	cfg      chaosConfig
+	mode     chaosMode
+	out      io.Writer
+	bins     labBins
+	dir      string // keys, logs, NATS data
+	keys     string
+	peers    *peerSecrets // cluster and circulate modes: peer certificates and gossip key
+	marksURL string       // the mark store of client mode (--marks), or empty
+	start    time.Time    // of the run, for the narration
+	t0       time.Time    // of the sessions and the fault schedule
 
 	procs   []*chaosProc
 	byName  map[string]*chaosProc

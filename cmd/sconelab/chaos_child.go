@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
 	"github.com/scone-project/scone"
@@ -20,6 +22,7 @@ import (
 	"github.com/scone-project/scone/examples/bookstore/shop"
 	"github.com/scone-project/scone/internal/chaosctl"
 	"github.com/scone-project/scone/internal/cli"
+	"github.com/scone-project/scone/marks"
 )
 
 // runChaosChild runs one process that "sconelab chaos" starts besides the
@@ -66,6 +69,7 @@ func runChaosServer(ctx context.Context, args []string, log *slog.Logger) error 
 	cart := fs.String("cart", "", "cart addresses")
 	inventory := fs.String("inventory", "", "inventory addresses")
 	ttl := fs.Duration("ttl", time.Minute, "lifetime of the SCONEs sealed")
+	natsURL := fs.String("nats", "", "NATS URL of the JetStream mark store the replicas share (none: no marks)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,7 +83,24 @@ func runChaosServer(ctx context.Context, args []string, log *slog.Logger) error 
 		return err
 	}
 	cli.ReloadKeysOnHUP(ctx, *keys, ring, log) // sconelab chaos rotates the keys
-	sealer, err := scone.NewSealer(ring, scone.WithTTL(*ttl), scone.WithClock(now))
+	sopts := []scone.Option{scone.WithTTL(*ttl), scone.WithClock(now)}
+	if *natsURL != "" {
+		nc, err := nats.Connect(*natsURL, nats.MaxReconnects(-1))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		store, err := marks.NewJetStream(ctx, js, marks.DefaultConfig())
+		if err != nil {
+			return err
+		}
+		sopts = append(sopts, scone.WithMarkStore(store))
+	}
+	sealer, err := scone.NewSealer(ring, sopts...)
 	if err != nil {
 		return err
 	}
@@ -159,14 +180,16 @@ func runChaosNATS(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	chost, cport, err := splitHostPort(*cluster)
-	if err != nil {
-		return err
-	}
 	opts := &server.Options{
 		ServerName: *name, Host: host, Port: port, JetStream: true, StoreDir: *dir, NoSigs: true,
-		Cluster: server.ClusterOpts{Name: "scone-chaos", Host: chost, Port: cport, NoAdvertise: true},
-		Routes:  server.RoutesFromStr(*routes),
+	}
+	if *cluster != "" { // else a server on its own
+		chost, cport, err := splitHostPort(*cluster)
+		if err != nil {
+			return err
+		}
+		opts.Cluster = server.ClusterOpts{Name: "scone-chaos", Host: chost, Port: cport, NoAdvertise: true}
+		opts.Routes = server.RoutesFromStr(*routes)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

@@ -37,6 +37,9 @@ func (r *chaosRun) deployShop() (names, addrs []string, err error) {
 				return nil, nil, err
 			}
 			args := []string{"chaos", "child", "server", "--role=" + role, "--listen=" + addr, "--keys=" + r.keys, "--ttl=" + chaosTTL.String()}
+			if r.marksURL != "" {
+				args = append(args, "--nats="+r.marksURL)
+			}
 			for flag, targets := range below {
 				var via []string
 				for j, t := range targets {
@@ -73,8 +76,20 @@ func (r *chaosRun) deployShop() (names, addrs []string, err error) {
 }
 
 // deployChaosClient: server replicas of every tier; the sessions hold their
-// SCONEs and call the gateways.
+// SCONEs and call the gateways. With --marks, a NATS server (not a target
+// of the faults) keeps the mark store the servers share.
 func deployChaosClient(r *chaosRun) error {
+	if r.cfg.marks {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		args := []string{"chaos", "child", "nats", "--name=marks", "--listen=" + addr, "--dir=" + filepath.Join(r.dir, "marks")}
+		if err := r.addProc(&chaosProc{name: "nats-marks", bin: r.bins.lab, args: func() []string { return args }, ready: dialReady(addr)}); err != nil {
+			return err
+		}
+		r.marksURL = "nats://" + addr
+	}
 	names, addrs, err := r.deployShop()
 	if err != nil {
 		return err

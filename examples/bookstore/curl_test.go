@@ -106,12 +106,14 @@ func TestCurlSession(t *testing.T) {
 		t.Fatalf("after the restart: %d %v", code, v)
 	}
 
-	// A tampered cookie: 401 with the code, and the jar's session intact.
+	// A tampered cookie: refused with its code (the gateway's SCONE
+	// bundles the cart's: bundle_mismatch), and the jar's session intact.
+	cookies, _ = os.ReadFile(jar) // the newest versions: older ones were spent
 	tampered := tamperCookie(t, cookies, "scone-bookstore.v1.Cart")
 	bad := filepath.Join(dir, "bad-jar")
 	os.WriteFile(bad, tampered, 0o600)
 	out, _ := exec.Command(curl, "-s", "-i", "-b", bad, base+"/cart").Output()
-	if !bytes.Contains(out, []byte("401 Unauthorized")) || !bytes.Contains(out, []byte(`"code":"tampered"`)) {
+	if !bytes.Contains(out, []byte("409 Conflict")) || !bytes.Contains(out, []byte(`"code":"bundle_mismatch"`)) {
 		t.Fatalf("tampered cookie:\n%s", out)
 	}
 	if code, v := curlJSON(base + "/cart"); code != 200 || quantity(v, dune) != 2 {
@@ -162,6 +164,89 @@ func TestCurlSession(t *testing.T) {
 	}
 	if code, v := curlJSON(base + "/cart"); code != 200 || len(v["lines"].([]any)) != 0 || v["operations"] != "0" {
 		t.Fatalf("the cart after the error: %d %v", code, v)
+	}
+}
+
+// TestCurlReplayRefused: with the real curl and its cookie jar, replaying
+// an older jar after a newer change is refused (409, rolled_back) and the
+// newer cart is unchanged; a jar missing the cart's cookie gets an error
+// (bundle_mismatch), not a 200 with an empty cart.
+func TestCurlReplayRefused(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bookstore")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	keys := filepath.Join(dir, "keys.json")
+	ring, _ := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
+	if err := scone.WriteKeyFile(keys, ring); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	base := "http://" + addr + "/shop"
+	cmd := exec.Command(bin, "-http", addr, "-keys", keys)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	waitHTTP(t, base+"/books")
+
+	jar := filepath.Join(dir, "jar")
+	call := func(jar string, args ...string) (int, map[string]any) {
+		t.Helper()
+		args = append([]string{"-s", "-c", jar, "-b", jar, "-w", "\n%{http_code}"}, args...)
+		out, err := exec.Command(curl, args...).Output()
+		if err != nil {
+			t.Fatalf("curl %v: %v", args, err)
+		}
+		i := bytes.LastIndexByte(out, '\n')
+		var m map[string]any
+		json.Unmarshal(bytes.TrimSpace(out[:i]), &m)
+		var status int
+		fmt.Sscan(string(out[i+1:]), &status)
+		return status, m
+	}
+	const dune, neuromancer = "9780441013593", "9780441569595"
+	add := func(jar, isbn string) (int, map[string]any) {
+		return call(jar, "-X", "POST", "-d", `{"isbn":"`+isbn+`","quantity":1}`, base+"/cart/items")
+	}
+	if code, _ := add(jar, dune); code != 200 {
+		t.Fatalf("add: %d", code)
+	}
+	old, _ := os.ReadFile(jar)
+	if code, _ := add(jar, neuromancer); code != 200 {
+		t.Fatalf("add: %d", code)
+	}
+	_, newer := call(jar, base+"/cart")
+
+	// The older jar, replayed: its versions were spent.
+	replay := filepath.Join(dir, "old-jar")
+	os.WriteFile(replay, old, 0o600)
+	if code, v := call(replay, base+"/cart/items/"+dune, "-X", "DELETE"); code != 409 || v["code"] != "rolled_back" {
+		t.Fatalf("replayed jar: %d %v, want 409 rolled_back", code, v)
+	}
+	code, v := call(jar, base+"/cart")
+	if code != 200 || len(v["lines"].([]any)) != 2 || v["reserved"] != newer["reserved"] {
+		t.Fatalf("the newer cart after the replay: %d %v, want %v", code, v, newer)
+	}
+
+	// A jar without the cart's cookie.
+	cookies, _ := os.ReadFile(jar)
+	var kept []string
+	for _, l := range strings.Split(string(cookies), "\n") {
+		if !strings.Contains(l, "scone-bookstore.v1.Cart\t") {
+			kept = append(kept, l)
+		}
+	}
+	missing := filepath.Join(dir, "missing-jar")
+	os.WriteFile(missing, []byte(strings.Join(kept, "\n")), 0o600)
+	if code, v := call(missing, base+"/cart"); code != 409 || v["code"] != "bundle_mismatch" {
+		t.Fatalf("jar without the cart's cookie: %d %v, want 409 bundle_mismatch", code, v)
 	}
 }
 

@@ -21,12 +21,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
 	"github.com/scone-project/scone/internal/cli"
+	"github.com/scone-project/scone/marks"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
@@ -50,9 +53,10 @@ func run(args []string) error {
 	inventory := fs.String("inventory", "", "gateway, cart: inventory replica addresses, comma-separated")
 	gateway := fs.String("gateway", "", "shopper: gateway replica addresses, comma-separated")
 	jar := fs.String("jar", "shopper.scones", "shopper: file that keeps the shopper's SCONEs between runs")
+	natsURL := fs.String("nats", "", "servers: NATS URL of the JetStream mark store the replicas share, so each SCONE version is spent once across them; without it each process keeps its marks in memory")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: bookstore -http=ADDR -keys=FILE            (the whole shop, HTTP front on ADDR)")
-		fmt.Fprintln(fs.Output(), "       bookstore -role=gateway|cart|inventory [flags]")
+		fmt.Fprintln(fs.Output(), "       bookstore -role=gateway|cart|inventory [-nats=URL] [flags]")
 		fmt.Fprintln(fs.Output(), "       bookstore -role=shopper -gateway=ADDRS [-jar=FILE] add ISBN N | remove ISBN N | cart | list | checkout | books")
 		fmt.Fprintln(fs.Output(), "       bookstore node --keys=FILE [--join=ADDRS] [flags]  (a node of a cluster; node --help for its flags)")
 		fs.PrintDefaults()
@@ -63,10 +67,10 @@ func run(args []string) error {
 	switch shop.Role(*role) {
 	case "":
 		if *httpAddr != "" {
-			return allInOne(*httpAddr, *keys)
+			return allInOne(*httpAddr, *keys, *natsURL)
 		}
 	case shop.RoleGateway, shop.RoleCart, shop.RoleInventory:
-		return serve(shop.Role(*role), *listen, *httpAddr, *keys, split(*cart), split(*inventory))
+		return serve(shop.Role(*role), *listen, *httpAddr, *keys, *natsURL, split(*cart), split(*inventory))
 	case "shopper":
 		return shopper(split(*gateway), *jar, fs.Args())
 	}
@@ -81,15 +85,42 @@ func split(s string) []string {
 	return strings.Split(s, ",")
 }
 
-func newSealer(keys string) (*scone.Sealer, error) {
+// newSealer returns the sealer of a server, with each SCONE version spent
+// once (scone.WithMarkStore): a shopper cannot undo a checkout by replaying
+// an old SCONE file or cookie jar. The marks are in the JetStream bucket at
+// natsURL, shared by every replica, or in this process's memory.
+func newSealer(keys, natsURL string) (*scone.Sealer, func(), error) {
 	if keys == "" {
-		return nil, errors.New("-keys is required: every replica of every tier needs the same key file (go run ./cmd/scone keygen --out keys.json)")
+		return nil, nil, errors.New("-keys is required: every replica of every tier needs the same key file (go run ./cmd/scone keygen --out keys.json)")
 	}
 	ring, err := scone.ReadKeyFile(keys)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return scone.NewSealer(ring)
+	store, closeStore := scone.NewMemoryMarkStore(1<<20, nil), func() {}
+	if natsURL != "" {
+		nc, err := nats.Connect(natsURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-nats: %w", err)
+		}
+		js, err := jetstream.New(nc)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			store, err = marks.NewJetStream(ctx, js, marks.DefaultConfig())
+			cancel()
+		}
+		if err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("-nats: %w", err)
+		}
+		closeStore = nc.Close
+	}
+	s, err := scone.NewSealer(ring, scone.WithMarkStore(store))
+	if err != nil {
+		closeStore()
+		return nil, nil, err
+	}
+	return s, closeStore, nil
 }
 
 // defaultKeys is the key file the whole shop uses when -keys is not set.
@@ -98,7 +129,7 @@ const defaultKeys = "bookstore-keys.json"
 // allInOne runs one replica of every tier on loopback, and the HTTP front.
 // Without -keys it uses defaultKeys, creating it on the first run, so a
 // restart keeps the sessions.
-func allInOne(httpAddr, keys string) error {
+func allInOne(httpAddr, keys, natsURL string) error {
 	if keys == "" {
 		keys = defaultKeys
 		if _, err := os.Stat(keys); errors.Is(err, os.ErrNotExist) {
@@ -112,10 +143,11 @@ func allInOne(httpAddr, keys string) error {
 			fmt.Printf("created the key file %s (keep it: restarts with it keep the sessions)\n", keys)
 		}
 	}
-	sealer, err := newSealer(keys)
+	sealer, closeStore, err := newSealer(keys, natsURL)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	d, err := shop.Deploy(sealer, 1)
 	if err != nil {
 		return err
@@ -147,11 +179,12 @@ func serveHTTP(addr string, h http.Handler) error {
 	return nil
 }
 
-func serve(role shop.Role, listen, httpAddr, keys string, cartAddrs, invAddrs []string) error {
-	sealer, err := newSealer(keys)
+func serve(role shop.Role, listen, httpAddr, keys, natsURL string, cartAddrs, invAddrs []string) error {
+	sealer, closeStore, err := newSealer(keys, natsURL)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	var b shop.Backends
 	if len(invAddrs) > 0 {
 		conn, err := shop.DialBackend(invAddrs)

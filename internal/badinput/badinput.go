@@ -74,8 +74,8 @@ type Case struct {
 	// GRPC is the answer of a server with the gRPC hook, and of a relay in
 	// front of one; nil when the case is not for gRPC.
 	GRPC *Expect `json:"grpc,omitempty"`
-	// HighWater, if set, is the gRPC answer when the server has
-	// anti-rollback on (scone.WithHighWater), where it differs.
+	// HighWater, if set, is the gRPC answer when the server spends each
+	// version once (scone.WithMarkStore), where it differs.
 	HighWater *Expect `json:"high_water,omitempty"`
 	// HTTP is the answer of a server with the sconehttp Middleware; nil
 	// when the case is not for HTTP.

@@ -56,4 +56,20 @@ var (
 	// DictApplyIfBase is func(d *scone.Dict, drop []Key, put, sent [][]byte) error:
 	// DictApply only if d still holds the versions sent carried.
 	DictApplyIfBase any
+	// Bundle is func(st *scone.State) []byte: the bundle sealed in the
+	// restored SCONE (nil on a first call).
+	Bundle any
+	// SetBundle is func(st *scone.State, b []byte): the bundle to seal; a
+	// State with one set is sealed even when unchanged.
+	SetBundle any
+	// EmptyState is func(ctx context.Context, want scone.Expect, scope string) *scone.State:
+	// the State of a request that carries no SCONE, without any check.
+	EmptyState any
+	// Started is func(st *scone.State) time.Time: the session's start in
+	// the restored SCONE (zero on a first call and for format 1).
+	Started any
 )
+
+// Newest returns the newest SCONE of the session a refusal of a spent
+// version carries (the holder's reply was lost), or nil.
+var Newest func(err error) []byte

@@ -1,7 +1,10 @@
 package hook
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/scone-project/scone"
@@ -27,11 +30,24 @@ type Carry struct {
 	held    map[HolderKey]carried
 	changed map[HolderKey]bool // new versions to send up
 	dropped map[HolderKey]bool // sessions ended, to send up
+	refused int                // replies refused for touching another route's SCONEs
 }
 
 type carried struct {
 	version uint64
 	token   []byte
+	// routes are the back ends whose replies brought it (a back end's back
+	// end's SCONE comes back through it): it goes with calls to its own
+	// service and to these. legacy: with every call (a front end whose
+	// SCONE records no bundle).
+	routes []string
+	legacy bool
+}
+
+// serves reports whether a SCONE of key held as h goes with, and may be
+// changed by, calls on route.
+func (h *carried) serves(key HolderKey, route string) bool {
+	return h.legacy || key.Service == route || slices.Contains(h.routes, route)
 }
 
 type carryKey struct{}
@@ -48,7 +64,8 @@ func CarryFrom(ctx context.Context) (*Carry, bool) {
 }
 
 // NewCarry returns the carry of a request filed under scope, holding copies
-// of the passengers' SCONEs (the newest of each service and scope).
+// of the passengers' SCONEs (the newest of each service and scope), each
+// attached to every call: for a front end whose SCONE records no bundle.
 func NewCarry(scope string, passengers [][]byte) (*Carry, error) {
 	c := &Carry{scope: scope}
 	for _, tok := range passengers {
@@ -61,10 +78,72 @@ func NewCarry(scope string, passengers [][]byte) (*Carry, error) {
 			if c.held == nil {
 				c.held = make(map[HolderKey]carried, len(passengers))
 			}
-			c.held[k] = carried{h.Version, append([]byte(nil), tok...)}
+			c.held[k] = carried{version: h.Version, token: append([]byte(nil), tok...), legacy: true}
 		}
 	}
 	return c, nil
+}
+
+// newBundledCarry returns the carry of a request whose front end's SCONE
+// recorded the bundle es. With verify, every passenger it names must be
+// there, as it was, or the request fails with scone.CodeBundle; passengers
+// it does not name (of another front end sharing the scope) are not
+// carried. Without (a front end called by a front end, whose passengers a
+// sibling back end may have moved on since), the bundle gives the routes
+// of the passengers it names, and the others go only to their own service.
+func newBundledCarry(scope string, passengers [][]byte, es []bundleEntry, verify bool) (*Carry, error) {
+	all, err := NewCarry(scope, passengers)
+	if err != nil {
+		return nil, err
+	}
+	if !verify {
+		for _, e := range es {
+			if h, ok := all.held[e.key]; ok {
+				h.routes = e.routes
+				all.held[e.key] = h
+			}
+		}
+		for k, h := range all.held {
+			h.legacy = false
+			all.held[k] = h
+		}
+		return all, nil
+	}
+	c := &Carry{scope: scope}
+	for _, e := range es {
+		h, ok := all.held[e.key]
+		switch {
+		case !ok:
+			return nil, bundleError(scope, "the request lacks the SCONE of "+strconv.Quote(e.key.Service)+
+				" (version "+strconv.FormatUint(e.version, 10)+") the last reply gave")
+		case h.version < e.version:
+			return nil, bundleError(scope, "the SCONE of "+strconv.Quote(e.key.Service)+" is version "+
+				strconv.FormatUint(h.version, 10)+", older than version "+strconv.FormatUint(e.version, 10)+" the last reply gave")
+		case digest(h.token) != e.digest:
+			return nil, bundleError(scope, "the SCONE of "+strconv.Quote(e.key.Service)+
+				" is not the one the last reply gave")
+		}
+		if c.held == nil {
+			c.held = make(map[HolderKey]carried, len(es))
+		}
+		h.routes, h.legacy = e.routes, false
+		c.held[e.key] = h
+	}
+	return c, nil
+}
+
+// bundle returns what the carry holds, as the entries of a bundle.
+func (c *Carry) bundle() []bundleEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	es := make([]bundleEntry, 0, len(c.held))
+	for k, h := range c.held {
+		es = append(es, bundleEntry{routes: h.routes, key: k, version: h.version, digest: digest(h.token)})
+	}
+	slices.SortFunc(es, func(a, b bundleEntry) int {
+		return cmp.Or(cmp.Compare(a.key.Service, b.key.Service), cmp.Compare(a.key.Scope, b.key.Scope))
+	})
+	return es
 }
 
 // NewPlainCarry returns the carry of a request from a client without a
@@ -83,27 +162,40 @@ func (c *Carry) Take(ctx context.Context, group string) (func(), error) {
 	return c.turns.Take(ctx, group)
 }
 
-// Attach appends every SCONE the request holds: a front end does not know
-// which back end serves which service, and each back end takes its own.
-func (c *Carry) Attach(dst [][]byte) [][]byte {
+// Attach appends the SCONEs the request holds for a call on route: the
+// service ID the call goes to, as far as the caller knows it (a gRPC
+// service's name; an HTTP back end's host). Those are the SCONEs of that
+// service, and those that came back from calls on the route before (its
+// back ends' SCONEs, which it passes on).
+func (c *Carry) Attach(dst [][]byte, route string) [][]byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, h := range c.held {
-		dst = append(dst, h.token)
+	for k, h := range c.held {
+		if h.serves(k, route) {
+			dst = append(dst, h.token)
+		}
 	}
 	return dst
 }
 
-// Apply takes in what a back end returned: the sessions it ended, and new
-// versions (newest wins). A back end may only end sessions the request
-// holds; a drop of anything else, or a malformed SCONE, fails with
-// scone.CodeMalformed and changes nothing.
-func (c *Carry) Apply(drop []HolderKey, put [][]byte) error {
+// Apply takes in what a back end on route returned: the sessions it ended,
+// and new versions (newest wins). A back end may only end sessions the
+// request holds for its route, and only add or update SCONEs that are not
+// another route's; anything else fails with ErrForeignDrop or
+// ErrForeignSCONE (counted in Refused), and a malformed SCONE with
+// scone.CodeMalformed; either way nothing changes.
+func (c *Carry) Apply(route string, drop []HolderKey, put [][]byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, k := range drop {
-		if _, ok := c.held[k]; !ok {
+		h, ok := c.held[k]
+		if !ok {
+			c.refused++
 			return ErrForeignDrop
+		}
+		if !h.serves(k, route) {
+			c.refused++
+			return ErrForeignSCONE
 		}
 	}
 	views := make([]View, len(put))
@@ -111,6 +203,11 @@ func (c *Carry) Apply(drop []HolderKey, put [][]byte) error {
 		v, err := Peek(tok)
 		if err != nil {
 			return err
+		}
+		k := HolderKey{Service: string(v.Service), Scope: string(v.Scope)}
+		if h, ok := c.held[k]; ok && !h.serves(k, route) {
+			c.refused++
+			return ErrForeignSCONE
 		}
 		views[i] = v
 	}
@@ -124,13 +221,18 @@ func (c *Carry) Apply(drop []HolderKey, put [][]byte) error {
 	}
 	for i, v := range views {
 		k := HolderKey{Service: string(v.Service), Scope: string(v.Scope)}
-		if old, ok := c.held[k]; ok && old.version > v.Version {
+		old, ok := c.held[k]
+		if ok && old.version > v.Version {
 			continue
 		}
 		if c.held == nil {
 			c.held = make(map[HolderKey]carried)
 		}
-		c.held[k] = carried{v.Version, append([]byte(nil), put[i]...)}
+		routes := old.routes
+		if k.Service != route && !slices.Contains(routes, route) {
+			routes = append(slices.Clip(routes), route)
+		}
+		c.held[k] = carried{version: v.Version, token: append([]byte(nil), put[i]...), routes: routes, legacy: old.legacy}
 		if c.changed == nil {
 			c.changed = make(map[HolderKey]bool)
 		}
@@ -138,6 +240,19 @@ func (c *Carry) Apply(drop []HolderKey, put [][]byte) error {
 	}
 	return nil
 }
+
+// Refused returns how many replies of back ends Apply refused for
+// touching another route's SCONEs.
+func (c *Carry) Refused() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refused
+}
+
+// ErrForeignSCONE is the error of a back end's reply that adds, updates or
+// drops a SCONE that came back from calls on another route: a back end may
+// only change its own (and its own back ends').
+var ErrForeignSCONE = scone.NewError(scone.CodeMalformed, "the reply changes a SCONE of another back end")
 
 // ErrForeignDrop is the error of a reply that ends a session its call did
 // not carry: no server may delete state it was not given.

@@ -1,9 +1,12 @@
 package hook
 
 import (
+	"bytes"
 	"context"
+	"strconv"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/bridge"
 )
 
 // Incoming describes a request arriving at a server hook.
@@ -23,6 +26,16 @@ type Incoming struct {
 	// reason of its own, not of the server's) starts an empty state, and the
 	// reply drops it from the holder.
 	ResetOnFailure bool
+	// Nested marks a request from a front end serving a request (its
+	// scope came with it): the bundle is checked by the front end the
+	// client called, which saw every back end's reply; a nested tier's
+	// passengers may have moved on through a sibling since its last reply.
+	Nested bool
+	// Bundles refuses (scone.CodeBundle) a request that carries back ends'
+	// SCONEs without the service's own, which bundles them. Off for
+	// services whose scope other front ends share (their SCONEs would come
+	// along).
+	Bundles bool
 }
 
 // Exchange is one request served with SCONEs, the part every transport's
@@ -38,6 +51,7 @@ type Exchange struct {
 	restored bool       // whether its own SCONE was restored
 	ownScope string     // the scope of the SCONE restored, for a drop
 	reset    *HolderKey // a SCONE that did not open, dropped on reset
+	bundle   []byte     // the bundle the restored SCONE recorded
 }
 
 // Reply is what a server hook sends back: new versions of SCONEs, and the
@@ -78,8 +92,25 @@ func Begin(s *scone.Sealer, ctx context.Context, in Incoming) (*Exchange, error)
 	} else {
 		x.restored = len(own) > 0
 	}
-	if x.carry, err = NewCarry(in.Scope, passengers); err != nil {
-		return nil, err
+	switch {
+	case x.restored && !started(x.st).IsZero():
+		// A SCONE of format 2 records the bundle its last reply gave.
+		es, err := parseBundle(bundleOf(x.st))
+		if err != nil {
+			return nil, err
+		}
+		x.bundle = appendBundle(nil, es)
+		x.carry, err = newBundledCarry(in.Scope, passengers, es, !in.Nested)
+		if err != nil {
+			return nil, err
+		}
+	case !x.restored && x.reset == nil && len(passengers) > 0 && in.Bundles && !in.Nested:
+		return nil, bundleError(in.Scope, "the request carries back ends' SCONEs but not the SCONE of "+
+			strconv.Quote(in.Expect.Service)+" that bundles them")
+	default:
+		if x.carry, err = NewCarry(in.Scope, passengers); err != nil {
+			return nil, err
+		}
 	}
 	x.ctx = WithCarry(scone.NewContext(ctx, x.st), x.carry)
 	return x, nil
@@ -90,7 +121,10 @@ func Begin(s *scone.Sealer, ctx context.Context, in Incoming) (*Exchange, error)
 func emptyState(ctx context.Context, s *scone.Sealer, in Incoming) *scone.State {
 	st, err := s.Restore(ctx, nil, in.Expect, in.Scope)
 	if err != nil {
-		panic("hook: restoring an empty state: " + err.Error())
+		// A client without a hook, or a reset, to a server that refuses
+		// the request (no identity to bind to, a store down): the state is
+		// not sealed for the first, and Commit fails the second.
+		return newEmptyState(ctx, in.Expect, in.Scope)
 	}
 	return st
 }
@@ -123,6 +157,9 @@ func (x *Exchange) Finish(dst []byte, failed bool) (Reply, error) {
 	}
 	if x.reset != nil {
 		r.Dropped = append(r.Dropped, *x.reset)
+	}
+	if b := appendBundle(nil, x.carry.bundle()); !bytes.Equal(b, x.bundle) {
+		setBundle(x.st, b)
 	}
 	outcome, tok, err := x.sealer.Commit(dst, x.st)
 	if err != nil {
@@ -176,6 +213,16 @@ func resettable(c scone.Code) bool {
 		return true
 	}
 	return false
+}
+
+// Recovery returns the reply a refusal of a spent version carries: the
+// session's newest SCONE, for a holder whose reply was lost (see
+// scone.CodeRolledBack), or an empty reply.
+func Recovery(err error) Reply {
+	if tok := bridge.Newest(err); tok != nil {
+		return Reply{SCONEs: [][]byte{tok}}
+	}
+	return Reply{}
 }
 
 // ApplyReply keeps the SCONEs of a reply in a client's holder: the

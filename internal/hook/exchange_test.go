@@ -28,11 +28,11 @@ func TestExchangeMultiTier(t *testing.T) {
 		t.Fatalf("front end restored version %d", x.State().Version())
 	}
 	c, ok := CarryFrom(x.Context())
-	if !ok || c.Scope() != "/g/" || len(c.Attach(nil)) != 1 {
+	if !ok || c.Scope() != "/g/" || len(c.Attach(nil, "r")) != 1 {
 		t.Fatal("the carry does not hold the back end's SCONE")
 	}
 	// The back end serves a call made for this request.
-	bx, err := Begin(s, ctx, Incoming{SCONEs: c.Attach(nil), Expect: scone.Expect{Service: "cart"}, Scope: c.Scope()})
+	bx, err := Begin(s, ctx, Incoming{SCONEs: c.Attach(nil, "r"), Expect: scone.Expect{Service: "cart"}, Scope: c.Scope()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestExchangeMultiTier(t *testing.T) {
 	if err != nil || len(br.SCONEs) != 1 {
 		t.Fatalf("back end reply: %+v %v", br, err)
 	}
-	if err := c.Apply(br.Dropped, br.SCONEs); err != nil {
+	if err := c.Apply("r", br.Dropped, br.SCONEs); err != nil {
 		t.Fatal(err)
 	}
 	r, err := x.Finish(nil, false)
@@ -107,22 +107,22 @@ func TestCarryApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Apply([]HolderKey{{Service: "cart", Scope: "/g/"}}, nil); !errors.Is(err, ErrForeignDrop) {
+	if err := c.Apply("r", []HolderKey{{Service: "cart", Scope: "/g/"}}, nil); !errors.Is(err, ErrForeignDrop) {
 		t.Fatalf("foreign drop: %v", err)
 	}
-	if err := c.Apply(nil, [][]byte{sealHdr(t, s, "inventory", "/g/", 1, exp)}); err != nil {
+	if err := c.Apply("r", nil, [][]byte{sealHdr(t, s, "inventory", "/g/", 1, exp)}); err != nil {
 		t.Fatal(err)
 	}
 	if drop, put := c.Changes(); len(drop)+len(put) != 0 {
 		t.Fatal("an older version counted as a change")
 	}
-	if err := c.Apply([]HolderKey{{Service: "inventory", Scope: "/g/"}}, nil); err != nil {
+	if err := c.Apply("r", []HolderKey{{Service: "inventory", Scope: "/g/"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if drop, _ := c.Changes(); len(drop) != 1 {
 		t.Fatal("the drop is not sent up")
 	}
-	if err := c.Apply(nil, [][]byte{[]byte("junk")}); scone.CodeOf(err) != scone.CodeMalformed {
+	if err := c.Apply("r", nil, [][]byte{[]byte("junk")}); scone.CodeOf(err) != scone.CodeMalformed {
 		t.Fatalf("junk: %v", err)
 	}
 	if _, err := NewCarry("/g/", [][]byte{[]byte("junk")}); scone.CodeOf(err) != scone.CodeMalformed {

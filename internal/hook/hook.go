@@ -38,6 +38,10 @@ var (
 	freeze          = bridge.Freeze.(func(*scone.State))
 	dictApply       = bridge.DictApply.(func(*scone.Dict, []HolderKey, [][]byte) error)
 	dictApplyIfBase = bridge.DictApplyIfBase.(func(*scone.Dict, []HolderKey, [][]byte, [][]byte) error)
+	bundleOf        = bridge.Bundle.(func(*scone.State) []byte)
+	setBundle       = bridge.SetBundle.(func(*scone.State, []byte))
+	newEmptyState   = bridge.EmptyState.(func(context.Context, scone.Expect, string) *scone.State)
+	started         = bridge.Started.(func(*scone.State) time.Time)
 )
 
 // Peek is scone.ParseHeader without copying: the view's byte slices alias

@@ -9,7 +9,7 @@ import (
 func TestCodes(t *testing.T) {
 	t.Parallel()
 	cs := Codes()
-	if len(cs) == 0 || cs[0] != scone.CodeMalformed || cs[len(cs)-1] != scone.CodeInDoubt {
+	if len(cs) == 0 || cs[0] != scone.CodeMalformed || cs[len(cs)-1] != scone.CodeBundle {
 		t.Fatalf("Codes() = %v", cs)
 	}
 	for i, c := range cs {

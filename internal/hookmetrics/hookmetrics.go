@@ -5,6 +5,7 @@
 //	scone_hook_requests_total{transport,service,state}          counter
 //	scone_hook_errors_total{transport,service,code}             counter
 //	scone_hook_scones_sealed_total{transport,service,outcome}   counter
+//	scone_hook_passengers_refused_total{transport,service}      counter
 //	scone_hook_scone_bytes{transport,direction}                 histogram
 //	scone_hook_seconds{transport,phase}                         histogram
 //
@@ -16,7 +17,9 @@
 // code). A handler's own error does not make a request failed.
 // scone_hook_scones_sealed_total counts what the replies carry: updated
 // for each new SCONE, dropped for each session ended, a front end's back
-// ends' included. scone_hook_scone_bytes has the size of each SCONE the
+// ends' included. scone_hook_passengers_refused_total counts the replies
+// of back ends refused for touching another back end's SCONE (see
+// hook.Carry.Apply). scone_hook_scone_bytes has the size of each SCONE the
 // requests carried (in; in cluster mode, read from the client's record)
 // and the replies carried (out; in cluster mode, written to it);
 // scone_hook_seconds
@@ -70,6 +73,7 @@ type Metrics struct {
 	requests  *prometheus.CounterVec
 	errors    *prometheus.CounterVec
 	sealed    *prometheus.CounterVec
+	refused   *prometheus.CounterVec
 
 	// The transport's children, resolved once.
 	bytesIn, bytesOut prometheus.Observer
@@ -101,6 +105,10 @@ func New(reg prometheus.Registerer, transport string) (*Metrics, error) {
 		Name: "scone_hook_scones_sealed_total",
 		Help: "SCONEs the replies of a SCONE server hook carried: updated (a new SCONE) or dropped (a session ended).",
 	}, []string{"transport", "service", "outcome"})
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "scone_hook_passengers_refused_total",
+		Help: "Replies of back ends, called for a request a SCONE server hook served, refused for adding, changing or dropping another back end's SCONE.",
+	}, []string{"transport", "service"})
 	bytes := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "scone_hook_scone_bytes",
 		Help:    "Sizes of the SCONEs requests carried (in) and replies carried (out), in bytes.",
@@ -131,6 +139,10 @@ func New(reg prometheus.Registerer, transport string) (*Metrics, error) {
 		undo()
 		return nil, err
 	}
+	if refused, err = register(reg, refused, &added); err != nil {
+		undo()
+		return nil, err
+	}
 	if bytes, err = register(reg, bytes, &added); err != nil {
 		undo()
 		return nil, err
@@ -144,6 +156,7 @@ func New(reg prometheus.Registerer, transport string) (*Metrics, error) {
 		requests:  requests,
 		errors:    errs,
 		sealed:    sealed,
+		refused:   refused,
 		bytesIn:   bytes.WithLabelValues(transport, "in"),
 		bytesOut:  bytes.WithLabelValues(transport, "out"),
 		restoreT:  seconds.WithLabelValues(transport, "restore"),
@@ -194,6 +207,9 @@ func (m *Metrics) Finish(x *hook.Exchange, dst []byte, failed bool) (hook.Reply,
 	start := time.Now()
 	r, err := x.Finish(dst, failed)
 	m.sealT.Observe(time.Since(start).Seconds())
+	if c, ok := hook.CarryFrom(x.Context()); ok && c.Refused() > 0 {
+		m.refused.WithLabelValues(m.transport, x.Service()).Add(float64(c.Refused()))
+	}
 	return r, err
 }
 
