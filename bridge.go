@@ -23,11 +23,17 @@ func init() {
 	bridge.Freeze = (*State).freeze
 	bridge.DictApply = (*Dict).apply
 	bridge.DictApplyIfBase = (*Dict).applyIfBase
-	bridge.Newest = func(err error) []byte {
+	bridge.Newest = func(err error) (newest, recovery []byte) {
 		if e, ok := errors.AsType[*Error](err); ok {
-			return e.newest
+			return e.newest, e.recovery
 		}
-		return nil
+		return nil, nil
+	}
+	bridge.Nested = func(ctx context.Context) context.Context { return context.WithValue(ctx, nestedKey{}, true) }
+	bridge.SetRecovery = func(st *State, b []byte) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.recovery = b
 	}
 	bridge.Bundle = func(st *State) []byte {
 		st.mu.Lock()

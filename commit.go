@@ -35,6 +35,7 @@ const (
 func (s *Sealer) Restore(ctx context.Context, token []byte, want Expect, scope string) (*State, error) {
 	st := newState(want, scope)
 	st.ctx = ctx
+	st.nested = nestedTier(ctx)
 	if len(token) == 0 {
 		if s.cfg.bind != bindOff && want.Client == "" {
 			return nil, errNoIdentity
@@ -81,10 +82,10 @@ func (s *Sealer) Commit(dst []byte, st *State) (Outcome, []byte, error) {
 	}
 	switch {
 	case st.dropped && st.restored:
-		if s.cfg.marks != nil {
+		if s.cfg.marks != nil && !st.nested {
 			ended := st.sc
 			ended.Version++
-			if err := s.spend(st.ctx, &ended, st.rev, nil, st.sc.Expires); err != nil {
+			if err := s.spend(st.ctx, &ended, st.rev, nil, st.recovery, st.sc.Expires); err != nil {
 				return Unchanged, dst, err
 			}
 		}
@@ -125,13 +126,13 @@ func (s *Sealer) Commit(dst []byte, st *State) (Outcome, []byte, error) {
 	if err != nil {
 		return Unchanged, dst, err
 	}
-	if s.cfg.marks != nil {
+	if s.cfg.marks != nil && !st.nested {
 		start := len(dst)
 		expires := next.Expires
 		if st.restored && st.sc.Expires.After(expires) {
 			expires = st.sc.Expires // the mark must outlive the version it refuses
 		}
-		if err := s.spend(st.ctx, &next, st.rev, out[start:], expires); err != nil {
+		if err := s.spend(st.ctx, &next, st.rev, out[start:], st.recovery, expires); err != nil {
 			return Unchanged, dst, err
 		}
 	}

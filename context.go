@@ -37,6 +37,13 @@ type State struct {
 	// (internal/hook); bundleSet tells it was set for this request.
 	bundle    []byte
 	bundleSet bool
+	// nested: a tier called by a front end for a request. Its versions are
+	// not spent in the mark store: the front end the client called spends
+	// its own, whose SCONE's bundle pins theirs (see nestedTier). recovery
+	// is what the hook adds to the session's newest SCONE in the mark, so
+	// that a holder whose reply was lost gets back the whole reply.
+	nested   bool
+	recovery []byte
 }
 
 type stateKey struct{}

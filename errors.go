@@ -125,7 +125,8 @@ type Error struct {
 	code   Code
 	msg    string
 	cause  error
-	newest []byte // a refusal of a spent version: the session's newest SCONE
+	newest   []byte // a refusal of a spent version: the session's newest SCONE
+	recovery []byte // and what its reply carried besides (see sessionMark)
 }
 
 // NewError returns an error with the given code and message. The message

@@ -49,6 +49,9 @@ type sessionMark struct {
 	version uint64
 	flags   byte   // markRevoked, markEnded
 	newest  []byte // the envelope of version; empty once the session ended
+	// recovery is what the hook sent with newest in the same reply (its
+	// back ends' new SCONEs and ended sessions), opaque to this package.
+	recovery []byte
 }
 
 const (
@@ -56,18 +59,30 @@ const (
 	markEnded   = 1 << 1 // State.Drop ended the session
 )
 
+// encode lays a mark out as version (8 bytes), flags (1), the length of
+// newest (uvarint), newest, then recovery.
 func (m *sessionMark) encode() []byte {
-	b := make([]byte, 0, 9+len(m.newest))
+	b := make([]byte, 0, 9+binary.MaxVarintLen64+len(m.newest)+len(m.recovery))
 	b = binary.BigEndian.AppendUint64(b, m.version)
 	b = append(b, m.flags)
-	return append(b, m.newest...)
+	b = binary.AppendUvarint(b, uint64(len(m.newest)))
+	b = append(b, m.newest...)
+	return append(b, m.recovery...)
 }
 
 func decodeSessionMark(b []byte) (sessionMark, error) {
-	if len(b) < 9 {
-		return sessionMark{}, errCode(CodeInternal, "mark store holds a malformed session mark")
+	bad := errCode(CodeInternal, "mark store holds a malformed session mark")
+	if len(b) < 10 {
+		return sessionMark{}, bad
 	}
-	return sessionMark{version: binary.BigEndian.Uint64(b), flags: b[8], newest: b[9:]}, nil
+	m := sessionMark{version: binary.BigEndian.Uint64(b), flags: b[8]}
+	n, k := binary.Uvarint(b[9:])
+	if k <= 0 || n > uint64(len(b)-9-k) {
+		return sessionMark{}, bad
+	}
+	rest := b[9+k:]
+	m.newest, m.recovery = rest[:n], rest[n:]
+	return m, nil
 }
 
 // decodeUint reads a mark holding one number (an epoch, a revocation time).
@@ -167,9 +182,28 @@ func (s *Sealer) swap(ctx context.Context, key string, expires time.Time, f func
 	}
 }
 
+// nestedKey marks the context of a request that a front end made for a
+// request it serves (internal/hook sets it through the bridge).
+type nestedKey struct{}
+
+// nestedTier reports whether ctx is a request a front end made for the
+// request it serves. Such a tier checks revocations but neither checks nor
+// spends versions: if it spent them, a front end whose request failed
+// after the back end sealed would leave the client holding a version the
+// back end already spent, and the session could not go on. The front end
+// the client called spends its version, and its SCONE's bundle pins the
+// back ends' versions (internal/hook), so an older back-end SCONE is
+// refused there (CodeBundle) and a back end's version is spent with the
+// front end's.
+func nestedTier(ctx context.Context) bool {
+	v, _ := ctx.Value(nestedKey{}).(bool)
+	return v
+}
+
 // checkMarks checks an opened SCONE against the mark store: the client's
-// and the session's revocations, and the session's newest version. It
-// returns the revision of the session's mark, for Commit's compare-and-set.
+// and the session's revocations, and (but for a nested tier) the session's
+// newest version. It returns the revision of the session's mark, for
+// Commit's compare-and-set.
 func (s *Sealer) checkMarks(ctx context.Context, sc *SCONE) (uint64, error) {
 	store := s.cfg.marks
 	if sc.Client != "" {
@@ -192,10 +226,17 @@ func (s *Sealer) checkMarks(ctx context.Context, sc *SCONE) (uint64, error) {
 		return 0, err
 	case m.flags&markRevoked != 0:
 		return 0, errCode(CodeRevoked, "the session was revoked")
+	case nestedTier(ctx):
+		return 0, nil // its versions are the front end's to spend
 	case m.version == sc.Version:
 		return rev, nil
 	case m.version < sc.Version:
 		return rev, nil // the mark lags (it was lost with the store): it catches up at the next seal
+	case m.flags&markEnded != 0 && m.version == sc.Version+1 && len(m.recovery) > 0:
+		// The reply that ended the session was lost: give back its end, so
+		// the holder drops the session's SCONEs and starts a new one.
+		return 0, &Error{code: CodeRolledBack, msg: "version " + strconv.FormatUint(sc.Version, 10) +
+			" was spent: the session has ended; the reply ends it at the holder too", recovery: m.recovery}
 	case m.flags&markEnded != 0:
 		return 0, errCode(CodeRolledBack, "version "+strconv.FormatUint(sc.Version, 10)+
 			" was spent: the session has ended")
@@ -203,7 +244,7 @@ func (s *Sealer) checkMarks(ctx context.Context, sc *SCONE) (uint64, error) {
 		// The reply that carried the newest version was lost: give it back,
 		// with the refusal, so the holder goes on without repeating the call.
 		return 0, &Error{code: CodeRolledBack, msg: "version " + strconv.FormatUint(sc.Version, 10) +
-			" was spent; the reply carries the newest SCONE, retry with it", newest: m.newest}
+			" was spent; the reply carries the newest SCONE, retry with it", newest: m.newest, recovery: m.recovery}
 	}
 	return 0, errCode(CodeRolledBack, "version "+strconv.FormatUint(sc.Version, 10)+
 		" is older than version "+strconv.FormatUint(m.version, 10)+" already issued")
@@ -216,9 +257,10 @@ func (s *Sealer) epoch(ctx context.Context, service string) (uint64, error) {
 }
 
 // spend records, with compare-and-set on rev, that the session of sc moved
-// on to sc's version (newest is its envelope; nil: the session ended).
-func (s *Sealer) spend(ctx context.Context, sc *SCONE, rev uint64, newest []byte, expires time.Time) error {
-	m := sessionMark{version: sc.Version, newest: newest}
+// on to sc's version (newest is its envelope; nil: the session ended;
+// recovery goes with it, see sessionMark).
+func (s *Sealer) spend(ctx context.Context, sc *SCONE, rev uint64, newest, recovery []byte, expires time.Time) error {
+	m := sessionMark{version: sc.Version, newest: newest, recovery: recovery}
 	if newest == nil {
 		m.flags = markEnded
 	}

@@ -144,7 +144,7 @@ func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, 
 		if r := hook.Recovery(err); !r.Empty() {
 			// A spent version whose reply was lost: the refusal carries the
 			// session's newest SCONE, and the holder goes on with it.
-			f := grpcframe.Frame{SCONEs: r.SCONEs}
+			f := grpcframe.Frame{SCONEs: r.SCONEs, Dropped: r.Dropped}
 			grpc.SetTrailer(ctx, metadata.Pairs(metadataKey, string(grpcframe.Encode(&f))))
 		}
 		return nil, h.fail(service, err)

@@ -10,7 +10,10 @@
 // function's real type.
 package bridge
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Key names a SCONE in a holder: its service ID and scope.
 type Key struct {
@@ -71,5 +74,16 @@ var (
 )
 
 // Newest returns the newest SCONE of the session a refusal of a spent
-// version carries (the holder's reply was lost), or nil.
-var Newest func(err error) []byte
+// version carries (the holder's reply was lost), and what the hook stored
+// with it (SetRecovery), or nils.
+var Newest func(err error) (newest, recovery []byte)
+
+// Nested returns a copy of ctx marking a request a front end made for the
+// request it serves: the Sealer neither checks nor spends its versions
+// (the front end's bundle pins them).
+var Nested func(ctx context.Context) context.Context
+
+// SetRecovery is func(st *scone.State, b []byte): what the hook stores in
+// the session's mark beside the newest SCONE, given back with it when a
+// holder's reply was lost (the reply's other SCONEs and ended sessions).
+var SetRecovery any

@@ -3,6 +3,8 @@ package hook
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"slices"
 	"strconv"
 
 	"github.com/scone-project/scone"
@@ -82,7 +84,11 @@ func Begin(s *scone.Sealer, ctx context.Context, in Incoming) (*Exchange, error)
 		return nil, err
 	}
 	x.ownScope = ownScope
-	x.st, err = s.Restore(ctx, own, in.Expect, in.Scope)
+	rctx := ctx
+	if in.Nested {
+		rctx = bridge.Nested(ctx) // the front end spends the versions (scone's nestedTier)
+	}
+	x.st, err = s.Restore(rctx, own, in.Expect, in.Scope)
 	if err != nil {
 		if !in.ResetOnFailure || !resettable(scone.CodeOf(err)) {
 			return nil, err
@@ -161,6 +167,17 @@ func (x *Exchange) Finish(dst []byte, failed bool) (Reply, error) {
 	if b := appendBundle(nil, x.carry.bundle()); !bytes.Equal(b, x.bundle) {
 		setBundle(x.st, b)
 	}
+	// The back ends' part of the reply goes into the session's mark too (a
+	// Sealer with a mark store keeps it with the newest SCONE), so a holder
+	// whose reply is lost gets all of it back, not only this tier's SCONE.
+	drop, put := x.carry.Changes()
+	own := r.Dropped
+	if Dropped(x.st) && x.restored {
+		own = append(slices.Clip(own), HolderKey{Service: x.service, Scope: x.ownScope})
+	}
+	if len(own)+len(drop)+len(put) > 0 {
+		setRecovery(x.st, appendRecovery(nil, own, drop, put))
+	}
 	outcome, tok, err := x.sealer.Commit(dst, x.st)
 	if err != nil {
 		return Reply{}, err
@@ -171,7 +188,6 @@ func (x *Exchange) Finish(dst []byte, failed bool) (Reply, error) {
 	case scone.Dropped:
 		r.Dropped = append(r.Dropped, HolderKey{Service: x.service, Scope: x.ownScope})
 	}
-	drop, put := x.carry.Changes()
 	r.Dropped = append(r.Dropped, drop...)
 	r.SCONEs = append(r.SCONEs, put...)
 	return r, nil
@@ -216,13 +232,89 @@ func resettable(c scone.Code) bool {
 }
 
 // Recovery returns the reply a refusal of a spent version carries: the
-// session's newest SCONE, for a holder whose reply was lost (see
-// scone.CodeRolledBack), or an empty reply.
+// session's newest SCONE and what the reply that sealed it carried besides
+// (its back ends' new SCONEs and ended sessions), for a holder whose reply
+// was lost (see scone.CodeRolledBack); or an empty reply.
 func Recovery(err error) Reply {
-	if tok := bridge.Newest(err); tok != nil {
-		return Reply{SCONEs: [][]byte{tok}}
+	tok, rec := bridge.Newest(err)
+	r, ok := parseRecovery(rec)
+	switch {
+	case !ok && tok == nil:
+		return Reply{}
+	case !ok:
+		return Reply{SCONEs: [][]byte{tok}} // the rest is not ours to read: the SCONE alone
+	case tok != nil:
+		r.SCONEs = append([][]byte{tok}, r.SCONEs...)
 	}
-	return Reply{}
+	return r
+}
+
+// appendRecovery encodes the rest of a reply for the session's mark: the
+// ended sessions (count, then service and scope, each length-prefixed),
+// then the SCONEs (count, then each length-prefixed), lengths as uvarints.
+func appendRecovery(b []byte, drops, moreDrops []HolderKey, put [][]byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(drops)+len(moreDrops)))
+	for _, d := range append(slices.Clip(drops), moreDrops...) {
+		b = binary.AppendUvarint(b, uint64(len(d.Service)))
+		b = append(b, d.Service...)
+		b = binary.AppendUvarint(b, uint64(len(d.Scope)))
+		b = append(b, d.Scope...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(put)))
+	for _, tok := range put {
+		b = binary.AppendUvarint(b, uint64(len(tok)))
+		b = append(b, tok...)
+	}
+	return b
+}
+
+// parseRecovery decodes appendRecovery's encoding; ok is false if b is not
+// one (then nothing of it is used).
+func parseRecovery(b []byte) (r Reply, ok bool) {
+	next := func() ([]byte, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return nil, false
+		}
+		v := b[k : k+int(n)]
+		b = b[k+int(n):]
+		return v, true
+	}
+	count := func() (int, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)) {
+			return 0, false
+		}
+		b = b[k:]
+		return int(n), true
+	}
+	if len(b) == 0 {
+		return r, true
+	}
+	nd, ok := count()
+	if !ok {
+		return Reply{}, false
+	}
+	for range nd {
+		svc, ok1 := next()
+		scope, ok2 := next()
+		if !ok1 || !ok2 {
+			return Reply{}, false
+		}
+		r.Dropped = append(r.Dropped, HolderKey{Service: string(svc), Scope: string(scope)})
+	}
+	np, ok := count()
+	if !ok {
+		return Reply{}, false
+	}
+	for range np {
+		tok, ok := next()
+		if !ok {
+			return Reply{}, false
+		}
+		r.SCONEs = append(r.SCONEs, bytes.Clone(tok))
+	}
+	return r, len(b) == 0
 }
 
 // ApplyReply keeps the SCONEs of a reply in a client's holder: the

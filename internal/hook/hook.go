@@ -42,6 +42,7 @@ var (
 	setBundle       = bridge.SetBundle.(func(*scone.State, []byte))
 	newEmptyState   = bridge.EmptyState.(func(context.Context, scone.Expect, string) *scone.State)
 	started         = bridge.Started.(func(*scone.State) time.Time)
+	setRecovery     = bridge.SetRecovery.(func(*scone.State, []byte))
 )
 
 // Peek is scone.ParseHeader without copying: the view's byte slices alias
