@@ -45,9 +45,11 @@ func (rmw) Lookup(ctx context.Context, _ *pb.LookupRequest) (*pb.Book, error) {
 //
 //	store=none       callers name no client: the relay is a plain proxy, no state is carried
 //	store=memory     each caller names its own client: the relay holds its SCONEs in memory
-//	store=jetstream  the same, in a JetStream bucket on a NATS server in this process
+//	store=jetstream  the same, in a JetStream bucket (one replica) on a NATS server in this
+//	                 process at its default sync_interval (2 min): acknowledged once written
+//	store=jetsync    the same with sync_interval: always: acknowledged once on disk (fsync)
 func BenchmarkRelay(b *testing.B) {
-	for _, kind := range []string{"none", "memory", "jetstream"} {
+	for _, kind := range []string{"none", "memory", "jetstream", "jetsync"} {
 		b.Run("store="+kind, func(b *testing.B) {
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -59,8 +61,11 @@ func BenchmarkRelay(b *testing.B) {
 			go up.Serve(lis)
 			defer up.Stop()
 			var store relay.Store = relay.NewMemoryStore(relay.DefaultMemoryConfig())
-			if kind == "jetstream" {
-				store = jetStreamStore(b, connect(b, startNATS(b)), 1)
+			switch kind {
+			case "jetstream":
+				store = jetStreamStore(b, connect(b, startNATSSync(b, false)), 1)
+			case "jetsync":
+				store = jetStreamStore(b, connect(b, startNATSSync(b, true)), 1)
 			}
 			_, addr := startRelay(b, relayConfig([]string{lis.Addr().String()}, store))
 			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
