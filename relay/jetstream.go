@@ -153,6 +153,22 @@ func leaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyVa
 	return js.KeyValue(ctx, kv.Bucket())
 }
 
+// NATSOptions returns the connection options a JetStream store's NATS
+// connection should have, for a quick failover: reconnect forever, at once
+// (to another server of the URLs given, or one the cluster advertised),
+// and take a server that answers no ping for 2 s as gone. Requests made
+// while reconnecting are buffered and sent on the new connection.
+func NATSOptions() []nats.Option {
+	return []nats.Option{
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(50 * time.Millisecond),
+		nats.ReconnectJitter(50*time.Millisecond, 50*time.Millisecond),
+		nats.Timeout(time.Second),
+		nats.PingInterval(time.Second),
+		nats.MaxPingsOutstanding(2),
+	}
+}
+
 // key is the bucket key of a client: a hash, so any identity makes a valid
 // key and the bucket shows no identities.
 func key(client string) string {

@@ -99,7 +99,7 @@ func connect(t testing.TB, servers ...*server.Server) jetstream.JetStream {
 	for _, s := range servers {
 		urls = append(urls, s.ClientURL())
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(strings.Join(urls, ","), relay.NATSOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
