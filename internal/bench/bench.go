@@ -298,7 +298,6 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 	for i := range cfg.Callers {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(round)<<32|uint64(size)<<16|uint64(i)))
-			conn := r.conns[i%len(r.conns)]
 			req := &benchpb.StepRequest{Size: uint32(size)}
 			var sctx context.Context
 			var left int
@@ -315,7 +314,7 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 					sessions.Add(1)
 				}
 				t0 := time.Now()
-				rep, err := benchpb.Step(sctx, conn, req)
+				rep, err := r.step(sctx, i, req)
 				hists[i].Add(time.Since(t0))
 				left--
 				count++

@@ -15,6 +15,12 @@ func TestBenchSmoke(t *testing.T) {
 	testBench(t, []string{Plain, Map, Client, RelayMemory, RelayJetStream})
 }
 
+// TestBenchHTTP runs the HTTP contenders: every session's state must come
+// back through its cookie jar, each call's count checked.
+func TestBenchHTTP(t *testing.T) {
+	testBench(t, []string{Plain, HTTPPlain, HTTPCookie, HTTPScone, HTTPGorilla, HTTPSCS})
+}
+
 func TestBenchCirculate(t *testing.T) {
 	testBench(t, []string{Plain, Circulate})
 }

@@ -45,7 +45,7 @@ const (
 
 // Contenders returns every contender, in the order they run within a round.
 func Contenders() []Contender {
-	return []Contender{
+	return append([]Contender{
 		{Plain, "plain gRPC, no state (the ceiling)", false, startPlain},
 		{Map, "in-memory sticky sessions: a map in the server", true, startMap},
 		{Redis, "a Redis session store: GET + SET per call on a redis-server the bench starts", true, startRedis},
@@ -55,7 +55,7 @@ func Contenders() []Contender {
 		{RelayJetStream, "SCONE relay mode, JetStream store (embedded NATS, every write synced to disk)", true, startRelayJetStream},
 		{ClusterK2, "SCONE cluster mode: four nodes keep each session on k=2 of them", true, startClusterK2},
 		{Circulate, "SCONE circulation mode: three relays pass each session's SCONE among them (2 copies)", true, startCirculateRelays},
-	}
+	}, httpContenders()...)
 }
 
 // A SkipError says why a contender cannot run here, and how to make it run.
@@ -71,6 +71,8 @@ func (e *SkipError) Error() string { return e.Reason }
 // how a session's calls carry its identity.
 type running struct {
 	conns []*grpc.ClientConn
+	// step, if set, makes caller i's call instead of a gRPC call on conns.
+	step func(ctx context.Context, i int, req *benchpb.StepRequest) (*benchpb.StepReply, error)
 	// session returns the context of a new session's calls.
 	session func(ctx context.Context, id string) context.Context
 	// pids are the external processes (redis-server, nginx) whose CPU
@@ -105,6 +107,11 @@ func startContender(ctx context.Context, c Contender) (*running, error) {
 	}
 	if r.session == nil {
 		r.session = func(ctx context.Context, _ string) context.Context { return ctx }
+	}
+	if r.step == nil {
+		r.step = func(ctx context.Context, i int, req *benchpb.StepRequest) (*benchpb.StepReply, error) {
+			return benchpb.Step(ctx, r.conns[i%len(r.conns)], req)
+		}
 	}
 	return r, nil
 }
