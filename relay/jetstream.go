@@ -72,19 +72,26 @@ func DefaultJetStreamConfig() JetStreamConfig {
 // SCONEs. Every relay that shares the bucket sees every client's SCONEs, so
 // a relay can die, and another take over, without losing state.
 //
-//   - Versions: Apply reads the key, merges the reply (newest version wins,
-//     as in a scone.Dict) and writes it back only if the key's revision has
-//     not moved meanwhile (compare-and-set), retrying on a conflict.
+//   - Versions: Apply takes the key as its call's Get read it (this relay
+//     remembers the revision and value of its last read or write of each
+//     key, up to CacheSize keys), merges the reply (newest version wins, as
+//     in a scone.Dict) and writes it back only if the key's revision has not
+//     moved meanwhile (compare-and-set), reading again and retrying on a
+//     conflict. Get always reads from NATS: only NATS knows whether another
+//     relay wrote.
 //   - Expiry: each write carries a time to live, the latest expiry of the
 //     SCONEs it holds plus MaxClockSkew, so JetStream deletes the key when
 //     its last SCONE has expired; reads skip SCONEs already expired. Expiry
 //     is read by Now less MaxClockSkew, so a relay whose clock runs ahead
 //     (by less than that) neither skips nor purges live SCONEs.
-//   - Durability: a write is acknowledged by the NATS server(s) before the
-//     relay forwards the reply. JetStream's default is to sync to disk every
-//     2 minutes, so a power loss can lose acknowledged writes: run the NATS
-//     servers with `sync_interval: always` (or replicas 3 or 5 on separate
-//     machines) where that matters. See docs/modes.md.
+//   - Durability: a write is acknowledged by the NATS server(s) (a majority
+//     of the replicas) before the relay forwards the reply. JetStream's
+//     default is to sync to disk every 2 minutes, so a power loss can lose
+//     acknowledged writes: run the NATS servers with `sync_interval: always`
+//     (or replicas 3 or 5 on separate machines) where that matters. See
+//     docs/modes.md for what each setting survives.
+//   - Failover: each request waits at most AttemptTimeout and is sent again
+//     until the call's deadline; connect with NATSOptions.
 type JetStreamStore struct {
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
