@@ -82,15 +82,19 @@ func (rep *Report) tracked() [][]string {
 	}
 	out := [][]string{head}
 	byName := map[string][]string{}
+	ran := map[string]bool{} // whether both sides ran, at some size
 	var order []string
 	for _, t := range rep.Tracked() {
 		if _, ok := byName[t.Name]; !ok {
 			order = append(order, t.Name)
 		}
 		byName[t.Name] = append(byName[t.Name], t.Ratio.String())
+		ran[t.Name] = ran[t.Name] || t.Ratio.N > 0
 	}
 	for _, n := range order {
-		out = append(out, append([]string{n}, byName[n]...))
+		if ran[n] {
+			out = append(out, append([]string{n}, byName[n]...))
+		}
 	}
 	return out
 }

@@ -99,14 +99,16 @@ type Tracked struct {
 
 // Tracked returns the ratios the project follows: client mode over plain
 // gRPC, Redis and the map; each relay over nginx; the cluster over client
-// mode; circulation over the relay's memory store; at every size (N = 0
-// where a side did not run).
+// mode; circulation over the relay's memory store; sconehttp over plain
+// net/http, over the same bytes in a plain cookie (the limit), and over
+// gorilla/sessions and scs; at every size (N = 0 where a side did not run).
 func (rep *Report) Tracked() []Tracked {
 	pairs := [][2]string{
 		{Client, Plain}, {Client, Redis}, {Client, Map},
 		{RelayMemory, Nginx}, {RelayJetStream, Nginx},
 		{ClusterK2, Client},
 		{Circulate, RelayMemory},
+		{HTTPScone, HTTPPlain}, {HTTPScone, HTTPCookie}, {HTTPScone, HTTPGorilla}, {HTTPScone, HTTPSCS},
 	}
 	var out []Tracked
 	for _, p := range pairs {
