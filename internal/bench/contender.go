@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -82,6 +83,11 @@ type running struct {
 	// this process (redis-server's dataset).
 	extMemory func(ctx context.Context) (int64, error)
 	closers   []func()
+	// callerWire counts the bytes on the callers' connections (to the
+	// server, relay, node or nginx they call); serverWire those on the
+	// connections the Sessions servers accept (from the callers, a relay,
+	// nginx). Both ends of a connection count it once.
+	callerWire, serverWire atomic.Int64
 }
 
 func (r *running) onClose(f func()) { r.closers = append(r.closers, f) }
@@ -128,14 +134,15 @@ func serve(r *running, keep keeper, withReflection bool, opts ...grpc.ServerOpti
 	if withReflection {
 		reflection.Register(srv)
 	}
-	go srv.Serve(lis)
+	go srv.Serve(countedListener{lis, &r.serverWire})
 	r.onClose(srv.Stop)
 	return lis.Addr().String(), nil
 }
 
 // dial connects to addr in plaintext (loopback only) with opts.
 func dial(r *running, addr string, opts ...grpc.DialOption) error {
-	conn, err := grpc.NewClient(addr, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	conn, err := grpc.NewClient(addr, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(countedDial(&r.callerWire)))...)
 	if err != nil {
 		return err
 	}

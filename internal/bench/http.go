@@ -176,9 +176,11 @@ func startHTTP(newHandler func(*running) (http.Handler, error)) func(context.Con
 			return fail(r, err)
 		}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(lis)
+		go srv.Serve(countedListener{lis, &r.serverWire})
 		r.onClose(func() { srv.Close() })
-		tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
+		dial := countedDial(&r.callerWire)
+		tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute,
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }}
 		r.onClose(tr.CloseIdleConnections)
 		base := "http://" + lis.Addr().String() + "/step?size="
 		r.session = func(ctx context.Context, _ string) context.Context {

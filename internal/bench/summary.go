@@ -15,6 +15,10 @@ type Row struct {
 	// CPUPerCall is the median over the rounds of CPU time per call (this
 	// process, callers and servers, and the contender's external processes).
 	CPUPerCall time.Duration
+	// CallerWire and ServerWire are the median over the rounds of the
+	// bytes per call on the callers' connections and on the Sessions
+	// servers' (see Run).
+	CallerWire, ServerWire float64
 	// HeapPer100k is the server-side memory growth per 100,000 sessions
 	// in the heap pass, in bytes (0 without a heap pass).
 	HeapPer100k float64
@@ -56,7 +60,7 @@ func (rep *Report) Rows() []Row {
 	for _, size := range rep.Config.Sizes {
 		for _, name := range rep.Ran {
 			row := Row{Contender: name, Size: size, Latency: new(Histogram)}
-			var qps, cpu []float64
+			var qps, cpu, cw, sw []float64
 			for i := range rep.Runs {
 				r := &rep.Runs[i]
 				if r.Contender != name || r.Size != size {
@@ -65,6 +69,8 @@ func (rep *Report) Rows() []Row {
 				qps = append(qps, r.QPS())
 				if r.Calls > 0 {
 					cpu = append(cpu, float64(r.CPU)/float64(r.Calls))
+					cw = append(cw, float64(r.CallerWire)/float64(r.Calls))
+					sw = append(sw, float64(r.ServerWire)/float64(r.Calls))
 				}
 				row.Calls += r.Calls
 				row.Errors += r.Errors
@@ -76,6 +82,7 @@ func (rep *Report) Rows() []Row {
 			}
 			row.QPS = median(qps)
 			row.CPUPerCall = time.Duration(median(cpu))
+			row.CallerWire, row.ServerWire = median(cw), median(sw)
 			for _, h := range rep.Heap {
 				if h.Contender == name && h.Size == size && h.Sessions > 0 {
 					row.HeapPer100k = float64(h.Growth()) / float64(h.Sessions) * 1e5
