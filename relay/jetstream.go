@@ -39,10 +39,13 @@ type JetStreamConfig struct {
 	// new leader) is sent again, until the call's own deadline: a call
 	// then succeeds as soon as the cluster answers again. 0: the default.
 	AttemptTimeout time.Duration
-	// CacheSize is how many clients' keys the store remembers as it last
-	// read or wrote them, so that an update needs no read of its own: it
-	// writes on the remembered revision, and reads again only if another
-	// relay wrote since (the compare-and-set fails). 0 remembers none.
+	// CacheSize is how many keys the store remembers as its calls' reads
+	// found them, from a call's Get to its Apply, so that the update needs
+	// no read of its own: it writes on the remembered revision, and reads
+	// again only if another relay wrote since (the compare-and-set fails).
+	// It bounds the calls in flight that save that read (a call that
+	// writes nothing leaves its entry until it is pushed out). 0 remembers
+	// none.
 	CacheSize int
 	// Now is the clock expiry is read by (nil: time.Now).
 	Now func() time.Time
@@ -62,7 +65,7 @@ func DefaultJetStreamConfig() JetStreamConfig {
 		MaxBytesPerClient: 1 << 20,
 		Attempts:          64,
 		AttemptTimeout:    500 * time.Millisecond,
-		CacheSize:         100_000,
+		CacheSize:         4096,
 		MaxClockSkew:      DefaultMaxClockSkew,
 	}
 }
@@ -72,9 +75,9 @@ func DefaultJetStreamConfig() JetStreamConfig {
 // SCONEs. Every relay that shares the bucket sees every client's SCONEs, so
 // a relay can die, and another take over, without losing state.
 //
-//   - Versions: Apply takes the key as its call's Get read it (this relay
-//     remembers the revision and value of its last read or write of each
-//     key, up to CacheSize keys), merges the reply (newest version wins, as
+//   - Versions: Apply takes the key as its call's Get read it (the store
+//     remembers the revision and value a read found, up to CacheSize
+//     keys, until the call's Apply), merges the reply (newest version wins, as
 //     in a scone.Dict) and writes it back only if the key's revision has not
 //     moved meanwhile (compare-and-set), reading again and retrying on a
 //     conflict. Get always reads from NATS: only NATS knows whether another
@@ -103,7 +106,7 @@ type JetStreamStore struct {
 	expired atomic.Uint64
 
 	mu   sync.Mutex
-	last map[string]seen // by key: what this relay last read or wrote
+	last map[string]seen // by key: what a call's read found, until its Apply
 }
 
 // NewJetStreamStore opens (creating it if needed) the bucket of cfg.
@@ -269,9 +272,9 @@ func retryable(err error) bool {
 		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
 }
 
-// remember notes the revision and value this relay last read or wrote for
-// k: the next Apply starts from them instead of reading the key again, and
-// its compare-and-set fails (and reads again) if another relay wrote since.
+// remember notes the revision and value a call's read found for k: the
+// call's Apply starts from them instead of reading the key again, and its
+// compare-and-set fails (and reads again) if another relay wrote since.
 func (s *JetStreamStore) remember(k string, rev uint64, value []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -296,7 +299,7 @@ func (s *JetStreamStore) recall(k string) (seen, bool) {
 	return v, ok
 }
 
-// seen is a key's revision and value as this relay last read or wrote it.
+// seen is a key's revision and value as a read found it.
 type seen struct {
 	rev   uint64
 	value []byte
@@ -345,7 +348,6 @@ func (s *JetStreamStore) Apply(ctx context.Context, client string, r *hook.Reply
 			return err
 		}
 		if done {
-			s.remember(k, rev, value)
 			return nil
 		}
 		// Lost the race, or won it with an attempt whose answer was lost:
@@ -355,7 +357,6 @@ func (s *JetStreamStore) Apply(ctx context.Context, client string, r *hook.Reply
 			return err
 		}
 		if rev != 0 && bytes.Equal(now, value) {
-			s.remember(k, rev, value)
 			return nil
 		}
 		last, known = seen{rev, now}, true
