@@ -343,7 +343,7 @@ func (s *JetStreamStore) Apply(ctx context.Context, client string, r *hook.Reply
 			return err
 		}
 		value := encodeTokens(d.Tokens())
-		rev, done, err := s.write(ctx, k, last.rev, value)
+		done, err := s.write(ctx, k, last.rev, value)
 		if err != nil {
 			return err
 		}
@@ -351,12 +351,13 @@ func (s *JetStreamStore) Apply(ctx context.Context, client string, r *hook.Reply
 			return nil
 		}
 		// Lost the race, or won it with an attempt whose answer was lost:
-		// then the key holds exactly this value.
+		// then the key holds exactly this value (or, for an empty one, is
+		// gone).
 		rev, now, err := s.read(ctx, k)
 		if err != nil {
 			return err
 		}
-		if rev != 0 && bytes.Equal(now, value) {
+		if bytes.Equal(now, value) && (rev != 0) == (len(value) != 0) {
 			return nil
 		}
 		last, known = seen{rev, now}, true
@@ -364,43 +365,38 @@ func (s *JetStreamStore) Apply(ctx context.Context, client string, r *hook.Reply
 	return scone.NewError(scone.CodeUnavailable, "the JetStream store kept changing under this update; giving up")
 }
 
-// write stores value under k if the key is still at revision rev, and
-// returns the new revision. done is false when another writer came first.
+// write stores value under k if the key is still at revision rev (an empty
+// value purges the key). done is false when another writer came first.
 //
 // An attempt that gets no answer in AttemptTimeout is sent again, with the
 // same expected revision: if the first did land, the second fails the
 // compare-and-set, and the key then holds exactly value, which Apply
 // recognizes as its own.
-func (s *JetStreamStore) write(ctx context.Context, k string, rev uint64, value []byte) (newRev uint64, done bool, err error) {
+func (s *JetStreamStore) write(ctx context.Context, k string, rev uint64, value []byte) (done bool, err error) {
 	if len(value) == 0 {
 		if rev == 0 {
-			return 0, true, nil
+			return true, nil
 		}
 		// A purge marker that JetStream removes after a minute, so former
 		// clients leave nothing behind.
 		err = s.retry(ctx, "writing the JetStream store", func(ctx context.Context) error {
 			return s.kv.Purge(ctx, k, jetstream.LastRevision(rev), jetstream.PurgeTTL(time.Minute))
 		})
-		done, err = s.outcome(err)
-		return 0, done, err
+		return s.outcome(err)
 	}
 	ttl := s.ttl(value)
 	err = s.retry(ctx, "writing the JetStream store", func(ctx context.Context) error {
 		if rev == 0 {
-			newRev, err = s.kv.Create(ctx, k, value, jetstream.KeyTTL(ttl))
+			_, err := s.kv.Create(ctx, k, value, jetstream.KeyTTL(ttl))
 			return err
 		}
 		// Concurrent calls' writes are pipelined on the one connection:
 		// each waits for its own acknowledgement only.
-		ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: s.pre + k, Data: value},
+		_, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: s.pre + k, Data: value},
 			jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
-		if err == nil {
-			newRev = ack.Sequence
-		}
 		return err
 	})
-	done, err = s.outcome(err)
-	return newRev, done, err
+	return s.outcome(err)
 }
 
 // ttl is the time to live of a key holding value: its latest expiry, by
