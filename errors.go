@@ -122,9 +122,9 @@ func (c Code) String() string {
 // peer: it never holds plaintext state or key material. The cause, kept for
 // local logs, is reachable through Unwrap and is not part of Error().
 type Error struct {
-	code   Code
-	msg    string
-	cause  error
+	code     Code
+	msg      string
+	cause    error
 	newest   []byte // a refusal of a spent version: the session's newest SCONE
 	recovery []byte // and what its reply carried besides (see sessionMark)
 }

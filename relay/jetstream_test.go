@@ -206,3 +206,56 @@ func TestJetStreamVersionsAndExpiry(t *testing.T) {
 		t.Fatalf("the key's last write has no TTL: %v", last.Header)
 	}
 }
+
+// TestJetStreamRememberedRevision: a relay updates a key from the revision
+// it last read, without reading it again; when another relay wrote in
+// between, the compare-and-set fails, the relay reads again, and the update
+// fails with CodeConflict, keeping the other relay's write.
+func TestJetStreamRememberedRevision(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	a := jetStreamStore(t, connect(t, ns), 1)
+	b := jetStreamStore(t, connect(t, ns), 1)
+	s := newSealer(t, newRing(t))
+	now := time.Now()
+	seal := func(v uint64) []byte {
+		tok, err := hook.Seal(s, nil, &scone.SCONE{Service: "cart", Scope: "/", Version: v, IssuedAt: now, Expires: now.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	ctx := context.Background()
+	v1 := seal(1)
+	if err := a.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{v1}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sentA, err := a.Get(ctx, "alice", "/x")
+	if err != nil || len(sentA) != 1 {
+		t.Fatalf("a.Get: %d, %v", len(sentA), err)
+	}
+	sentB, err := b.Get(ctx, "alice", "/x")
+	if err != nil || len(sentB) != 1 {
+		t.Fatalf("b.Get: %d, %v", len(sentB), err)
+	}
+	if err := b.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{seal(2)}}, sentB); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{seal(3)}}, sentA); scone.CodeOf(err) != scone.CodeConflict {
+		t.Fatalf("an update from a revision another relay has since replaced: %v, want a conflict", err)
+	}
+	for _, st := range []*relay.JetStreamStore{a, b} {
+		got, err := st.Get(ctx, "alice", "/x")
+		if err != nil || len(got) != 1 {
+			t.Fatalf("Get: %d, %v", len(got), err)
+		}
+		if h, err := hook.Peek(got[0]); err != nil || h.Version != 2 {
+			t.Fatalf("kept version %d (%v), want 2", h.Version, err)
+		}
+	}
+	// From what it has just read, a goes on without a conflict.
+	sentA, _ = a.Get(ctx, "alice", "/x")
+	if err := a.Apply(ctx, "alice", &hook.Reply{SCONEs: [][]byte{seal(3)}}, sentA); err != nil {
+		t.Fatal(err)
+	}
+}

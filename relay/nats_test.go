@@ -17,12 +17,20 @@ import (
 )
 
 // startNATS runs one NATS server with JetStream in this process, on a
-// loopback port, storing in a temporary directory.
+// loopback port, storing in a temporary directory, syncing every write to
+// disk before it acknowledges it.
 func startNATS(t testing.TB) *server.Server {
+	t.Helper()
+	return startNATSSync(t, true)
+}
+
+// startNATSSync is startNATS; syncAlways false leaves NATS at its default
+// (sync_interval 2 minutes): a write is acknowledged once in the page cache.
+func startNATSSync(t testing.TB, syncAlways bool) *server.Server {
 	t.Helper()
 	opts := &server.Options{
 		ServerName: "n1", Host: "127.0.0.1", Port: -1,
-		JetStream: true, StoreDir: t.TempDir(), SyncAlways: true,
+		JetStream: true, StoreDir: t.TempDir(), SyncAlways: syncAlways,
 		NoLog: true, NoSigs: true,
 	}
 	return runNATS(t, opts)
@@ -91,7 +99,7 @@ func connect(t testing.TB, servers ...*server.Server) jetstream.JetStream {
 	for _, s := range servers {
 		urls = append(urls, s.ClientURL())
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(strings.Join(urls, ","), relay.NATSOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,7 +140,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		mc.MaxClients, mc.Now, mc.MaxClockSkew = *maxClients, now, *maxSkew
 		cfg.Store = relay.NewMemoryStore(mc)
 	case "jetstream":
-		nc, err := nats.Connect(*natsURL, nats.Name("scone relay"), nats.MaxReconnects(-1))
+		nc, err := nats.Connect(*natsURL, append(relay.NATSOptions(), nats.Name("scone relay"))...)
 		if err != nil {
 			return fmt.Errorf("--nats-url=%s: %w", *natsURL, err)
 		}

@@ -26,7 +26,10 @@ const benchSummary = `Runs the same workload against every way of keeping sessio
 127.0.0.1: plain gRPC without state, a map in the server, a Redis session
 store (GET + SET per call on a redis-server it starts), SCONE client mode,
 client mode through nginx grpc_pass, relay mode (memory and JetStream
-stores), cluster mode with k=2. Contenders alternate in rounds (A B C … A B C
+stores), cluster mode with k=2; and the same workload over net/http with a
+cookie jar per session: plain net/http, the state in a plain cookie (no
+crypto), sconehttp, gorilla/sessions' CookieStore and scs with its memory
+store. Contenders alternate in rounds (A B C … A B C
 …) so that a noisy machine's drift hits all alike; the table gives medians
 over the rounds and per-round paired ratios. After the rounds, the heap
 pass: each contender alone, its server-side memory growth over

@@ -125,6 +125,9 @@ type Run struct {
 	// CPU is the CPU time of this process (callers and servers) and of the
 	// contender's external processes during the run.
 	CPU time.Duration
+	// CallerWire is the bytes read and written on the callers' connections
+	// during the run; ServerWire on the Sessions servers' (see running).
+	CallerWire, ServerWire int64
 	// Latency holds every call's latency.
 	Latency *Histogram
 }
@@ -292,13 +295,13 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 	}
 	runtime.GC() // no garbage of the run before
 	cpu0, xcpu0 := selfCPU(), externalCPU(r)
+	cw0, sw0 := r.callerWire.Load(), r.serverWire.Load()
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
 	for i := range cfg.Callers {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(round)<<32|uint64(size)<<16|uint64(i)))
-			conn := r.conns[i%len(r.conns)]
 			req := &benchpb.StepRequest{Size: uint32(size)}
 			var sctx context.Context
 			var left int
@@ -315,7 +318,7 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 					sessions.Add(1)
 				}
 				t0 := time.Now()
-				rep, err := benchpb.Step(sctx, conn, req)
+				rep, err := r.step(sctx, i, req)
 				hists[i].Add(time.Since(t0))
 				left--
 				count++
@@ -338,6 +341,7 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 	wg.Wait()
 	run.Elapsed = time.Since(start)
 	run.CPU = selfCPU() - cpu0 + externalCPU(r) - xcpu0
+	run.CallerWire, run.ServerWire = r.callerWire.Load()-cw0, r.serverWire.Load()-sw0
 	run.Calls, run.Errors, run.Unavailable, run.Wrong = calls.Load(), errs.Load(), unavail.Load(), wrong.Load()
 	run.Sessions, run.FirstError = sessions.Load(), first
 	for i := range hists {

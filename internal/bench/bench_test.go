@@ -15,6 +15,12 @@ func TestBenchSmoke(t *testing.T) {
 	testBench(t, []string{Plain, Map, Client, RelayMemory, RelayJetStream})
 }
 
+// TestBenchHTTP runs the HTTP contenders: every session's state must come
+// back through its cookie jar, each call's count checked.
+func TestBenchHTTP(t *testing.T) {
+	testBench(t, []string{Plain, HTTPPlain, HTTPCookie, HTTPScone, HTTPGorilla, HTTPSCS})
+}
+
 func TestBenchCirculate(t *testing.T) {
 	testBench(t, []string{Plain, Circulate})
 }
@@ -126,6 +132,15 @@ func testBench(t *testing.T, contenders []string) {
 		}
 		if r.QPS() <= 0 || r.CPU <= 0 {
 			t.Errorf("%s: QPS %v, CPU %v", r.Contender, r.QPS(), r.CPU)
+		}
+		// Every call crosses the callers' connections and reaches a
+		// Sessions server; where the state travels with the call, at least
+		// the state size in every reply (a session's first request carries
+		// none).
+		if min := int64(r.Size); r.CallerWire <= 0 || r.ServerWire <= 0 ||
+			(r.Contender == Client || r.Contender == HTTPScone || r.Contender == HTTPCookie) && r.CallerWire < min*r.Calls {
+			t.Errorf("%s size=%d: %d B on the callers' connections, %d B on the servers', for %d calls",
+				r.Contender, r.Size, r.CallerWire, r.ServerWire, r.Calls)
 		}
 	}
 	// The ratios are the per-round ratios of the runs' QPS.

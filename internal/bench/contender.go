@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -45,7 +46,7 @@ const (
 
 // Contenders returns every contender, in the order they run within a round.
 func Contenders() []Contender {
-	return []Contender{
+	return append([]Contender{
 		{Plain, "plain gRPC, no state (the ceiling)", false, startPlain},
 		{Map, "in-memory sticky sessions: a map in the server", true, startMap},
 		{Redis, "a Redis session store: GET + SET per call on a redis-server the bench starts", true, startRedis},
@@ -55,7 +56,7 @@ func Contenders() []Contender {
 		{RelayJetStream, "SCONE relay mode, JetStream store (embedded NATS, every write synced to disk)", true, startRelayJetStream},
 		{ClusterK2, "SCONE cluster mode: four nodes keep each session on k=2 of them", true, startClusterK2},
 		{Circulate, "SCONE circulation mode: three relays pass each session's SCONE among them (2 copies)", true, startCirculateRelays},
-	}
+	}, httpContenders()...)
 }
 
 // A SkipError says why a contender cannot run here, and how to make it run.
@@ -71,6 +72,8 @@ func (e *SkipError) Error() string { return e.Reason }
 // how a session's calls carry its identity.
 type running struct {
 	conns []*grpc.ClientConn
+	// step, if set, makes caller i's call instead of a gRPC call on conns.
+	step func(ctx context.Context, i int, req *benchpb.StepRequest) (*benchpb.StepReply, error)
 	// session returns the context of a new session's calls.
 	session func(ctx context.Context, id string) context.Context
 	// pids are the external processes (redis-server, nginx) whose CPU
@@ -80,6 +83,11 @@ type running struct {
 	// this process (redis-server's dataset).
 	extMemory func(ctx context.Context) (int64, error)
 	closers   []func()
+	// callerWire counts the bytes on the callers' connections (to the
+	// server, relay, node or nginx they call); serverWire those on the
+	// connections the Sessions servers accept (from the callers, a relay,
+	// nginx). Both ends of a connection count it once.
+	callerWire, serverWire atomic.Int64
 }
 
 func (r *running) onClose(f func()) { r.closers = append(r.closers, f) }
@@ -106,6 +114,11 @@ func startContender(ctx context.Context, c Contender) (*running, error) {
 	if r.session == nil {
 		r.session = func(ctx context.Context, _ string) context.Context { return ctx }
 	}
+	if r.step == nil {
+		r.step = func(ctx context.Context, i int, req *benchpb.StepRequest) (*benchpb.StepReply, error) {
+			return benchpb.Step(ctx, r.conns[i%len(r.conns)], req)
+		}
+	}
 	return r, nil
 }
 
@@ -121,14 +134,15 @@ func serve(r *running, keep keeper, withReflection bool, opts ...grpc.ServerOpti
 	if withReflection {
 		reflection.Register(srv)
 	}
-	go srv.Serve(lis)
+	go srv.Serve(countedListener{lis, &r.serverWire})
 	r.onClose(srv.Stop)
 	return lis.Addr().String(), nil
 }
 
 // dial connects to addr in plaintext (loopback only) with opts.
 func dial(r *running, addr string, opts ...grpc.DialOption) error {
-	conn, err := grpc.NewClient(addr, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	conn, err := grpc.NewClient(addr, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(countedDial(&r.callerWire)))...)
 	if err != nil {
 		return err
 	}

@@ -13,38 +13,56 @@ import (
 )
 
 // WritePlots draws the report's plots as PNG files in dir and returns them
-// (paths relative to dir): throughput against state size, and the latency
-// distribution at each size.
+// (paths relative to dir): throughput, CPU per call, bytes per call on the
+// callers' connections and memory per session (with a heap pass) against
+// state size, and the latency distribution at each size.
 func WritePlots(dir string, rep *Report) ([]Plot, error) {
 	rows := rep.Rows()
 	var plots []Plot
 
-	p := plot.New()
-	p.Title.Text = "Throughput against state size (median over rounds)"
-	p.X.Label.Text = "state per session (bytes)"
-	p.Y.Label.Text = "calls/s"
-	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = sizeTicks(rep.Config.Sizes)
-	p.X.Min, p.X.Max = float64(slices.Min(rep.Config.Sizes))/1.5, float64(slices.Max(rep.Config.Sizes))*1.5
-	p.Y.Min = 0
-	p.Legend.Top = true
-	var lines []any
-	for _, name := range rep.Ran {
-		var xys plotter.XYs
-		for _, r := range rows {
-			if r.Contender == name && r.QPS > 0 {
-				xys = append(xys, plotter.XY{X: float64(r.Size), Y: r.QPS})
-			}
+	for _, sp := range []struct {
+		file, caption, title, y string
+		f                       func(Row) float64
+	}{
+		{"throughput.png", "Throughput against state size", "Throughput against state size (median over rounds)", "calls/s",
+			func(r Row) float64 { return r.QPS }},
+		{"cpu.png", "CPU per call against state size", "CPU per call against state size (median over rounds)", "CPU per call (µs)",
+			func(r Row) float64 { return float64(r.CPUPerCall.Nanoseconds()) / 1e3 }},
+		{"wire.png", "Bytes per call on the callers' connections against state size", "Bytes on the callers' connections per call", "bytes per call",
+			func(r Row) float64 { return r.CallerWire }},
+		{"memory.png", "Server-side memory per session against state size", "Server-side memory per session (heap pass)", "bytes per session",
+			func(r Row) float64 { return r.HeapPer100k / 1e5 }},
+	} {
+		if sp.file == "memory.png" && len(rep.Heap) == 0 {
+			continue
 		}
-		lines = append(lines, name, xys)
+		p := plot.New()
+		p.Title.Text = sp.title
+		p.X.Label.Text = "state per session (bytes)"
+		p.Y.Label.Text = sp.y
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = sizeTicks(rep.Config.Sizes)
+		p.X.Min, p.X.Max = float64(slices.Min(rep.Config.Sizes))/1.5, float64(slices.Max(rep.Config.Sizes))*1.5
+		p.Y.Min = 0
+		p.Legend.Top = true
+		var lines []any
+		for _, name := range rep.Ran {
+			var xys plotter.XYs
+			for _, r := range rows {
+				if r.Contender == name && r.Calls > 0 {
+					xys = append(xys, plotter.XY{X: float64(r.Size), Y: max(0, sp.f(r))})
+				}
+			}
+			lines = append(lines, name, xys)
+		}
+		if err := plotutil.AddLinePoints(p, lines...); err != nil {
+			return nil, err
+		}
+		if err := p.Save(8*vg.Inch, 5*vg.Inch, filepath.Join(dir, sp.file)); err != nil {
+			return nil, err
+		}
+		plots = append(plots, Plot{sp.file, sp.caption})
 	}
-	if err := plotutil.AddLinePoints(p, lines...); err != nil {
-		return nil, err
-	}
-	if err := p.Save(8*vg.Inch, 5*vg.Inch, filepath.Join(dir, "throughput.png")); err != nil {
-		return nil, err
-	}
-	plots = append(plots, Plot{"throughput.png", "Throughput against state size"})
 
 	for _, size := range rep.Config.Sizes {
 		p := plot.New()

@@ -74,6 +74,29 @@ func (rep *Report) table() [][]string {
 	return out
 }
 
+// costs is the cost per call of each contender at each size: CPU, bytes on
+// the callers' and the servers' connections, and server-side memory per
+// session (from the heap pass).
+func (rep *Report) costs() [][]string {
+	out := [][]string{{"contender", "state", "CPU/call", "caller wire/call", "server wire/call", "memory/session"}}
+	for _, r := range rep.Rows() {
+		mem := "—"
+		for _, h := range rep.Heap {
+			if h.Contender == r.Contender && h.Size == r.Size {
+				mem = fmtBytes(r.HeapPer100k / 1e5)
+			}
+		}
+		wire := func(b float64) string {
+			if b == 0 {
+				return "—"
+			}
+			return fmt.Sprintf("%.0f B", b)
+		}
+		out = append(out, []string{r.Contender, fmtSize(r.Size), fmtDur(r.CPUPerCall), wire(r.CallerWire), wire(r.ServerWire), mem})
+	}
+	return out
+}
+
 // tracked is the tracked ratios as rows: one per ratio, a column per size.
 func (rep *Report) tracked() [][]string {
 	head := []string{"ratio (calls/s, paired per round)"}
@@ -82,15 +105,19 @@ func (rep *Report) tracked() [][]string {
 	}
 	out := [][]string{head}
 	byName := map[string][]string{}
+	ran := map[string]bool{} // whether both sides ran, at some size
 	var order []string
 	for _, t := range rep.Tracked() {
 		if _, ok := byName[t.Name]; !ok {
 			order = append(order, t.Name)
 		}
 		byName[t.Name] = append(byName[t.Name], t.Ratio.String())
+		ran[t.Name] = ran[t.Name] || t.Ratio.N > 0
 	}
 	for _, n := range order {
-		out = append(out, append([]string{n}, byName[n]...))
+		if ran[n] {
+			out = append(out, append([]string{n}, byName[n]...))
+		}
 	}
 	return out
 }
@@ -177,6 +204,8 @@ func WriteMarkdown(w io.Writer, rep *Report, mem []MemoryResult, meta MarkdownMe
 	writeMarkdownTable(w, rep.table())
 	fmt.Fprintln(w)
 	writeMarkdownTable(w, rep.tracked())
+	fmt.Fprintf(w, "\nCost per call: CPU/call as above; caller wire/call, the bytes read and written on the callers' connections (to the server, relay, node or nginx they call), per call; server wire/call, the same on the connections the Sessions servers accept (from callers, a relay or nginx); the traffic to Redis and NATS and between cluster nodes is in neither; memory/session, the heap pass's growth per session:\n\n")
+	writeMarkdownTable(w, rep.costs())
 	if len(mem) > 0 {
 		fmt.Fprintf(w, "\nMemory run, before the rounds: the heap (after a full collection) of the process serving %d distinct sessions of one call each, a fresh server per contender; live heap is the live objects (runtime.MemStats.HeapAlloc), heap in use adds the free room in their spans (HeapInuse):\n\n", mem[0].Sessions)
 		writeMarkdownTable(w, memoryTable(mem))

@@ -15,6 +15,10 @@ type Row struct {
 	// CPUPerCall is the median over the rounds of CPU time per call (this
 	// process, callers and servers, and the contender's external processes).
 	CPUPerCall time.Duration
+	// CallerWire and ServerWire are the median over the rounds of the
+	// bytes per call on the callers' connections and on the Sessions
+	// servers' (see Run).
+	CallerWire, ServerWire float64
 	// HeapPer100k is the server-side memory growth per 100,000 sessions
 	// in the heap pass, in bytes (0 without a heap pass).
 	HeapPer100k float64
@@ -56,7 +60,7 @@ func (rep *Report) Rows() []Row {
 	for _, size := range rep.Config.Sizes {
 		for _, name := range rep.Ran {
 			row := Row{Contender: name, Size: size, Latency: new(Histogram)}
-			var qps, cpu []float64
+			var qps, cpu, cw, sw []float64
 			for i := range rep.Runs {
 				r := &rep.Runs[i]
 				if r.Contender != name || r.Size != size {
@@ -65,6 +69,8 @@ func (rep *Report) Rows() []Row {
 				qps = append(qps, r.QPS())
 				if r.Calls > 0 {
 					cpu = append(cpu, float64(r.CPU)/float64(r.Calls))
+					cw = append(cw, float64(r.CallerWire)/float64(r.Calls))
+					sw = append(sw, float64(r.ServerWire)/float64(r.Calls))
 				}
 				row.Calls += r.Calls
 				row.Errors += r.Errors
@@ -76,6 +82,7 @@ func (rep *Report) Rows() []Row {
 			}
 			row.QPS = median(qps)
 			row.CPUPerCall = time.Duration(median(cpu))
+			row.CallerWire, row.ServerWire = median(cw), median(sw)
 			for _, h := range rep.Heap {
 				if h.Contender == name && h.Size == size && h.Sessions > 0 {
 					row.HeapPer100k = float64(h.Growth()) / float64(h.Sessions) * 1e5
@@ -99,14 +106,16 @@ type Tracked struct {
 
 // Tracked returns the ratios the project follows: client mode over plain
 // gRPC, Redis and the map; each relay over nginx; the cluster over client
-// mode; circulation over the relay's memory store; at every size (N = 0
-// where a side did not run).
+// mode; circulation over the relay's memory store; sconehttp over plain
+// net/http, over the same bytes in a plain cookie (the limit), and over
+// gorilla/sessions and scs; at every size (N = 0 where a side did not run).
 func (rep *Report) Tracked() []Tracked {
 	pairs := [][2]string{
 		{Client, Plain}, {Client, Redis}, {Client, Map},
 		{RelayMemory, Nginx}, {RelayJetStream, Nginx},
 		{ClusterK2, Client},
 		{Circulate, RelayMemory},
+		{HTTPScone, HTTPPlain}, {HTTPScone, HTTPCookie}, {HTTPScone, HTTPGorilla}, {HTTPScone, HTTPSCS},
 	}
 	var out []Tracked
 	for _, p := range pairs {
