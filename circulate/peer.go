@@ -47,6 +47,11 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 	if req.Mode != pb.PutRequest_UNDO && views.Refuses(req.View) {
 		return &pb.PutReply{ViewsDiffer: true}, nil // before waiting for the slot
 	}
+	if req.Mode == pb.PutRequest_HANDOFF && s.leaving.Load() {
+		// It hands its own copies on: the sender tries again (elsewhere,
+		// once this relay has left).
+		return &pb.PutReply{ViewsDiffer: true}, nil
+	}
 	sl, err := s.lockSlot(ctx, in.key)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
