@@ -52,8 +52,20 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 		// once this relay has left).
 		return &pb.PutReply{ViewsDiffer: true}, nil
 	}
-	sl, err := s.lockSlot(ctx, in.key)
-	if err != nil {
+	wait := ctx
+	if req.Mode != pb.PutRequest_UNDO {
+		// The slot may be held by this relay's own hand-off or write of
+		// the client, which may be waiting for the sender's slot in turn:
+		// refuse (the sender retries) rather than wait for its timeout.
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(ctx, s.cfg.Timeout/4)
+		defer cancel()
+	}
+	sl, err := s.lockSlot(wait, in.key)
+	switch {
+	case err != nil && req.Mode != pb.PutRequest_UNDO && ctx.Err() == nil:
+		return &pb.PutReply{}, nil // busy: refused, by a copy not yet settled
+	case err != nil:
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	defer sl.release()

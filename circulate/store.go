@@ -203,14 +203,31 @@ func (s *Store) watch() {
 // nothing on itself and takes no hand-off, but the others still see it,
 // so they take its hand-offs (a relay that took itself out of its own
 // view would send puts the others refuse: their views would differ).
+//
+// A hand-off that fails (a relay of the next hop was busy moving the same
+// client, or did not answer) is tried again until timeout has passed; the
+// copies still here then are counted in the error.
 func (s *Store) Leave(timeout time.Duration) error {
 	s.leaving.Store(true)
-	failed := 0
-	for _, sl := range s.snapshot() {
-		if sl.state().it != nil && !s.handoff(sl, nil, true) && live(sl.state().it, s.cfg.Now()) {
-			failed++ // still here (the loop may have moved it meanwhile)
+	deadline := time.Now().Add(timeout)
+	left := s.snapshot()
+retry:
+	for len(left) > 0 {
+		for key, sl := range left {
+			if !live(sl.state().it, s.cfg.Now()) || s.handoff(sl, nil, true) || !live(sl.state().it, s.cfg.Now()) {
+				delete(left, key) // gone, handed on, or moved meanwhile by the loop
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-time.After(s.cfg.Timeout / 4):
+		case <-s.stop:
+			break retry
 		}
 	}
+	failed := len(left)
 	err := s.members.Leave(timeout)
 	s.Close()
 	if failed > 0 {

@@ -199,6 +199,10 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 			if n := len(circulating.Members()); n < cc.Copies {
 				return fmt.Errorf("%d relays in the group, fewer than --copies=%d", n, cc.Copies)
 			}
+			if err := circulating.Circulating(); err != nil {
+				// Serving, but as static replication: say so.
+				return cli.Warning{Err: err}
+			}
 			return nil
 		}
 	default:
