@@ -19,8 +19,9 @@ import (
 	"github.com/scone-project/scone/relay"
 )
 
-// Store is a relay.Store in which no relay keeps a client's SCONEs: they
-// circulate among the relays of a group. See the package documentation.
+// Store is a relay.Store in which a client's SCONEs circulate among the
+// relays of a group: Config.Copies relays hold them in memory at a time,
+// and pass them on. See the package documentation.
 type Store struct {
 	cfg     Config
 	rules   rules // the decisions (see core.go)
