@@ -2,6 +2,7 @@ package circulate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -23,10 +24,14 @@ func (s *Store) Get(ctx context.Context, client, target string) ([][]byte, error
 	key := cluster.KeyOf(client)
 	now := s.cfg.Now()
 	it := s.slot(key).state().it
-	if s.rules.servesAlone(it, now, time.Now()) {
+	alone, err := s.rules.read(knowledge{members: s.members.View().Members}, it, now, time.Now())
+	switch {
+	case err != nil:
+		s.m.queries.WithLabelValues("unavailable").Inc()
+		return nil, err
+	case alone:
 		s.m.queries.WithLabelValues("local").Inc()
-	} else {
-		var err error
+	default:
 		if it, err = s.query(ctx, key); err != nil {
 			return nil, err
 		}
@@ -145,7 +150,12 @@ func (s *Store) Apply(ctx context.Context, client string, r *hook.Reply, sent []
 		target = s.home(key)
 	}
 	rep, err := s.applyAt(ctx, target, req)
-	if err != nil {
+	switch {
+	case err != nil && notSent(err):
+		// The primary left the group: nothing was sent (see routeWrite).
+		s.m.writes.WithLabelValues("unavailable").Inc()
+		return errPrimaryGone
+	case err != nil:
 		s.m.writes.WithLabelValues("in_doubt").Inc()
 		return scone.WrapError(scone.CodeInDoubt, "circulate: the primary holder of the client's SCONEs did not answer: the write may still take effect", err)
 	}
@@ -195,7 +205,7 @@ func (s *Store) applyHere(ctx context.Context, req *pb.ApplyRequest) *pb.ApplyRe
 	if err != nil {
 		return failure(err)
 	}
-	rt := s.rules.routeWrite(sl.state(), req.Create, s.cfg.Now())
+	rt := s.rules.routeWrite(s.knowledge(), sl.state(), req.Create, s.cfg.Now())
 	switch {
 	case rt.forward != "":
 		sl.release()
@@ -204,9 +214,12 @@ func (s *Store) applyHere(ctx context.Context, req *pb.ApplyRequest) *pb.ApplyRe
 		sl.release()
 		return failure(rt.err)
 	}
-	cur := rt.cur
-	defer sl.release()
-	return failure(s.write(ctx, sl, cur, req))
+	err = s.write(ctx, sl, rt.cur, req)
+	sl.release()
+	if err == nil {
+		s.moveSoon(sl) // the copies move on after a write
+	}
+	return failure(err)
 }
 
 // forward passes a write on to the primary named by another relay.
@@ -217,7 +230,10 @@ func (s *Store) forward(ctx context.Context, to string, req *pb.ApplyRequest) *p
 	req.Forwards++
 	req.Create = false
 	rep, err := s.applyAt(ctx, to, req)
-	if err != nil {
+	switch {
+	case err != nil && notSent(err):
+		return failure(errPrimaryGone)
+	case err != nil:
 		return failure(scone.WrapError(scone.CodeInDoubt, "circulate: the primary holder did not answer: the write may still take effect", err))
 	}
 	return rep
@@ -271,7 +287,7 @@ func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyReq
 		}
 		return written(conflict, err, s.undoAll(took, next))
 	}
-	next.committed = time.Now()
+	next.committed, next.written = time.Now(), true
 	sl.set(next) // the primary is never asked to undo: it keeps no prev
 	s.cfg.Logger.Debug("written", "relay", s.cfg.Name, "key", short(next.key), "gen", next.gen, "hop", next.hop, "holders", next.holders)
 	return nil
@@ -306,6 +322,8 @@ type refusal struct {
 func (s *Store) putAll(ctx context.Context, members []string, mode pb.PutRequest_Mode, it *item, base uint64) (took []string, refused *refusal, err error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	var errs []error
+	defer func() { err = errors.Join(errs...) }()
 	for _, m := range members {
 		wg.Go(func() {
 			r, e := s.put(ctx, m, mode, it, base)
@@ -313,7 +331,7 @@ func (s *Store) putAll(ctx context.Context, members []string, mode pb.PutRequest
 			defer mu.Unlock()
 			switch {
 			case e != nil:
-				err = e
+				errs = append(errs, e)
 			case !r.Ok:
 				age := time.Duration(r.AgeMs) * time.Millisecond
 				if refused == nil || age < refused.youngest {

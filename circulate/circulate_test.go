@@ -1,7 +1,12 @@
 package circulate_test
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,4 +113,110 @@ func TestExpiryEverywhere(t *testing.T) {
 	if expired < 2 {
 		t.Fatalf("scone_circulate_expired_total sums to %v, want at least 2 (a copy of each client)", expired)
 	}
+}
+
+// TestCopiesMoveAfterWrite: with a dwell of an hour, the copies of a
+// client still move at once after each write: to the next hop, on relays
+// that held none.
+func TestCopiesMoveAfterWrite(t *testing.T) {
+	g := newGroup(t, 3, newSealer(t), func(c *circulate.Config) { c.Dwell = time.Hour })
+	s := newShopper("alice")
+	for i := range 3 {
+		s.addUntil(t, g, i)
+		// Each write is at hop h, and moves the copies to hop h+1.
+		g.eventually(10*time.Second, func() error {
+			hops := map[[2]uint64]int{}
+			for _, m := range g.live() {
+				for _, c := range m.store.Copies() {
+					hops[c]++
+				}
+			}
+			want := [2]uint64{uint64(i + 1), uint64(i + 1)} // generation, hop
+			if len(hops) != 1 || hops[want] != 2 {
+				return fmt.Errorf("after write %d: copies (generation, hop) %v, want two of %v", i+1, hops, want)
+			}
+			return nil
+		})
+	}
+}
+
+// TestCirculatingWarns: a group with no more relays than copies does not
+// circulate: Circulating says so, and the relays log a warning at once; a
+// relay more, and they circulate again.
+func TestCirculatingWarns(t *testing.T) {
+	var logs syncBuffer
+	g := newGroup(t, 2, newSealer(t), func(c *circulate.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	for _, m := range g.live() {
+		if err := m.store.Circulating(); err == nil || !strings.Contains(err.Error(), "copies do not move: 2 live relays for 2 copies") {
+			t.Fatalf("%s, with 2 relays for 2 copies: %v", m.name, err)
+		}
+	}
+	g.eventually(10*time.Second, func() error {
+		if !strings.Contains(logs.String(), "level=WARN msg=\"client SCONEs are not circulating") {
+			return fmt.Errorf("no warning logged:\n%s", logs.String())
+		}
+		return nil
+	})
+	g.start(2)
+	g.waitMembers(3)
+	for _, m := range g.live() {
+		if err := m.store.Circulating(); err != nil {
+			t.Fatalf("%s, with 3 relays for 2 copies: %v", m.name, err)
+		}
+	}
+	g.eventually(10*time.Second, func() error {
+		if !strings.Contains(logs.String(), "msg=\"client SCONEs circulate\"") {
+			return fmt.Errorf("no notice that copies circulate again:\n%s", logs.String())
+		}
+		return nil
+	})
+}
+
+// TestLeaveHandsEveryCopyOver: a relay that leaves right after a write
+// hands every copy it holds to the others, and the client's state is
+// intact on them.
+func TestLeaveHandsEveryCopyOver(t *testing.T) {
+	g := newGroup(t, 3, newSealer(t), func(c *circulate.Config) { c.Dwell = time.Hour })
+	s := newShopper("alice")
+	s.addUntil(t, g, 0)
+	leaver := -1
+	g.eventually(10*time.Second, func() error {
+		for i, m := range g.live() {
+			if len(m.store.Copies()) > 0 {
+				leaver = i
+				return nil
+			}
+		}
+		return errors.New("no relay holds a copy")
+	})
+	g.mu.Lock()
+	m := g.relays[leaver]
+	g.relays[leaver] = nil
+	g.mu.Unlock()
+	m.srv.Stop()
+	if err := m.store.Leave(time.Second); err != nil {
+		t.Fatalf("%s leaving: %v", m.name, err)
+	}
+	wantCopies(g, 1, 2)
+	s.addUntil(t, g, 0) // checks the cart kept the first add
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -20,14 +20,43 @@ func (s *Store) loop() {
 	defer s.done.Done()
 	tick := time.NewTicker(max(s.cfg.Dwell/4, 10*time.Millisecond))
 	defer tick.Stop()
+	s.watch()
 	for {
 		select {
 		case <-s.stop:
 			return
+		case sl := <-s.due:
+			s.sem <- struct{}{}
+			s.done.Add(1)
+			go func() {
+				defer s.done.Done()
+				defer func() { <-s.sem }()
+				s.moveWritten(sl)
+			}()
+			continue
 		case <-tick.C:
 		case <-s.changed:
+			s.watch()
 		}
 		s.pass()
+	}
+}
+
+// moveWritten hands on the copies of a slot just written to, if this relay
+// is still their primary and they can move.
+func (s *Store) moveWritten(sl *slot) {
+	it := sl.state().it
+	if it != nil && it.written && s.rules.next(s.knowledge(), it, s.cfg.Now(), time.Now()) == stepHandoff {
+		s.handoff(sl, it, false)
+	}
+}
+
+// moveSoon asks the loop to hand on the copies of sl, just written to; if
+// it is busy, its next pass does (next).
+func (s *Store) moveSoon(sl *slot) {
+	select {
+	case s.due <- sl:
+	default:
 	}
 }
 
@@ -35,7 +64,7 @@ func (s *Store) loop() {
 func (s *Store) pass() {
 	now, mono := s.cfg.Now(), time.Now()
 	k := s.knowledge()
-	sem := make(chan struct{}, handoffWorkers)
+	sem := s.sem
 	var wg sync.WaitGroup
 	for key, sl := range s.snapshot() {
 		st := sl.state()
@@ -52,7 +81,7 @@ func (s *Store) pass() {
 			s.expire(sl, it)
 			continue
 		case stepHandoff:
-			act = func(sl *slot) { s.handoff(sl, false) }
+			act = func(sl *slot) { s.handoff(sl, it, false) }
 		case stepCheck:
 			act = s.check
 		default:
@@ -72,9 +101,12 @@ func (s *Store) pass() {
 // them on every one of them, and once all have taken them, retires the
 // copies of this hop (this relay's last). If a relay of the next hop fails
 // to take them, the others go back to what they held, and the copies stay
-// where they are until the next try. force hands on even a copy this relay is not the
-// primary of (on leaving). It reports whether the copies are elsewhere now.
-func (s *Store) handoff(sl *slot, force bool) bool {
+// where they are until the next try. want, if not nil, is the copy it was
+// decided to move: if the slot holds another by now (it was written or
+// moved meanwhile), nothing is done. force hands on even a copy this relay
+// is not the primary of (on leaving). It reports whether the copies are
+// elsewhere now.
+func (s *Store) handoff(sl *slot, want *item, force bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.Timeout)
 	defer cancel()
 	if err := sl.acquire(ctx); err != nil {
@@ -83,8 +115,8 @@ func (s *Store) handoff(sl *slot, force bool) bool {
 	defer sl.release()
 	it := sl.state().it
 	k := s.knowledge()
-	if !live(it, s.cfg.Now()) || !force && !s.rules.actingPrimary(k, it) {
-		return false // gone, expired (dropped by the next pass), or not ours to move
+	if want != nil && it != want || !live(it, s.cfg.Now()) || !force && !s.rules.actingPrimary(k, it) {
+		return false // changed, gone, expired (dropped by the next pass), or not ours to move
 	}
 	next := s.rules.handoff(k, it)
 	if len(next.holders) == 0 {
@@ -166,7 +198,7 @@ func (s *Store) check(sl *slot) {
 			sl.release()
 		}
 	case checkHandoff:
-		s.handoff(sl, true)
+		s.handoff(sl, it, true)
 	}
 }
 

@@ -28,10 +28,12 @@ type Config struct {
 	// Seeds are gossip addresses of relays to join; empty starts a group.
 	Seeds []string
 	// Copies is how many relays hold each client's SCONEs at any time: any
-	// Copies-1 of them can fail at once with nothing acknowledged lost.
+	// Copies-1 of them can fail at once with nothing acknowledged lost. The
+	// copies move only in a group of more live relays than Copies (see
+	// Store.Circulating).
 	Copies int
 	// Dwell is how long the primary holder keeps a client's copies before
-	// handing them to the next relays.
+	// handing them to the next relays; a write hands them on at once.
 	Dwell time.Duration
 	// QueryTimeout bounds the search for a client's SCONEs that this relay
 	// does not hold: if some relay has not answered by then, and none that

@@ -26,7 +26,11 @@ type item struct {
 	// clock; zero for a copy another relay put here, which that relay may
 	// have given up on (a put held up in the network lands late).
 	committed time.Time
-	prev      *item // before the last UPDATE, for its UNDO
+	// written is set on the primary's copy by a write: the copies move on
+	// at the next pass, without waiting for the dwell. A hand-off makes a
+	// copy without it.
+	written bool
+	prev    *item // before the last UPDATE, for its UNDO
 }
 
 // newer reports whether a is a later copy than b: a later write, or the same
@@ -65,6 +69,21 @@ func (a *item) primary() string { return a.holders[0] }
 // to a different set, and every relay computes the same one.
 func placement(key string, hop uint64, members []string, copies int) []string {
 	return cluster.Owners(key+"/"+strconv.FormatUint(hop, 10), members, copies)
+}
+
+// nextHolders returns the holders of key's hop-th hop, handed on from the
+// relays in current: the live members that hold no copy come first, then
+// the current holders, each in the order of placement for (key, hop). So
+// every hand-off moves as many copies as the group allows to relays that
+// held none, and the new primary is one of them: with more live relays
+// than copies, at least one copy, the primary's, changes relay at every
+// hop; with twice as many, every copy does.
+func nextHolders(key string, hop uint64, members []string, copies int, current []string) []string {
+	ranked := placement(key, hop, members, len(members))
+	fresh := slices.DeleteFunc(slices.Clone(ranked), func(m string) bool { return slices.Contains(current, m) })
+	kept := slices.DeleteFunc(ranked, func(m string) bool { return !slices.Contains(current, m) })
+	out := append(fresh, kept...)
+	return out[:min(copies, len(out))]
 }
 
 // expiry returns the latest expiry of tokens, which must be well formed.

@@ -60,6 +60,38 @@ func TestPlacement(t *testing.T) {
 	}
 }
 
+// TestNextHolders checks that a hand-off moves as many copies as the group
+// allows to relays that held none, the primary's first.
+func TestNextHolders(t *testing.T) {
+	all := []string{"r0", "r1", "r2", "r3", "r4", "r5"}
+	for n := 2; n <= len(all); n++ {
+		members := all[:n]
+		for i := range 100 {
+			key := "client-" + strconv.Itoa(i)
+			cur := placement(key, 0, members, 2)
+			next := nextHolders(key, 1, members, 2, cur)
+			fresh := 0
+			for _, h := range next {
+				if !slices.Contains(cur, h) {
+					fresh++
+				}
+			}
+			want := min(2, n-2) // the relays that hold no copy
+			switch {
+			case len(next) != 2 || next[0] == next[1]:
+				t.Fatalf("%d relays, %s: next holders %v", n, key, next)
+			case fresh != want:
+				t.Fatalf("%d relays, %s: %v after %v moves %d copies, want %d", n, key, next, cur, fresh, want)
+			case n > 2 && slices.Contains(cur, next[0]):
+				t.Fatalf("%d relays, %s: the new primary %s held a copy (%v)", n, key, next[0], cur)
+			}
+		}
+	}
+	if got := nextHolders("k", 1, []string{"a", "b"}, 3, []string{"a"}); !slices.Equal(got, []string{"b", "a"}) {
+		t.Fatalf("fewer relays than copies: %v", got)
+	}
+}
+
 // sealed returns a SCONE of service svc for tests.
 func sealed(t testing.TB, ttl time.Duration) []byte {
 	t.Helper()

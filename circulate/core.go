@@ -121,7 +121,10 @@ var stepNames = [...]string{"none", "expire", "handoff", "check"}
 
 func (s step) String() string { return stepNames[s] }
 
-// next returns what this relay does with its copy it at a pass.
+// next returns what this relay does with its copy it at a pass: the acting
+// primary hands the copies on once it has held them for the dwell, at once
+// after a write (if there are relays to move them to), and at once when a
+// holder lost its copy (unless a holder before it left within the lease).
 func (r rules) next(k knowledge, it *item, now, mono time.Time) step {
 	if !live(it, now) {
 		return stepExpire
@@ -131,12 +134,25 @@ func (r rules) next(k knowledge, it *item, now, mono time.Time) step {
 	switch {
 	case acting && r.goneLately(k, it, mono):
 		return stepNone // a holder before this one may still be serving it
-	case acting && (held >= r.dwell || r.lostHolder(k, it)):
+	case acting && (held >= r.dwell || it.written && r.moves(k) || r.lostHolder(k, it)):
 		return stepHandoff
 	case !acting && held >= 3*r.dwell:
 		return stepCheck
 	}
 	return stepNone
+}
+
+// read decides how a read starts from this relay's copy local: served
+// from it alone (true), or by asking the others (false). A relay that sees
+// fewer live relays than copies answers no read (Unavailable), even from a
+// copy it leased: the write of the reply would fail, after the upstream
+// server had run the call, where refusing the read now sends nothing
+// upstream.
+func (r rules) read(k knowledge, local *item, now, mono time.Time) (alone bool, err error) {
+	if err := r.canQuery(k); err != nil {
+		return false, err
+	}
+	return r.servesAlone(local, now, mono), nil
 }
 
 // canQuery returns an error (Unavailable) if this relay sees fewer live
@@ -207,12 +223,18 @@ func (e errMissing) Error() string {
 	return fmt.Sprintf("circulate: %d relays did not answer (or see other live relays)", e.n)
 }
 
-// handoff returns the copy of the next hop of it: on the relays placement
-// gives for hop+1 over the live members (none: alone and leaving).
+// moves reports whether the copies move from relay to relay: there are
+// more live relays than copies. With as many or fewer, every live relay
+// holds every client's copies, and a hand-off changes only the hop and the
+// primary: the group replicates statically (see Store.Circulating).
+func (r rules) moves(k knowledge) bool { return len(k.members) > r.copies }
+
+// handoff returns the copy of the next hop of it: on the relays
+// nextHolders gives over the live members (none: alone and leaving).
 func (r rules) handoff(k knowledge, it *item) *item {
 	return &item{
 		key: it.key, gen: it.gen, hop: it.hop + 1, scones: it.scones, expires: it.expires,
-		holders: placement(it.key, it.hop+1, k.members, r.copies),
+		holders: nextHolders(it.key, it.hop+1, k.members, r.copies, it.holders),
 	}
 }
 
@@ -344,8 +366,12 @@ type writeRoute struct {
 }
 
 // routeWrite decides where a write (create: no relay held the client's
-// copies at the read) goes from a relay whose slot holds st.
-func (r rules) routeWrite(st *slotState, create bool, now time.Time) writeRoute {
+// copies at the read) goes from a relay whose slot holds st. A write for a
+// primary that no longer holds its copy (it left, or restarted) fails
+// Unavailable, sent nowhere: the first holder that still holds one hands
+// the copies on at once (next), and the client's retry finds the new
+// primary.
+func (r rules) routeWrite(k knowledge, st *slotState, create bool, now time.Time) writeRoute {
 	cur := st.it
 	if !live(cur, now) {
 		cur = nil
@@ -355,11 +381,17 @@ func (r rules) routeWrite(st *slotState, create bool, now time.Time) writeRoute 
 		return writeRoute{forward: st.movedTo}
 	case cur == nil && !create:
 		return writeRoute{err: scone.NewError(scone.CodeUnavailable, "circulate: the client's SCONEs moved; retry")}
+	case cur != nil && !r.holds(k, cur.primary(), cur):
+		return writeRoute{err: errPrimaryGone}
 	case cur != nil && cur.primary() != r.self:
 		return writeRoute{forward: cur.primary()}
 	}
 	return writeRoute{here: true, cur: cur}
 }
+
+// errPrimaryGone is a write for a primary that left the group or lost its
+// copy: nothing was sent.
+var errPrimaryGone = scone.NewError(scone.CodeUnavailable, "circulate: the primary holder of the client's SCONEs left; its copies are being handed on; retry")
 
 // holdersFor returns the holders of a new client's first copies, written
 // by this relay: itself, then the others of hop 0.
@@ -375,18 +407,41 @@ func (r rules) holdersFor(k knowledge, key string) []string {
 
 // written decides the end of a write that some holders refused (refused)
 // or did not answer (failed), after undoing it where it was taken (undone:
-// every one confirmed); nil if it succeeded.
+// every one confirmed); nil if it succeeded. A holder the write was never
+// sent to (errNotSent: it is not a live relay) cannot take it later: if
+// that is the only failure and every undo was confirmed, nothing changed,
+// and the write fails Unavailable rather than in doubt.
 func written(refused, failed error, undone bool) error {
 	if refused == nil && failed == nil {
 		return nil
 	}
-	if !undone && failed == nil {
-		failed = errors.New("circulate: a holder that took the write did not confirm its undo")
+	if !undone {
+		failed = errors.Join(failed, errors.New("circulate: a holder that took the write did not confirm its undo"))
 	}
-	if failed != nil {
+	switch {
+	case failed != nil && notSent(failed):
+		return scone.WrapError(scone.CodeUnavailable, "circulate: a holder of the client's copies is not a live relay; nothing changed", failed)
+	case failed != nil:
 		return scone.WrapError(scone.CodeInDoubt, "circulate: a holder of the client's copies did not answer: it may hold the new state yet", failed)
 	}
 	return scone.NewError(scone.CodeConflict, "circulate: another relay changed this client's state first")
+}
+
+// errNotSent is a call to another relay that was never sent: the relay is
+// not live in this one's view, so there is no connection to it.
+var errNotSent = errors.New("circulate: not sent")
+
+// notSent reports whether every error joined in err is errNotSent.
+func notSent(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !notSent(e) {
+				return false
+			}
+		}
+		return len(j.Unwrap()) > 0
+	}
+	return errors.Is(err, errNotSent)
 }
 
 // checkVerdict is what a holder that is not the acting primary does with a

@@ -323,6 +323,10 @@ func (s *sim) run(t *testing.T, pos, line string) string {
 			}
 			fmt.Fprintf(&out, "%s → %s: %s\n", p.from, p.to, s.putAt(to, p.mode, p.it, p.base, p.view))
 		}
+	case "moves":
+		// moves at=r: whether r's copies move from relay to relay
+		r := s.relay(t, pos, a["at"])
+		return strconv.FormatBool(s.rulesOf(r).moves(s.know(r)))
 	case "state":
 		return s.state()
 	default:
@@ -362,6 +366,9 @@ func describe(it *item) string {
 	if !it.committed.IsZero() {
 		d += " committed"
 	}
+	if it.written {
+		d += " written"
+	}
 	return d
 }
 
@@ -381,7 +388,7 @@ func (s *sim) query(r *simRelay, name, key string) answer {
 	a.movedTo = st.movedTo
 	if live(st.it, s.clock(o)) {
 		c := *st.it
-		c.since, c.committed, c.prev = s.clock(r), time.Time{}, nil
+		c.since, c.committed, c.written, c.prev = s.clock(r), time.Time{}, false, nil
 		a.it, a.age = &c, s.clock(o).Sub(st.it.since)
 	}
 	return a
@@ -390,12 +397,12 @@ func (s *sim) query(r *simRelay, name, key string) answer {
 func (s *sim) get(r *simRelay, key string) string {
 	ru := s.rulesOf(r)
 	local := s.slot(r, key).it
-	if ru.servesAlone(local, s.clock(r), s.mono) {
-		return "local " + describe(local)
-	}
 	k := s.know(r)
-	if err := ru.canQuery(k); err != nil {
+	switch alone, err := ru.read(k, local, s.clock(r), s.mono); {
+	case err != nil:
 		return "unavailable: " + err.Error()
+	case alone:
+		return "local " + describe(local)
 	}
 	var answers []answer
 	for _, m := range k.members {
@@ -426,7 +433,7 @@ func (s *sim) get(r *simRelay, key string) string {
 // putAt runs a Put on relay to, sent with view hash view.
 func (s *sim) putAt(to *simRelay, mode pb.PutRequest_Mode, it *item, base uint64, view uint64) string {
 	in := *it
-	in.since, in.committed, in.prev = s.clock(to), time.Time{}, nil
+	in.since, in.committed, in.written, in.prev = s.clock(to), time.Time{}, false, nil
 	st := s.slot(to, it.key)
 	res := s.rulesOf(to).put(mode, st.it, &in, base, membership.NewView(to.members).Refuses(view), s.clock(to))
 	switch {
@@ -450,15 +457,21 @@ func (s *sim) putAt(to *simRelay, mode pb.PutRequest_Mode, it *item, base uint64
 
 // putAll sends puts from r; a relay in hold gets it later (deliver), and
 // r sees no answer.
-func (s *sim) putAll(r *simRelay, to []string, mode pb.PutRequest_Mode, it *item, base uint64, hold []string, out *strings.Builder) (took []string, refused *time.Duration, failed bool) {
+func (s *sim) putAll(r *simRelay, to []string, mode pb.PutRequest_Mode, it *item, base uint64, hold []string, out *strings.Builder) (took []string, refused *time.Duration, failed error) {
 	for _, m := range to {
 		o := s.relays[m]
+		if !slices.Contains(r.members, m) {
+			// Not live in r's view: r has no connection to it.
+			fmt.Fprintf(out, "put %v → %s: not sent\n", mode, m)
+			failed = errors.Join(failed, errNotSent)
+			continue
+		}
 		if slices.Contains(hold, m) || o == nil || o.down {
 			if o != nil {
 				s.held = append(s.held, heldPut{from: r.name, to: m, mode: mode, it: it, base: base, view: s.hash(r)})
 			}
 			fmt.Fprintf(out, "put %v → %s: no answer\n", mode, m)
-			failed = true
+			failed = errors.Join(failed, errors.New("no answer"))
 			continue
 		}
 		res := s.putAt(o, mode, it, base, s.hash(r))
@@ -467,7 +480,7 @@ func (s *sim) putAll(r *simRelay, to []string, mode pb.PutRequest_Mode, it *item
 		case res == "ok":
 			took = append(took, m)
 		case strings.HasPrefix(res, "error"):
-			failed = true
+			failed = errors.Join(failed, errors.New(res))
 		default:
 			age := time.Duration(0)
 			if _, a, ok := strings.Cut(res, "age="); ok {
@@ -495,7 +508,7 @@ func (s *sim) handoff(r *simRelay, key string, hold []string, force bool) string
 	}
 	fmt.Fprintf(&out, "next: %s\n", describe(next))
 	took, refused, failed := s.putAll(r, ru.remote(next), pb.PutRequest_HANDOFF, next, 0, hold, &out)
-	res := ru.handedOff(it, next, took, refused, failed, s.clock(r), s.mono)
+	res := ru.handedOff(it, next, took, refused, failed != nil, s.clock(r), s.mono)
 	if len(res.undo) > 0 {
 		s.putAll(r, res.undo, pb.PutRequest_UNDO, next, 0, nil, &out)
 	}
@@ -521,7 +534,7 @@ func (s *sim) handoff(r *simRelay, key string, hold []string, force bool) string
 func (s *sim) write(r *simRelay, key string, create bool, hold []string) string {
 	var out strings.Builder
 	ru := s.rulesOf(r)
-	rt := ru.routeWrite(s.slot(r, key), create, s.clock(r))
+	rt := ru.routeWrite(s.know(r), s.slot(r, key), create, s.clock(r))
 	switch {
 	case rt.forward != "":
 		return "forward to " + rt.forward
@@ -540,23 +553,20 @@ func (s *sim) write(r *simRelay, key string, create bool, hold []string) string 
 		return fmt.Sprintf("unavailable: %d relays live, fewer than %d copies", len(next.holders), ru.copies)
 	}
 	took, refused, failed := s.putAll(r, next.holders[1:], mode, next, base, hold, &out)
-	var conflict, noAnswer error
+	var conflict error
 	if refused != nil {
 		conflict = errRefused
 	}
-	if failed {
-		noAnswer = errors.New("no answer")
-	}
 	undone := true
-	if conflict != nil || noAnswer != nil {
+	if conflict != nil || failed != nil {
 		_, _, undoFailed := s.putAll(r, took, pb.PutRequest_UNDO, next, 0, nil, &out)
-		undone = !undoFailed
+		undone = undoFailed == nil
 	}
-	if err := written(conflict, noAnswer, undone); err != nil {
+	if err := written(conflict, failed, undone); err != nil {
 		fmt.Fprintf(&out, "failed: %v", err)
 		return out.String()
 	}
-	next.committed = s.mono
+	next.committed, next.written = s.mono, true
 	*s.slot(r, key) = slotState{it: next}
 	fmt.Fprintf(&out, "written %s", describe(next))
 	return out.String()

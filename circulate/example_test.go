@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,10 +54,9 @@ func (cart) Get(ctx context.Context, _ *pb.CartGet) (*pb.CartContents, error) {
 //
 // Here relay-0 carries a call and then fails; relay-1 carries the next ones,
 // with the state. Until the others have noticed the failure and handed the
-// copies on (about a second), a relay cannot find the state (Unavailable),
-// or cannot reach the holder it found (in_doubt: DeadlineExceeded). A call
-// that failed Unavailable changed nothing and is retried; one whose outcome
-// is unknown is retried only if it is a read, as here.
+// copies on (about a second), a relay cannot find the state, or finds that
+// its primary holder left: the call fails Unavailable, having changed
+// nothing, and is retried.
 func Example() {
 	ring, err := scone.NewKeyRing(1, scone.GenerateKey(1, time.Now()))
 	if err != nil {
@@ -124,7 +122,7 @@ func Example() {
 
 	c = retry(func() (*pb.CartContents, error) {
 		return pb.NewCartClient(conn1).Get(ctx, &pb.CartGet{})
-	}, codes.DeadlineExceeded)
+	})
 	fmt.Println("through relay-1:", len(c.Items), "item")
 	c = retry(func() (*pb.CartContents, error) {
 		return pb.NewCartClient(conn1).Add(ctx, &pb.CartChange{Isbn: "9780441569595", Quantity: 2})
@@ -149,8 +147,8 @@ func dial(lan *memnet.Net, addr string) *grpc.ClientConn {
 
 // retry calls f again while it fails with Unavailable, with which a relay
 // refuses a call, changing nothing, while the group settles after a relay
-// joins or fails, or with one of the codes also.
-func retry[T any](f func() (T, error), also ...codes.Code) T {
+// joins or fails.
+func retry[T any](f func() (T, error)) T {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		v, err := f()
@@ -158,7 +156,7 @@ func retry[T any](f func() (T, error), also ...codes.Code) T {
 		switch {
 		case code == codes.OK:
 			return v
-		case code == codes.Unavailable || slices.Contains(also, code):
+		case code == codes.Unavailable:
 			if time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 				continue

@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // docs/operations.md).
 type metrics struct {
 	members   prometheus.Gauge
+	moving    prometheus.Gauge
 	copies    prometheus.GaugeFunc
 	handoffs  *prometheus.CounterVec
 	queries   *prometheus.CounterVec
@@ -19,6 +20,9 @@ func newMetrics(reg prometheus.Registerer, copies func() float64) *metrics {
 	m := &metrics{
 		members: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "scone_circulate_members", Help: "Live relays of the group, as this relay sees them.",
+		}),
+		moving: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scone_circulate_moving", Help: "1 if copies move from relay to relay (more live relays than copies), else 0.",
 		}),
 		copies: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "scone_circulate_copies", Help: "Copies of clients' SCONEs this relay holds now.",
@@ -43,6 +47,6 @@ func newMetrics(reg prometheus.Registerer, copies func() float64) *metrics {
 			Name: "scone_circulate_rejoins_total", Help: "Attempts to rejoin a lost relay or a seed, by outcome (joined, failed).",
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.members, m.copies, m.handoffs, m.queries, m.queryTime, m.writes, m.expired, m.rejoins)
+	reg.MustRegister(m.members, m.moving, m.copies, m.handoffs, m.queries, m.queryTime, m.writes, m.expired, m.rejoins)
 	return m
 }

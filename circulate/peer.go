@@ -47,8 +47,25 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 	if req.Mode != pb.PutRequest_UNDO && views.Refuses(req.View) {
 		return &pb.PutReply{ViewsDiffer: true}, nil // before waiting for the slot
 	}
-	sl, err := s.lockSlot(ctx, in.key)
-	if err != nil {
+	if req.Mode == pb.PutRequest_HANDOFF && s.leaving.Load() {
+		// It hands its own copies on: the sender tries again (elsewhere,
+		// once this relay has left).
+		return &pb.PutReply{ViewsDiffer: true}, nil
+	}
+	wait := ctx
+	if req.Mode != pb.PutRequest_UNDO {
+		// The slot may be held by this relay's own hand-off or write of
+		// the client, which may be waiting for the sender's slot in turn:
+		// refuse (the sender retries) rather than wait for its timeout.
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(ctx, s.cfg.Timeout/4)
+		defer cancel()
+	}
+	sl, err := s.lockSlot(wait, in.key)
+	switch {
+	case err != nil && req.Mode != pb.PutRequest_UNDO && ctx.Err() == nil:
+		return &pb.PutReply{}, nil // busy: refused, by a copy not yet settled
+	case err != nil:
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	defer sl.release()

@@ -15,7 +15,7 @@ import (
 // back to, not every generation it was updated through, and an UNDO goes
 // back exactly one step.
 func TestUpdatesKeepOneUndo(t *testing.T) {
-	s := loneStore(t, DefaultConfig().Lease)
+	s := loneStore(t, DefaultConfig().Lease, 2)
 	p := peerServer{s: s}
 	tok := sealed(t, time.Hour)
 	put := func(mode pb.PutRequest_Mode, gen, base uint64) bool {
@@ -51,22 +51,62 @@ func TestUpdatesKeepOneUndo(t *testing.T) {
 // writing elsewhere before the put landed, late. Only a copy this relay
 // committed itself, as the primary, is served alone within the Lease.
 func TestPutCopyNeverServedAlone(t *testing.T) {
-	s := loneStore(t, time.Hour)
+	s := loneStore(t, time.Hour, 1)
 	const client = "alice"
 	key := cluster.KeyOf(client)
-	tok := sealed(t, time.Hour)
-	if _, err := (peerServer{s: s}).Put(t.Context(), &pb.PutRequest{Mode: pb.PutRequest_HANDOFF,
-		Copy: &pb.Copy{Key: key, Gen: 3, Hop: 1, Holders: []string{"r", "x"}, Scones: [][]byte{tok}}}); err != nil {
-		t.Fatal(err)
-	}
-	// Alone, with two copies per client, the relay may be the one cut off:
-	// it answers nothing, and does not use its own copy.
+	putCopy(t, s, key)
 	got, err := s.Get(t.Context(), client, "/svc/Get")
-	if scone.CodeOf(err) != scone.CodeUnavailable || len(got) != 0 || testutil.ToFloat64(s.m.queries.WithLabelValues("local")) != 0 {
-		t.Fatalf("a put copy, alone: %d SCONEs, %v; want unavailable", len(got), err)
+	if err != nil || len(got) != 1 || testutil.ToFloat64(s.m.queries.WithLabelValues("local")) != 0 {
+		t.Fatalf("a put copy: %d SCONEs, %v, served alone %v times; want 1 SCONE, found by a query",
+			len(got), err, testutil.ToFloat64(s.m.queries.WithLabelValues("local")))
 	}
 
 	// The same copy, committed here as the primary: served alone.
+	commit(t, s, key)
+	if got, err := s.Get(t.Context(), client, "/svc/Get"); err != nil || len(got) != 1 {
+		t.Fatalf("a committed copy within the lease: %d SCONEs, %v; want 1", len(got), err)
+	}
+	if testutil.ToFloat64(s.m.queries.WithLabelValues("local")) != 1 {
+		t.Fatal("the committed copy was not served locally")
+	}
+}
+
+// TestTooFewRelaysServeNothing: a relay that sees fewer relays than copies
+// (it may be the one cut off) answers no request, whatever its copy: not
+// one another relay put there, and not one it committed itself within its
+// Lease, since the write of the reply would fail after the server had run
+// the call.
+func TestTooFewRelaysServeNothing(t *testing.T) {
+	s := loneStore(t, time.Hour, 2)
+	const client = "alice"
+	key := cluster.KeyOf(client)
+	putCopy(t, s, key)
+	for _, committed := range []bool{false, true} {
+		if committed {
+			commit(t, s, key)
+		}
+		got, err := s.Get(t.Context(), client, "/svc/Get")
+		if scone.CodeOf(err) != scone.CodeUnavailable || len(got) != 0 {
+			t.Fatalf("alone, committed %v: %d SCONEs, %v; want unavailable", committed, len(got), err)
+		}
+	}
+	if n := testutil.ToFloat64(s.m.queries.WithLabelValues("local")); n != 0 {
+		t.Fatalf("served alone %v times", n)
+	}
+}
+
+// putCopy puts a copy of key on s, as a hand-off from another relay would.
+func putCopy(t *testing.T, s *Store, key string) {
+	t.Helper()
+	if _, err := (peerServer{s: s}).Put(t.Context(), &pb.PutRequest{Mode: pb.PutRequest_HANDOFF,
+		Copy: &pb.Copy{Key: key, Gen: 3, Hop: 1, Holders: []string{"r"}, Scones: [][]byte{sealed(t, time.Hour)}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// commit marks s's copy of key as committed by s now, as its primary.
+func commit(t *testing.T, s *Store, key string) {
+	t.Helper()
 	sl := s.slot(key)
 	if err := sl.acquire(t.Context()); err != nil {
 		t.Fatal(err)
@@ -75,12 +115,6 @@ func TestPutCopyNeverServedAlone(t *testing.T) {
 	it.committed = time.Now()
 	sl.set(&it)
 	sl.release()
-	if got, err := s.Get(t.Context(), client, "/svc/Get"); err != nil || len(got) != 1 {
-		t.Fatalf("a committed copy within the lease: %d SCONEs, %v; want 1", len(got), err)
-	}
-	if testutil.ToFloat64(s.m.queries.WithLabelValues("local")) != 1 {
-		t.Fatal("the committed copy was not served locally")
-	}
 }
 
 // TestNoTakeoverWithinLease: a relay that became the first live holder of
@@ -101,13 +135,14 @@ func TestNoTakeoverWithinLease(t *testing.T) {
 	}
 }
 
-// loneStore starts a relay "r" alone in its group, with the given lease,
-// closed when the test ends.
-func loneStore(t *testing.T, lease time.Duration) *Store {
+// loneStore starts a relay "r" alone in its group, with the given lease
+// and copies and a dwell of an hour, closed when the test ends.
+func loneStore(t *testing.T, lease time.Duration, copies int) *Store {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Name, cfg.GossipAddr, cfg.PeerAddr = "r", "127.0.0.1:0", "127.0.0.1:1"
-	cfg.Lease = lease
+	cfg.Lease, cfg.Copies = lease, copies
+	cfg.Dwell = time.Hour // copies move only when the test says
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,8 +19,9 @@ import (
 	"github.com/scone-project/scone/relay"
 )
 
-// Store is a relay.Store in which no relay keeps a client's SCONEs: they
-// circulate among the relays of a group. See the package documentation.
+// Store is a relay.Store in which a client's SCONEs circulate among the
+// relays of a group: Config.Copies relays hold them in memory at a time,
+// and pass them on. See the package documentation.
 type Store struct {
 	cfg     Config
 	rules   rules // the decisions (see core.go)
@@ -33,6 +35,10 @@ type Store struct {
 	routes map[string]route // client key → where its last read found the primary
 
 	changed chan struct{} // membership changed
+	due     chan *slot    // slots written to: their copies move on now
+	sem     chan struct{} // bounds the hand-offs in flight
+	leaving atomic.Bool   // Leave runs: place nothing here, take no hand-off
+	moving  atomic.Int32  // 1 if copies move, 2 if not, 0 before the first look (see watch)
 	stop    chan struct{}
 	done    sync.WaitGroup
 }
@@ -58,6 +64,8 @@ func New(cfg Config) (*Store, error) {
 		slots:   map[string]*slot{},
 		routes:  map[string]route{},
 		changed: make(chan struct{}, 1),
+		due:     make(chan *slot, 1024),
+		sem:     make(chan struct{}, handoffWorkers),
 		stop:    make(chan struct{}),
 	}
 	s.m = newMetrics(s.reg, s.held)
@@ -158,16 +166,69 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Circulating returns nil if the copies move from relay to relay: this
+// relay sees more live relays than Config.Copies. Otherwise it returns why
+// not: with as many relays as copies or fewer, every live relay holds every
+// client's copies, and hand-offs only change which of them is the primary
+// (static replication); with fewer relays than copies, no request is
+// served. The relay logs a warning whenever its group falls to that size.
+func (s *Store) Circulating() error {
+	n := len(s.members.View().Members)
+	if n > s.cfg.Copies {
+		return nil
+	}
+	return fmt.Errorf("circulate: copies do not move: %d live relays for %d copies each, so every relay holds every client's SCONEs; run at least %d relays", n, s.cfg.Copies, s.cfg.Copies+1)
+}
+
+// watch logs, loudly, when the group falls to no more relays than copies,
+// and when copies move again.
+func (s *Store) watch() {
+	err := s.Circulating()
+	state := int32(1)
+	if err != nil {
+		state = 2
+	}
+	s.m.moving.Set(float64(2 - state))
+	if s.moving.Swap(state) == state {
+		return
+	}
+	if err != nil {
+		s.cfg.Logger.Warn("client SCONEs are not circulating: "+err.Error(), "relay", s.cfg.Name, "members", s.Members(), "copies", s.cfg.Copies)
+		return
+	}
+	s.cfg.Logger.Info("client SCONEs circulate", "relay", s.cfg.Name, "members", len(s.Members()), "copies", s.cfg.Copies)
+}
+
 // Leave hands every copy this relay holds to the next relays, tells the
-// group it is leaving, and closes.
+// group it is leaving, and closes. While it hands them on, it places
+// nothing on itself and takes no hand-off, but the others still see it,
+// so they take its hand-offs (a relay that took itself out of its own
+// view would send puts the others refuse: their views would differ).
+//
+// A hand-off that fails (a relay of the next hop was busy moving the same
+// client, or did not answer) is tried again until timeout has passed; the
+// copies still here then are counted in the error.
 func (s *Store) Leave(timeout time.Duration) error {
-	s.members.Withdraw() // hand-offs now place copies elsewhere
-	failed := 0
-	for _, sl := range s.snapshot() {
-		if it := sl.state().it; it != nil && !s.handoff(sl, true) {
-			failed++
+	s.leaving.Store(true)
+	deadline := time.Now().Add(timeout)
+	left := s.snapshot()
+retry:
+	for len(left) > 0 {
+		for key, sl := range left {
+			if !live(sl.state().it, s.cfg.Now()) || s.handoff(sl, nil, true) || !live(sl.state().it, s.cfg.Now()) {
+				delete(left, key) // gone, handed on, or moved meanwhile by the loop
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-time.After(s.cfg.Timeout / 4):
+		case <-s.stop:
+			break retry
 		}
 	}
+	failed := len(left)
 	err := s.members.Leave(timeout)
 	s.Close()
 	if failed > 0 {
@@ -217,7 +278,7 @@ func (s *Store) snapshot() map[string]*slot {
 func (s *Store) conn(name string) (pb.CirculationClient, error) {
 	p, err := s.members.Peer(name)
 	if err != nil {
-		return nil, scone.WrapError(scone.CodeUnavailable, "circulate: "+name+" is not a live relay", err)
+		return nil, scone.WrapError(scone.CodeUnavailable, "circulate: "+name+" is not a live relay", errors.Join(errNotSent, err))
 	}
 	return p, nil
 }
@@ -241,6 +302,10 @@ func (s *Store) notifyChange() {
 func (s *Store) knowledge() knowledge {
 	v := s.members.View()
 	k := knowledge{members: v.Members, joined: map[string]time.Time{}, departed: s.members.Departures(time.Now())}
+	if s.leaving.Load() {
+		// Placed on the others alone.
+		k.members = slices.DeleteFunc(slices.Clone(v.Members), func(m string) bool { return m == s.cfg.Name })
+	}
 	for _, m := range v.Members {
 		if at, ok := s.members.Joined(m); ok {
 			k.joined[m] = at

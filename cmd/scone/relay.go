@@ -38,9 +38,11 @@ and sets the key itself. A relay with neither --client-ca nor
 --identity-header could name no client, so it refuses to start. With
 --store=jetstream, relays sharing a NATS JetStream bucket form one holder
 and any of them can die without losing state. With --circulate
-(--store=circulate), no relay keeps them: relays joined by --seeds pass each
-client's SCONEs from one to another (--copies of them at any time) and find
-them by asking each other; their links are secured with --peer-cert,
+(--store=circulate), relays joined by --seeds hold each client's SCONEs in
+memory, --copies of them at a time, pass them on to relays that held none
+after --dwell and after each write, and find them by asking each other
+(with no more relays than --copies the copies cannot move: the relays warn,
+in the log and /healthz); their links are secured with --peer-cert,
 --peer-key and --peer-ca (mutual TLS, a CA for the group alone) and
 --gossip-key-file (memberlist encryption; SIGHUP reloads it), and on a
 --gossip or --peer-listen address other than loopback a relay refuses to
@@ -68,7 +70,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	peerListen := f.String("peer-listen", "127.0.0.1:7401", "circulate: address of the service the other relays reach this one at")
 	seeds := f.String("seeds", "", "circulate: comma-separated gossip addresses of relays to join (none: start a group)")
 	copies := f.Int("copies", circulate.DefaultConfig().Copies, "circulate: relays holding each client's SCONEs at any time")
-	dwell := f.Duration("dwell", circulate.DefaultConfig().Dwell, "circulate: how long a relay keeps a client's SCONEs before handing them on")
+	dwell := f.Duration("dwell", circulate.DefaultConfig().Dwell, "circulate: how long a relay keeps a client's SCONEs before handing them on (a write hands them on at once)")
 	queryTimeout := f.Duration("query-timeout", circulate.DefaultConfig().QueryTimeout, "circulate: how long a relay looks for a client's SCONEs on the others before failing the request (Unavailable)")
 	maxClients := f.Int("max-clients", relay.DefaultMemoryConfig().MaxClients, "memory store: clients held at most; new ones are refused beyond")
 	natsURL := f.String("nats-url", nats.DefaultURL, "jetstream store: NATS server URLs, comma-separated")
@@ -198,6 +200,10 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		ready = func() error {
 			if n := len(circulating.Members()); n < cc.Copies {
 				return fmt.Errorf("%d relays in the group, fewer than --copies=%d", n, cc.Copies)
+			}
+			if err := circulating.Circulating(); err != nil {
+				// Serving, but as static replication: say so.
+				return cli.Warning{Err: err}
 			}
 			return nil
 		}

@@ -120,6 +120,9 @@ func TestRelayCommandCirculate(t *testing.T) {
 	if snap := get(t, "http://"+relays[1].admin+"/debug/scone/snapshot"); !strings.Contains(snap, "circulating among 3 relays") {
 		t.Errorf("/debug/scone/snapshot: %s", snap)
 	}
+	if body := get(t, "http://"+relays[1].admin+"/healthz"); body != "ok\n" {
+		t.Errorf("/healthz with 3 relays for 2 copies: %q, want ok", body)
+	}
 
 	// The first relay leaves: it hands the copies it holds on first.
 	relays[0].cancel()
@@ -133,6 +136,14 @@ func TestRelayCommandCirculate(t *testing.T) {
 	}
 	for i := range 6 {
 		add(relays[1+i%2])
+	}
+	// Two relays for two copies: both hold every client's copies, which no
+	// longer move. They serve, and /healthz warns.
+	for _, r := range relays[1:] {
+		body := get(t, "http://"+r.admin+"/healthz")
+		if !strings.HasPrefix(body, "ok\nwarning: ") || !strings.Contains(body, "copies do not move: 2 live relays for 2 copies") {
+			t.Errorf("/healthz with 2 relays for 2 copies: %q, want ok and a warning", body)
+		}
 	}
 	for _, r := range relays[1:] {
 		r.cancel()

@@ -15,17 +15,33 @@ import (
 	"github.com/scone-project/scone/internal/liveview"
 )
 
+// Warning marks an error of a ready function that does not keep the daemon
+// from serving: /healthz answers 200 with "ok" and a "warning: " line.
+type Warning struct{ Err error }
+
+// Error returns the warning's text.
+func (w Warning) Error() string { return w.Err.Error() }
+
+// Unwrap returns the error warned about.
+func (w Warning) Unwrap() error { return w.Err }
+
 // ServeAdmin serves a daemon's /metrics (Prometheus: the daemon's own
 // registry and more, plus Go and process metrics), /healthz and the live
 // view /debug/scone/ on addr until ctx is done. ready reports whether the
-// daemon can serve (for /healthz); view gives what the live view shows.
+// daemon can serve (for /healthz: a Warning leaves it ready); view gives
+// what the live view shows.
 func ServeAdmin(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error, view func() liveview.Snapshot, log *slog.Logger, more ...prometheus.Gatherer) (net.Addr, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gather := append(prometheus.Gatherers{reg}, more...)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := ready(); err != nil {
+		var warn Warning
+		switch err := ready(); {
+		case errors.As(err, &warn):
+			w.Write([]byte("ok\nwarning: " + warn.Error() + "\n"))
+			return
+		case err != nil:
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
