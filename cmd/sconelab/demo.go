@@ -45,7 +45,7 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 	var c demoConfig
 	fs := flag.NewFlagSet("sconelab demo", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.mode, "mode", "client", "where state lives: client (the client holds every tier's SCONEs), relay (relays in front of the gateways hold them in an embedded NATS JetStream bucket; the clients have no SCONE code), circulate (no relay keeps them: they move from relay to relay, and a relay finds them by asking the others), or cluster (the bookstore nodes keep them, each on k nodes; the clients have no SCONE code)")
+	fs.StringVar(&c.mode, "mode", "client", "where state lives: client (the client holds every tier's SCONEs), relay (relays in front of the gateways hold them in an embedded NATS JetStream bucket; the clients have no SCONE code), circulate (relays keep each client's SCONEs in memory, a few relays at a time, and hand them from relay to relay; a relay finds them by asking the others), or cluster (the bookstore nodes keep them, each on k nodes; the clients have no SCONE code)")
 	fs.StringVar(&c.transport, "transport", "grpc", "how the shoppers reach the gateway: grpc, or http (the HTTP/JSON front, SCONEs in headers)")
 	fs.IntVar(&c.sessions, "sessions", 32, "concurrent shopper sessions")
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "how long the sessions shop")
