@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -66,12 +67,12 @@ func (g *grpcShopper) call(ctx context.Context, o op) (*pb.CartView, *pb.Order, 
 
 // httpShopper calls HTTP fronts round-robin: the gateway replicas' with a
 // sconehttp.Transport holding each session's SCONEs (client mode), or the
-// relays' or cluster nodes' with a plain client that names the session in a
-// Scone-Client header.
+// relays' or cluster nodes' with a plain client. A call whose context names
+// its session in scone-client metadata (as the gRPC shoppers' do) names it
+// in a Scone-Client header.
 type httpShopper struct {
 	client  *http.Client
 	targets []httpTarget
-	named   bool // the requests name their session; no SCONE code
 	next    atomic.Uint64
 	downTil []atomic.Int64 // per target: skipped before this (unix ns), after it refused a connection
 }
@@ -82,7 +83,7 @@ type httpTarget struct{ name, addr string }
 func newHTTPShopper(targets []httpTarget, holds bool) *httpShopper {
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.MaxIdleConnsPerHost = 256
-	h := &httpShopper{client: &http.Client{Transport: base}, targets: targets, named: !holds, downTil: make([]atomic.Int64, len(targets))}
+	h := &httpShopper{client: &http.Client{Transport: base}, targets: targets, downTil: make([]atomic.Int64, len(targets))}
 	if holds {
 		h.client.Transport = sconehttp.NewTransport(base, sconehttp.WithHolderFromContext(holderOf))
 	}
@@ -109,8 +110,8 @@ func (h *httpShopper) call(ctx context.Context, o op) (*pb.CartView, *pb.Order, 
 	if err != nil {
 		return nil, nil, r.name, err
 	}
-	if h.named {
-		req.Header.Set("Scone-Client", fmt.Sprintf("shopper-%d", ctx.Value(sessionKey{}).(*session).id))
+	if v := metadata.ValueFromOutgoingContext(ctx, "scone-client"); len(v) > 0 {
+		req.Header.Set("Scone-Client", v[0])
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
@@ -131,7 +132,12 @@ func (h *httpShopper) call(ctx context.Context, o op) (*pb.CartView, *pb.Order, 
 		return nil, nil, r.name, transportStatus(ctx, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, r.name, status.Error(httpToGRPC(resp), fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body)))
+		msg := fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
+		if c := sconehttp.ResponseCode(resp); c != scone.CodeUnknown {
+			// The status a gRPC call refused with c gets, its code in detail.
+			return nil, nil, r.name, sconegrpc.Status(scone.NewError(c, msg)).Err()
+		}
+		return nil, nil, r.name, status.Error(httpToGRPC(resp), msg)
 	}
 	var m proto.Message
 	var view *pb.CartView
@@ -176,7 +182,7 @@ func transportStatus(ctx context.Context, err error) error {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case scone.CodeOf(err) != scone.CodeUnknown:
-		return status.Error(sconegrpc.GRPCCode(scone.CodeOf(err)), err.Error())
+		return sconegrpc.Status(err).Err()
 	}
 	return status.Error(codes.Unavailable, err.Error())
 }

@@ -207,6 +207,7 @@ func TestDemoFlags(t *testing.T) {
 		{[]string{"demo", "--help"}, 0, "verified: sessions=N"},
 		{[]string{"bench", "--help"}, 0, "SCONE_BENCH_<FLAG>"},
 		{[]string{"chaos", "--mode=nope"}, 1, `--mode="nope"`},
+		{[]string{"chaos", "--mode=relay", "--transport=http"}, 1, "only in cluster mode"},
 		{[]string{"relay"}, 2, `unknown command "relay"`},
 		{[]string{}, 2, "usage: sconelab"},
 	} {
