@@ -26,7 +26,11 @@ import (
 
 const relaySummary = `Runs a relay: a gRPC proxy in front of servers that run the SCONE hook. It
 takes the SCONEs off every reply, keeps them for the client, and attaches
-them to the client's next request, so clients need no SCONE code.
+them to the client's next request, so clients need no SCONE code. With
+--transport=http it is an HTTP reverse proxy in front of servers running
+sconehttp.Middleware instead: it attaches the SCONEs in the Scone header,
+takes them off the responses, and names clients by the same rules (an
+--identity-header is an HTTP header then).
 
 A client is named by what it proves: by default the SPIFFE ID (URI SAN) of
 its TLS client certificate, verified against --client-ca, which a renewed
@@ -57,7 +61,8 @@ application's to make idempotent.`
 func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	f := cli.NewFlags("scone", "relay", stdout)
 	f.SetSummary(relaySummary)
-	listen := f.String("listen", "127.0.0.1:7400", "address to serve gRPC on")
+	listen := f.String("listen", "127.0.0.1:7400", "address to serve gRPC (or HTTP, with --transport=http) on")
+	transport := f.String("transport", "grpc", "what the relay relays: grpc, or http (a reverse proxy in front of servers running sconehttp.Middleware; --upstream are their HTTP addresses)")
 	upstreams := f.String("upstream", "", "comma-separated addresses (host:port) of the servers to relay to; required")
 	identity := f.String("identity", "cert-uri", "what of a verified client certificate (--client-ca) names the client: cert-uri (its SPIFFE ID, kept on renewal), cert-subject, or cert-hash (changes on renewal)")
 	identityHeader := f.String("identity-header", "", "UNSAFE unless behind an authenticating proxy: name clients by this metadata key instead of a certificate; any caller can claim any name")
@@ -116,6 +121,9 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg.RetryAttempts, cfg.RetryBackoff = *retryAttempts, *retryBackoff
 	if *circ {
 		*storeKind = "circulate"
+	}
+	if *transport != "grpc" && *transport != "http" {
+		return fmt.Errorf("--transport=%q: want grpc or http", *transport)
 	}
 	if !slices.Contains([]string{"memory", "jetstream", "circulate"}, *storeKind) {
 		return fmt.Errorf("--store=%q: want memory, jetstream or circulate", *storeKind)
@@ -205,7 +213,12 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("--store=%q: want memory, jetstream or circulate", *storeKind)
 	}
 
-	r, err := relay.New(cfg)
+	var r relayServer
+	if *transport == "http" {
+		r, err = relay.NewHTTP(cfg)
+	} else {
+		r, err = relay.New(cfg)
+	}
 	if err != nil {
 		return err
 	}
@@ -246,7 +259,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--admin=%s: %w", *admin, err)
 	}
-	log.Info("relay serving", "listen", lis.Addr().String(), "upstreams", cfg.Upstreams, "store", *storeKind, "admin", adminAddr.String())
+	log.Info("relay serving", "transport", *transport, "listen", lis.Addr().String(), "upstreams", cfg.Upstreams, "store", *storeKind, "admin", adminAddr.String())
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
@@ -271,6 +284,15 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	return err
+}
+
+// relayServer is a relay of either transport: *relay.Server (gRPC) or
+// *relay.HTTPServer.
+type relayServer interface {
+	Serve(net.Listener) error
+	Stop()
+	GracefulStop()
+	Metrics() *prometheus.Registry
 }
 
 // clientsNamed says how the relay names its clients, for the debug view.
