@@ -65,7 +65,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	transport := f.String("transport", "grpc", "what the relay relays: grpc, or http (a reverse proxy in front of servers running sconehttp.Middleware; --upstream are their HTTP addresses)")
 	upstreams := f.String("upstream", "", "comma-separated addresses (host:port) of the servers to relay to; required")
 	identity := f.String("identity", "cert-uri", "what of a verified client certificate (--client-ca) names the client: cert-uri (its SPIFFE ID, kept on renewal), cert-subject, or cert-hash (changes on renewal)")
-	identityHeader := f.String("identity-header", "", "UNSAFE unless behind an authenticating proxy: name clients by this metadata key instead of a certificate; any caller can claim any name")
+	identityHeader := f.String("identity-header", "", "UNSAFE unless behind an authenticating proxy: name clients by this metadata key (HTTP header, with --transport=http) instead of a certificate; any caller can claim any name")
 	storeKind := f.String("store", "memory", "where SCONEs are kept: memory, jetstream or circulate")
 	circ := f.Bool("circulate", false, "circulate the SCONEs among the relays (the same as --store=circulate)")
 	name := f.String("name", "", "circulate: this relay's name in the group, unique (default: the --peer-listen address)")
@@ -133,7 +133,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if *identityHeader != "" {
 		cfg.IdentityHeader = *identityHeader
-		log.Warn("clients are named by the " + *identityHeader + " metadata key, which authenticates nothing: any caller that reaches this relay can act as any client; run it only behind a proxy that authenticates callers and sets the key")
+		log.Warn("clients are named by the " + *identityHeader + " metadata key (HTTP header), which authenticates nothing: any caller that reaches this relay can act as any client; run it only behind a proxy that authenticates callers and sets the key")
 	} else if *clientCA == "" {
 		return errors.New("no way to name clients: give --client-ca (with --tls-cert and --tls-key) so verified client certificates name them, or, behind an authenticating proxy only, --identity-header NAME")
 	}
