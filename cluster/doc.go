@@ -9,7 +9,8 @@
 // request on any node: it fetches the client's record from the record's
 // owners (the newest version wins), restores the state through
 // hook.Exchange, runs the handler unchanged, writes the new record to the k
-// owners, and replies once they all acknowledged. The client needs no SCONE
+// owners, and replies once they all acknowledged; Middleware does the same
+// for a net/http handler. The client needs no SCONE
 // code: it is named by what it proves (Config.Identity; by default the URI
 // SAN of its verified TLS client certificate), as with a relay; a header
 // naming it (Config.IdentityHeader) is an explicit opt-in, safe only behind

@@ -95,20 +95,38 @@ func (s *serverStream) Context() context.Context { return s.ctx }
 // serve runs one call with its client's state kept in the cluster, and
 // counts it in m.
 func (n *Node) serve(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metrics, method string, run func(context.Context) error) error {
-	service := sconegrpc.ServiceName(method)
-	herr, err := n.serveState(ctx, s, m, service, method, run)
+	q := request{
+		service:  sconegrpc.ServiceName(method),
+		scope:    sconegrpc.DefaultScope(method),
+		target:   method,
+		identify: func() (string, error) { return n.cfg.Identity(ctx) },
+		run:      run,
+		degraded: func(copies string) { grpc.SetHeader(ctx, metadata.Pairs(CopiesHeader, copies)) },
+	}
+	herr, err := n.serveState(ctx, s, m, q)
 	if err != nil {
-		m.Failed(service, err)
+		m.Failed(q.service, err)
 		return sconegrpc.Status(err).Err()
 	}
 	return herr
 }
 
-// serveState is serve, with the handler's error apart from the hook's own
-// (a scone error, not yet a status).
-func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metrics, service, method string, run func(context.Context) error) (herr, err error) {
-	scope := sconegrpc.DefaultScope(method)
-	client, err := n.cfg.Identity(ctx)
+// request is one request the cluster hook serves, whatever its transport.
+type request struct {
+	service  string                      // the service serving it
+	scope    string                      // the scope its SCONEs are sealed with
+	target   string                      // what the held SCONEs' scopes must match
+	identify func() (string, error)      // names the client (Config.Identity)
+	run      func(context.Context) error // the handler: an error keeps no change
+	degraded func(copies string)         // says, as "copies/k", that the state is on fewer than k owners
+}
+
+// serveState serves q with its client's state kept in the cluster, and
+// returns the handler's error apart from the hook's own (a scone error,
+// which the transport turns into its status).
+func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metrics, q request) (herr, err error) {
+	service, scope, run := q.service, q.scope, q.run
+	client, err := q.identify()
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +172,7 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 	var sent [][]byte
 	now := n.cfg.Now()
 	for _, tok := range held {
-		if h, err := hook.Peek(tok); err == nil && now.Before(h.Expires) && scone.ScopeMatches(string(h.Scope), method) {
+		if h, err := hook.Peek(tok); err == nil && now.Before(h.Expires) && scone.ScopeMatches(string(h.Scope), q.target) {
 			sent = append(sent, tok)
 		}
 	}
@@ -202,7 +220,7 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 		n.store.commit(next, gen, time.Now().UnixNano())
 	}
 	if copies < k {
-		grpc.SetHeader(ctx, metadata.Pairs(CopiesHeader, fmt.Sprintf("%d/%d", copies, k)))
+		q.degraded(fmt.Sprintf("%d/%d", copies, k))
 	}
 	m.Served(x, false, &reply)
 	return herr, nil

@@ -27,6 +27,11 @@
 // it: the lost attempt's new SCONEs reached no holder. Effects outside
 // SCONEs are the application's.
 //
+// HTTPServer (NewHTTP) is the same relay for HTTP: a reverse proxy in front
+// of servers running sconehttp.Middleware, attaching the SCONEs in the Scone
+// header and taking them off the responses, with the same Config, identity
+// rules and stores.
+//
 // See docs/modes.md for what the mode promises, and cmd/scone's "relay"
 // command for the daemon.
 package relay

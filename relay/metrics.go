@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer, store Store) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scone_relay_requests_total",
-			Help: "Requests relayed, by gRPC status code of their outcome.",
+			Help: "Requests relayed, by status code of their outcome: gRPC's, or HTTP's for an HTTP relay.",
 		}, []string{"code"}),
 		stored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scone_relay_scones_stored_total",
@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer, store Store) *metrics {
 		}, []string{"code"}),
 		carried: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scone_relay_carried_total",
-			Help: "Calls whose SCONEs the relay carried upstream, by carrier: body (unary methods, learnt by reflection) or metadata.",
+			Help: "Calls whose SCONEs the relay carried upstream, by carrier: body (unary methods, learnt by reflection), metadata, or header (an HTTP relay's Scone header).",
 		}, []string{"carrier"}),
 		storeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "scone_relay_store_seconds",

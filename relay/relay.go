@@ -300,8 +300,11 @@ func (s *Server) keep(ctx context.Context, client string, frames [][]byte, sent 
 // tell an authentic SCONE from a forged one of the right layout: it trusts
 // its upstreams (reach them over TLS, Config.UpstreamTLS), and the servers
 // authenticate every SCONE they are given back.
-func (s *Server) check(tok []byte) error {
-	if len(tok) > s.cfg.MaxSize {
+func (s *Server) check(tok []byte) error { return checkSCONE(tok, s.cfg.MaxSize) }
+
+// checkSCONE is Server.check, for a relay of either transport.
+func checkSCONE(tok []byte, maxSize int) error {
+	if len(tok) > maxSize {
 		return scone.NewError(scone.CodeTooLarge, "an upstream sent a SCONE over the relay's size limit")
 	}
 	_, err := hook.Peek(tok)

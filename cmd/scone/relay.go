@@ -26,7 +26,11 @@ import (
 
 const relaySummary = `Runs a relay: a gRPC proxy in front of servers that run the SCONE hook. It
 takes the SCONEs off every reply, keeps them for the client, and attaches
-them to the client's next request, so clients need no SCONE code.
+them to the client's next request, so clients need no SCONE code. With
+--transport=http it is an HTTP reverse proxy in front of servers running
+sconehttp.Middleware instead: it attaches the SCONEs in the Scone header,
+takes them off the responses, and names clients by the same rules (an
+--identity-header is an HTTP header then).
 
 A client is named by what it proves: by default the SPIFFE ID (URI SAN) of
 its TLS client certificate, verified against --client-ca, which a renewed
@@ -59,10 +63,11 @@ application's to make idempotent.`
 func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	f := cli.NewFlags("scone", "relay", stdout)
 	f.SetSummary(relaySummary)
-	listen := f.String("listen", "127.0.0.1:7400", "address to serve gRPC on")
+	listen := f.String("listen", "127.0.0.1:7400", "address to serve gRPC (or HTTP, with --transport=http) on")
+	transport := f.String("transport", "grpc", "what the relay relays: grpc, or http (a reverse proxy in front of servers running sconehttp.Middleware; --upstream are their HTTP addresses)")
 	upstreams := f.String("upstream", "", "comma-separated addresses (host:port) of the servers to relay to; required")
 	identity := f.String("identity", "cert-uri", "what of a verified client certificate (--client-ca) names the client: cert-uri (its SPIFFE ID, kept on renewal), cert-subject, or cert-hash (changes on renewal)")
-	identityHeader := f.String("identity-header", "", "UNSAFE unless behind an authenticating proxy: name clients by this metadata key instead of a certificate; any caller can claim any name")
+	identityHeader := f.String("identity-header", "", "UNSAFE unless behind an authenticating proxy: name clients by this metadata key (HTTP header, with --transport=http) instead of a certificate; any caller can claim any name")
 	storeKind := f.String("store", "memory", "where SCONEs are kept: memory, jetstream or circulate")
 	circ := f.Bool("circulate", false, "circulate the SCONEs among the relays (the same as --store=circulate)")
 	name := f.String("name", "", "circulate: this relay's name in the group, unique (default: the --peer-listen address)")
@@ -119,6 +124,9 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	if *circ {
 		*storeKind = "circulate"
 	}
+	if *transport != "grpc" && *transport != "http" {
+		return fmt.Errorf("--transport=%q: want grpc or http", *transport)
+	}
 	if !slices.Contains([]string{"memory", "jetstream", "circulate"}, *storeKind) {
 		return fmt.Errorf("--store=%q: want memory, jetstream or circulate", *storeKind)
 	}
@@ -127,7 +135,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if *identityHeader != "" {
 		cfg.IdentityHeader = *identityHeader
-		log.Warn("clients are named by the " + *identityHeader + " metadata key, which authenticates nothing: any caller that reaches this relay can act as any client; run it only behind a proxy that authenticates callers and sets the key")
+		log.Warn("clients are named by the " + *identityHeader + " metadata key (HTTP header), which authenticates nothing: any caller that reaches this relay can act as any client; run it only behind a proxy that authenticates callers and sets the key")
 	} else if *clientCA == "" {
 		return errors.New("no way to name clients: give --client-ca (with --tls-cert and --tls-key) so verified client certificates name them, or, behind an authenticating proxy only, --identity-header NAME")
 	}
@@ -211,7 +219,12 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("--store=%q: want memory, jetstream or circulate", *storeKind)
 	}
 
-	r, err := relay.New(cfg)
+	var r relayServer
+	if *transport == "http" {
+		r, err = relay.NewHTTP(cfg)
+	} else {
+		r, err = relay.New(cfg)
+	}
 	if err != nil {
 		return err
 	}
@@ -252,7 +265,7 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--admin=%s: %w", *admin, err)
 	}
-	log.Info("relay serving", "listen", lis.Addr().String(), "upstreams", cfg.Upstreams, "store", *storeKind, "admin", adminAddr.String())
+	log.Info("relay serving", "transport", *transport, "listen", lis.Addr().String(), "upstreams", cfg.Upstreams, "store", *storeKind, "admin", adminAddr.String())
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
@@ -277,6 +290,15 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	return err
+}
+
+// relayServer is a relay of either transport: *relay.Server (gRPC) or
+// *relay.HTTPServer.
+type relayServer interface {
+	Serve(net.Listener) error
+	Stop()
+	GracefulStop()
+	Metrics() *prometheus.Registry
 }
 
 // clientsNamed says how the relay names its clients, for the debug view.

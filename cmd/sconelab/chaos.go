@@ -26,6 +26,7 @@ import (
 type chaosConfig struct {
 	mode      string
 	marks     bool
+	transport string
 	duration  time.Duration
 	seed      uint64
 	sessions  int
@@ -113,6 +114,7 @@ func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 	fs := flag.NewFlagSet("sconelab chaos", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&c.mode, "mode", "client", "where state lives: "+chaosModeNames())
+	fs.StringVar(&c.transport, "transport", "grpc", "how the sessions reach the system: grpc, or http (cluster mode: the nodes' HTTP front, the bookstore's HTTP handlers behind the cluster's HTTP middleware)")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long the sessions run under faults")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of the fault schedule and of the operations (0: pick one and print it)")
 	fs.IntVar(&c.sessions, "sessions", 8, "concurrent client sessions")
@@ -157,6 +159,10 @@ func parseChaosFlags(args []string, out io.Writer) (chaosConfig, error) {
 	switch _, ok := chaosModes[c.mode]; {
 	case !ok:
 		return c, fmt.Errorf("--mode=%q: want %s", c.mode, chaosModeNames())
+	case c.transport != "grpc" && c.transport != "http":
+		return c, fmt.Errorf("--transport=%q: want grpc or http", c.transport)
+	case c.transport == "http" && c.mode != "cluster":
+		return c, fmt.Errorf("--transport=http: only in cluster mode")
 	case c.duration <= 0 || c.every <= 0 || c.timeout <= 0 || c.check <= 0:
 		return c, errors.New("--duration, --fault-every, --call-timeout and --check-timeout must be positive")
 	case c.rotate < 0 || c.rotate > 0 && c.retire <= 0:
@@ -319,6 +325,9 @@ func (r *chaosRun) run(ctx context.Context) error {
 		names = append(names, p.name)
 	}
 	r.narrate("%d processes up: %s", len(r.procs), strings.Join(names, ", "))
+	if cfg.transport == "http" {
+		r.narrate("the sessions call the nodes' HTTP fronts (the bookstore's HTTP handlers, their state kept by the cluster's HTTP middleware)")
+	}
 	r.narrate("%d links through fault proxies; clock skewable on %s", len(r.proxies), strings.Join(r.targets.Skew, ", "))
 	if len(r.targets.Gossip) > 0 {
 		r.narrate("gossip can be cut off (both ways, from every other member) on %s", strings.Join(r.targets.Gossip, ", "))
@@ -489,7 +498,7 @@ func (r *chaosRun) writeEvidence(rep chaos.Report, ops []chaos.Op, violations []
 		return "", err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "sconelab chaos --mode=%s --seed=%d --duration=%v --sessions=%d\n\n", r.cfg.mode, r.cfg.seed, r.cfg.duration, r.cfg.sessions)
+	fmt.Fprintf(&b, "sconelab chaos --mode=%s --transport=%s --seed=%d --duration=%v --sessions=%d\n\n", r.cfg.mode, r.cfg.transport, r.cfg.seed, r.cfg.duration, r.cfg.sessions)
 	for _, v := range violations {
 		fmt.Fprintf(&b, "VIOLATION %s\n", v)
 	}

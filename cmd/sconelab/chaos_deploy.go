@@ -236,7 +236,7 @@ func deployChaosCluster(r *chaosRun) error {
 	var nodes []*chaosProc
 	for i := range r.cfg.nodes {
 		name := fmt.Sprintf("node-%d", i+1)
-		var addrs [4]string
+		var addrs [5]string
 		for j := range addrs {
 			a, err := freeAddr()
 			if err != nil {
@@ -244,7 +244,7 @@ func deployChaosCluster(r *chaosRun) error {
 			}
 			addrs[j] = a
 		}
-		listen, g, admin, peer := addrs[0], addrs[1], addrs[2], addrs[3]
+		listen, g, admin, peer, front := addrs[0], addrs[1], addrs[2], addrs[3], addrs[4]
 		r.gossip[name] = g
 		r.gossipCuttable(name)
 		// The other nodes reach this one's Peer service through one proxy:
@@ -270,13 +270,20 @@ func deployChaosCluster(r *chaosRun) error {
 				"--admin=" + admin, "--keys=" + r.keys, fmt.Sprintf("--k=%d", r.cfg.k),
 				"--identity-header=scone-client"} // sessions name themselves on 127.0.0.1, as behind an authenticating proxy
 			args = append(args, secure...)
+			if r.cfg.transport == "http" {
+				args = append(args, "--http="+front)
+			}
 			if len(join) > 0 {
 				args = append(args, "--join="+strings.Join(join, ","))
 			}
 			return args
 		}
 		nodes = append(nodes, p)
-		if err := r.addMember(p, admin, listen); err != nil {
+		entry := listen
+		if r.cfg.transport == "http" {
+			entry = front
+		}
+		if err := r.addMember(p, admin, entry); err != nil {
 			return err
 		}
 	}

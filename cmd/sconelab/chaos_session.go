@@ -37,6 +37,13 @@ type chaosSession struct {
 const gatewayService = "bookstore.v1.Gateway"
 
 func (r *chaosRun) newSessions() ([]*chaosSession, func(), error) {
+	if r.cfg.transport == "http" {
+		var targets []httpTarget
+		for _, a := range r.entry {
+			targets = append(targets, httpTarget{r.names[a], a})
+		}
+		return r.sessionsWith(newHTTPShopper(targets, r.mode.clientHolds)), func() {}, nil
+	}
 	var opts []grpc.DialOption
 	if r.mode.clientHolds {
 		opts = sconegrpc.DialOptions(sconegrpc.WithHolderFromContext(holderOf))
@@ -46,6 +53,11 @@ func (r *chaosRun) newSessions() ([]*chaosSession, func(), error) {
 		return nil, nil, err
 	}
 	gw := &grpcShopper{gw: pb.NewGatewayClient(conn), names: r.names}
+	return r.sessionsWith(gw), func() { conn.Close() }, nil
+}
+
+// sessionsWith returns the run's sessions, calling through gw.
+func (r *chaosRun) sessionsWith(gw shopper) []*chaosSession {
 	var out []*chaosSession
 	for i := range r.cfg.sessions {
 		out = append(out, &chaosSession{
@@ -55,7 +67,7 @@ func (r *chaosRun) newSessions() ([]*chaosSession, func(), error) {
 			ident: fmt.Sprintf("chaos-%d-%d", r.cfg.seed, i),
 		})
 	}
-	return out, func() { conn.Close() }, nil
+	return out
 }
 
 func (s *chaosSession) context(ctx context.Context) context.Context {

@@ -57,11 +57,14 @@ func TestChaos(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	bins := buildBins(t)
-	for _, mode := range []string{"client", "relay", "cluster", "circulate"} {
-		t.Run(mode, func(t *testing.T) {
-			out, n, err := runChaosProcess(t, bins, "--mode="+mode, "--duration=15s", "--fault-every=1500ms", "--seed=1", "--out="+t.TempDir())
+	for _, run := range []struct{ name, mode, transport string }{
+		{"client", "client", "grpc"}, {"relay", "relay", "grpc"}, {"cluster", "cluster", "grpc"},
+		{"circulate", "circulate", "grpc"}, {"cluster-http", "cluster", "http"},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			out, n, err := runChaosProcess(t, bins, "--mode="+run.mode, "--transport="+run.transport, "--duration=15s", "--fault-every=1500ms", "--seed=1", "--out="+t.TempDir())
 			if err != nil || n["violations"] != 0 {
-				t.Fatalf("sconelab chaos --mode=%s: %v\n%s", mode, err, out)
+				t.Fatalf("sconelab chaos --mode=%s --transport=%s: %v\n%s", run.mode, run.transport, err, out)
 			}
 			// At least one fault: how many of the schedule's fit depends on
 			// how fast the machine is, which a test must not.

@@ -46,7 +46,7 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 	fs := flag.NewFlagSet("sconelab demo", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&c.mode, "mode", "client", "where state lives: client (the client holds every tier's SCONEs), relay (relays in front of the gateways hold them in an embedded NATS JetStream bucket; the clients have no SCONE code), circulate (relays keep each client's SCONEs in memory, a few relays at a time, and hand them from relay to relay; a relay finds them by asking the others), or cluster (the bookstore nodes keep them, each on k nodes; the clients have no SCONE code)")
-	fs.StringVar(&c.transport, "transport", "grpc", "how the shoppers reach the gateway: grpc, or http (the HTTP/JSON front, SCONEs in headers)")
+	fs.StringVar(&c.transport, "transport", "grpc", "how the shoppers reach the gateway: grpc, or http (the HTTP/JSON front, with the same handlers: SCONEs in headers in client mode; HTTP relays, or the cluster's HTTP middleware, in the other modes)")
 	fs.IntVar(&c.sessions, "sessions", 32, "concurrent shopper sessions")
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "how long the sessions shop")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of every random choice (0: pick one and print it)")
@@ -89,10 +89,6 @@ func parseDemoFlags(args []string, out io.Writer) (demoConfig, error) {
 		return c, fmt.Errorf("--transport=%q: want grpc or http", c.transport)
 	case c.mode == "circulate" && (c.copies < 2 || c.copies >= c.relays):
 		return c, fmt.Errorf("--copies=%d with --relays=%d: need 2 ≤ copies < relays, so a relay can be killed", c.copies, c.relays)
-	case (c.mode == "relay" || c.mode == "circulate") && c.transport != "grpc":
-		return c, fmt.Errorf("--transport=%q: the relays relay gRPC", c.transport)
-	case c.mode == "cluster" && c.transport != "grpc":
-		return c, fmt.Errorf("--transport=%q: the cluster nodes serve gRPC", c.transport)
 	case c.mode == "cluster" && (c.k < 1 || c.k >= c.nodes):
 		return c, fmt.Errorf("--k=%d with --nodes=%d: need 1 ≤ k < nodes, so a node can be killed", c.k, c.nodes)
 	case c.sessions < 1:
@@ -275,19 +271,30 @@ func (d *demo) deploy(sealer *scone.Sealer) (_ shopper, err error) {
 		d.groups = append(d.groups, g)
 	}
 	if cfg.mode == "relay" || cfg.mode == "circulate" {
+		upstreams, overHTTP := d.dep.Addrs(shop.RoleGateway), cfg.transport == "http"
+		if overHTTP {
+			upstreams = nil
+			for _, r := range d.dep.Replicas(shop.RoleGateway) {
+				upstreams = append(upstreams, r.HTTPAddr)
+			}
+		}
 		if cfg.mode == "relay" {
-			d.relays, err = startRelayTier(2, d.dep.Addrs(shop.RoleGateway))
+			d.relays, err = startRelayTier(2, upstreams, overHTTP)
 		} else {
-			d.relays, err = startCirculateTier(cfg.relays, cfg.copies, d.dep.Addrs(shop.RoleGateway))
+			d.relays, err = startCirculateTier(cfg.relays, cfg.copies, upstreams, overHTTP)
 		}
 		if err != nil {
 			return nil, err
 		}
 		d.onClose(d.relays.close)
 		var g []victim
+		front := "the gateways"
+		if cfg.transport == "http" {
+			front = "the gateways' HTTP fronts (an HTTP reverse proxy)"
+		}
 		for _, r := range d.relays.relays {
 			g = append(g, victim{r.name, r.addr, r.up, r.kill, r.restart})
-			d.narrate("%-9s %s@%s, in front of the gateways", "relay", r.name, r.addr)
+			d.narrate("%-9s %s@%s, in front of %s", "relay", r.name, r.addr, front)
 		}
 		d.groups = append(d.groups, g)
 		d.narrate("per-session state in a SCONE; the relays take the SCONEs off the replies and keep them")
@@ -303,7 +310,14 @@ func (d *demo) deploy(sealer *scone.Sealer) (_ shopper, err error) {
 	}
 
 	var gw shopper
-	if d.relays != nil {
+	if d.relays != nil && cfg.transport == "http" {
+		var targets []httpTarget
+		for _, r := range d.relays.relays {
+			targets = append(targets, httpTarget{r.name, r.addr})
+		}
+		gw = newHTTPShopper(targets, false)
+		d.narrate("the shoppers talk HTTP/JSON to the relays with a plain HTTP client: no cookies, no Scone headers")
+	} else if d.relays != nil {
 		conn, err := shop.DialReplicas(d.relays.addrs()) // a plain gRPC client: no hook
 		if err != nil {
 			return nil, err
@@ -311,7 +325,11 @@ func (d *demo) deploy(sealer *scone.Sealer) (_ shopper, err error) {
 		d.onClose(func() { conn.Close() })
 		gw = &grpcShopper{gw: pb.NewGatewayClient(conn), names: d.addrNames()}
 	} else if cfg.transport == "http" {
-		gw = newHTTPShopper(d.dep.Replicas(shop.RoleGateway))
+		var targets []httpTarget
+		for _, r := range d.dep.Replicas(shop.RoleGateway) {
+			targets = append(targets, httpTarget{r.Name, r.HTTPAddr})
+		}
+		gw = newHTTPShopper(targets, true)
 		d.narrate("the shoppers talk HTTP/JSON to the gateways' HTTP fronts, their SCONEs in Scone headers")
 	} else {
 		conn, err := shop.DialReplicas(d.dep.Addrs(shop.RoleGateway), sconegrpc.DialOptions(sconegrpc.WithHolderFromContext(holderOf))...)

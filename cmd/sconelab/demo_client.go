@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -62,26 +65,35 @@ func (g *grpcShopper) call(ctx context.Context, o op) (*pb.CartView, *pb.Order, 
 	return view, order, served, err
 }
 
-// httpShopper calls the gateway replicas' HTTP fronts round-robin, with a
-// sconehttp.Transport holding each session's SCONEs.
+// httpShopper calls HTTP fronts round-robin: the gateway replicas' with a
+// sconehttp.Transport holding each session's SCONEs (client mode), or the
+// relays' or cluster nodes' with a plain client. A call whose context names
+// its session in scone-client metadata (as the gRPC shoppers' do) names it
+// in a Scone-Client header.
 type httpShopper struct {
-	client   *http.Client
-	replicas []*shop.Replica
-	next     atomic.Uint64
+	client  *http.Client
+	targets []httpTarget
+	next    atomic.Uint64
+	downTil []atomic.Int64 // per target: skipped before this (unix ns), after it refused a connection
 }
 
-func newHTTPShopper(replicas []*shop.Replica) *httpShopper {
+// httpTarget is an HTTP front the shoppers call.
+type httpTarget struct{ name, addr string }
+
+func newHTTPShopper(targets []httpTarget, holds bool) *httpShopper {
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.MaxIdleConnsPerHost = 256
-	return &httpShopper{
-		client:   &http.Client{Transport: sconehttp.NewTransport(base, sconehttp.WithHolderFromContext(holderOf))},
-		replicas: replicas,
+	h := &httpShopper{client: &http.Client{Transport: base}, targets: targets, downTil: make([]atomic.Int64, len(targets))}
+	if holds {
+		h.client.Transport = sconehttp.NewTransport(base, sconehttp.WithHolderFromContext(holderOf))
 	}
+	return h
 }
 
 func (h *httpShopper) call(ctx context.Context, o op) (*pb.CartView, *pb.Order, string, error) {
-	r := h.replicas[h.next.Add(1)%uint64(len(h.replicas))]
-	base := "http://" + r.HTTPAddr + shop.HTTPScope
+	i := h.pick()
+	r := h.targets[i]
+	base := "http://" + r.addr + shop.HTTPScope
 	var req *http.Request
 	var err error
 	switch o.kind {
@@ -96,11 +108,18 @@ func (h *httpShopper) call(ctx context.Context, o op) (*pb.CartView, *pb.Order, 
 		req, err = http.NewRequestWithContext(ctx, "POST", base+"checkout", nil)
 	}
 	if err != nil {
-		return nil, nil, r.Name, err
+		return nil, nil, r.name, err
+	}
+	if v := metadata.ValueFromOutgoingContext(ctx, "scone-client"); len(v) > 0 {
+		req.Header.Set("Scone-Client", v[0])
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return nil, nil, r.Name, transportStatus(ctx, err)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			// Down: skip it for a while, as a gRPC balancer does.
+			h.downTil[i].Store(time.Now().Add(300 * time.Millisecond).UnixNano())
+		}
+		return nil, nil, r.name, transportStatus(ctx, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
@@ -108,12 +127,17 @@ func (h *httpShopper) call(ctx context.Context, o op) (*pb.CartView, *pb.Order, 
 		if resp.StatusCode == http.StatusOK {
 			// The state came with the headers and is kept: acknowledged,
 			// but the body with the view was lost.
-			return nil, nil, r.Name, errBodyLost
+			return nil, nil, r.name, errBodyLost
 		}
-		return nil, nil, r.Name, transportStatus(ctx, err)
+		return nil, nil, r.name, transportStatus(ctx, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, r.Name, status.Error(httpToGRPC(resp), fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body)))
+		msg := fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
+		if c := sconehttp.ResponseCode(resp); c != scone.CodeUnknown {
+			// The status a gRPC call refused with c gets, its code in detail.
+			return nil, nil, r.name, sconegrpc.Status(scone.NewError(c, msg)).Err()
+		}
+		return nil, nil, r.name, status.Error(httpToGRPC(resp), msg)
 	}
 	var m proto.Message
 	var view *pb.CartView
@@ -126,9 +150,23 @@ func (h *httpShopper) call(ctx context.Context, o op) (*pb.CartView, *pb.Order, 
 		m = view
 	}
 	if err := protojson.Unmarshal(body, m); err != nil {
-		return nil, nil, r.Name, status.Error(codes.Internal, "reply is not JSON of the shop: "+err.Error())
+		return nil, nil, r.name, status.Error(codes.Internal, "reply is not JSON of the shop: "+err.Error())
 	}
-	return view, order, r.Name, nil
+	return view, order, r.name, nil
+}
+
+// pick returns the next target round-robin, skipping those that lately
+// refused a connection unless all did.
+func (h *httpShopper) pick() int {
+	n := uint64(len(h.targets))
+	start := h.next.Add(1)
+	now := time.Now().UnixNano()
+	for j := range n {
+		if i := int((start + j) % n); h.downTil[i].Load() <= now {
+			return i
+		}
+	}
+	return int(start % n)
 }
 
 // errBodyLost is a call whose response headers arrived (with its SCONEs,
@@ -144,7 +182,7 @@ func transportStatus(ctx context.Context, err error) error {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case scone.CodeOf(err) != scone.CodeUnknown:
-		return status.Error(sconegrpc.GRPCCode(scone.CodeOf(err)), err.Error())
+		return sconegrpc.Status(err).Err()
 	}
 	return status.Error(codes.Unavailable, err.Error())
 }

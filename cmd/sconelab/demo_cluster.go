@@ -28,7 +28,7 @@ type clusterMember struct {
 	served int64 // calls served by the node's earlier lives
 }
 
-func startClusterTier(sealer *scone.Sealer, n, k int) (_ *clusterTier, err error) {
+func startClusterTier(sealer *scone.Sealer, n, k int, overHTTP bool) (_ *clusterTier, err error) {
 	t := &clusterTier{k: k}
 	defer func() {
 		if err != nil {
@@ -56,6 +56,9 @@ func startClusterTier(sealer *scone.Sealer, n, k int) (_ *clusterTier, err error
 			IdentityHeader: "scone-client",
 			PeerTLS:        peerTLS, GossipKeys: peers.gossipKeys(),
 		}
+		if overHTTP {
+			spec.HTTPListen = "127.0.0.1:0"
+		}
 		m := &clusterMember{spec: spec, tier: t}
 		if m.n, err = clusternode.Start(spec); err != nil {
 			return nil, err
@@ -64,6 +67,9 @@ func startClusterTier(sealer *scone.Sealer, n, k int) (_ *clusterTier, err error
 		// gossip ports are new each time, as the others learn them by
 		// gossip: a port given up may be taken by then.
 		m.spec.Listen, m.spec.Gossip = m.n.Addr(), m.n.Cluster().GossipAddr()
+		if overHTTP {
+			m.spec.HTTPListen = m.n.HTTPAddr()
+		}
 		t.nodes = append(t.nodes, m)
 		seeds = append(seeds, m.spec.Gossip)
 	}
@@ -187,7 +193,8 @@ func (m *clusterMember) gossipAddr() string {
 // reach them: plain gRPC clients, round-robin over the nodes.
 func (d *demo) startCluster(sealer *scone.Sealer) (shopper, error) {
 	cfg := d.cfg
-	t, err := startClusterTier(sealer, cfg.nodes, cfg.k)
+	overHTTP := cfg.transport == "http"
+	t, err := startClusterTier(sealer, cfg.nodes, cfg.k, overHTTP)
 	if err != nil {
 		return nil, err
 	}
@@ -196,14 +203,27 @@ func (d *demo) startCluster(sealer *scone.Sealer) (shopper, error) {
 	var g []victim
 	for _, m := range t.nodes {
 		g = append(g, victim{m.spec.Name, m.spec.Listen, m.up, m.kill, m.restart})
+		gateway := m.spec.Listen
+		if overHTTP {
+			gateway += " (HTTP " + m.spec.HTTPListen + ")"
+		}
 		d.narrate("%-9s %s: gateway on %s, peers on %s, gossip on %s (cart and inventory inside, on loopback)",
-			"node", m.spec.Name, m.spec.Listen, m.get().PeerAddr(), m.spec.Gossip)
+			"node", m.spec.Name, gateway, m.get().PeerAddr(), m.spec.Gossip)
 	}
 	d.groups = append(d.groups, g)
 	d.narrate("%d nodes in one cluster (hashicorp/memberlist gossip); every session's SCONEs (gateway,", cfg.nodes)
 	d.narrate("cart and inventory) are kept on k=%d of them, written to all %d before each reply: the", cfg.k, cfg.k)
 	d.narrate("shoppers have no SCONE code, only a scone-client header naming them; the nodes talk to each")
 	d.narrate("other over mutual TLS (a CA of the cluster) and gossip encrypted with a shared key")
+	if overHTTP {
+		var targets []httpTarget
+		for _, m := range t.nodes {
+			targets = append(targets, httpTarget{m.spec.Name, m.spec.HTTPListen})
+		}
+		d.narrate("the shoppers talk HTTP/JSON to the nodes' HTTP fronts: the same handlers as in client mode,")
+		d.narrate("their state kept by the cluster's HTTP middleware; a plain HTTP client, no cookies, no Scone headers")
+		return newHTTPShopper(targets, false), nil
+	}
 	conn, err := shop.DialReplicas(t.addrs()) // a plain gRPC client: no hook
 	if err != nil {
 		return nil, err

@@ -29,6 +29,7 @@ type relayTier struct {
 	kv     jetstream.KeyValue
 	relays []*relayReplica
 	copies int          // circulate: copies of each session's SCONEs; 0 for JetStream
+	http   bool         // the relays are HTTP relays (relay.NewHTTP), before HTTP fronts
 	peers  *peerSecrets // circulate: the relays' peer certificates and gossip key
 
 	mu     sync.Mutex
@@ -43,14 +44,21 @@ type relayReplica struct {
 	tier       *relayTier
 
 	mu    sync.Mutex
-	srv   *relay.Server
+	srv   relayServer
 	store *circulate.Store // circulate: made anew at each start
+}
+
+// relayServer is a relay of either transport: *relay.Server (gRPC) or
+// *relay.HTTPServer.
+type relayServer interface {
+	Serve(net.Listener) error
+	Stop()
 }
 
 // startCirculateTier starts n relays that circulate the SCONEs among
 // themselves, copies copies of each session's.
-func startCirculateTier(n, copies int, upstreams []string) (_ *relayTier, err error) {
-	t := &relayTier{copies: copies, gossip: map[string]string{}}
+func startCirculateTier(n, copies int, upstreams []string, overHTTP bool) (_ *relayTier, err error) {
+	t := &relayTier{copies: copies, http: overHTTP, gossip: map[string]string{}}
 	defer func() {
 		if err != nil {
 			t.close()
@@ -142,8 +150,8 @@ func (t *relayTier) holders(client string) []string {
 	return out
 }
 
-func startRelayTier(n int, upstreams []string) (_ *relayTier, err error) {
-	t := &relayTier{}
+func startRelayTier(n int, upstreams []string, overHTTP bool) (_ *relayTier, err error) {
+	t := &relayTier{http: overHTTP}
 	defer func() {
 		if err != nil {
 			t.close()
@@ -246,7 +254,13 @@ func (r *relayReplica) serveLocked(lis net.Listener) error {
 		}
 		r.store, cfg.Store = st, st
 	}
-	srv, err := relay.New(cfg)
+	var srv relayServer
+	var err error
+	if r.tier.http {
+		srv, err = relay.NewHTTP(cfg)
+	} else {
+		srv, err = relay.New(cfg)
+	}
 	if err != nil {
 		if r.store != nil {
 			r.store.Close()

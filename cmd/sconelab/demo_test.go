@@ -103,6 +103,45 @@ func TestDemoHTTP(t *testing.T) {
 	checkTotals(t, out.String(), m[1])
 }
 
+// TestDemoRelayHTTP runs the demo with HTTP relays in front of the gateways'
+// HTTP fronts, relays and gateways killed, and shoppers with a plain HTTP
+// client (no cookies, no Scone header): the relays hold their SCONEs.
+func TestDemoRelayHTTP(t *testing.T) {
+	var out bytes.Buffer
+	code := run([]string{"demo", "--mode=relay", "--transport=http", "--duration=3s", "--sessions=6", "--kill-every=300ms", "--seed=4"}, &out, &out)
+	text := out.String()
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	m := regexp.MustCompile(`^verified: sessions=6 calls=(\d+) restarts=[1-9]\d* lost=0$`).FindStringSubmatch(lines[len(lines)-1])
+	if code != 0 || m == nil {
+		t.Fatalf("demo with HTTP relays exited %d:\n%s", code, text)
+	}
+	checkTotals(t, text, m[1])
+	checkNarrationOrder(t, text)
+	for _, want := range []string{"HTTP reverse proxy", "JetStream bucket", "plain HTTP client"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the narration lacks %q", want)
+		}
+	}
+}
+
+// TestDemoClusterHTTP runs the demo in cluster mode over the nodes' HTTP
+// fronts: the bookstore's HTTP handlers with the cluster's HTTP middleware,
+// nodes killed and restarted.
+func TestDemoClusterHTTP(t *testing.T) {
+	var out bytes.Buffer
+	code := run([]string{"demo", "--mode=cluster", "--transport=http", "--duration=5s", "--sessions=6", "--kill-every=1s", "--seed=6"}, &out, &out)
+	text := out.String()
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	m := regexp.MustCompile(`^verified: sessions=6 calls=(\d+) restarts=[1-9]\d* lost=0$`).FindStringSubmatch(lines[len(lines)-1])
+	if code != 0 || m == nil {
+		t.Fatalf("demo in cluster mode over HTTP exited %d:\n%s", code, text)
+	}
+	checkTotals(t, text, m[1])
+	if !regexp.MustCompile(`kill node-\d: calls in flight`).MatchString(text) || !strings.Contains(text, "cluster's HTTP middleware") {
+		t.Errorf("no node was killed, or the narration does not say who keeps the state:\n%s", text)
+	}
+}
+
 // TestDemoRelay runs the demo with relays and a JetStream store, relays
 // killed too, and clients without SCONE code.
 func TestDemoRelay(t *testing.T) {
@@ -160,9 +199,7 @@ func TestDemoFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"demo", "--mode=circulate", "--relays=2"}, 1, "need 2 ≤ copies < relays"},
-		{[]string{"demo", "--mode=cluster", "--transport=http"}, 1, "the cluster nodes serve gRPC"},
 		{[]string{"demo", "--mode=cluster", "--k=4"}, 1, "need 1 ≤ k < nodes"},
-		{[]string{"demo", "--mode=relay", "--transport=http"}, 1, "the relays relay gRPC"},
 		{[]string{"demo", "--sessions=0"}, 1, "--sessions=0"},
 		{[]string{"demo", "--replicas=1"}, 1, "--replicas=1"},
 		{[]string{"demo", "--transport=smtp"}, 1, `--transport="smtp"`},
@@ -170,6 +207,7 @@ func TestDemoFlags(t *testing.T) {
 		{[]string{"demo", "--help"}, 0, "verified: sessions=N"},
 		{[]string{"bench", "--help"}, 0, "SCONE_BENCH_<FLAG>"},
 		{[]string{"chaos", "--mode=nope"}, 1, `--mode="nope"`},
+		{[]string{"chaos", "--mode=relay", "--transport=http"}, 1, "only in cluster mode"},
 		{[]string{"relay"}, 2, `unknown command "relay"`},
 		{[]string{}, 2, "usage: sconelab"},
 	} {

@@ -49,6 +49,7 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	host, _ := os.Hostname()
 	name := f.String("name", host, "the node's name, unique in the cluster")
 	listen := f.String("listen", "127.0.0.1:7600", "address to serve the gateway (gRPC) to clients on")
+	httpListen := f.String("http", "", "also serve the gateway's HTTP/JSON front (/shop/) on this address, its state kept in the cluster as over gRPC (empty: none)")
 	peerListen := f.String("peer-listen", "127.0.0.1:7601", "address to serve the other nodes on (reads and writes of records)")
 	peerAdvertise := f.String("peer-advertise", "", "address the other nodes reach --peer-listen at, when it differs (a NAT, a proxy); empty: the address listened on")
 	gossip := f.String("gossip", "127.0.0.1:7946", "address (UDP and TCP) of gossip with the other nodes")
@@ -101,7 +102,7 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	cfg := clusternode.Config{
-		Name: *name, Listen: *listen, PeerListen: *peerListen, PeerAdvertise: *peerAdvertise, Gossip: *gossip,
+		Name: *name, Listen: *listen, HTTPListen: *httpListen, PeerListen: *peerListen, PeerAdvertise: *peerAdvertise, Gossip: *gossip,
 		K: *k, Degrade: *degrade, Sealer: sealer, TLS: tlsConf, Logger: log, Now: now,
 		PeerTLS: peers.TLS, GossipKeys: peers.GossipKeys, InsecurePeers: peers.Insecure,
 	}
@@ -138,7 +139,7 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("--admin=%s: %w", *admin, err)
 	}
 	log.Info("node serving", "name", *name, "listen", n.Addr(), "peer", n.PeerAddr(),
-		"gossip", n.Cluster().GossipAddr(), "k", *k, "members", len(n.Cluster().Members()), "admin", adminAddr.String())
+		"gossip", n.Cluster().GossipAddr(), "k", *k, "members", len(n.Cluster().Members()), "admin", adminAddr.String(), "http", n.HTTPAddr())
 	<-ctx.Done()
 	log.Info("node leaving: finishing calls in flight, handing records over")
 	return n.Leave()

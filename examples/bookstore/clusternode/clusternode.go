@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ import (
 type Config struct {
 	Name       string
 	Listen     string // the gateway, for clients
+	HTTPListen string // the gateway's HTTP front (shop.HTTPFront), if set
 	PeerListen string // the Peer service, for the other nodes
 	Gossip     string // memberlist
 	Seeds      []string
@@ -70,8 +72,10 @@ type Config struct {
 type Node struct {
 	node     *cluster.Node
 	addr     string // the gateway's address
+	httpAddr string // its HTTP front's, if any
 	peerAddr string
 	servers  []*grpc.Server
+	hsrv     *http.Server // the HTTP front, if any
 	closers  []func() error
 	served   atomic.Int64 // client calls
 }
@@ -140,11 +144,39 @@ func Start(spec Config) (_ *Node, err error) {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(spec.TLS)))
 	}
 	gw := grpc.NewServer(opts...)
-	pb.RegisterGatewayServer(gw, &shop.Gateway{Cart: pb.NewCartClient(cartConn), Inventory: pb.NewInventoryClient(invConn)})
+	g := &shop.Gateway{Cart: pb.NewCartClient(cartConn), Inventory: pb.NewInventoryClient(invConn)}
+	pb.RegisterGatewayServer(gw, g)
 	reflection.Register(gw)
 	n.servers = append(n.servers, gw)
 	go gw.Serve(lis)
+	if spec.HTTPListen != "" {
+		if err := n.serveHTTP(spec, g); err != nil {
+			return nil, err
+		}
+	}
 	return n, nil
+}
+
+// serveHTTP serves the gateway's HTTP front, its state kept in the cluster
+// by the cluster's HTTP middleware: the same handlers as in client mode.
+func (n *Node) serveHTTP(spec Config, g *shop.Gateway) error {
+	lis, err := cli.ListenRetry(spec.HTTPListen)
+	if err != nil {
+		return fmt.Errorf("HTTP address %s: %w", spec.HTTPListen, err)
+	}
+	n.httpAddr = lis.Addr().String()
+	front := shop.HTTPFront(g, n.node.Middleware(spec.Sealer, pb.Gateway_ServiceDesc.ServiceName, shop.HTTPScope))
+	n.hsrv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.served.Add(1)
+		front.ServeHTTP(w, r)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	if spec.TLS != nil {
+		n.hsrv.TLSConfig = spec.TLS.Clone()
+		go n.hsrv.ServeTLS(lis, "", "")
+	} else {
+		go n.hsrv.Serve(lis)
+	}
+	return nil
 }
 
 func (n *Node) count(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -174,14 +206,22 @@ func (n *Node) Cluster() *cluster.Node { return n.node }
 // Addr returns the address of the gateway.
 func (n *Node) Addr() string { return n.addr }
 
+// HTTPAddr returns the address of the gateway's HTTP front ("" without
+// Config.HTTPListen).
+func (n *Node) HTTPAddr() string { return n.httpAddr }
+
 // PeerAddr returns the address of the Peer service.
 func (n *Node) PeerAddr() string { return n.peerAddr }
 
-// Served returns how many client calls the gateway has served.
+// Served returns how many client calls the gateway has served, over gRPC
+// and HTTP.
 func (n *Node) Served() int64 { return n.served.Load() }
 
 // Stop stops the node at once, as a crash would for the others.
 func (n *Node) Stop() {
+	if n.hsrv != nil {
+		n.hsrv.Close()
+	}
 	for _, s := range n.servers {
 		s.Stop()
 	}
@@ -196,6 +236,11 @@ func (n *Node) Stop() {
 // Leave stops the node gracefully: it finishes the calls in flight, hands
 // its records over and leaves the cluster.
 func (n *Node) Leave() error {
+	if n.hsrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n.hsrv.Shutdown(ctx)
+		cancel()
+	}
 	for _, s := range slices.Backward(n.servers) { // the gateway first
 		s.GracefulStop()
 	}

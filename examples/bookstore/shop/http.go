@@ -26,7 +26,7 @@ var indexHTML []byte
 // HTTPHandler serves the gateway over HTTP/JSON under /shop/, with the same
 // handlers as over gRPC, and a small HTML page at /shop/. Its state and its
 // back ends' travel in cookies (scoped to /shop/) for browsers and curl, or
-// in headers for a sconehttp.Transport:
+// in headers for a sconehttp.Transport or an HTTP relay (relay.NewHTTP):
 //
 //	GET    /shop/                      the HTML page
 //	GET    /shop/books                 the catalog
@@ -40,6 +40,15 @@ var indexHTML []byte
 // restart with another key file, say), and the page can show the error
 // the cart gets, once.
 func HTTPHandler(g *Gateway, sealer *scone.Sealer) http.Handler {
+	return HTTPFront(g, sconehttp.Middleware(sealer, pb.Gateway_ServiceDesc.ServiceName,
+		sconehttp.WithScope(sconehttp.StaticScope(HTTPScope))))
+}
+
+// HTTPFront is HTTPHandler with the stateful routes wrapped in hook, which
+// keeps their state: sconehttp.Middleware in client and relay modes (as
+// HTTPHandler), cluster.Node.Middleware in cluster mode. The handlers are
+// the same in every mode; only hook differs.
+func HTTPFront(g *Gateway, hook func(http.Handler) http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /shop/{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -49,8 +58,7 @@ func HTTPHandler(g *Gateway, sealer *scone.Sealer) http.Handler {
 		writeBooks(w)
 	})
 	stateful := http.NewServeMux()
-	mux.Handle("/shop/", sconehttp.Middleware(sealer, "bookstore.v1.Gateway",
-		sconehttp.WithScope(sconehttp.StaticScope(HTTPScope)))(stateful))
+	mux.Handle("/shop/", hook(stateful))
 	stateful.HandleFunc("GET /shop/cart", func(w http.ResponseWriter, r *http.Request) {
 		v, err := g.GetCart(r.Context(), &pb.GetCartRequest{})
 		reply(w, v, err)
