@@ -187,14 +187,17 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 	if err != nil {
 		return nil, err
 	}
-	if readOnly {
+	own := func(tok []byte) bool {
+		h, err := hook.Peek(tok)
+		return err == nil && string(h.Service) == service && string(h.Scope) == scope
+	}
+	if readOnly && len(reply.Dropped) == 0 && !slices.ContainsFunc(reply.SCONEs, func(tok []byte) bool { return !own(tok) }) {
 		// The re-seal of an unchanged SCONE gives a client fresh bytes so
 		// its requests cannot be linked; here no client sees them, and a
-		// read need not cost a write.
-		reply.SCONEs = slices.DeleteFunc(reply.SCONEs, func(tok []byte) bool {
-			h, err := hook.Peek(tok)
-			return err == nil && string(h.Service) == service && string(h.Scope) == scope
-		})
+		// read need not cost a write. Not when back ends sent SCONEs too:
+		// the re-sealed SCONE bundles theirs (internal/hook), and keeping
+		// the old one beside their new ones would break the bundle.
+		reply.SCONEs = nil
 	}
 	if reply.Empty() {
 		m.Served(x, false, nil)
