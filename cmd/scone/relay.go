@@ -56,7 +56,7 @@ application's to make idempotent.`
 
 func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	f := cli.NewFlags("scone", "relay", stdout)
-	f.SetSummary(relaySummary)
+	f.SetSummary(relaySummary + "\n\n" + cli.TracingHelp)
 	listen := f.String("listen", "127.0.0.1:7400", "address to serve gRPC on")
 	upstreams := f.String("upstream", "", "comma-separated addresses (host:port) of the servers to relay to; required")
 	identity := f.String("identity", "cert-uri", "what of a verified client certificate (--client-ca) names the client: cert-uri (its SPIFFE ID, kept on renewal), cert-subject, or cert-hash (changes on renewal)")
@@ -92,6 +92,11 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	_, stopTracing, err := cli.Tracing(ctx, "scone-relay")
+	if err != nil {
+		return err
+	}
+	defer stopTracing(context.Background())
 
 	ctl, err := chaosctl.Start(log)
 	if err != nil {

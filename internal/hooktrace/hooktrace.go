@@ -180,12 +180,16 @@ func (s Span) Restored(service string, in [][]byte, x *hook.Exchange, plain bool
 	s.End(err, kv...)
 }
 
-// Committed ends a commit span: what the reply r carries.
+// Committed ends a commit span of service ("": none, as for a relay's
+// store): what the reply r carries.
 func (s Span) Committed(service string, r *hook.Reply, err error) {
 	if s.s == nil {
 		return
 	}
-	kv := []attribute.KeyValue{Service.String(service)}
+	var kv []attribute.KeyValue
+	if service != "" {
+		kv = append(kv, Service.String(service))
+	}
 	if r != nil {
 		kv = append(kv, Count.Int(len(r.SCONEs)), Size.Int(size(r.SCONEs)), Dropped.Int(len(r.Dropped)))
 		if v, ok := versionOf(r.SCONEs, service); ok {
