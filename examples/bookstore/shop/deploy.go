@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,7 +148,7 @@ func (r *Replica) serve(lis net.Listener) error {
 }
 
 func (r *Replica) serveLocked(lis net.Listener) error {
-	srv, err := NewServer(r.Role, r.d.sealer, r.b, append(r.d.sopts, grpc.ChainUnaryInterceptor(r.count))...)
+	srv, err := NewServer(r.Role, r.d.sealer, r.b, append(slices.Clip(r.d.sopts), grpc.ChainUnaryInterceptor(r.count))...)
 	if err != nil {
 		lis.Close()
 		return err

@@ -23,5 +23,18 @@ func Tracing(tp trace.TracerProvider) ([]grpc.ServerOption, []grpc.DialOption) {
 
 // WithTracerProvider makes every replica trace its calls on tp (Tracing).
 func WithTracerProvider(tp trace.TracerProvider) DeployOption {
-	return func(d *Deployment) { d.sopts, d.dopts = Tracing(tp) }
+	return func(d *Deployment) {
+		s, c := Tracing(tp)
+		d.sopts, d.dopts = append(d.sopts, s...), append(d.dopts, c...)
+	}
+}
+
+// WithServerOptions adds opts to every replica's server.
+func WithServerOptions(opts ...grpc.ServerOption) DeployOption {
+	return func(d *Deployment) { d.sopts = append(d.sopts, opts...) }
+}
+
+// WithDialOptions adds opts to the connections to the back ends.
+func WithDialOptions(opts ...grpc.DialOption) DeployOption {
+	return func(d *Deployment) { d.dopts = append(d.dopts, opts...) }
 }
