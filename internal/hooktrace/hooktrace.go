@@ -76,7 +76,6 @@ const (
 	Missing  = attribute.Key("scone.missing") // relays that did not answer
 	Hop      = attribute.Key("scone.hop")     // a circulating copy's hop
 	Lookup   = attribute.Key("scone.lookup")  // a relay's store read: hit or miss
-	Held     = attribute.Key("scone.held")    // whether the relay holds the call's SCONEs
 	RPCMeth  = attribute.Key("rpc.method")    // as in OpenTelemetry's RPC conventions
 	RPCServ  = attribute.Key("rpc.service")   // likewise
 	RPCSys   = attribute.Key("rpc.system")    // likewise
