@@ -82,6 +82,7 @@ func (s *Store) query(ctx context.Context, key string) (*item, error) {
 		}
 	}
 	best, err := s.rules.pick(best, missing, s.slot(key).state().it, s.cfg.Now())
+	traceQuery(ctx, len(others), missing, best != nil, err)
 	switch {
 	case err != nil:
 		// The relays that did not answer may hold a newer copy than

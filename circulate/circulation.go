@@ -122,6 +122,7 @@ func (s *Store) handoff(sl *slot, want *item, force bool) bool {
 	if len(next.holders) == 0 {
 		return false // alone and leaving
 	}
+	ctx, span := s.startHandoff(ctx, next)
 	took, refused, err := s.putAll(ctx, s.rules.remote(next), pb.PutRequest_HANDOFF, next, 0)
 	var youngest *time.Duration
 	if refused != nil {
@@ -133,6 +134,7 @@ func (s *Store) handoff(sl *slot, want *item, force bool) bool {
 		s.putEach(res.undo, pb.PutRequest_UNDO, next, 0)
 	}
 	s.m.handoffs.WithLabelValues(res.outcome).Inc()
+	span.end(res.outcome)
 	switch {
 	case res.outcome == "stale":
 		// A relay holds a newer copy, held long enough that no failed

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"log/slog"
 	"net"
@@ -103,6 +104,13 @@ type Config struct {
 	MaxClockSkew time.Duration
 	// Logger receives the store's logs. Default: discarded.
 	Logger *slog.Logger
+
+	// TracerProvider receives a scone.circulate.handoff span for each
+	// hand-off. A query of the other relays is a scone.circulate.query
+	// event on the span of the read that asked (the relay's
+	// scone.relay.store.get). Default: otel.GetTracerProvider(), which
+	// records nothing until the process sets one.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig returns a Config with every default set; Name and PeerAddr

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"log/slog"
 	"net"
@@ -101,6 +102,14 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the node's logs. Default: discarded.
 	Logger *slog.Logger
+
+	// TracerProvider, if set, receives the hook's OpenTelemetry spans:
+	// scone.cluster.read, scone.restore, scone.commit and
+	// scone.cluster.write (with a scone.owner.write and a scone.owner.ack
+	// event per owner), children of the call's span. Default: the provider
+	// of the call's span (the one otelgrpc's stats handler started); a
+	// call whose context holds no recording span records nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig returns a Config with every default set; Name and PeerAddr

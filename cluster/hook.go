@@ -12,6 +12,7 @@ import (
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/hookmetrics"
+	"github.com/scone-project/scone/internal/hooktrace"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
@@ -36,10 +37,10 @@ import (
 // The hook records the scone_hook_* metrics, with the transport label
 // "cluster", in the node's registry (Metrics).
 func (n *Node) UnaryServerInterceptor(s *scone.Sealer) grpc.UnaryServerInterceptor {
-	m := n.hookMetrics()
+	m, tr := n.hookMetrics(), hooktrace.New(n.cfg.TracerProvider)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		var resp any
-		err := n.serve(ctx, s, m, info.FullMethod, func(ctx context.Context) error {
+		err := n.serve(ctx, s, m, tr, info.FullMethod, func(ctx context.Context) error {
 			var err error
 			resp, err = handler(ctx, req)
 			return err
@@ -51,9 +52,9 @@ func (n *Node) UnaryServerInterceptor(s *scone.Sealer) grpc.UnaryServerIntercept
 // StreamServerInterceptor is UnaryServerInterceptor for streaming calls:
 // the state is restored before the handler and written after it returns.
 func (n *Node) StreamServerInterceptor(s *scone.Sealer) grpc.StreamServerInterceptor {
-	m := n.hookMetrics()
+	m, tr := n.hookMetrics(), hooktrace.New(n.cfg.TracerProvider)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return n.serve(ss.Context(), s, m, info.FullMethod, func(ctx context.Context) error {
+		return n.serve(ss.Context(), s, m, tr, info.FullMethod, func(ctx context.Context) error {
 			return handler(srv, &serverStream{ss, ctx})
 		})
 	}
@@ -94,7 +95,7 @@ func (s *serverStream) Context() context.Context { return s.ctx }
 
 // serve runs one call with its client's state kept in the cluster, and
 // counts it in m.
-func (n *Node) serve(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metrics, method string, run func(context.Context) error) error {
+func (n *Node) serve(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metrics, tr *hooktrace.Tracer, method string, run func(context.Context) error) error {
 	q := request{
 		service:  sconegrpc.ServiceName(method),
 		scope:    sconegrpc.DefaultScope(method),
@@ -103,7 +104,7 @@ func (n *Node) serve(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metric
 		run:      run,
 		degraded: func(copies string) { grpc.SetHeader(ctx, metadata.Pairs(CopiesHeader, copies)) },
 	}
-	herr, err := n.serveState(ctx, s, m, q)
+	herr, err := n.serveState(ctx, s, m, tr, q)
 	if err != nil {
 		m.Failed(q.service, err)
 		return sconegrpc.Status(err).Err()
@@ -124,7 +125,7 @@ type request struct {
 // serveState serves q with its client's state kept in the cluster, and
 // returns the handler's error apart from the hook's own (a scone error,
 // which the transport turns into its status).
-func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metrics, q request) (herr, err error) {
+func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.Metrics, tr *hooktrace.Tracer, q request) (herr, err error) {
 	service, scope, run := q.service, q.scope, q.run
 	client, err := q.identify()
 	if err != nil {
@@ -147,7 +148,9 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 			fmt.Sprintf("%d live members, fewer than the %d copies this service needs", len(owners), k))
 	}
 	gen := n.changes.Load()
+	span := tr.Start(ctx, hooktrace.ClusterRd)
 	rec, err := n.read(ctx, key, owners)
+	span.End(err, hooktrace.Holders.Int(len(owners)))
 	if err != nil {
 		return nil, err
 	}
@@ -176,14 +179,18 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 			sent = append(sent, tok)
 		}
 	}
+	span = tr.Start(ctx, hooktrace.Restore)
 	x, err := m.Begin(ctx, s, hook.Incoming{SCONEs: sent, Expect: scone.Expect{Service: service, Client: client}, Scope: scope})
+	span.Restored(service, sent, x, false, err)
 	if err != nil {
 		return nil, err
 	}
 	herr = run(x.Context())
 	st := x.State()
 	readOnly := !hook.Changed(st) && !hook.Dropped(st) && st.Expires().Sub(now) > hook.TTL(s)/2
+	span = tr.Start(x.Context(), hooktrace.Commit)
 	reply, err := m.Finish(x, nil, herr != nil)
+	span.Committed(service, &reply, err)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +222,9 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 	if n.cfg.Degrade {
 		need = 1
 	}
-	copies, err := n.write(ctx, next, base, owners, need)
+	wctx, span := tr.StartContext(ctx, hooktrace.ClusterWr)
+	copies, err := n.write(wctx, next, base, owners, need)
+	span.End(err, hooktrace.Holders.Int(len(owners)), hooktrace.Copies.Int(copies), hooktrace.Count.Int(len(next.SCONEs)))
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/hooktrace"
 	"github.com/scone-project/scone/internal/httpident"
 	"github.com/scone-project/scone/sconehttp"
 )
@@ -42,7 +43,7 @@ import (
 // another origin are refused with 403, as by sconehttp.Middleware (a
 // browser presents its client certificate to any site that asks).
 func (n *Node) Middleware(s *scone.Sealer, service, scope string) func(http.Handler) http.Handler {
-	m := n.hookMetrics()
+	m, tr := n.hookMetrics(), hooktrace.New(n.cfg.TracerProvider)
 	if scope == "" {
 		scope = "/"
 	}
@@ -64,7 +65,7 @@ func (n *Node) Middleware(s *scone.Sealer, service, scope string) func(http.Hand
 				},
 				degraded: func(copies string) { bw.header.Set(CopiesHeader, copies) },
 			}
-			if _, err := n.serveState(r.Context(), s, m, q); err != nil {
+			if _, err := n.serveState(r.Context(), s, m, tr, q); err != nil {
 				m.Failed(service, err)
 				sconehttp.WriteError(w, err)
 				return

@@ -17,6 +17,7 @@ import (
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/cluster/clusterpb"
+	"github.com/scone-project/scone/internal/hooktrace"
 	"github.com/scone-project/scone/internal/membership"
 )
 
@@ -232,7 +233,9 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 	var mu sync.Mutex
 	var cause error // the last error of an owner, for the failure's cause
 	send := func(o string) []string {
+		t := time.Now()
 		v, err := n.storeOn(ctx, o, rec, base, false)
+		hooktrace.OwnerWrite(ctx, o, t, v.String(), err)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {

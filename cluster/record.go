@@ -66,6 +66,19 @@ const (
 	Stale
 )
 
+// String returns the verdict's name: "accepted", "conflict" or "stale".
+func (v Verdict) String() string {
+	switch v {
+	case Accepted:
+		return "accepted"
+	case Conflict:
+		return "conflict"
+	case Stale:
+		return "stale"
+	}
+	return "unknown"
+}
+
 // Accept decides a write of rec at a replica holding held (nil if none).
 //
 // A write (repair false) was made from the record of version base: it is

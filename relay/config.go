@@ -10,6 +10,9 @@ import (
 	"net"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/sconegrpc"
 )
@@ -124,6 +127,14 @@ type Config struct {
 
 	// Logger receives the relay's logs. Default: discarded.
 	Logger *slog.Logger
+
+	// TracerProvider receives the relay's OpenTelemetry spans: scone.relay
+	// for each call (a child of the trace context the call came with, in
+	// its W3C traceparent metadata, and the parent of the upstream call),
+	// with scone.relay.store.get and scone.relay.store.apply for the
+	// store's read and write. Default: otel.GetTracerProvider(), which
+	// records nothing until the process sets one.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultRetryAttempts is the default of Config.RetryAttempts: the first
@@ -186,6 +197,9 @@ func (c *Config) validate() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
 	}
 	for _, m := range c.RetryMethods {
 		if !validRetryPattern(m) {

@@ -25,6 +25,7 @@ import (
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/grpcframe"
 	"github.com/scone-project/scone/internal/hook"
+	"github.com/scone-project/scone/internal/hooktrace"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
@@ -39,6 +40,7 @@ type Server struct {
 	turns hook.Turns[turnKey]
 	reg   *prometheus.Registry
 	m     *metrics
+	tr    tracing
 }
 
 // New returns a relay for cfg, connected (lazily) to its upstreams.
@@ -48,6 +50,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, reg: prometheus.NewRegistry()}
 	s.m = newMetrics(s.reg, cfg.Store)
+	s.tr = newTracing(cfg.TracerProvider)
 	r := manual.NewBuilderWithScheme("relay-upstreams")
 	eps := make([]resolver.Endpoint, len(cfg.Upstreams))
 	for i, a := range cfg.Upstreams {
@@ -126,8 +129,10 @@ type turnKey struct{ client, group string }
 
 // relay forwards one call, of any method and shape.
 func (s *Server) relay(_ any, ss grpc.ServerStream) error {
+	ss, span := s.tr.startCall(ss)
 	err := s.relayCall(ss)
 	s.m.requests.WithLabelValues(status.Code(err).String()).Inc()
+	endCall(span, err)
 	return err
 }
 
@@ -139,6 +144,7 @@ func (s *Server) relayCall(ss grpc.ServerStream) (err error) {
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	out := forwardable(md)
+	propagate(ctx, out) // the upstream call is a child of the relay's span
 	if s.cfg.IdentityHeader != "" {
 		delete(out, strings.ToLower(s.cfg.IdentityHeader)) // the relay vouches for nobody upstream
 	}
@@ -175,8 +181,10 @@ func (s *Server) relayCall(ss grpc.ServerStream) (err error) {
 		}
 		defer release()
 		t := time.Now()
-		sent, err = s.cfg.Store.Get(ctx, client, method)
+		gctx, span := s.tr.StartContext(ctx, hooktrace.StoreGet)
+		sent, err = s.cfg.Store.Get(gctx, client, method)
 		s.m.storeTime.WithLabelValues("get").Observe(time.Since(t).Seconds())
+		endGet(span, sent, err)
 		if err != nil {
 			return s.refuse(err)
 		}
@@ -285,8 +293,10 @@ func (s *Server) keep(ctx context.Context, client string, frames [][]byte, sent 
 		return nil
 	}
 	t := time.Now()
-	err := s.cfg.Store.Apply(ctx, client, &r, sent)
+	actx, span := s.tr.StartContext(ctx, hooktrace.StoreApply)
+	err := s.cfg.Store.Apply(actx, client, &r, sent)
 	s.m.storeTime.WithLabelValues("apply").Observe(time.Since(t).Seconds())
+	span.Committed("", &r, err)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,10 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -46,17 +50,23 @@ type sessionKey struct{}
 //	state=none           plain gRPC: no interceptors, no state (the ceiling)
 //	state=256            the SCONE hook on both sides, 256 B of state read, changed and written per call
 //	state=256/metrics    the same with the server hook's metrics (WithMetrics)
+//	state=256/tracing    the same, traced: otelgrpc on both sides and the hook's spans, on an SDK tracer provider that samples every call
 //	state=4096           the same as state=256 with 4 KiB
+//
+// state=256 is the hook without a tracer provider: no call span in the
+// context, so the hook records no span either.
 func BenchmarkUnary(b *testing.B) {
 	for _, bc := range []struct {
 		name    string
 		size    int
 		metrics bool
+		tracing bool
 	}{
-		{"state=none", 0, false},
-		{"state=256", 256, false},
-		{"state=256/metrics", 256, true},
-		{"state=4096", 4096, false},
+		{"state=none", 0, false, false},
+		{"state=256", 256, false, false},
+		{"state=256/metrics", 256, true, false},
+		{"state=256/tracing", 256, false, true},
+		{"state=4096", 4096, false, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var sopts []grpc.ServerOption
@@ -69,6 +79,13 @@ func BenchmarkUnary(b *testing.B) {
 				sopts = sconegrpc.ServerOptions(newSealer(b), opts...)
 				holders := func(ctx context.Context) scone.Holder { return ctx.Value(sessionKey{}).(scone.Holder) }
 				dopts = sconegrpc.DialOptions(sconegrpc.WithHolderFromContext(holders))
+			}
+			if bc.tracing {
+				tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+				defer tp.Shutdown(context.Background())
+				prop := otelgrpc.WithPropagators(propagation.TraceContext{})
+				sopts = append(sopts, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), prop)))
+				dopts = append(dopts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp), prop)))
 			}
 			benchUnary(b, bc.size, sopts, dopts)
 		})

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
@@ -34,6 +35,7 @@ type serverConfig struct {
 	bodyReplies  bool
 	resetOnError bool
 	metrics      prometheus.Registerer
+	tracer       trace.TracerProvider
 }
 
 func newServerConfig(opts []ServerOption) serverConfig {
@@ -96,6 +98,17 @@ func WithResetOnFailure() ServerOption {
 // holds other collectors under the same names.
 func WithMetrics(reg prometheus.Registerer) ServerOption {
 	return serverOptionFunc(func(c *serverConfig) { c.metrics = reg })
+}
+
+// WithTracerProvider makes the server hook record its OpenTelemetry spans
+// on tp: scone.restore and scone.commit, children of the call's span, with
+// the service, the SCONE's version, the SCONEs' count and size and the
+// outcome (never a SCONE's bytes or state). By default the hook records on
+// the provider of the call's span, the one the otelgrpc stats handler
+// (otelgrpc.NewServerHandler) started: install that handler to trace
+// calls. A call whose context holds no recording span records nothing.
+func WithTracerProvider(tp trace.TracerProvider) ServerOption {
+	return serverOptionFunc(func(c *serverConfig) { c.tracer = tp })
 }
 
 // ServiceName returns the gRPC service name of a full method name:

@@ -11,6 +11,7 @@ import (
 	"github.com/scone-project/scone/internal/grpcframe"
 	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/hookmetrics"
+	"github.com/scone-project/scone/internal/hooktrace"
 )
 
 // ServerOptions returns the grpc.ServerOptions that install the server hook:
@@ -56,10 +57,12 @@ type server struct {
 	sealer  *scone.Sealer
 	cfg     serverConfig
 	metrics *hookmetrics.Metrics // nil without WithMetrics
+	trace   *hooktrace.Tracer    // nil: the provider of each call's span
 }
 
 func newServer(s *scone.Sealer, opts []ServerOption) *server {
 	h := &server{sealer: s, cfg: newServerConfig(opts)}
+	h.trace = hooktrace.New(h.cfg.tracer)
 	if h.cfg.metrics != nil {
 		m, err := hookmetrics.New(h.cfg.metrics, hookmetrics.GRPC)
 		if err != nil {
@@ -132,6 +135,7 @@ func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, 
 		scope = h.cfg.scope(method)
 	}
 	service := h.cfg.serviceID(method)
+	span := h.trace.Start(ctx, hooktrace.Restore)
 	x, err := h.metrics.Begin(ctx, h.sealer, hook.Incoming{
 		SCONEs:         in.SCONEs,
 		Expect:         scone.Expect{Service: service, Client: h.cfg.identity(ctx)},
@@ -140,6 +144,7 @@ func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, 
 		ResetOnFailure: h.cfg.resetOnError,
 		Nested:         in.Scope != "",
 	})
+	span.Restored(service, in.SCONEs, x, !hooked, err)
 	if err != nil {
 		if r := hook.Recovery(err); !r.Empty() {
 			// A spent version whose reply was lost: the refusal carries the
@@ -158,7 +163,9 @@ func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, 
 // is encoded.
 func (h *server) finish(x *hook.Exchange, herr error, inSize int) (*outFrame, error) {
 	out := &outFrame{pooled: mem.DefaultBufferPool().Get(max(inSize+256, 1024))}
+	span := h.trace.Start(x.Context(), hooktrace.Commit)
 	r, err := h.metrics.Finish(x, (*out.pooled)[:0], herr != nil)
+	span.Committed(x.Service(), &r, err)
 	if err != nil {
 		out.release()
 		return nil, h.fail(x.Service(), err)

@@ -8,6 +8,7 @@ import (
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/hookmetrics"
+	"github.com/scone-project/scone/internal/hooktrace"
 )
 
 // Middleware returns middleware that serves every request of service with
@@ -33,6 +34,7 @@ import (
 // origin of WithTrustedOrigins is not an origin.
 func Middleware(s *scone.Sealer, service string, opts ...Option) func(http.Handler) http.Handler {
 	m := &middleware{sealer: s, service: service, cfg: newConfig(opts)}
+	m.trace = hooktrace.New(m.cfg.tracer)
 	if m.cfg.metrics != nil {
 		var err error
 		if m.metrics, err = hookmetrics.New(m.cfg.metrics, hookmetrics.HTTP); err != nil {
@@ -65,6 +67,7 @@ type middleware struct {
 	service string
 	cfg     config
 	metrics *hookmetrics.Metrics // nil without WithMetrics
+	trace   *hooktrace.Tracer    // nil: the provider of each request's span
 }
 
 // fail counts a request the middleware failed, and writes its error.
@@ -142,6 +145,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		}
 		scope, nested = s, true
 	}
+	span := m.trace.Start(r.Context(), hooktrace.Restore)
 	x, err := m.metrics.Begin(r.Context(), m.sealer, hook.Incoming{
 		SCONEs:         in.tokens,
 		Expect:         scone.Expect{Service: m.service, Client: m.cfg.identity(r)},
@@ -149,6 +153,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		ResetOnFailure: m.cfg.resetOnError,
 		Nested:         nested,
 	})
+	span.Restored(m.service, in.tokens, x, false, err)
 	if err != nil {
 		m.refuse(w, &in, secure, scope, err)
 		return
@@ -243,7 +248,9 @@ func (rw *responseWriter) seal() {
 		return
 	}
 	rw.sealed = true
+	span := rw.m.trace.Start(rw.x.Context(), hooktrace.Commit)
 	reply, err := rw.m.metrics.Finish(rw.x, nil, rw.callFailed())
+	span.Committed(rw.m.service, &reply, err)
 	hook.Freeze(rw.x.State())
 	var cookies []*http.Cookie
 	if err == nil && !rw.in.byHeader {

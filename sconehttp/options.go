@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scone-project/scone"
 )
@@ -30,6 +31,7 @@ type config struct {
 	cookies        cookiePolicy
 	bufferLimit    int
 	metrics        prometheus.Registerer
+	tracer         trace.TracerProvider
 	crossOrigin    *http.CrossOriginProtection // nil: a new one, unless anyOrigin
 	trustedOrigins []string
 	anyOrigin      bool // WithoutCrossOriginProtection
@@ -141,6 +143,17 @@ func WithoutCrossOriginProtection() Option {
 // it panics (scone.State.Freeze) rather than being lost.
 func WithBufferLimit(n int) Option {
 	return optionFunc(func(c *config) { c.bufferLimit = n })
+}
+
+// WithTracerProvider makes the Middleware record its OpenTelemetry spans
+// on tp: scone.restore and scone.commit, children of the request's span,
+// with the service, the SCONE's version, the SCONEs' count and size and
+// the outcome (never a SCONE's bytes or state). By default it records on
+// the provider of the request's span, the one otelhttp.NewHandler started:
+// wrap the Middleware's handler in otelhttp to trace requests. A request
+// whose context holds no recording span records nothing.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *config) { c.tracer = tp })
 }
 
 // WithMetrics makes the Middleware record Prometheus metrics on reg, with

@@ -62,7 +62,7 @@ application's to make idempotent.`
 
 func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	f := cli.NewFlags("scone", "relay", stdout)
-	f.SetSummary(relaySummary)
+	f.SetSummary(relaySummary + "\n\n" + cli.TracingHelp)
 	listen := f.String("listen", "127.0.0.1:7400", "address to serve gRPC (or HTTP, with --transport=http) on")
 	transport := f.String("transport", "grpc", "what the relay relays: grpc, or http (a reverse proxy in front of servers running sconehttp.Middleware; --upstream are their HTTP addresses)")
 	upstreams := f.String("upstream", "", "comma-separated addresses (host:port) of the servers to relay to; required")
@@ -99,6 +99,11 @@ func runRelay(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	_, stopTracing, err := cli.Tracing(ctx, "scone-relay")
+	if err != nil {
+		return err
+	}
+	defer stopTracing(context.Background())
 
 	ctl, err := chaosctl.Start(log)
 	if err != nil {

@@ -43,6 +43,13 @@ func main() {
 	}
 }
 
+// The options that trace the servers' calls and their calls to back ends,
+// when the OTEL_* environment turns tracing on (cli.Tracing).
+var (
+	traceServer []grpc.ServerOption
+	traceDial   []grpc.DialOption
+)
+
 func run(args []string) error {
 	fs := flag.NewFlagSet("bookstore", flag.ContinueOnError)
 	role := fs.String("role", "", "gateway, cart, inventory (servers), or shopper (a client); with -http and no role, the whole shop in one process")
@@ -63,6 +70,14 @@ func run(args []string) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if shop.Role(*role) != "shopper" {
+		tp, stop, err := cli.Tracing(context.Background(), "bookstore")
+		if err != nil {
+			return err
+		}
+		defer stop(context.Background())
+		traceServer, traceDial = shop.Tracing(tp)
 	}
 	switch shop.Role(*role) {
 	case "":
@@ -148,7 +163,7 @@ func allInOne(httpAddr, keys, natsURL string) error {
 		return err
 	}
 	defer closeStore()
-	d, err := shop.Deploy(sealer, 1)
+	d, err := shop.Deploy(sealer, 1, shop.WithServerOptions(traceServer...), shop.WithDialOptions(traceDial...))
 	if err != nil {
 		return err
 	}
@@ -187,7 +202,7 @@ func serve(role shop.Role, listen, httpAddr, keys, natsURL string, cartAddrs, in
 	defer closeStore()
 	var b shop.Backends
 	if len(invAddrs) > 0 {
-		conn, err := shop.DialBackend(invAddrs)
+		conn, err := shop.DialBackend(invAddrs, traceDial...)
 		if err != nil {
 			return err
 		}
@@ -195,14 +210,14 @@ func serve(role shop.Role, listen, httpAddr, keys, natsURL string, cartAddrs, in
 		b.Inventory = pb.NewInventoryClient(conn)
 	}
 	if len(cartAddrs) > 0 {
-		conn, err := shop.DialBackend(cartAddrs)
+		conn, err := shop.DialBackend(cartAddrs, traceDial...)
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
 		b.Cart = pb.NewCartClient(conn)
 	}
-	srv, err := shop.NewServer(role, sealer, b)
+	srv, err := shop.NewServer(role, sealer, b, traceServer...)
 	if err != nil {
 		return err
 	}

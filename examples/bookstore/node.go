@@ -45,7 +45,7 @@ beside this example.`
 // runNode runs "bookstore node": one node of a cluster, until ctx is done.
 func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	f := cli.NewFlags("bookstore", "node", stdout)
-	f.SetSummary(nodeSummary)
+	f.SetSummary(nodeSummary + "\n\n" + cli.TracingHelp)
 	host, _ := os.Hostname()
 	name := f.String("name", host, "the node's name, unique in the cluster")
 	listen := f.String("listen", "127.0.0.1:7600", "address to serve the gateway (gRPC) to clients on")
@@ -121,6 +121,12 @@ func runNode(ctx context.Context, args []string, stdout io.Writer) error {
 	if cfg.Memberlist, err = ctl.Memberlist(*gossip); err != nil {
 		return fmt.Errorf("--gossip=%s: %w", *gossip, err)
 	}
+	tp, stopTracing, err := cli.Tracing(ctx, "bookstore-node")
+	if err != nil {
+		return err
+	}
+	defer stopTracing(context.Background())
+	cfg.TracerProvider = tp
 	n, err := clusternode.Start(cfg)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/reflection"
@@ -61,6 +62,11 @@ type Config struct {
 	PeerTLS       *tls.Config
 	GossipKeys    [][]byte
 	InsecurePeers bool
+
+	// TracerProvider, if set, traces the node's calls with otelgrpc
+	// (shop.Tracing): the gateway's, its back ends', and the cluster
+	// hook's spans under them (cluster.Config.TracerProvider).
+	TracerProvider trace.TracerProvider
 }
 
 // Node is one node of a bookstore cluster: a cluster.Node and the gateway
@@ -70,14 +76,15 @@ type Config struct {
 // through the gateway as in every mode, and are kept in the cluster with
 // the gateway's own.
 type Node struct {
-	node     *cluster.Node
-	addr     string // the gateway's address
-	httpAddr string // its HTTP front's, if any
-	peerAddr string
-	servers  []*grpc.Server
-	hsrv     *http.Server // the HTTP front, if any
-	closers  []func() error
-	served   atomic.Int64 // client calls
+	traceServer []grpc.ServerOption // shop.Tracing's, for the back ends
+	node        *cluster.Node
+	addr        string // the gateway's address
+	httpAddr    string // its HTTP front's, if any
+	peerAddr    string
+	servers     []*grpc.Server
+	hsrv        *http.Server // the HTTP front, if any
+	closers     []func() error
+	served      atomic.Int64 // client calls
 }
 
 // Start starts a node: its back ends, its Peer service, gossip, and the
@@ -89,11 +96,13 @@ func Start(spec Config) (_ *Node, err error) {
 			n.Stop()
 		}
 	}()
+	traceServer, traceDial := shop.Tracing(spec.TracerProvider)
+	n.traceServer = traceServer
 	inv, err := n.serveBackend(shop.RoleInventory, spec.Sealer, shop.Backends{})
 	if err != nil {
 		return nil, err
 	}
-	invConn, err := shop.DialBackend([]string{inv})
+	invConn, err := shop.DialBackend([]string{inv}, traceDial...)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +111,7 @@ func Start(spec Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	cartConn, err := shop.DialBackend([]string{cart})
+	cartConn, err := shop.DialBackend([]string{cart}, traceDial...)
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +137,7 @@ func Start(spec Config) (_ *Node, err error) {
 	cfg.Memberlist = spec.Memberlist
 	cfg.Logger = spec.Logger
 	cfg.Now = spec.Now
+	cfg.TracerProvider = spec.TracerProvider
 	if n.node, err = cluster.New(cfg); err != nil {
 		peerLis.Close()
 		return nil, err
@@ -139,7 +149,7 @@ func Start(spec Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("listen address %s: %w", spec.Listen, err)
 	}
 	n.addr = lis.Addr().String()
-	opts := append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(n.count)}, n.node.ServerOptions(spec.Sealer)...)
+	opts := append(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(n.count)}, n.node.ServerOptions(spec.Sealer)...), traceServer...)
 	if spec.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(spec.TLS)))
 	}
@@ -187,7 +197,7 @@ func (n *Node) count(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h gr
 // serveBackend serves one back-end role on a loopback port and returns its
 // address.
 func (n *Node) serveBackend(role shop.Role, sealer *scone.Sealer, b shop.Backends) (string, error) {
-	srv, err := shop.NewServer(role, sealer, b)
+	srv, err := shop.NewServer(role, sealer, b, n.traceServer...)
 	if err != nil {
 		return "", err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,8 @@ type Deployment struct {
 	conns  []*grpc.ClientConn
 	http   bool
 	b      Backends
+	sopts  []grpc.ServerOption // WithTracerProvider
+	dopts  []grpc.DialOption
 }
 
 // DeployOption configures Deploy.
@@ -87,7 +90,7 @@ func Deploy(sealer *scone.Sealer, n int, opts ...DeployOption) (*Deployment, err
 		}
 	}
 	for _, role := range []Role{RoleInventory, RoleCart} {
-		conn, err := DialBackend(d.Addrs(role))
+		conn, err := DialBackend(d.Addrs(role), d.dopts...)
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -145,7 +148,7 @@ func (r *Replica) serve(lis net.Listener) error {
 }
 
 func (r *Replica) serveLocked(lis net.Listener) error {
-	srv, err := NewServer(r.Role, r.d.sealer, r.b, grpc.ChainUnaryInterceptor(r.count))
+	srv, err := NewServer(r.Role, r.d.sealer, r.b, append(slices.Clip(r.d.sopts), grpc.ChainUnaryInterceptor(r.count))...)
 	if err != nil {
 		lis.Close()
 		return err

@@ -83,7 +83,8 @@ func DialReplicas(addrs []string, opts ...grpc.DialOption) (*grpc.ClientConn, er
 }
 
 // DialBackend connects a front end to a back end's replicas, with the client
-// hook in propagation mode (sconegrpc.WithoutHolder).
-func DialBackend(addrs []string) (*grpc.ClientConn, error) {
-	return DialReplicas(addrs, sconegrpc.DialOptions(sconegrpc.WithoutHolder())...)
+// hook in propagation mode (sconegrpc.WithoutHolder). Extra options (for
+// example Tracing's) come after the hook's.
+func DialBackend(addrs []string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return DialReplicas(addrs, append(sconegrpc.DialOptions(sconegrpc.WithoutHolder()), opts...)...)
 }
