@@ -53,6 +53,15 @@ func init() {
 		st.ctx = ctx
 		return st
 	}
+	bridge.RestoreInto = func(s *Sealer, ctx context.Context, token []byte, want Expect, scope string, buf []byte) (*State, error) {
+		return s.restore(ctx, token, want, scope, buf)
+	}
+	bridge.ReleaseData = func(st *State) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.sc.Data = nil
+	}
+	bridge.StateKey = stateKey{}
 	bridge.Started = func(st *State) time.Time {
 		st.mu.Lock()
 		defer st.mu.Unlock()

@@ -33,6 +33,13 @@ const (
 // WithClientBinding), then, with a mark store (WithMarkStore), revocation
 // (CodeRevoked) and anti-rollback (CodeRolledBack).
 func (s *Sealer) Restore(ctx context.Context, token []byte, want Expect, scope string) (*State, error) {
+	return s.restore(ctx, token, want, scope, nil)
+}
+
+// restore is Restore, decrypting the data into buf's storage when it has
+// room: a hook's pooled buffer, which the State's data aliases until the
+// hook releases it (internal/bridge.ReleaseData).
+func (s *Sealer) restore(ctx context.Context, token []byte, want Expect, scope string, buf []byte) (*State, error) {
 	st := newState(want, scope)
 	st.ctx = ctx
 	st.nested = nestedTier(ctx)
@@ -50,6 +57,7 @@ func (s *Sealer) Restore(ctx context.Context, token []byte, want Expect, scope s
 	}
 	// Expected values first: open then keeps these strings, not copies.
 	st.sc.Service, st.sc.Scope = want.Service, scope
+	st.sc.Data = buf[:0]
 	o, err := s.open(ctx, &st.sc, token, want)
 	if err != nil {
 		return nil, err

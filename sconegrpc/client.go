@@ -83,38 +83,57 @@ type callHolder interface {
 }
 
 // holderFor returns the holder of a call, or nil for a call on behalf of a
-// client without the hook, which carries no state.
-func (c *client) holderFor(ctx context.Context, method string) (callHolder, error) {
+// client without the hook, which carries no state. A holder picked from
+// the call's context comes as own, to be wrapped in an originHolder (the
+// caller provides its storage).
+func (c *client) holderFor(ctx context.Context, method string) (h callHolder, own scone.Holder, err error) {
 	if cr, ok := hook.CarryFrom(ctx); ok {
 		if cr.Plain() {
-			return nil, nil
+			return nil, nil, nil
 		}
-		return carryHolder{cr, ServiceName(method)}, nil
+		return carryHolder{cr, ServiceName(method)}, nil, nil
 	}
 	if c.cfg.holderFrom == nil && c.origin != nil {
-		return c.origin, nil
+		return c.origin, nil, nil
 	}
-	var h scone.Holder
 	if c.cfg.holderFrom != nil {
-		h = c.cfg.holderFrom(ctx)
+		own = c.cfg.holderFrom(ctx)
 	}
-	if h == nil {
+	if own == nil {
 		if c.cfg.noHolder {
-			return nil, statusError(scone.NewError(scone.CodeInternal,
+			return nil, nil, statusError(scone.NewError(scone.CodeInternal,
 				"a back-end call (WithoutHolder) outside a served request: pass the handler's context"))
 		}
-		return nil, statusError(scone.NewError(scone.CodeInternal, "no holder for this call's context"))
+		return nil, nil, statusError(scone.NewError(scone.CodeInternal, "no holder for this call's context"))
 	}
-	return &originHolder{h: h, c: c}, nil
+	return nil, own, nil
+}
+
+// unaryCall is what the client hook needs for a unary call, in one
+// allocation.
+type unaryCall struct {
+	origin  originHolder
+	out     bodyOut
+	in      bodyIn
+	trailer metadata.MD
+	opts    [4]grpc.CallOption // the caller's, the trailer's, the codec's
+	sent    [2][]byte          // the SCONEs attached, most often one
+	reply   grpcframe.Frame    // the reply's, with storage for
+	got     [2][]byte          // its SCONEs
 }
 
 func (c *client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	h, err := c.holderFor(ctx, method)
-	if err != nil || h == nil {
+	h, own, err := c.holderFor(ctx, method)
+	if err != nil || h == nil && own == nil {
 		if err == nil {
 			err = invoker(ctx, method, req, reply, cc, opts...)
 		}
 		return err
+	}
+	call := new(unaryCall)
+	if own != nil {
+		call.origin = originHolder{h: own, c: c}
+		h = &call.origin
 	}
 	if !c.cfg.concurrent {
 		release, err := h.lock(ctx, c.cfg.group(method))
@@ -123,55 +142,55 @@ func (c *client) unary(ctx context.Context, method string, req, reply any, cc *g
 		}
 		defer release()
 	}
-	out := outFrame{Frame: grpcframe.Frame{SCONEs: h.attach(nil, method), Scope: h.requestScope()}}
+	out := &call.out.frame
+	out.SCONEs, out.Scope = h.attach(call.sent[:0], method), h.requestScope()
 	sent := out.SCONEs
 
-	var trailer metadata.MD
-	callOpts := make([]grpc.CallOption, 0, len(opts)+2) // the caller's slice stays as it was
-	callOpts = append(append(callOpts, opts...), grpc.Trailer(&trailer))
-	var in bodyIn
+	// The caller's slice stays as it was.
+	callOpts := append(append(call.opts[:0], opts...), grpc.Trailer(&call.trailer))
 	if c.cfg.metadata {
 		ctx = metadata.AppendToOutgoingContext(ctx, metadataKey, string(grpcframe.Encode(&out.Frame)))
 		err = invoker(ctx, method, req, reply, cc, callOpts...)
 	} else {
-		in.msg = reply
+		call.in.msg, call.out.msg = reply, req
 		callOpts = append(callOpts, forceCodec)
-		err = invoker(ctx, method, &bodyOut{msg: req, frame: &out}, &in, cc, callOpts...)
+		err = invoker(ctx, method, &call.out, &call.in, cc, callOpts...)
 	}
-	if aerr := applyReply(h, sent, in.frame, in.found, trailer); aerr != nil && err == nil {
+	call.reply.SCONEs = call.got[:0]
+	if aerr := applyReply(h, sent, call.in.frame, call.in.found, call.trailer, &call.reply); aerr != nil && err == nil {
 		err = aerr
 	}
 	return grpcframe.WrapStatus(err)
 }
 
 // applyReply takes in the SCONEs of a reply, from its body and trailers, as
-// one change: all of it or, on error, none.
-func applyReply(h callHolder, sent [][]byte, body []byte, inBody bool, trailer metadata.MD) error {
-	f, _, err := framesFromMetadata(trailer)
-	if err != nil {
+// one change: all of it or, on error, none. f is where the reply's frame is
+// gathered, with storage for its SCONEs.
+func applyReply(h callHolder, sent [][]byte, body []byte, inBody bool, trailer metadata.MD, f *grpcframe.Frame) error {
+	if _, err := mergeValues(f, trailer.Get(metadataKey)); err != nil {
 		return statusError(err)
 	}
 	if inBody {
-		g, err := grpcframe.ParseFrame(body)
-		if err != nil {
+		if err := f.Merge(body); err != nil {
 			return statusError(err)
 		}
-		f.SCONEs = append(f.SCONEs, g.SCONEs...)
-		f.Dropped = append(f.Dropped, g.Dropped...)
 	}
 	if f.Empty() {
 		return nil
 	}
-	if err := h.apply(&f, sent); err != nil {
+	if err := h.apply(f, sent); err != nil {
 		return statusError(err)
 	}
 	return nil
 }
 
 func (c *client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	h, err := c.holderFor(ctx, method)
+	h, own, err := c.holderFor(ctx, method)
 	if err != nil {
 		return nil, err
+	}
+	if own != nil {
+		h = &originHolder{h: own, c: c}
 	}
 	if h == nil {
 		return streamer(ctx, desc, cc, method, opts...)
@@ -212,7 +231,7 @@ func (s *clientStream) RecvMsg(m any) error {
 		s.once.Do(func() {
 			// A stream that ends well (io.EOF) but whose SCONEs cannot be kept
 			// reports that instead: the caller must not think them kept.
-			if aerr := applyReply(s.h, s.sent, nil, false, s.ClientStream.Trailer()); aerr != nil && (err == nil || err == io.EOF) {
+			if aerr := applyReply(s.h, s.sent, nil, false, s.ClientStream.Trailer(), new(grpcframe.Frame)); aerr != nil && (err == nil || err == io.EOF) {
 				err = aerr
 			}
 			s.stop()

@@ -21,12 +21,17 @@ import (
 // gRPC's protobuf codec plus two wrapper types: bodyOut writes a frame before
 // a message, bodyIn takes it off before decoding one. Its name is "proto", so
 // the content-type on the wire does not change.
+//
+// A server's request is a plain message: the codec decodes it without its
+// frame field, and gives the message that field alone as its unknown fields,
+// in a pooled buffer the server hook takes back (requestFrame). Other
+// messages' unknown fields come after it, as protobuf would keep them.
 
 // bodyOut is a message to send with a frame before it. Marshal releases
 // the frame once it is written.
 type bodyOut struct {
 	msg   any
-	frame *outFrame
+	frame outFrame
 }
 
 // outFrame is a frame to send, whose new SCONE may live in a pooled buffer.
@@ -94,7 +99,7 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	in, ok := v.(*bodyIn)
 	if !ok {
-		return c.base.Unmarshal(data, v)
+		return c.unmarshalRequest(data, v)
 	}
 	m := messageV2Of(in.msg)
 	if m == nil {
@@ -104,11 +109,41 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	defer buf.Free()
 	b := buf.ReadOnlyData()
 	if fr, rest, ok := grpcframe.SplitBody(b); ok {
+		// The holder keeps the reply's SCONEs: they need storage of their own.
 		in.frame = append(in.frame[:0], fr...)
 		in.found = true
 		b = rest
 	}
 	return proto.Unmarshal(b, m)
+}
+
+// unmarshalRequest decodes a plain message, as gRPC's codec does. When it
+// starts with a frame field (a request from a client hook), the message is
+// decoded without it, and its unknown fields are the field, copied into a
+// pooled buffer, then the message's own: the protobuf decoder need not skip
+// it, nor allocate the unknown fields that hold it.
+func (c codec) unmarshalRequest(data mem.BufferSlice, v any) error {
+	m := messageV2Of(v)
+	if m == nil {
+		return c.base.Unmarshal(data, v)
+	}
+	pool := mem.DefaultBufferPool()
+	buf := data.MaterializeToBuffer(pool)
+	defer buf.Free()
+	b := buf.ReadOnlyData()
+	_, rest, ok := grpcframe.SplitBody(b)
+	if !ok {
+		return proto.Unmarshal(b, m)
+	}
+	if err := proto.Unmarshal(rest, m); err != nil {
+		return err
+	}
+	r := m.ProtoReflect()
+	u := r.GetUnknown()
+	field := b[:len(b)-len(rest)]
+	p := pool.Get(len(field) + len(u))
+	r.SetUnknown(append(append((*p)[:0], field...), u...))
+	return nil
 }
 
 func messageV2Of(v any) proto.Message {

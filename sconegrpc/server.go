@@ -74,16 +74,35 @@ func newServer(s *scone.Sealer, opts []ServerOption) *server {
 }
 
 func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	in, hooked, body, err := requestFrame(ctx, req)
+	var scones [2][]byte // most requests carry one SCONE, or a few
+	in := grpcframe.Frame{SCONEs: scones[:0]}
+	hooked, body, spare, err := requestFrame(ctx, req, &in)
 	if err != nil {
 		return nil, h.fail(h.cfg.serviceID(info.FullMethod), err)
 	}
-	x, err := h.begin(ctx, info.FullMethod, &in, hooked)
+	// The state is decrypted into a pooled buffer, given back once the reply
+	// is sealed (Exchange.Release).
+	pool := mem.DefaultBufferPool()
+	inSize := tokensSize(in.SCONEs)
+	data := noData
+	if inSize > 0 {
+		data = pool.Get(inSize)
+	}
+	x, err := h.begin(ctx, info.FullMethod, &in, hooked, *data)
+	if spare != nil {
+		// The request's frame: Begin keeps none of its bytes.
+		b := new([]byte)
+		*b = spare
+		pool.Put(b)
+	}
 	if err != nil {
+		putData(pool, data)
 		return nil, err
 	}
 	resp, herr := handler(x.Context(), req)
-	out, err := h.finish(x, herr, len(in.SCONEs))
+	out, err := h.finish(x, herr, inSize)
+	x.Release()
+	putData(pool, data)
 	switch {
 	case err != nil:
 		return nil, err
@@ -91,16 +110,35 @@ func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 		h.served(x, hooked, nil)
 		return resp, herr
 	case herr == nil && body && h.cfg.bodyReplies:
-		h.served(x, hooked, out)
-		return &bodyOut{msg: resp, frame: out}, nil
+		h.served(x, hooked, &out.frame)
+		out.msg = resp
+		return out, nil
 	}
-	enc := grpcframe.Encode(&out.Frame)
-	out.release()
+	enc := grpcframe.Encode(&out.frame.Frame)
+	out.frame.release()
 	if terr := grpc.SetTrailer(ctx, metadata.Pairs(metadataKey, string(enc))); terr != nil {
 		return nil, h.fail(x.Service(), scone.WrapError(scone.CodeInternal, "cannot attach SCONEs to the reply", terr))
 	}
-	h.served(x, hooked, out)
+	h.served(x, hooked, &out.frame)
 	return resp, herr
+}
+
+// noData stands for no data buffer, for a request that carries no SCONE.
+var noData = new([]byte)
+
+func putData(pool mem.BufferPool, data *[]byte) {
+	if data != noData {
+		pool.Put(data)
+	}
+}
+
+// tokensSize returns the bytes of tokens.
+func tokensSize(tokens [][]byte) int {
+	n := 0
+	for _, t := range tokens {
+		n += len(t)
+	}
+	return n
 }
 
 func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
@@ -109,27 +147,30 @@ func (h *server) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 	if err != nil {
 		return h.fail(h.cfg.serviceID(info.FullMethod), err)
 	}
-	x, err := h.begin(ctx, info.FullMethod, &in, hooked)
+	x, err := h.begin(ctx, info.FullMethod, &in, hooked, nil)
 	if err != nil {
 		return err
 	}
 	herr := handler(srv, &serverStream{ss, x.Context()})
-	out, err := h.finish(x, herr, len(in.SCONEs))
+	out, err := h.finish(x, herr, tokensSize(in.SCONEs))
 	if err != nil {
 		return err
 	}
+	var sent *outFrame
 	if out != nil {
-		enc := grpcframe.Encode(&out.Frame)
-		out.release()
+		enc := grpcframe.Encode(&out.frame.Frame)
+		out.frame.release()
 		ss.SetTrailer(metadata.Pairs(metadataKey, string(enc)))
+		sent = &out.frame
 	}
-	h.served(x, hooked, out)
+	h.served(x, hooked, sent)
 	return herr
 }
 
-// begin restores the state of a request. A call from a client without the
-// hook gets an empty state, and nothing is sealed after it.
-func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, hooked bool) (*hook.Exchange, error) {
+// begin restores the state of a request, into data's storage if it has
+// room. A call from a client without the hook gets an empty state, and
+// nothing is sealed after it.
+func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, hooked bool, data []byte) (*hook.Exchange, error) {
 	scope := in.Scope
 	if scope == "" {
 		scope = h.cfg.scope(method)
@@ -143,6 +184,7 @@ func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, 
 		Plain:          !hooked,
 		ResetOnFailure: h.cfg.resetOnError,
 		Nested:         in.Scope != "",
+		Data:           data,
 	})
 	span.Restored(service, in.SCONEs, x, !hooked, err)
 	if err != nil {
@@ -157,27 +199,28 @@ func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, 
 	return x, nil
 }
 
-// finish seals the state after the handler and returns the reply's frame,
-// or nil when there is nothing to send. The new SCONE is sealed into a
-// pooled buffer, about the size of the request's: release the frame once it
-// is encoded.
-func (h *server) finish(x *hook.Exchange, herr error, inSize int) (*outFrame, error) {
-	out := &outFrame{pooled: mem.DefaultBufferPool().Get(max(inSize+256, 1024))}
+// finish seals the state after the handler and returns the reply, its
+// frame set and its message not yet, or nil when there is nothing to send.
+// The new SCONE is sealed into a pooled buffer, about the size of the
+// request's SCONEs (inSize bytes): release the frame once it is encoded.
+func (h *server) finish(x *hook.Exchange, herr error, inSize int) (*bodyOut, error) {
+	out := &bodyOut{frame: outFrame{pooled: mem.DefaultBufferPool().Get(max(inSize+256, 1024))}}
+	f := &out.frame
 	span := h.trace.Start(x.Context(), hooktrace.Commit)
-	r, err := h.metrics.Finish(x, (*out.pooled)[:0], herr != nil)
+	r, err := h.metrics.Finish(x, (*f.pooled)[:0], herr != nil)
 	span.Committed(x.Service(), &r, err)
 	if err != nil {
-		out.release()
+		f.release()
 		return nil, h.fail(x.Service(), err)
 	}
 	if r.Empty() {
-		out.release()
+		f.release()
 		return nil, nil
 	}
-	if len(r.SCONEs) == 0 || &r.SCONEs[0][0] != &(*out.pooled)[0] {
-		out.release() // no new SCONE, or it outgrew the buffer and has a slice of its own
+	if len(r.SCONEs) == 0 || &r.SCONEs[0][0] != &(*f.pooled)[0] {
+		f.release() // no new SCONE, or it outgrew the buffer and has a slice of its own
 	}
-	out.SCONEs, out.Dropped = r.SCONEs, r.Dropped
+	f.SCONEs, f.Dropped = r.SCONEs, r.Dropped
 	return out, nil
 }
 

@@ -71,7 +71,19 @@ var (
 	// Started is func(st *scone.State) time.Time: the session's start in
 	// the restored SCONE (zero on a first call and for format 1).
 	Started any
+	// RestoreInto is func(s *scone.Sealer, ctx context.Context, token []byte,
+	// want scone.Expect, scope string, buf []byte) (*scone.State, error):
+	// Sealer.Restore, decrypting the state's data into buf's storage when
+	// it has room (a pooled buffer; see ReleaseData).
+	RestoreInto any
+	// ReleaseData is func(st *scone.State): the hook is done with st, and
+	// reuses the buffer given to RestoreInto; st's data is nil from then on.
+	ReleaseData any
 )
+
+// StateKey is the context key of scone.NewContext, for a context type of
+// the hook's own that carries the State without a context.WithValue.
+var StateKey any
 
 // Newest returns the newest SCONE of the session a refusal of a spent
 // version carries (the holder's reply was lost), and what the hook stored

@@ -138,51 +138,66 @@ func dropSize(d hook.HolderKey) int {
 // SCONEs or an oversized one fail with the scone code for it.
 func ParseFrame(b []byte) (Frame, error) {
 	var f Frame
+	err := f.Merge(b)
+	return f, err
+}
+
+// Merge decodes a frame as ParseFrame does and adds it to f: its SCONEs and
+// dropped sessions are appended to f's (whose storage a caller may provide),
+// and its scope is f's if f has none. On error f is partly changed.
+func (f *Frame) Merge(b []byte) error {
 	if len(b) > maxFrameSize {
-		return f, scone.NewError(scone.CodeTooLarge, "SCONE frame over the size limit")
+		return scone.NewError(scone.CodeTooLarge, "SCONE frame over the size limit")
 	}
+	var nSCONEs, nDropped int
+	var scope []byte // the last of the frame's, as protobuf reads a repeated scalar
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return f, malformedFrame
+			return malformedFrame
 		}
 		b = b[n:]
 		if typ != protowire.BytesType || num < fieldSCONEs || num > fieldScope {
 			n = protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
-				return f, malformedFrame
+				return malformedFrame
 			}
 			b = b[n:]
 			continue
 		}
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {
-			return f, malformedFrame
+			return malformedFrame
 		}
 		b = b[n:]
 		switch num {
 		case fieldSCONEs:
-			if len(f.SCONEs) == maxFrameSCONEs {
-				return f, scone.NewError(scone.CodeTooLarge, "too many SCONEs in one frame")
+			if nSCONEs == maxFrameSCONEs {
+				return scone.NewError(scone.CodeTooLarge, "too many SCONEs in one frame")
 			}
+			nSCONEs++
 			f.SCONEs = append(f.SCONEs, v[:len(v):len(v)]) // no append runs into the next
 		case fieldDropped:
 			d, err := parseDrop(v)
 			if err != nil {
-				return f, err
+				return err
 			}
-			if len(f.Dropped) == maxFrameSCONEs {
-				return f, scone.NewError(scone.CodeTooLarge, "too many dropped sessions in one frame")
+			if nDropped == maxFrameSCONEs {
+				return scone.NewError(scone.CodeTooLarge, "too many dropped sessions in one frame")
 			}
+			nDropped++
 			f.Dropped = append(f.Dropped, d)
 		case fieldScope:
 			if len(v) > maxScopeLen {
-				return f, scone.NewError(scone.CodeMalformed, "scope longer than 255 bytes")
+				return scone.NewError(scone.CodeMalformed, "scope longer than 255 bytes")
 			}
-			f.Scope = string(v)
+			scope = v
 		}
 	}
-	return f, nil
+	if f.Scope == "" && len(scope) > 0 {
+		f.Scope = string(scope)
+	}
+	return nil
 }
 
 func parseDrop(b []byte) (hook.HolderKey, error) {

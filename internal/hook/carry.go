@@ -67,11 +67,20 @@ func CarryFrom(ctx context.Context) (*Carry, bool) {
 // of the passengers' SCONEs (the newest of each service and scope), each
 // attached to every call: for a front end whose SCONE records no bundle.
 func NewCarry(scope string, passengers [][]byte) (*Carry, error) {
-	c := &Carry{scope: scope}
+	c := new(Carry)
+	if err := c.fill(scope, passengers); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// fill makes the zero Carry c the one NewCarry returns.
+func (c *Carry) fill(scope string, passengers [][]byte) error {
+	c.scope = scope
 	for _, tok := range passengers {
 		h, err := Peek(tok)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		k := HolderKey{Service: string(h.Service), Scope: string(h.Scope)}
 		if old, ok := c.held[k]; !ok || old.version <= h.Version {
@@ -81,46 +90,46 @@ func NewCarry(scope string, passengers [][]byte) (*Carry, error) {
 			c.held[k] = carried{version: h.Version, token: append([]byte(nil), tok...), legacy: true}
 		}
 	}
-	return c, nil
+	return nil
 }
 
-// newBundledCarry returns the carry of a request whose front end's SCONE
-// recorded the bundle es. With verify, every passenger it names must be
-// there, as it was, or the request fails with scone.CodeBundle; passengers
-// it does not name (of another front end sharing the scope) are not
-// carried. Without (a front end called by a front end, whose passengers a
-// sibling back end may have moved on since), the bundle gives the routes
+// fillBundled makes the zero Carry c the carry of a request whose front
+// end's SCONE recorded the bundle es. With verify, every passenger it names
+// must be there, as it was, or the request fails with scone.CodeBundle;
+// passengers it does not name (of another front end sharing the scope) are
+// not carried. Without (a front end called by a front end, whose passengers
+// a sibling back end may have moved on since), the bundle gives the routes
 // of the passengers it names, and the others go only to their own service.
-func newBundledCarry(scope string, passengers [][]byte, es []bundleEntry, verify bool) (*Carry, error) {
-	all, err := NewCarry(scope, passengers)
-	if err != nil {
-		return nil, err
+func (c *Carry) fillBundled(scope string, passengers [][]byte, es []bundleEntry, verify bool) error {
+	if err := c.fill(scope, passengers); err != nil {
+		return err
 	}
 	if !verify {
 		for _, e := range es {
-			if h, ok := all.held[e.key]; ok {
+			if h, ok := c.held[e.key]; ok {
 				h.routes = e.routes
-				all.held[e.key] = h
+				c.held[e.key] = h
 			}
 		}
-		for k, h := range all.held {
+		for k, h := range c.held {
 			h.legacy = false
-			all.held[k] = h
+			c.held[k] = h
 		}
-		return all, nil
+		return nil
 	}
-	c := &Carry{scope: scope}
+	all := c.held
+	c.held = nil
 	for _, e := range es {
-		h, ok := all.held[e.key]
+		h, ok := all[e.key]
 		switch {
 		case !ok:
-			return nil, bundleError(scope, "the request lacks the SCONE of "+strconv.Quote(e.key.Service)+
+			return bundleError(scope, "the request lacks the SCONE of "+strconv.Quote(e.key.Service)+
 				" (version "+strconv.FormatUint(e.version, 10)+") the last reply gave")
 		case h.version < e.version:
-			return nil, bundleError(scope, "the SCONE of "+strconv.Quote(e.key.Service)+" is version "+
+			return bundleError(scope, "the SCONE of "+strconv.Quote(e.key.Service)+" is version "+
 				strconv.FormatUint(h.version, 10)+", older than version "+strconv.FormatUint(e.version, 10)+" the last reply gave")
 		case digest(h.token) != e.digest:
-			return nil, bundleError(scope, "the SCONE of "+strconv.Quote(e.key.Service)+
+			return bundleError(scope, "the SCONE of "+strconv.Quote(e.key.Service)+
 				" is not the one the last reply gave")
 		}
 		if c.held == nil {
@@ -129,7 +138,7 @@ func newBundledCarry(scope string, passengers [][]byte, es []bundleEntry, verify
 		h.routes, h.legacy = e.routes, false
 		c.held[e.key] = h
 	}
-	return c, nil
+	return nil
 }
 
 // bundle returns what the carry holds, as the entries of a bundle.

@@ -38,6 +38,10 @@ type Incoming struct {
 	// services whose scope other front ends share (their SCONEs would come
 	// along).
 	Bundles bool
+	// Data, if not nil, is storage the restored state's data is decrypted
+	// into when it fits: a pooled buffer, which the state uses until
+	// Exchange.Release. The tokens are not kept after Begin returns.
+	Data []byte
 }
 
 // Exchange is one request served with SCONEs, the part every transport's
@@ -45,15 +49,35 @@ type Incoming struct {
 // back-end calls; Finish seals what changed into the reply.
 type Exchange struct {
 	sealer   *scone.Sealer
-	ctx      context.Context
+	ctx      exchangeContext
 	st       *scone.State
 	carry    *Carry
+	carried  Carry     // the carry's storage: one allocation per request
+	one      [1][]byte // the storage of the reply's SCONEs, most often one
 	plain    bool
 	service  string     // the service serving the request
 	restored bool       // whether its own SCONE was restored
 	ownScope string     // the scope of the SCONE restored, for a drop
 	reset    *HolderKey // a SCONE that did not open, dropped on reset
 	bundle   []byte     // the bundle the restored SCONE recorded
+}
+
+// exchangeContext is the context of a request served: its parent, with the
+// request's State and Carry, as scone.NewContext and WithCarry would give,
+// without two allocations of context.WithValue.
+type exchangeContext struct {
+	context.Context
+	x *Exchange
+}
+
+func (c *exchangeContext) Value(key any) any {
+	switch key {
+	case stateKey:
+		return c.x.st
+	case carryKey{}:
+		return c.x.carry
+	}
+	return c.Context.Value(key)
 }
 
 // Reply is what a server hook sends back: new versions of SCONEs, and the
@@ -73,10 +97,11 @@ func (r *Reply) Empty() bool { return len(r.SCONEs) == 0 && len(r.Dropped) == 0 
 // state, unless in.ResetOnFailure.
 func Begin(s *scone.Sealer, ctx context.Context, in Incoming) (*Exchange, error) {
 	x := &Exchange{sealer: s, plain: in.Plain, service: in.Expect.Service}
+	x.ctx = exchangeContext{Context: ctx, x: x}
 	if in.Plain {
 		x.st = emptyState(ctx, s, in)
-		x.carry = NewPlainCarry()
-		x.ctx = WithCarry(scone.NewContext(ctx, x.st), x.carry)
+		x.carried.plain = true
+		x.carry = &x.carried
 		return x, nil
 	}
 	own, ownScope, passengers, err := split(in.SCONEs, in.Expect.Service, in.Scope)
@@ -88,7 +113,7 @@ func Begin(s *scone.Sealer, ctx context.Context, in Incoming) (*Exchange, error)
 	if in.Nested {
 		rctx = bridge.Nested(ctx) // the front end spends the versions (scone's nestedTier)
 	}
-	x.st, err = s.Restore(rctx, own, in.Expect, in.Scope)
+	x.st, err = restoreInto(s, rctx, own, in.Expect, in.Scope, in.Data)
 	if err != nil {
 		if !in.ResetOnFailure || !resettable(scone.CodeOf(err)) {
 			return nil, err
@@ -106,19 +131,19 @@ func Begin(s *scone.Sealer, ctx context.Context, in Incoming) (*Exchange, error)
 			return nil, err
 		}
 		x.bundle = appendBundle(nil, es)
-		x.carry, err = newBundledCarry(in.Scope, passengers, es, !in.Nested)
-		if err != nil {
+		x.carry = &x.carried
+		if err := x.carry.fillBundled(in.Scope, passengers, es, !in.Nested); err != nil {
 			return nil, err
 		}
 	case !x.restored && x.reset == nil && len(passengers) > 0 && in.Bundles && !in.Nested:
 		return nil, bundleError(in.Scope, "the request carries back ends' SCONEs but not the SCONE of "+
 			strconv.Quote(in.Expect.Service)+" that bundles them")
 	default:
-		if x.carry, err = NewCarry(in.Scope, passengers); err != nil {
+		x.carry = &x.carried
+		if err := x.carry.fill(in.Scope, passengers); err != nil {
 			return nil, err
 		}
 	}
-	x.ctx = WithCarry(scone.NewContext(ctx, x.st), x.carry)
 	return x, nil
 }
 
@@ -137,7 +162,7 @@ func emptyState(ctx context.Context, s *scone.Sealer, in Incoming) *scone.State 
 
 // Context returns the request's context, carrying its State and Carry: run
 // the handler with it.
-func (x *Exchange) Context() context.Context { return x.ctx }
+func (x *Exchange) Context() context.Context { return &x.ctx }
 
 // State returns the request's state.
 func (x *Exchange) State() *scone.State { return x.st }
@@ -184,7 +209,7 @@ func (x *Exchange) Finish(dst []byte, failed bool) (Reply, error) {
 	}
 	switch outcome {
 	case scone.Updated:
-		r.SCONEs = append(r.SCONEs, tok)
+		r.SCONEs = append(x.one[:0], tok)
 	case scone.Dropped:
 		r.Dropped = append(r.Dropped, HolderKey{Service: x.service, Scope: x.ownScope})
 	}
@@ -192,6 +217,10 @@ func (x *Exchange) Finish(dst []byte, failed bool) (Reply, error) {
 	r.SCONEs = append(r.SCONEs, put...)
 	return r, nil
 }
+
+// Release ends the exchange once its reply is sent: the state's data is
+// nil from then on, and the storage given in Incoming.Data may be reused.
+func (x *Exchange) Release() { releaseData(x.st) }
 
 // split picks a service's own SCONE out of a request's SCONEs (the one filed
 // under the request's scope, else the newest) and returns the others, the

@@ -43,6 +43,9 @@ var (
 	newEmptyState   = bridge.EmptyState.(func(context.Context, scone.Expect, string) *scone.State)
 	started         = bridge.Started.(func(*scone.State) time.Time)
 	setRecovery     = bridge.SetRecovery.(func(*scone.State, []byte))
+	restoreInto     = bridge.RestoreInto.(func(*scone.Sealer, context.Context, []byte, scone.Expect, string, []byte) (*scone.State, error))
+	releaseData     = bridge.ReleaseData.(func(*scone.State))
+	stateKey        = bridge.StateKey
 )
 
 // Peek is scone.ParseHeader without copying: the view's byte slices alias
