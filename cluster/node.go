@@ -63,7 +63,7 @@ func New(cfg Config) (*Node, error) {
 	mcfg.OnChange = n.triggerRepair
 	mcfg.Metrics = membership.Metrics{Members: n.m.members, Lost: n.m.lost, Rejoins: n.m.rejoins}
 	g, err := membership.Start(mcfg, func(c *grpc.ClientConn) *peerLink {
-		return newLink(c, cfg.Timeout, cfg.Lease, func() uint64 { return n.members.View().Hash })
+		return newLink(c, cfg.Timeout, cfg.Lease, func() uint64 { return n.members.View().Hash }, n.m)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -188,6 +188,8 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 		rec *Record
 		err error
 	}
+	start := time.Now()
+	defer func() { n.m.fetchTime.Observe(time.Since(start).Seconds()) }()
 	answers := make(chan answer, len(owners))
 	for _, o := range owners {
 		go func() {

@@ -43,6 +43,7 @@ type peerLink struct {
 	// view returns this node's view hash.
 	view   func() uint64
 	lease  time.Duration
+	m      *metrics
 	mu     sync.Mutex
 	agreed agreement // with the member (see agreement)
 }
@@ -70,11 +71,11 @@ type pending struct {
 	done  chan struct{}
 }
 
-func newLink(conn *grpc.ClientConn, timeout, lease time.Duration, view func() uint64) *peerLink {
+func newLink(conn *grpc.ClientConn, timeout, lease time.Duration, view func() uint64, m *metrics) *peerLink {
 	l := &peerLink{
 		conn: conn, client: pb.NewPeerClient(conn),
 		queue: make(chan *pending, 4*maxBatch), stop: make(chan struct{}), timeout: timeout,
-		view: view, lease: lease,
+		view: view, lease: lease, m: m,
 	}
 	for range linkSenders {
 		go l.send()
@@ -128,6 +129,8 @@ func (l *peerLink) send() {
 		for i, p := range batch {
 			req.Ops[i] = p.op
 		}
+		l.m.peerMsgs.Inc()
+		l.m.peerOps.Add(float64(len(batch)))
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 		resp, err := l.client.Batch(ctx, req)
 		cancel()

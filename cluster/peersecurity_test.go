@@ -31,7 +31,7 @@ func peerTLSOf(t testing.TB, ca, trusted *pki.CA, name string) *tls.Config {
 
 // newSecureCluster starts n nodes on loopback whose peer links run over
 // mutual TLS with ca and whose gossip is encrypted with key.
-func newSecureCluster(t *testing.T, n, k int, ca *pki.CA, key []byte) *tcpCluster {
+func newSecureCluster(t testing.TB, n, k int, ca *pki.CA, key []byte) *tcpCluster {
 	return startTCPCluster(&tcpCluster{
 		tb: t, k: k, sealer: testSealer(t), gossipKeys: [][]byte{key},
 		peerTLS: func(name string) *tls.Config { return peerTLSOf(t, ca, ca, name) },
