@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -175,6 +176,9 @@ func (l *peerLink) send() {
 			l.mu.Unlock()
 			return
 		}
+		// Let the requests that are ready to run queue their operations
+		// too: under load they join this batch, and share its message.
+		runtime.Gosched()
 	fill:
 		for len(batch) < maxBatch {
 			select {
@@ -355,17 +359,18 @@ func (n *Node) fetchFrom(ctx context.Context, member, key string) (*Record, erro
 	return fromPB(f.GetRecord()), nil
 }
 
-// storeOn writes a record on one member (locally for this node).
-func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uint64, repair bool) (Verdict, error) {
+// storeOn writes a record on one member (locally for this node), and
+// returns the verdict and the version the member holds afterwards.
+func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uint64, repair bool) (Verdict, uint64, error) {
 	if member == n.cfg.Name {
-		v, _ := n.store.put(rec, base, repair)
-		return v, nil
+		v, rv := n.store.put(rec, base, repair)
+		return v, rv, nil
 	}
 	r, err := n.call(ctx, member, &pb.Op{Op: &pb.Op_Store{Store: &pb.StoreRequest{Record: toPB(rec), Base: base, Repair: repair}}})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return Verdict(r.GetStore().GetVerdict()), nil
+	return Verdict(r.GetStore().GetVerdict()), r.GetStore().GetRv(), nil
 }
 
 // undoOn takes back a write of rec on one member (locally for this node),

@@ -123,7 +123,7 @@ func TestPeerImpostorForeignCA(t *testing.T) {
 			t.Fatalf("the impostor read %s's record from %s: %+v", cl, c.nodes[0].name, rec)
 		}
 		forged := &Record{Key: k, RV: 1 << 40, Stamp: time.Now().UnixNano(), SCONEs: [][]byte{[]byte("forged")}, Copies: 2}
-		if _, err := imp.storeOn(ctx, c.nodes[0].name, forged, 0, true); err == nil {
+		if _, _, err := imp.storeOn(ctx, c.nodes[0].name, forged, 0, true); err == nil {
 			t.Fatalf("%s took the impostor's record for %s", c.nodes[0].name, cl)
 		}
 		for _, tn := range c.nodes {
