@@ -155,10 +155,17 @@ func (l *peerLink) kick() {
 	}
 	st.mu.Lock()
 	stale := len(st.inflight) > 0 && time.Since(st.inflight[0].sent) >= l.timeout
+	st.broken = st.broken || stale
 	st.mu.Unlock()
-	if stale {
-		st.cancel()
+	if !stale {
+		return
 	}
+	l.mu.Lock()
+	if l.cur == st {
+		l.cur = nil
+	}
+	l.mu.Unlock()
+	st.cancel() // the receiver fails the batches in flight
 }
 
 // send sends the queued operations in batches until the link closes.
