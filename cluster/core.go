@@ -58,23 +58,35 @@ func answerOf(v Verdict, err error) answer {
 }
 
 // writeRound decides one write of a record, made from version base, to its
-// owners: the primary first, then the others at once. Each owner takes it
-// only on top of base (compare-and-set), so of two writes made from one
-// version the primary takes one, and the other fails. If another owner
-// refuses it (a write came first there), or fewer than need owners took it,
-// every owner that took it or did not answer is told to undo it, and the
-// write fails with nothing changed; or, if one of them does not confirm
-// that it can never hold the write (see undoResult.settles), in doubt: the
-// write may still land.
+// owners, sent to all of them at once. Each owner takes it only on top of
+// base (compare-and-set), so of two writes made from one version at most
+// one succeeds: an owner that took the other refuses it. If an owner
+// refuses it (a write came first there), or fewer than need owners took
+// it, every owner that took it or did not answer is told to undo it, and
+// the write fails with nothing changed; or, if one of them does not
+// confirm that it can never hold the write (see undoResult.settles), in
+// doubt: the write may still land.
+//
+// Two writes that race can each reach one owner first. The primary decides
+// between them: when it took this write and another owner refused it
+// holding a write of the same version (the rival, which the primary
+// refused, and which its writer takes back), the write is sent to that
+// owner again, up to maxRaceRetries times, so that once the rival is
+// undone one of the two succeeds. If the rival stays (it was taken
+// everywhere else before this write was read), both fail, with nothing
+// changed.
 //
 // Its caller sends the write to the owners start returns, feeds each
-// answer to answer (which names the owners to send it to next), sends an
-// undo to each owner undos names once decided, feeds each undo's result to
-// undone, and reads the end from result.
+// answer to answer (which names the owners to send it to again, after a
+// pause), sends an undo to each owner undos names once decided, feeds each
+// undo's result to undone, and reads the end from result.
 type writeRound struct {
 	owners  []string
 	need    int
+	rv      uint64 // the write's version
 	answers map[string]answer
+	held    map[string]uint64 // the version each owner said it holds
+	retries int
 	took    int
 	touched []string // took the write, or may have
 
@@ -85,52 +97,36 @@ type writeRound struct {
 	settled  map[string]bool
 }
 
-// newWriteRound starts the write of a record to owners (the primary
-// first), which needs need of them to take it.
-func newWriteRound(owners []string, need int) *writeRound {
-	return &writeRound{owners: owners, need: need, answers: map[string]answer{}, settled: map[string]bool{}}
+// maxRaceRetries bounds how many times a write is sent again to an owner
+// that holds a rival write of the same version (see writeRound).
+const maxRaceRetries = 3
+
+// newWriteRound starts the write of a record of version rv to owners (the
+// primary first), which needs need of them to take it.
+func newWriteRound(owners []string, need int, rv uint64) *writeRound {
+	return &writeRound{owners: owners, need: need, rv: rv, answers: map[string]answer{},
+		held: map[string]uint64{}, settled: map[string]bool{}}
 }
 
-// start returns the owners to send the write to first: the primary.
-func (w *writeRound) start() []string { return w.owners[:1] }
+// start returns the owners to send the write to: all of them.
+func (w *writeRound) start() []string { return w.owners }
 
-// answer records owner's answer, and returns the owners to send the write
-// to next (after the primary, the others).
-func (w *writeRound) answer(owner string, a answer) []string {
+// answer records owner's answer (and the version it holds: held), and,
+// once every owner answered, returns the owners to send the write to
+// again (see writeRound), or decides the write.
+func (w *writeRound) answer(owner string, a answer, held uint64) []string {
 	if w.decided {
 		return nil
 	}
 	if _, dup := w.answers[owner]; dup || !slices.Contains(w.owners, owner) {
 		return nil
 	}
-	w.answers[owner] = a
+	w.answers[owner], w.held[owner] = a, held
 	if a == tookIt {
 		w.took++
 	}
 	if a == tookIt || a == silent {
 		w.touched = append(w.touched, owner)
-	}
-	if owner == w.owners[0] {
-		// Without the primary, a write that needs more than one owner
-		// fails at once: the primary decides which of two racing writes
-		// wins. In degrade mode (need 1) the others may still take it.
-		strict := w.need > 1 || len(w.owners) == 1
-		switch {
-		case a == refused && strict:
-			w.decide(outcomeUnavailable, "the primary owner of the client's state sees other members than this node")
-			return nil
-		case a == silent && strict:
-			w.decide(outcomeUnavailable, "the primary owner of the client's state did not answer")
-			return nil
-		case a == conflicted:
-			w.touched = nil // nothing to take back: no owner took it
-			w.distrust = true
-			w.decide(outcomeConflict, "another request changed this client's state first")
-			return nil
-		}
-		if len(w.owners) > 1 {
-			return w.owners[1:]
-		}
 	}
 	if len(w.answers) < len(w.owners) {
 		return nil
@@ -139,7 +135,32 @@ func (w *writeRound) answer(owner string, a answer) []string {
 	for _, a := range w.answers {
 		conflict = conflict || a == conflicted
 	}
+	// Without the primary, a write that needs more than one owner fails:
+	// the primary decides which of two racing writes may win. In degrade
+	// mode (need 1) the others may take it alone.
+	primary := w.answers[w.owners[0]]
+	if primary == tookIt && w.retries < maxRaceRetries {
+		var again []string
+		for _, o := range w.owners[1:] {
+			if w.answers[o] == conflicted && w.held[o] == w.rv {
+				again = append(again, o)
+				delete(w.answers, o)
+			}
+		}
+		if len(again) > 0 {
+			w.retries++
+			return again
+		}
+	}
+	strict := w.need > 1 || len(w.owners) == 1
 	switch {
+	case primary == conflicted:
+		w.distrust = true
+		w.decide(outcomeConflict, "another request changed this client's state first")
+	case primary == refused && strict:
+		w.decide(outcomeUnavailable, "the primary owner of the client's state sees other members than this node")
+	case primary == silent && strict:
+		w.decide(outcomeUnavailable, "the primary owner of the client's state did not answer")
 	case conflict:
 		w.decide(outcomeConflict, "another request changed this client's state first")
 	case w.took < w.need:

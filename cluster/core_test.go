@@ -342,6 +342,12 @@ func (s *sim) agree(n *simNode, o string, sent time.Time) {
 	n.agreed[o] = a
 }
 
+// storeAnswer is an owner's answer to a write, and the version it holds.
+type storeAnswer struct {
+	a    answer
+	held uint64
+}
+
 // write starts a write by n, as serveState and Node.write do.
 func (s *sim) write(n *simNode, key string, base uint64) ([]string, error) {
 	if n.round != nil {
@@ -363,7 +369,7 @@ func (s *sim) write(n *simNode, key string, base uint64) ([]string, error) {
 	s.writes++
 	rec := &Record{Key: key, RV: base + 1, Stamp: s.now.UnixNano() + int64(s.writes), Copies: s.k,
 		SCONEs: [][]byte{fmt.Appendf(nil, "%s#%d", n.name, s.writes)}}
-	r := &simWrite{w: newWriteRound(owners, need), rec: rec, base: base, owners: owners, gen: n.gen,
+	r := &simWrite{w: newWriteRound(owners, need, rec.RV), rec: rec, base: base, owners: owners, gen: n.gen,
 		view: slices.Clone(n.view), waiting: map[string]bool{}}
 	n.round = r
 	out := []string{fmt.Sprintf("owners %s, need %d", strings.Join(owners, " "), need)}
@@ -395,8 +401,8 @@ func (s *sim) send(n *simNode, op string, to []string) []string {
 func (s *sim) local(n *simNode, op string) any {
 	r := n.round
 	if op == "store" {
-		v, _ := n.store.put(r.rec, r.base, false)
-		return answerOf(v, nil)
+		v, rv := n.store.put(r.rec, r.base, false)
+		return storeAnswer{answerOf(v, nil), rv}
 	}
 	return n.store.undo(r.rec.Key, r.rec.RV, r.rec.Stamp, s.now).settles(r.rec.RV)
 }
@@ -420,15 +426,15 @@ func (s *sim) deliver(from, to *simNode, op string) ([]string, error) {
 	if !slices.Equal(to.view, m.view) {
 		out = append(out, fmt.Sprintf("%s: refused (views differ)", to.name))
 		if m.op == "store" {
-			res = refused
+			res = storeAnswer{refused, 0}
 		} else {
 			res = false
 		}
 	} else if m.op == "store" {
 		settling := s.settling(to, m.rec.Key, max(1, m.rec.Copies))
 		v, rv := serveStore(to.store, m.rec, m.base, false, settling)
-		res = answerOf(v, nil)
-		out = append(out, fmt.Sprintf("%s: store rv=%d: %v, holds rv=%d", to.name, m.rec.RV, res, rv))
+		res = storeAnswer{answerOf(v, nil), rv}
+		out = append(out, fmt.Sprintf("%s: store rv=%d: %v, holds rv=%d", to.name, m.rec.RV, answerOf(v, nil), rv))
 	} else {
 		u := to.store.undo(m.rec.Key, m.rec.RV, m.rec.Stamp, s.now)
 		res = u.settles(m.rec.RV)
@@ -451,7 +457,7 @@ func (s *sim) timeout(from, to *simNode) ([]string, error) {
 		return nil, fmt.Errorf("%s waits for no answer from %s", from.name, to.name)
 	}
 	op := "store"
-	var res any = silent
+	var res any = storeAnswer{silent, 0}
 	if r.undoing {
 		op, res = "undo", false
 	}
@@ -465,8 +471,8 @@ func (s *sim) reply(n *simNode, owner, op string, res any) []string {
 	delete(r.waiting, owner)
 	var out []string
 	if op == "store" {
-		next := r.w.answer(owner, res.(answer))
-		out = append(out, s.send(n, "store", next)...)
+		a := res.(storeAnswer)
+		out = append(out, s.send(n, "store", r.w.answer(owner, a.a, a.held))...)
 		if !r.w.decided || r.undoing || len(r.waiting) > 0 {
 			return out
 		}

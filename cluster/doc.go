@@ -28,11 +28,11 @@
 // (how a write and its undos end, the lease after an owner left, when a
 // node serves its own copy): the node runs the I/O around them, and
 // scenario files in testdata/core drive them step by step, with the
-// network and the clock in the script's hands. Writes go first
-// to the primary owner, which accepts a record only on top of the version it
+// network and the clock in the script's hands. A write goes to every
+// owner at once, and each accepts a record only on top of the version it
 // was made from (compare-and-set), so two nodes serving one client at once,
-// or a paused node waking up, cannot lose an update: the loser fails with
-// Aborted. When a node dies or joins, each node copies the records it holds
+// or a paused node waking up, cannot lose an update: a loser fails with
+// Aborted, and its write is taken back wherever it landed. When a node dies or joins, each node copies the records it holds
 // to their new owners until k copies exist again, and drops a copy it no
 // longer owns only once every owner has it. See docs/modes.md.
 package cluster

@@ -17,9 +17,11 @@ var failoverKills = flag.Int("cluster.kills", 2, "TestClusterFailover: nodes to 
 
 // TestClusterFailover measures, on a four-node cluster with k=2 on loopback
 // TCP and UDP (real memberlist, LANConfig), how long after a node is killed
-// the sessions it kept are served again, over -cluster.kills kills; each
-// kill's time is the longest of its sessions' (retrying every 5 ms through
-// the survivors). It logs p50 and p99; BENCHMARKS.md records them for
+// the sessions it kept are served again, over -cluster.kills kills: for
+// each session the victim kept a copy of, the time from the kill to the
+// session's first successful call (retrying every 5 ms through the
+// survivors), and for each kill the longest of its sessions'. It logs p50
+// and p99 of both; BENCHMARKS.md records them for
 //
 //	go test ./cluster -run TestClusterFailover -cluster.kills=20 -v
 func TestClusterFailover(t *testing.T) {
@@ -34,7 +36,7 @@ func TestClusterFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var times []time.Duration
+	var times, sessions []time.Duration
 	for i := range *failoverKills {
 		victim := c.nodes[i%len(c.nodes)]
 		var survivors []*tcpNode
@@ -66,8 +68,10 @@ func TestClusterFailover(t *testing.T) {
 					}
 					time.Sleep(5 * time.Millisecond)
 				}
+				took := time.Since(start)
 				mu.Lock()
-				worst = max(worst, time.Since(start))
+				worst = max(worst, took)
+				sessions = append(sessions, took)
 				mu.Unlock()
 			})
 		}
@@ -84,8 +88,13 @@ func TestClusterFailover(t *testing.T) {
 		return
 	}
 	slices.Sort(times)
-	p := func(q float64) time.Duration { return times[min(len(times)-1, int(q*float64(len(times))))] }
-	t.Logf("failover over %d kills: p50 %v, p99 %v, min %v", len(times), p(0.5).Round(time.Millisecond), p(0.99).Round(time.Millisecond), times[0].Round(time.Millisecond))
+	slices.Sort(sessions)
+	p := func(d []time.Duration, q float64) time.Duration {
+		return d[min(len(d)-1, int(q*float64(len(d))))].Round(time.Millisecond)
+	}
+	t.Logf("failover over %d kills: p50 %v, p99 %v, min %v", len(times), p(times, 0.5), p(times, 0.99), p(times, 0))
+	t.Logf("first successful call of an affected session, over %d sessions: p50 %v, p99 %v, min %v",
+		len(sessions), p(sessions, 0.5), p(sessions, 0.99), p(sessions, 0))
 }
 
 // setVia sets a client's state through one node.

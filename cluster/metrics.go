@@ -7,6 +7,7 @@ type metrics struct {
 	members     prometheus.Gauge
 	records     prometheus.GaugeFunc
 	replication prometheus.Histogram
+	fetchTime   prometheus.Histogram
 	fetches     *prometheus.CounterVec
 	writes      *prometheus.CounterVec
 	undos       prometheus.Counter
@@ -15,6 +16,8 @@ type metrics struct {
 	repairTime  prometheus.Histogram
 	lost        prometheus.Gauge
 	rejoins     *prometheus.CounterVec
+	peerMsgs    prometheus.Counter
+	peerOps     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, records func() float64) *metrics {
@@ -27,6 +30,10 @@ func newMetrics(reg prometheus.Registerer, records func() float64) *metrics {
 		}, records),
 		replication: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "scone_cluster_replication_seconds", Help: "Time to write a record to its k owners.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14),
+		}),
+		fetchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "scone_cluster_fetch_seconds", Help: "Time to read a record from its owners (reads of the node's own copy not counted).",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14),
 		}),
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -54,8 +61,14 @@ func newMetrics(reg prometheus.Registerer, records func() float64) *metrics {
 		rejoins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scone_cluster_rejoins_total", Help: "Attempts to rejoin a lost member or a seed, by outcome (joined, failed).",
 		}, []string{"outcome"}),
+		peerMsgs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scone_cluster_peer_messages_total", Help: "Messages of operations sent to other nodes (each carries one or more).",
+		}),
+		peerOps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scone_cluster_peer_operations_total", Help: "Reads, writes and undos of records sent to other nodes.",
+		}),
 	}
-	reg.MustRegister(m.members, m.records, m.replication, m.fetches, m.writes, m.undos, m.backlog, m.repairs, m.repairTime,
-		m.lost, m.rejoins)
+	reg.MustRegister(m.members, m.records, m.replication, m.fetchTime, m.fetches, m.writes, m.undos, m.backlog, m.repairs, m.repairTime,
+		m.lost, m.rejoins, m.peerMsgs, m.peerOps)
 	return m
 }

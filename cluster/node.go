@@ -64,7 +64,7 @@ func New(cfg Config) (*Node, error) {
 	mcfg.OnChange = n.triggerRepair
 	mcfg.Metrics = membership.Metrics{Members: n.m.members, Lost: n.m.lost, Rejoins: n.m.rejoins}
 	g, err := membership.Start(mcfg, func(c *grpc.ClientConn) *peerLink {
-		return newLink(c, cfg.Timeout, cfg.Lease, func() uint64 { return n.members.View().Hash })
+		return newLink(c, cfg.Timeout, cfg.Lease, func() uint64 { return n.members.View().Hash }, n.m)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -137,7 +137,7 @@ func (n *Node) Leave(timeout time.Duration) error {
 			continue
 		}
 		for _, o := range Owners(key, others, max(1, rec.Copies)) {
-			if _, err := n.storeOn(context.Background(), o, rec, 0, true); err != nil {
+			if _, _, err := n.storeOn(context.Background(), o, rec, 0, true); err != nil {
 				failed++
 			}
 		}
@@ -189,6 +189,8 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 		rec *Record
 		err error
 	}
+	start := time.Now()
+	defer func() { n.m.fetchTime.Observe(time.Since(start).Seconds()) }()
 	answers := make(chan answer, len(owners))
 	for _, o := range owners {
 		go func() {
@@ -217,11 +219,10 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 }
 
 // write stores rec, made from version base, on its owners, as a writeRound
-// decides (the primary first, then the others in parallel; undos of a
-// failed write), and returns how many took it. It fails with
-// CodeUnavailable or CodeConflict when nothing changed, and with
-// CodeInDoubt when an owner that may hold the write did not confirm taking
-// it back: the write may still land.
+// decides (to every owner at once; undos of a failed write), and returns
+// how many took it. It fails with CodeUnavailable or CodeConflict when
+// nothing changed, and with CodeInDoubt when an owner that may hold the
+// write did not confirm taking it back: the write may still land.
 func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int) (int, error) {
 	if n.settling(rec.Key, max(len(owners), rec.Copies)) {
 		n.m.writes.WithLabelValues(outcomeUnavailable).Inc()
@@ -229,26 +230,45 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 	}
 	start := time.Now()
 	defer func() { n.m.replication.Observe(time.Since(start).Seconds()) }()
-	w := newWriteRound(owners, need)
+	w := newWriteRound(owners, need, rec.RV)
 	var mu sync.Mutex
 	var cause error // the last error of an owner, for the failure's cause
-	send := func(o string) []string {
+	var again []string
+	send := func(o string) {
 		t := time.Now()
-		v, err := n.storeOn(ctx, o, rec, base, false)
+		v, held, err := n.storeOn(ctx, o, rec, base, false)
 		hooktrace.OwnerWrite(ctx, o, t, v.String(), err)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
 			cause = err
 		}
-		return w.answer(o, answerOf(v, err))
+		again = append(again, w.answer(o, answerOf(v, err), held)...)
 	}
-	next := send(w.start()[0])
-	var wg sync.WaitGroup
-	for _, o := range next {
-		wg.Go(func() { send(o) })
+	for try, to := 0, w.start(); len(to) > 0; try++ {
+		if try > 0 {
+			// A rival write holds an owner: give its writer the time to
+			// take it back (see writeRound).
+			t := time.NewTimer(time.Millisecond << try)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		again = nil
+		var wg sync.WaitGroup
+		for _, o := range to {
+			if o != n.cfg.Name {
+				wg.Go(func() { send(o) })
+			}
+		}
+		if slices.Contains(to, n.cfg.Name) {
+			send(n.cfg.Name) // while the others' are on their way
+		}
+		wg.Wait()
+		to = again
 	}
-	wg.Wait()
 	if w.distrust {
 		n.store.distrust(rec.Key) // this node's copy, if any, is behind
 	}
@@ -384,7 +404,7 @@ func (n *Node) repair() {
 		a := plan[0]
 		failed := 0
 		for _, o := range a.PushTo {
-			v, err := n.storeOn(context.Background(), o, rec, 0, true)
+			v, _, err := n.storeOn(context.Background(), o, rec, 0, true)
 			switch {
 			case err != nil:
 				failed++

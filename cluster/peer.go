@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -21,8 +23,6 @@ const (
 	// maxBatchBytes bounds a Batch call or reply: 64 records of up to
 	// 1 MiB of SCONEs each.
 	maxBatchBytes = 64 << 20
-	// linkSenders is how many Batch calls to one member may be in flight.
-	linkSenders = 1
 )
 
 var (
@@ -30,9 +30,12 @@ var (
 )
 
 // peerLink is the node's connection to another member. The operations of
-// concurrent requests queue on it, and each sender takes all those queued
-// into one Batch call: under load a call carries many operations, and the
-// cost of a call is shared among them.
+// concurrent requests queue on it; a sender takes all those queued into one
+// batch and sends it on a long-lived stream to the member (Peer.Stream),
+// without waiting for the replies to the batches before it, and a receiver
+// hands the replies, which come back in order, to their operations. Under
+// load a batch carries many operations and shares the cost of a message
+// among them, and no operation waits for another's round trip.
 type peerLink struct {
 	conn      *grpc.ClientConn
 	client    pb.PeerClient
@@ -43,8 +46,14 @@ type peerLink struct {
 	// view returns this node's view hash.
 	view   func() uint64
 	lease  time.Duration
+	m      *metrics
 	mu     sync.Mutex
 	agreed agreement // with the member (see agreement)
+	cur    *peerStream
+	// unary is set once the member answered that it does not serve
+	// Stream (a node of an earlier version): batches go in Batch calls,
+	// one at a time.
+	unary bool
 }
 
 // agree records that the member answered a call sent at t with this node's
@@ -70,15 +79,42 @@ type pending struct {
 	done  chan struct{}
 }
 
-func newLink(conn *grpc.ClientConn, timeout, lease time.Duration, view func() uint64) *peerLink {
+// flight is a batch sent, waiting for its reply.
+type flight struct {
+	batch []*pending
+	sent  time.Time
+	view  uint64 // this node's view hash when it was sent
+}
+
+// peerStream is one Peer.Stream to the member, and the batches sent on it
+// whose replies have not come, oldest first.
+type peerStream struct {
+	s        pb.Peer_StreamClient
+	cancel   context.CancelFunc
+	mu       sync.Mutex
+	inflight []*flight
+	broken   bool // no more batches go on it
+}
+
+// push adds f to the batches in flight on the stream, and reports whether
+// it could (the stream is not broken).
+func (st *peerStream) push(f *flight) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.broken {
+		return false
+	}
+	st.inflight = append(st.inflight, f)
+	return true
+}
+
+func newLink(conn *grpc.ClientConn, timeout, lease time.Duration, view func() uint64, m *metrics) *peerLink {
 	l := &peerLink{
 		conn: conn, client: pb.NewPeerClient(conn),
 		queue: make(chan *pending, 4*maxBatch), stop: make(chan struct{}), timeout: timeout,
-		view: view, lease: lease,
+		view: view, lease: lease, m: m,
 	}
-	for range linkSenders {
-		go l.send()
-	}
+	go l.send()
 	return l
 }
 
@@ -98,22 +134,58 @@ func (l *peerLink) do(ctx context.Context, op *pb.Op) (*pb.OpReply, error) {
 	case <-p.done:
 		return p.reply, p.err
 	case <-ctx.Done():
+		l.kick()
 		return nil, ctx.Err()
 	case <-l.stop:
 		return nil, errLinkClosed
 	}
 }
 
+// kick breaks the stream if the oldest batch on it has waited for its
+// reply longer than the link's timeout: the member or the connection is
+// stuck, and the batches after it would wait as long. The operations in
+// flight fail (their writers count them as not answered), and the next
+// batch opens a new stream.
+func (l *peerLink) kick() {
+	l.mu.Lock()
+	st := l.cur
+	l.mu.Unlock()
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	stale := len(st.inflight) > 0 && time.Since(st.inflight[0].sent) >= l.timeout
+	st.broken = st.broken || stale
+	st.mu.Unlock()
+	if !stale {
+		return
+	}
+	l.mu.Lock()
+	if l.cur == st {
+		l.cur = nil
+	}
+	l.mu.Unlock()
+	st.cancel() // the receiver fails the batches in flight
+}
+
 // send sends the queued operations in batches until the link closes.
 func (l *peerLink) send() {
-	batch := make([]*pending, 0, maxBatch)
 	for {
+		var batch []*pending
 		select {
 		case p := <-l.queue:
-			batch = append(batch[:0], p)
+			batch = append(make([]*pending, 0, 8), p)
 		case <-l.stop:
+			l.mu.Lock()
+			if l.cur != nil {
+				l.cur.cancel()
+			}
+			l.mu.Unlock()
 			return
 		}
+		// Let the requests that are ready to run queue their operations
+		// too: under load they join this batch, and share its message.
+		runtime.Gosched()
 	fill:
 		for len(batch) < maxBatch {
 			select {
@@ -123,35 +195,141 @@ func (l *peerLink) send() {
 				break fill
 			}
 		}
-		sent, mine := time.Now(), l.view()
-		req := &pb.BatchRequest{Ops: make([]*pb.Op, len(batch)), View: mine}
-		for i, p := range batch {
-			req.Ops[i] = p.op
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-		resp, err := l.client.Batch(ctx, req)
-		cancel()
-		if err == nil && resp.GetView() == mine && l.view() == mine {
-			l.agree(sent.UnixNano())
-		}
-		if err == nil && resp.GetRefused() {
-			err = errViewsDiffer
-		}
-		if err == nil && len(resp.GetReplies()) != len(batch) {
-			err = fmt.Errorf("cluster: a member answered %d of %d operations", len(resp.GetReplies()), len(batch))
-		}
-		for i, p := range batch {
-			if err != nil {
-				p.err = err
-			} else {
-				p.reply = resp.GetReplies()[i]
-			}
-			close(p.done)
-		}
+		l.m.peerMsgs.Inc()
+		l.m.peerOps.Add(float64(len(batch)))
+		l.sendBatch(batch)
 	}
 }
 
-// Close stops the link's senders and closes its connection.
+// sendBatch sends one batch on the stream, opening one if there is none,
+// or in a Batch call if the member does not serve Stream.
+func (l *peerLink) sendBatch(batch []*pending) {
+	req := &pb.BatchRequest{Ops: make([]*pb.Op, len(batch))}
+	for i, p := range batch {
+		req.Ops[i] = p.op
+	}
+	// A stream that breaks between its opening and the push is replaced
+	// once; then the batch fails with the cause.
+	var err error
+	for range 2 {
+		l.mu.Lock()
+		unary, st := l.unary, l.cur
+		l.mu.Unlock()
+		f := &flight{batch: batch, sent: time.Now(), view: l.view()}
+		req.View = f.view
+		if unary {
+			l.call(f, req)
+			return
+		}
+		if st == nil {
+			if st, err = l.open(); err != nil {
+				break
+			}
+		}
+		if st.push(f) {
+			// An error here ends the stream: the receiver fails the
+			// batches in flight with the stream's status.
+			_ = st.s.Send(req)
+			return
+		}
+		err = errLinkClosed
+	}
+	l.finish(&flight{batch: batch}, nil, err)
+}
+
+// open opens a stream to the member and starts its receiver.
+func (l *peerLink) open() (*peerStream, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := l.client.Stream(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	st := &peerStream{s: s, cancel: cancel}
+	l.mu.Lock()
+	l.cur = st
+	l.mu.Unlock()
+	go l.receive(st)
+	return st, nil
+}
+
+// receive hands the replies on st to the batches in flight, in order,
+// until the stream ends; then it fails the batches still in flight, or
+// sends them again in Batch calls if the member does not serve Stream.
+func (l *peerLink) receive(st *peerStream) {
+	for {
+		resp, err := st.s.Recv()
+		st.mu.Lock()
+		if err == nil && len(st.inflight) == 0 {
+			err = errors.New("cluster: a member answered a batch not sent")
+		}
+		if err != nil {
+			st.broken = true
+			left := st.inflight
+			st.inflight = nil
+			st.mu.Unlock()
+			st.cancel()
+			l.mu.Lock()
+			if l.cur == st {
+				l.cur = nil
+			}
+			unary := status.Code(err) == codes.Unimplemented
+			l.unary = l.unary || unary
+			l.mu.Unlock()
+			for _, f := range left {
+				if unary {
+					l.call(f, &pb.BatchRequest{Ops: opsOf(f.batch), View: f.view})
+				} else {
+					l.finish(f, nil, err)
+				}
+			}
+			return
+		}
+		f := st.inflight[0]
+		st.inflight = st.inflight[1:]
+		st.mu.Unlock()
+		l.finish(f, resp, nil)
+	}
+}
+
+func opsOf(batch []*pending) []*pb.Op {
+	ops := make([]*pb.Op, len(batch))
+	for i, p := range batch {
+		ops[i] = p.op
+	}
+	return ops
+}
+
+// call sends the batch of f in one Batch call, and waits for its reply.
+func (l *peerLink) call(f *flight, req *pb.BatchRequest) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	resp, err := l.client.Batch(ctx, req)
+	l.finish(f, resp, err)
+}
+
+// finish hands the member's reply to a batch (or err) to its operations.
+func (l *peerLink) finish(f *flight, resp *pb.BatchReply, err error) {
+	if err == nil && resp.GetView() == f.view && l.view() == f.view {
+		l.agree(f.sent.UnixNano())
+	}
+	if err == nil && resp.GetRefused() {
+		err = errViewsDiffer
+	}
+	if err == nil && len(resp.GetReplies()) != len(f.batch) {
+		err = fmt.Errorf("cluster: a member answered %d of %d operations", len(resp.GetReplies()), len(f.batch))
+	}
+	for i, p := range f.batch {
+		if err != nil {
+			p.err = err
+		} else {
+			p.reply = resp.GetReplies()[i]
+		}
+		close(p.done)
+	}
+}
+
+// Close stops the link's sender and closes its connection.
 func (l *peerLink) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.stop)
@@ -188,17 +366,18 @@ func (n *Node) fetchFrom(ctx context.Context, member, key string) (*Record, erro
 	return fromPB(f.GetRecord()), nil
 }
 
-// storeOn writes a record on one member (locally for this node).
-func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uint64, repair bool) (Verdict, error) {
+// storeOn writes a record on one member (locally for this node), and
+// returns the verdict and the version the member holds afterwards.
+func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uint64, repair bool) (Verdict, uint64, error) {
 	if member == n.cfg.Name {
-		v, _ := n.store.put(rec, base, repair)
-		return v, nil
+		v, rv := n.store.put(rec, base, repair)
+		return v, rv, nil
 	}
 	r, err := n.call(ctx, member, &pb.Op{Op: &pb.Op_Store{Store: &pb.StoreRequest{Record: toPB(rec), Base: base, Repair: repair}}})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return Verdict(r.GetStore().GetVerdict()), nil
+	return Verdict(r.GetStore().GetVerdict()), r.GetStore().GetRv(), nil
 }
 
 // undoOn takes back a write of rec on one member (locally for this node),
@@ -241,6 +420,33 @@ var errViewsDiffer = membership.ErrViewsDiffer
 // Batch runs the operations in order, unless the sender sees other
 // members than this node (see errViewsDiffer).
 func (p peerServer) Batch(_ context.Context, req *pb.BatchRequest) (*pb.BatchReply, error) {
+	return p.run(req)
+}
+
+// Stream runs the batches the member sends, in order, as Batch does, and
+// answers each in turn.
+func (p peerServer) Stream(s pb.Peer_StreamServer) error {
+	for {
+		req, err := s.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		reply, err := p.run(req)
+		if err != nil {
+			return err
+		}
+		if err := s.Send(reply); err != nil {
+			return err
+		}
+	}
+}
+
+// run runs a batch of operations in order, unless the sender sees other
+// members than this node (see errViewsDiffer).
+func (p peerServer) run(req *pb.BatchRequest) (*pb.BatchReply, error) {
 	st := p.n.store
 	view := p.n.members.View()
 	own := view.Hash

@@ -31,7 +31,7 @@ func peerTLSOf(t testing.TB, ca, trusted *pki.CA, name string) *tls.Config {
 
 // newSecureCluster starts n nodes on loopback whose peer links run over
 // mutual TLS with ca and whose gossip is encrypted with key.
-func newSecureCluster(t *testing.T, n, k int, ca *pki.CA, key []byte) *tcpCluster {
+func newSecureCluster(t testing.TB, n, k int, ca *pki.CA, key []byte) *tcpCluster {
 	return startTCPCluster(&tcpCluster{
 		tb: t, k: k, sealer: testSealer(t), gossipKeys: [][]byte{key},
 		peerTLS: func(name string) *tls.Config { return peerTLSOf(t, ca, ca, name) },
@@ -123,7 +123,7 @@ func TestPeerImpostorForeignCA(t *testing.T) {
 			t.Fatalf("the impostor read %s's record from %s: %+v", cl, c.nodes[0].name, rec)
 		}
 		forged := &Record{Key: k, RV: 1 << 40, Stamp: time.Now().UnixNano(), SCONEs: [][]byte{[]byte("forged")}, Copies: 2}
-		if _, err := imp.storeOn(ctx, c.nodes[0].name, forged, 0, true); err == nil {
+		if _, _, err := imp.storeOn(ctx, c.nodes[0].name, forged, 0, true); err == nil {
 			t.Fatalf("%s took the impostor's record for %s", c.nodes[0].name, cl)
 		}
 		for _, tn := range c.nodes {

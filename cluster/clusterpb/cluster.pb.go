@@ -872,9 +872,10 @@ const file_cluster_proto_rawDesc = "" +
 	"\x06undone\x18\x01 \x01(\bR\x06undone\x12\x0e\n" +
 	"\x02rv\x18\x02 \x01(\x04R\x02rv\x12\x16\n" +
 	"\x06fenced\x18\x03 \x01(\bR\x06fenced\x12\x16\n" +
-	"\x06spread\x18\x04 \x01(\bR\x06spread2M\n" +
+	"\x06spread\x18\x04 \x01(\bR\x06spread2\x99\x01\n" +
 	"\x04Peer\x12E\n" +
-	"\x05Batch\x12\x1e.scone.cluster.v1.BatchRequest\x1a\x1c.scone.cluster.v1.BatchReplyB2Z0github.com/scone-project/scone/cluster/clusterpbb\x06proto3"
+	"\x05Batch\x12\x1e.scone.cluster.v1.BatchRequest\x1a\x1c.scone.cluster.v1.BatchReply\x12J\n" +
+	"\x06Stream\x12\x1e.scone.cluster.v1.BatchRequest\x1a\x1c.scone.cluster.v1.BatchReply(\x010\x01B2Z0github.com/scone-project/scone/cluster/clusterpbb\x06proto3"
 
 var (
 	file_cluster_proto_rawDescOnce sync.Once
@@ -917,9 +918,11 @@ var file_cluster_proto_depIdxs = []int32{
 	5,  // 9: scone.cluster.v1.StoreRequest.record:type_name -> scone.cluster.v1.Record
 	0,  // 10: scone.cluster.v1.StoreReply.verdict:type_name -> scone.cluster.v1.StoreReply.Verdict
 	1,  // 11: scone.cluster.v1.Peer.Batch:input_type -> scone.cluster.v1.BatchRequest
-	2,  // 12: scone.cluster.v1.Peer.Batch:output_type -> scone.cluster.v1.BatchReply
-	12, // [12:13] is the sub-list for method output_type
-	11, // [11:12] is the sub-list for method input_type
+	1,  // 12: scone.cluster.v1.Peer.Stream:input_type -> scone.cluster.v1.BatchRequest
+	2,  // 13: scone.cluster.v1.Peer.Batch:output_type -> scone.cluster.v1.BatchReply
+	2,  // 14: scone.cluster.v1.Peer.Stream:output_type -> scone.cluster.v1.BatchReply
+	13, // [13:15] is the sub-list for method output_type
+	11, // [11:13] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name

@@ -23,7 +23,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Batch_FullMethodName = "/scone.cluster.v1.Peer/Batch"
+	Peer_Batch_FullMethodName  = "/scone.cluster.v1.Peer/Batch"
+	Peer_Stream_FullMethodName = "/scone.cluster.v1.Peer/Stream"
 )
 
 // PeerClient is the client API for Peer service.
@@ -33,6 +34,12 @@ type PeerClient interface {
 	// Batch runs reads and writes of records in order. A node sends another
 	// the operations of all its requests in flight at once, in one call.
 	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchReply, error)
+	// Stream runs batches as Batch does, on one long-lived stream from one
+	// node to another: the sender sends each batch as soon as it has
+	// operations queued, without waiting for the replies to earlier batches,
+	// and the replies come back in the order of the batches. A node falls
+	// back to Batch with a node that does not serve Stream.
+	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BatchRequest, BatchReply], error)
 }
 
 type peerClient struct {
@@ -53,6 +60,19 @@ func (c *peerClient) Batch(ctx context.Context, in *BatchRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *peerClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BatchRequest, BatchReply], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[0], Peer_Stream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BatchRequest, BatchReply]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_StreamClient = grpc.BidiStreamingClient[BatchRequest, BatchReply]
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -60,6 +80,12 @@ type PeerServer interface {
 	// Batch runs reads and writes of records in order. A node sends another
 	// the operations of all its requests in flight at once, in one call.
 	Batch(context.Context, *BatchRequest) (*BatchReply, error)
+	// Stream runs batches as Batch does, on one long-lived stream from one
+	// node to another: the sender sends each batch as soon as it has
+	// operations queued, without waiting for the replies to earlier batches,
+	// and the replies come back in the order of the batches. A node falls
+	// back to Batch with a node that does not serve Stream.
+	Stream(grpc.BidiStreamingServer[BatchRequest, BatchReply]) error
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -72,6 +98,9 @@ type UnimplementedPeerServer struct{}
 
 func (UnimplementedPeerServer) Batch(context.Context, *BatchRequest) (*BatchReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Batch not implemented")
+}
+func (UnimplementedPeerServer) Stream(grpc.BidiStreamingServer[BatchRequest, BatchReply]) error {
+	return status.Errorf(codes.Unimplemented, "method Stream not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -112,6 +141,13 @@ func _Peer_Batch_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).Stream(&grpc.GenericServerStream[BatchRequest, BatchReply]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_StreamServer = grpc.BidiStreamingServer[BatchRequest, BatchReply]
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -124,6 +160,13 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Peer_Batch_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Stream",
+			Handler:       _Peer_Stream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "cluster.proto",
 }
