@@ -30,6 +30,11 @@ func init() {
 		return nil, nil
 	}
 	bridge.Nested = func(ctx context.Context) context.Context { return context.WithValue(ctx, nestedKey{}, true) }
+	bridge.SetServed = func(st *State, endpoint, status string) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.served, st.endpoint, st.status = true, endpoint, status
+	}
 	bridge.SetRecovery = func(st *State, b []byte) {
 		st.mu.Lock()
 		defer st.mu.Unlock()

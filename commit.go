@@ -125,6 +125,9 @@ func (s *Sealer) Commit(dst []byte, st *State) (Outcome, []byte, error) {
 	if st.bundleSet {
 		next.bundle = st.bundle
 	}
+	if st.served {
+		next.Endpoint, next.Status = st.endpoint, st.status
+	}
 	next.Scope = st.scope
 	next.Version++
 	next.IssuedAt = now

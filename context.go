@@ -44,6 +44,11 @@ type State struct {
 	// that a holder whose reply was lost gets back the whole reply.
 	nested   bool
 	recovery []byte
+	// served, if set, is what the hook records of the request in the
+	// SCONE it seals: the endpoint that served it and the operation and
+	// its outcome (the patent's network endpoint ID and status).
+	served           bool
+	endpoint, status string
 }
 
 type stateKey struct{}

@@ -180,7 +180,8 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 		}
 	}
 	span = tr.Start(ctx, hooktrace.Restore)
-	x, err := m.Begin(ctx, s, hook.Incoming{SCONEs: sent, Expect: scone.Expect{Service: service, Client: client}, Scope: scope})
+	x, err := m.Begin(ctx, s, hook.Incoming{SCONEs: sent, Expect: scone.Expect{Service: service, Client: client}, Scope: scope,
+		Endpoint: n.cfg.Name, Operation: q.target})
 	span.Restored(service, sent, x, false, err)
 	if err != nil {
 		return nil, err

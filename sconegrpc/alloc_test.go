@@ -22,9 +22,11 @@ import (
 // state of the given size: the client hook's per-call storage and holder
 // turn, the server's request and data buffers, Exchange, State, the reply's
 // frame and sealed SCONE, the Dict's entry, and the codec's buffers and the
-// messages' strings. It was 30 and 31 before the hooks were trimmed (issue
-// 17); raise it only for a reason, and say it in BENCHMARKS.md.
-var maxUnaryAllocs = map[int]float64{256: 14, 4096: 14}
+// messages' strings, and the Status string the restored SCONE records (the
+// operation that sealed it: one more since the hooks record it). It was 30
+// and 31 before the hooks were trimmed; raise it only for a reason, and say
+// it in BENCHMARKS.md.
+var maxUnaryAllocs = map[int]float64{256: 15, 4096: 15}
 
 // TestUnaryAllocs counts the allocations of a unary call that goes through
 // the client hook, the codec's marshalling of the request, the server hook

@@ -2,10 +2,13 @@ package sconegrpc
 
 import (
 	"context"
+	"net"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/grpcframe"
@@ -54,10 +57,11 @@ func StreamServerInterceptor(s *scone.Sealer, opts ...ServerOption) grpc.StreamS
 }
 
 type server struct {
-	sealer  *scone.Sealer
-	cfg     serverConfig
-	metrics *hookmetrics.Metrics // nil without WithMetrics
-	trace   *hooktrace.Tracer    // nil: the provider of each call's span
+	sealer    *scone.Sealer
+	cfg       serverConfig
+	metrics   *hookmetrics.Metrics // nil without WithMetrics
+	trace     *hooktrace.Tracer    // nil: the provider of each call's span
+	endpoints endpointNames
 }
 
 func newServer(s *scone.Sealer, opts []ServerOption) *server {
@@ -185,6 +189,8 @@ func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, 
 		ResetOnFailure: h.cfg.resetOnError,
 		Nested:         in.Scope != "",
 		Data:           data,
+		Endpoint:       h.endpoints.of(ctx),
+		Operation:      method,
 	})
 	span.Restored(service, in.SCONEs, x, !hooked, err)
 	if err != nil {
@@ -250,3 +256,35 @@ type serverStream struct {
 }
 
 func (s *serverStream) Context() context.Context { return s.ctx }
+
+// endpointNames names the endpoint a call came in on (its connection's
+// local address) for the SCONE's Endpoint field, remembering the last one:
+// calls on one connection share its address, so most calls need no new
+// string.
+type endpointNames struct{ last atomic.Pointer[endpointName] }
+
+type endpointName struct {
+	addr net.Addr
+	name string
+}
+
+func (e *endpointNames) of(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.LocalAddr == nil {
+		return ""
+	}
+	if l := e.last.Load(); l != nil && sameAddr(l.addr, p.LocalAddr) {
+		return l.name
+	}
+	n := &endpointName{addr: p.LocalAddr, name: p.LocalAddr.String()}
+	e.last.Store(n)
+	return n.name
+}
+
+// sameAddr reports whether a and b are the same address value: for the
+// pointers net's connections give, the same connection's.
+func sameAddr(a, b net.Addr) bool {
+	pa, ok1 := a.(*net.TCPAddr)
+	pb, ok2 := b.(*net.TCPAddr)
+	return ok1 && ok2 && pa == pb
+}

@@ -3,6 +3,7 @@ package sconehttp
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/http"
 
 	"github.com/scone-project/scone"
@@ -152,6 +153,8 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		Scope:          scope,
 		ResetOnFailure: m.cfg.resetOnError,
 		Nested:         nested,
+		Endpoint:       localAddr(r),
+		Operation:      r.Method + " " + r.URL.Path,
 	})
 	span.Restored(m.service, in.tokens, x, false, err)
 	if err != nil {
@@ -321,4 +324,13 @@ func (rw *responseWriter) refused() []string {
 		}
 	}
 	return out
+}
+
+// localAddr is the address the request came in on, for the SCONE's
+// Endpoint field, or "".
+func localAddr(r *http.Request) string {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return a.String()
+	}
+	return ""
 }

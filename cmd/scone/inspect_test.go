@@ -98,7 +98,8 @@ func TestInspectCommand(t *testing.T) {
 	}
 	s, _ := scone.NewSealer(ring)
 	now := time.Now()
-	tok, err := hook.Seal(s, nil, &scone.SCONE{Service: "shop.Cart", Scope: "/shop.Cart/", Version: 4, IssuedAt: now, Expires: now.Add(time.Hour), Data: []byte("3 books")})
+	tok, err := hook.Seal(s, nil, &scone.SCONE{Service: "shop.Cart", Scope: "/shop.Cart/", Version: 4, IssuedAt: now, Expires: now.Add(time.Hour), Data: []byte("3 books"),
+		Endpoint: "10.0.0.5:7101", Status: "/shop.Cart/Add: ok"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,8 @@ func TestInspectCommand(t *testing.T) {
 		if code := run([]string{"inspect", "--keys", keys, arg}, &out, &out); code != 0 {
 			t.Fatalf("inspect %s: exit %d\n%s", arg, code, out.String())
 		}
-		for _, want := range []string{"service   shop.Cart", "version   4", "open      ok, key 1", `data      7 bytes: "3 books"`} {
+		for _, want := range []string{"service   shop.Cart", "version   4", "open      ok, key 1", `data      7 bytes: "3 books"`,
+			`endpoint  "10.0.0.5:7101"`, `status    "/shop.Cart/Add: ok"`} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("inspect output lacks %q:\n%s", want, out.String())
 			}

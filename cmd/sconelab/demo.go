@@ -127,6 +127,7 @@ type demo struct {
 	// that kills it.
 	events sync.Mutex
 
+	sealer   *scone.Sealer    // every replica's: the web view opens client-held SCONEs with it
 	dep      *shop.Deployment // --mode=client and relay
 	relays   *relayTier       // --mode=relay and circulate
 	cluster  *clusterTier     // --mode=cluster
@@ -159,6 +160,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	sealer, err := scone.NewSealer(ring, scone.WithTTL(time.Hour))
+	d.sealer = sealer
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/cluster"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/liveview"
 )
 
@@ -210,8 +212,8 @@ func (v *webView) snapshot() liveview.Snapshot {
 			us.Holders = []string{"relay bucket"}
 		default:
 			us.Holders = []string{"client"}
-			for _, h := range ss.dict.Headers() {
-				us.SCONEs = append(us.SCONEs, liveview.SCONE{Service: h.Service[strings.LastIndexByte(h.Service, '.')+1:], Version: h.Version})
+			for _, tok := range ss.dict.Tokens() {
+				us.SCONEs = append(us.SCONEs, d.openForView(tok))
 			}
 			slices.SortFunc(us.SCONEs, func(a, b liveview.SCONE) int { return strings.Compare(a.Service, b.Service) })
 			_, us.Bytes = ss.dict.Len()
@@ -223,4 +225,23 @@ func (v *webView) snapshot() liveview.Snapshot {
 	}
 	v.lastCall, v.lastAt = s.Calls, now
 	return s
+}
+
+// openForView describes a SCONE a shopper holds for the web view: its
+// service and version from the header, and, opened with the demo's key, the
+// endpoint that last served it and that call's status (which a holder
+// cannot read: they are sealed).
+func (d *demo) openForView(tok []byte) liveview.SCONE {
+	h, err := scone.ParseHeader(tok)
+	if err != nil {
+		return liveview.SCONE{Service: "?"}
+	}
+	out := liveview.SCONE{Service: h.Service[strings.LastIndexByte(h.Service, '.')+1:], Version: h.Version}
+	var sc scone.SCONE
+	if d.sealer != nil {
+		if _, err := hook.Open(d.sealer, context.Background(), &sc, tok, scone.Expect{Service: h.Service}); err == nil {
+			out.Endpoint, out.Status = sc.Endpoint, sc.Status
+		}
+	}
+	return out
 }

@@ -136,6 +136,16 @@ func TestWebView(t *testing.T) {
 	if e := text("#ended"); !strings.Contains(e, "checkout ends the cart's and inventory's sessions") {
 		t.Errorf("the page explains ended sessions as %q", e)
 	}
+	// Each SCONE shows what it records of the call that sealed it: the
+	// operation, its outcome and the endpoint (opened with the demo's key).
+	cells, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`[...document.querySelectorAll("#sessions tbody tr")].map(tr => tr.children[2].textContent).join("\n")`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`Gateway v\d+ \(/bookstore\.v1\.Gateway/\w+: ok at 127\.0\.0\.1:\d+\)`).MatchString(cells) {
+		t.Errorf("the SCONEs column does not show the endpoint and status of the gateway's SCONEs:\n%s", cells)
+	}
 	before, perBefore := calls(), sessionCalls()
 	// The page re-renders twice a second: click through the DOM of the
 	// moment rather than a node that may be replaced.

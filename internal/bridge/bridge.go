@@ -95,6 +95,10 @@ var Newest func(err error) (newest, recovery []byte)
 // (the front end's bundle pins them).
 var Nested func(ctx context.Context) context.Context
 
+// SetServed is func(st *scone.State, endpoint, status string): what the
+// next seal records in the SCONE's Endpoint and Status fields.
+var SetServed any
+
 // SetRecovery is func(st *scone.State, b []byte): what the hook stores in
 // the session's mark beside the newest SCONE, given back with it when a
 // holder's reply was lost (the reply's other SCONEs and ended sessions).

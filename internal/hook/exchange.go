@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/bridge"
@@ -33,6 +34,13 @@ type Incoming struct {
 	// client called, which saw every back end's reply; a nested tier's
 	// passengers may have moved on through a sibling since its last reply.
 	Nested bool
+	// Endpoint names the endpoint serving the request (its local address,
+	// say), and Operation what it does (the gRPC method, or the HTTP method
+	// and path): the SCONE sealed for it records them, with the outcome, in
+	// its Endpoint and Status fields (the patent's network endpoint ID and
+	// status of the operation), for `scone inspect --keys` and the web view.
+	// Empty: the SCONE keeps what it had.
+	Endpoint, Operation string
 	// Bundles refuses (scone.CodeBundle) a request that carries back ends'
 	// SCONEs without the service's own, which bundles them. Off for
 	// services whose scope other front ends share (their SCONEs would come
@@ -60,6 +68,8 @@ type Exchange struct {
 	ownScope string     // the scope of the SCONE restored, for a drop
 	reset    *HolderKey // a SCONE that did not open, dropped on reset
 	bundle   []byte     // the bundle the restored SCONE recorded
+	endpoint string     // Incoming.Endpoint
+	op       string     // Incoming.Operation
 }
 
 // exchangeContext is the context of a request served: its parent, with the
@@ -96,7 +106,7 @@ func (r *Reply) Empty() bool { return len(r.SCONEs) == 0 && len(r.Dropped) == 0 
 // request's Carry. A SCONE that does not open is an error, never an empty
 // state, unless in.ResetOnFailure.
 func Begin(s *scone.Sealer, ctx context.Context, in Incoming) (*Exchange, error) {
-	x := &Exchange{sealer: s, plain: in.Plain, service: in.Expect.Service}
+	x := &Exchange{sealer: s, plain: in.Plain, service: in.Expect.Service, endpoint: in.Endpoint, op: in.Operation}
 	x.ctx = exchangeContext{Context: ctx, x: x}
 	if in.Plain {
 		x.st = emptyState(ctx, s, in)
@@ -191,6 +201,9 @@ func (x *Exchange) Finish(dst []byte, failed bool) (Reply, error) {
 	}
 	if b := appendBundle(nil, x.carry.bundle()); !bytes.Equal(b, x.bundle) {
 		setBundle(x.st, b)
+	}
+	if x.endpoint != "" || x.op != "" {
+		setServed(x.st, x.endpoint, statuses.of(x.op, failed))
 	}
 	// The back ends' part of the reply goes into the session's mark too (a
 	// Sealer with a mark store keeps it with the newest SCONE), so a holder
@@ -410,4 +423,42 @@ func carries(tokens [][]byte, key HolderKey) bool {
 // request: it is for filling a Dict from stored tokens.
 func DictApply(d *scone.Dict, drop []HolderKey, put [][]byte) error {
 	return dictApply(d, drop, put)
+}
+
+// statuses makes the Status a SCONE records, "operation: ok" (or
+// "operation: failed", sealed when the handler asked, State.ApplyOnError),
+// without an allocation per request: a service has a few operations.
+var statuses = statusCache{m: map[string][2]string{}}
+
+type statusCache struct {
+	mu sync.RWMutex
+	m  map[string][2]string // by operation: ok, failed
+}
+
+// maxStatuses bounds the cache: operation names can come from clients (an
+// HTTP path), so past this many they are made afresh each time.
+const maxStatuses = 1024
+
+func (c *statusCache) of(op string, failed bool) string {
+	i := 0
+	if failed {
+		i = 1
+	}
+	c.mu.RLock()
+	s, ok := c.m[op]
+	c.mu.RUnlock()
+	if ok {
+		return s[i]
+	}
+	prefix := ""
+	if op != "" {
+		prefix = op + ": "
+	}
+	s = [2]string{prefix + "ok", prefix + "failed"}
+	c.mu.Lock()
+	if len(c.m) < maxStatuses {
+		c.m[op] = s
+	}
+	c.mu.Unlock()
+	return s[i]
 }

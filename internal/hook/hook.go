@@ -43,6 +43,7 @@ var (
 	newEmptyState   = bridge.EmptyState.(func(context.Context, scone.Expect, string) *scone.State)
 	started         = bridge.Started.(func(*scone.State) time.Time)
 	setRecovery     = bridge.SetRecovery.(func(*scone.State, []byte))
+	setServed       = bridge.SetServed.(func(*scone.State, string, string))
 	restoreInto     = bridge.RestoreInto.(func(*scone.Sealer, context.Context, []byte, scone.Expect, string, []byte) (*scone.State, error))
 	releaseData     = bridge.ReleaseData.(func(*scone.State))
 	stateKey        = bridge.StateKey

@@ -66,6 +66,11 @@ type Session struct {
 type SCONE struct {
 	Service string `json:"service"`
 	Version uint64 `json:"version"`
+	// Endpoint and Status are what the SCONE records, sealed, of the call
+	// that sealed it (the endpoint that served it, the operation and its
+	// outcome), where the view's owner can open it; empty otherwise.
+	Endpoint string `json:"endpoint,omitempty"`
+	Status   string `json:"status,omitempty"`
 }
 
 // MaxSessions bounds the sessions a Snapshot lists.

@@ -54,7 +54,8 @@ function renderSessions(snap) {
   const body = $("#sessions tbody");
   body.replaceChildren();
   for (const s of snap.sessions) {
-    const scones = (s.scones || []).map((x) => x.service + " v" + x.version).join(", ") || "-";
+    const scones = (s.scones || []).map((x) => x.service + " v" + x.version +
+      (x.status ? " (" + x.status + (x.endpoint ? " at " + x.endpoint : "") + ")" : "")).join(", ") || "-";
     body.append(el("tr", {"data-session": s.id},
       el("td", {}, s.id),
       el("td", {}, (s.holders || []).join(", ") || "nowhere yet"),
