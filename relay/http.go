@@ -249,6 +249,14 @@ func (s *HTTPServer) roundTrip(out *http.Request) (*http.Response, error) {
 				req.Body = io.NopCloser(bytes.NewReader(call.body))
 			}
 		}
+		if call.body != nil {
+			// With GetBody, net/http itself re-sends the request on a new
+			// connection when the pooled one it picked turns out closed
+			// before a byte of the request was written (an upstream that
+			// went away since the last request): nothing reached it.
+			b := call.body
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+		}
 		req.URL.Host = s.cfg.Upstreams[i]
 		if call.hold {
 			call.rec.reply = hook.Reply{}
