@@ -117,7 +117,10 @@ func jetStreamStore(t testing.TB, js jetstream.JetStream, replicas int) *relay.J
 	t.Helper()
 	cfg := relay.DefaultJetStreamConfig()
 	cfg.Replicas = replicas
-	deadline := time.Now().Add(20 * time.Second)
+	// A cluster of NATS processes elects its JetStream meta leader before
+	// a bucket can be made: seconds, more on a loaded machine. Waiting for
+	// that is a precondition of the tests, not what they measure.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		s, err := relay.NewJetStreamStore(ctx, js, cfg)
