@@ -445,7 +445,7 @@ func TestErrorStatuses(t *testing.T) {
 				return callWithToken(t, e.addr, e.good, metadata.Pairs("x-user", "mallory"))
 			}},
 		{name: "over budget on the way out", code: scone.CodeTooLarge, grpc: codes.ResourceExhausted,
-			opts: []scone.Option{scone.WithMaxSize(200)},
+			opts: []scone.Option{scone.WithMaxSize(260)}, // one title (with its endpoint and status) fits, the catalog does not
 			send: func(t *testing.T, e *env) error {
 				// Reserve title after title until the state outgrows the budget.
 				for _, b := range shop.Catalog {
@@ -458,9 +458,9 @@ func TestErrorStatuses(t *testing.T) {
 				return nil
 			}},
 		{name: "over budget on the way in", code: scone.CodeTooLarge, grpc: codes.ResourceExhausted,
-			opts: []scone.Option{scone.WithMaxSize(200)},
+			opts: []scone.Option{scone.WithMaxSize(260)}, // one title (with its endpoint and status) fits, the catalog does not
 			send: func(t *testing.T, e *env) error {
-				return callWithToken(t, e.addr, append(bytes.Clone(e.good), make([]byte, 200)...))
+				return callWithToken(t, e.addr, append(bytes.Clone(e.good), make([]byte, 260)...))
 			}},
 		{name: "anti-rollback store full", code: scone.CodeExhausted, grpc: codes.ResourceExhausted,
 			opts: []scone.Option{scone.WithMarkStore(scone.NewMemoryMarkStore(1, nil))},

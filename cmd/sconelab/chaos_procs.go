@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/scone-project/scone/internal/freeport"
 )
 
 // chaosProc is one process that "sconelab chaos" runs, kills, pauses and
@@ -189,12 +191,7 @@ func httpReady(url string) func() error {
 	}
 }
 
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr() (string, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer lis.Close()
-	return lis.Addr().String(), nil
-}
+// freeAddr returns a loopback address whose port was free a moment ago, for
+// TCP and UDP, outside the range of outgoing connections' ports
+// (internal/freeport).
+func freeAddr() (string, error) { return freeport.Addr() }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/scone-project/scone/internal/freeport"
 )
 
 // buildDefault builds scone and the bookstore example as a user would
@@ -28,13 +29,15 @@ func buildDefault(t *testing.T) (scone, bookstore string) {
 	return b.scone, b.bookstore
 }
 
+// freePort returns a loopback address to start a daemon on: free for TCP
+// and UDP, and outside the ports the kernel gives outgoing connections, so
+// nothing takes it before the daemon binds it (internal/freeport).
 func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // waitFor waits until url answers 200, up to 10 s.

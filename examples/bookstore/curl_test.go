@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone"
+	"github.com/scone-project/scone/internal/freeport"
 )
 
 // TestCurlSession drives the example with the real curl binary and its
@@ -284,13 +284,14 @@ func tamperCookie(t *testing.T, jar []byte, name string) []byte {
 	return nil
 }
 
+// freeAddr returns a loopback address to start a process on
+// (internal/freeport: nothing else takes it before the process binds it).
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // waitHTTP waits until url answers, up to 20 s.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/scone-project/scone/internal/freeport"
 )
 
 // A daemon is an external server the bench starts (redis-server, nginx) in
@@ -135,15 +137,14 @@ func selfCPU() time.Duration {
 }
 
 // freePort returns a loopback port that was free a moment ago, for daemons
-// that must be told their port (the small race with other processes is
-// caught by waiting for the daemon to answer).
+// that must be told their port (internal/freeport).
 func freePort() (int, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		return 0, err
 	}
-	defer lis.Close()
-	return lis.Addr().(*net.TCPAddr).Port, nil
+	_, port, _ := net.SplitHostPort(addr)
+	return strconv.Atoi(port)
 }
 
 // waitPort waits until something accepts connections on addr, or d exits,
