@@ -194,6 +194,13 @@ func (r *chaosRun) classify(err error) (chaos.Outcome, bool) {
 	// sent carries a SCONE code).
 	noReply := sc == scone.CodeUnknown && (code == codes.Unavailable || code == codes.DeadlineExceeded || code == codes.Canceled)
 	switch {
+	case r.mode.clientHolds && r.cfg.marks && noReply:
+		// With a mark store a call whose reply was lost may have spent its
+		// version: the next call gets the lost reply back (rolled_back and
+		// the newest SCONEs) and goes on from it, so the change took
+		// effect after all. Without one, the client's old SCONEs are the
+		// state: nothing changed.
+		return chaos.Unknown, noReply
 	case r.mode.clientHolds:
 		// The client keeps its SCONEs when a call fails: nothing changed.
 		return chaos.Failed, noReply
