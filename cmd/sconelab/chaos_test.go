@@ -57,12 +57,18 @@ func TestChaos(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	bins := buildBins(t)
-	for _, run := range []struct{ name, mode, transport string }{
-		{"client", "client", "grpc"}, {"relay", "relay", "grpc"}, {"cluster", "cluster", "grpc"},
-		{"circulate", "circulate", "grpc"}, {"cluster-http", "cluster", "http"},
+	for _, run := range []struct {
+		name, mode, transport string
+		extra                 []string
+	}{
+		{"client", "client", "grpc", nil}, {"relay", "relay", "grpc", nil}, {"cluster", "cluster", "grpc", nil},
+		{"circulate", "circulate", "grpc", nil}, {"cluster-http", "cluster", "http", nil},
+		// Each version spent once: replays refused, lost replies given back.
+		{"client-marks", "client", "grpc", []string{"--marks"}},
 	} {
 		t.Run(run.name, func(t *testing.T) {
-			out, n, err := runChaosProcess(t, bins, "--mode="+run.mode, "--transport="+run.transport, "--duration=15s", "--fault-every=1500ms", "--seed=1", "--out="+t.TempDir())
+			args := append([]string{"--mode=" + run.mode, "--transport=" + run.transport, "--duration=15s", "--fault-every=1500ms", "--seed=1", "--out=" + t.TempDir()}, run.extra...)
+			out, n, err := runChaosProcess(t, bins, args...)
 			if err != nil || n["violations"] != 0 {
 				t.Fatalf("sconelab chaos --mode=%s --transport=%s: %v\n%s", run.mode, run.transport, err, out)
 			}
