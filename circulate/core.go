@@ -315,7 +315,10 @@ func (r rules) put(mode pb.PutRequest_Mode, cur, in *item, base uint64, viewsDif
 	switch mode {
 	case pb.PutRequest_HANDOFF:
 		switch {
-		case cur != nil && cur.newer(in):
+		case cur != nil && (cur.newer(in) || cur.same(in) && !cur.identical(in)):
+			// A newer copy, or this hop of the copy placed on other
+			// holders by another hand-off of it: taking it as its own
+			// would let the sender's UNDO take back the other's.
 			return putResult{reply: &pb.PutReply{AgeMs: uint64(max(0, now.Sub(cur.since).Milliseconds()))}}
 		case !in.same(cur):
 			next := *in
@@ -336,7 +339,7 @@ func (r rules) put(mode pb.PutRequest_Mode, cur, in *item, base uint64, viewsDif
 		next.prev = cur.withoutPrev()
 		return putResult{reply: ok, set: true, it: &next}
 	case pb.PutRequest_UNDO:
-		if in.same(cur) {
+		if in.identical(cur) {
 			return putResult{reply: ok, set: true, it: cur.prev}
 		}
 		return putResult{reply: ok}
