@@ -258,6 +258,21 @@ type handoffResult struct {
 	moved   string   // where the copies went, when this relay keeps none
 }
 
+// handingOff returns the copy a relay holds while it hands it on: from
+// its first put, a relay of the next hop may take the copies and, as
+// their primary, commit a write without this relay (it need not be one of
+// the next holders), so it serves no read from it alone any more, whatever
+// the outcome (a put held up in the network may land after the sender gave
+// up on it).
+func (r rules) handingOff(it *item) *item {
+	if it.committed.IsZero() {
+		return it
+	}
+	c := *it
+	c.committed = time.Time{}
+	return &c
+}
+
 // handedOff decides the end of a hand-off of it as next: took are the
 // relays that took the put, refused the youngest age of a newer copy held
 // by one that refused it (nil: none refused), and failed whether one did
@@ -282,10 +297,15 @@ func (r rules) handedOff(it, next *item, took []string, refused *time.Duration, 
 	if slices.Contains(next.holders, r.self) {
 		kept := *next
 		kept.since = now
-		if len(next.holders) >= r.copies {
-			// Every holder took it. A relay that sees fewer relays than
-			// copies (it may be cut off) moves its copies to itself
-			// alone, and never serves them without asking.
+		if len(next.holders) >= r.copies && next.primary() == r.self {
+			// Every holder took it, and this relay is their primary: the
+			// next hand-off, which may leave it out, starts here. A
+			// holder that is not the primary serves nothing alone: the
+			// primary may hand the copies on to relays without it, and
+			// their new primary take writes before it is told. A relay
+			// that sees fewer relays than copies (it may be cut off)
+			// moves its copies to itself alone, and never serves them
+			// without asking.
 			kept.committed = mono
 		}
 		res.keep, res.moved = &kept, ""

@@ -518,6 +518,8 @@ func (s *sim) handoff(r *simRelay, key string, hold []string, force bool) string
 		return "not moved: alone"
 	}
 	fmt.Fprintf(&out, "next: %s\n", describe(next))
+	it = ru.handingOff(it)
+	st.it = it
 	took, refused, failed := s.putAll(r, ru.remote(next), pb.PutRequest_HANDOFF, next, 0, hold, &out)
 	res := ru.handedOff(it, next, took, refused, failed != nil, s.clock(r), s.mono)
 	if len(res.undo) > 0 {

@@ -3,6 +3,8 @@ package circulate_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -32,6 +34,9 @@ func newMemGroup(t testing.TB, n int, tune func(*circulate.Config)) *memGroup {
 		cfg.Memberlist.Transport = g.net.Transport(name)
 		cfg.Dial = g.net.Dialer(name)
 		cfg.Dwell = 100 * time.Millisecond
+		if *debug {
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
 		for _, s := range g.stores {
 			cfg.Seeds = append(cfg.Seeds, g.net.AddrOf(s.Name()))
 		}
