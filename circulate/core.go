@@ -431,9 +431,11 @@ func (r rules) holdersFor(k knowledge, key string) []string {
 // written decides the end of a write that some holders refused (refused)
 // or did not answer (failed), after undoing it where it was taken (undone:
 // every one confirmed); nil if it succeeded. A holder the write was never
-// sent to (errNotSent: it is not a live relay) cannot take it later: if
-// that is the only failure and every undo was confirmed, nothing changed,
-// and the write fails Unavailable rather than in doubt.
+// sent to (errNotSent: it is not a live relay) cannot take it later, nor
+// can one that answered that it holds no copy to update (errNoCopy: it
+// restarted): if those are the only failures and every undo was
+// confirmed, nothing changed, and the write fails Unavailable rather than
+// in doubt.
 func written(refused, failed error, undone bool) error {
 	if refused == nil && failed == nil {
 		return nil
@@ -442,8 +444,8 @@ func written(refused, failed error, undone bool) error {
 		failed = errors.Join(failed, errors.New("circulate: a holder that took the write did not confirm its undo"))
 	}
 	switch {
-	case failed != nil && notSent(failed):
-		return scone.WrapError(scone.CodeUnavailable, "circulate: a holder of the client's copies is not a live relay; nothing changed", failed)
+	case failed != nil && every(failed, func(e error) bool { return errors.Is(e, errNotSent) || errors.Is(e, errNoCopy) }):
+		return scone.WrapError(scone.CodeUnavailable, "circulate: a holder of the client's copies is not a live relay, or holds none; nothing changed", failed)
 	case failed != nil:
 		return scone.WrapError(scone.CodeInDoubt, "circulate: a holder of the client's copies did not answer: it may hold the new state yet", failed)
 	}
@@ -456,15 +458,20 @@ var errNotSent = errors.New("circulate: not sent")
 
 // notSent reports whether every error joined in err is errNotSent.
 func notSent(err error) bool {
+	return every(err, func(e error) bool { return errors.Is(e, errNotSent) })
+}
+
+// every reports whether is holds for every error joined in err.
+func every(err error, is func(error) bool) bool {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range j.Unwrap() {
-			if !notSent(e) {
+			if !every(e, is) {
 				return false
 			}
 		}
 		return len(j.Unwrap()) > 0
 	}
-	return errors.Is(err, errNotSent)
+	return is(err)
 }
 
 // checkVerdict is what a holder that is not the acting primary does with a
