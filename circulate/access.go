@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/circulate/circulatepb"
 	"github.com/scone-project/scone/cluster"
@@ -371,7 +374,11 @@ func (s *Store) put(ctx context.Context, member string, mode pb.PutRequest_Mode,
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	return c.Put(ctx, &pb.PutRequest{Mode: mode, Copy: it.toProto(), Base: base, View: s.viewHash()})
+	r, err := c.Put(ctx, &pb.PutRequest{Mode: mode, Copy: it.toProto(), Base: base, View: s.viewHash()})
+	if status.Code(err) == codes.FailedPrecondition {
+		return nil, errNoCopy // it answered, and took nothing
+	}
+	return r, err
 }
 
 // failure returns the reply of a write that ended with err (nil: success).

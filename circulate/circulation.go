@@ -122,6 +122,10 @@ func (s *Store) handoff(sl *slot, want *item, force bool) bool {
 	if len(next.holders) == 0 {
 		return false // alone and leaving
 	}
+	if h := s.rules.handingOff(it); h != it {
+		it = h
+		sl.set(it)
+	}
 	ctx, span := s.startHandoff(ctx, next)
 	took, refused, err := s.putAll(ctx, s.rules.remote(next), pb.PutRequest_HANDOFF, next, 0)
 	var youngest *time.Duration

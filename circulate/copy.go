@@ -50,6 +50,15 @@ func (a *item) same(b *item) bool {
 	return b != nil && a.gen == b.gen && a.hop == b.hop
 }
 
+// identical reports whether a and b are one copy: one write at one hop,
+// on the same holders. Two hand-offs of one copy decided on different
+// views (its primary's, and a leaving relay's, which counts itself out)
+// make copies of one generation and hop on other holders: a put or an
+// UNDO of one must not pass for the other.
+func (a *item) identical(b *item) bool {
+	return a.same(b) && slices.Equal(a.holders, b.holders)
+}
+
 // withoutPrev returns a with no earlier copy kept: only one step is ever
 // undone, and a chain would keep every generation a relay ever held.
 func (a *item) withoutPrev() *item {

@@ -258,6 +258,21 @@ type handoffResult struct {
 	moved   string   // where the copies went, when this relay keeps none
 }
 
+// handingOff returns the copy a relay holds while it hands it on: from
+// its first put, a relay of the next hop may take the copies and, as
+// their primary, commit a write without this relay (it need not be one of
+// the next holders), so it serves no read from it alone any more, whatever
+// the outcome (a put held up in the network may land after the sender gave
+// up on it).
+func (r rules) handingOff(it *item) *item {
+	if it.committed.IsZero() {
+		return it
+	}
+	c := *it
+	c.committed = time.Time{}
+	return &c
+}
+
 // handedOff decides the end of a hand-off of it as next: took are the
 // relays that took the put, refused the youngest age of a newer copy held
 // by one that refused it (nil: none refused), and failed whether one did
@@ -282,10 +297,15 @@ func (r rules) handedOff(it, next *item, took []string, refused *time.Duration, 
 	if slices.Contains(next.holders, r.self) {
 		kept := *next
 		kept.since = now
-		if len(next.holders) >= r.copies {
-			// Every holder took it. A relay that sees fewer relays than
-			// copies (it may be cut off) moves its copies to itself
-			// alone, and never serves them without asking.
+		if len(next.holders) >= r.copies && next.primary() == r.self {
+			// Every holder took it, and this relay is their primary: the
+			// next hand-off, which may leave it out, starts here. A
+			// holder that is not the primary serves nothing alone: the
+			// primary may hand the copies on to relays without it, and
+			// their new primary take writes before it is told. A relay
+			// that sees fewer relays than copies (it may be cut off)
+			// moves its copies to itself alone, and never serves them
+			// without asking.
 			kept.committed = mono
 		}
 		res.keep, res.moved = &kept, ""
@@ -315,7 +335,10 @@ func (r rules) put(mode pb.PutRequest_Mode, cur, in *item, base uint64, viewsDif
 	switch mode {
 	case pb.PutRequest_HANDOFF:
 		switch {
-		case cur != nil && cur.newer(in):
+		case cur != nil && (cur.newer(in) || cur.same(in) && !cur.identical(in)):
+			// A newer copy, or this hop of the copy placed on other
+			// holders by another hand-off of it: taking it as its own
+			// would let the sender's UNDO take back the other's.
 			return putResult{reply: &pb.PutReply{AgeMs: uint64(max(0, now.Sub(cur.since).Milliseconds()))}}
 		case !in.same(cur):
 			next := *in
@@ -336,7 +359,7 @@ func (r rules) put(mode pb.PutRequest_Mode, cur, in *item, base uint64, viewsDif
 		next.prev = cur.withoutPrev()
 		return putResult{reply: ok, set: true, it: &next}
 	case pb.PutRequest_UNDO:
-		if in.same(cur) {
+		if in.identical(cur) {
 			return putResult{reply: ok, set: true, it: cur.prev}
 		}
 		return putResult{reply: ok}
@@ -408,9 +431,11 @@ func (r rules) holdersFor(k knowledge, key string) []string {
 // written decides the end of a write that some holders refused (refused)
 // or did not answer (failed), after undoing it where it was taken (undone:
 // every one confirmed); nil if it succeeded. A holder the write was never
-// sent to (errNotSent: it is not a live relay) cannot take it later: if
-// that is the only failure and every undo was confirmed, nothing changed,
-// and the write fails Unavailable rather than in doubt.
+// sent to (errNotSent: it is not a live relay) cannot take it later, nor
+// can one that answered that it holds no copy to update (errNoCopy: it
+// restarted): if those are the only failures and every undo was
+// confirmed, nothing changed, and the write fails Unavailable rather than
+// in doubt.
 func written(refused, failed error, undone bool) error {
 	if refused == nil && failed == nil {
 		return nil
@@ -419,8 +444,8 @@ func written(refused, failed error, undone bool) error {
 		failed = errors.Join(failed, errors.New("circulate: a holder that took the write did not confirm its undo"))
 	}
 	switch {
-	case failed != nil && notSent(failed):
-		return scone.WrapError(scone.CodeUnavailable, "circulate: a holder of the client's copies is not a live relay; nothing changed", failed)
+	case failed != nil && every(failed, func(e error) bool { return errors.Is(e, errNotSent) || errors.Is(e, errNoCopy) }):
+		return scone.WrapError(scone.CodeUnavailable, "circulate: a holder of the client's copies is not a live relay, or holds none; nothing changed", failed)
 	case failed != nil:
 		return scone.WrapError(scone.CodeInDoubt, "circulate: a holder of the client's copies did not answer: it may hold the new state yet", failed)
 	}
@@ -433,15 +458,20 @@ var errNotSent = errors.New("circulate: not sent")
 
 // notSent reports whether every error joined in err is errNotSent.
 func notSent(err error) bool {
+	return every(err, func(e error) bool { return errors.Is(e, errNotSent) })
+}
+
+// every reports whether is holds for every error joined in err.
+func every(err error, is func(error) bool) bool {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range j.Unwrap() {
-			if !notSent(e) {
+			if !every(e, is) {
 				return false
 			}
 		}
 		return len(j.Unwrap()) > 0
 	}
-	return errors.Is(err, errNotSent)
+	return is(err)
 }
 
 // checkVerdict is what a holder that is not the acting primary does with a

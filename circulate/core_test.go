@@ -130,6 +130,7 @@ type simRelay struct {
 	slots    map[string]*slotState
 	offset   time.Duration // how far its Store clock (Now less MaxClockSkew) is off
 	down     bool          // answers no call (killed or paused)
+	leaving  bool          // hands its copies on to the others, takes none (Store.Leave)
 }
 
 type heldPut struct {
@@ -157,6 +158,9 @@ func (s *sim) know(r *simRelay) knowledge {
 	}
 	for m, at := range r.departed {
 		k.departed[m] = at
+	}
+	if r.leaving {
+		k.members = slices.DeleteFunc(k.members, func(m string) bool { return m == r.name })
 	}
 	return k
 }
@@ -285,6 +289,10 @@ func (s *sim) run(t *testing.T, pos, line string) string {
 				r.joined[a["who"]] = s.clock(r)
 			}
 		}
+	case "leave":
+		// leave who=x: x starts leaving: it places copies on the others
+		// alone and refuses hand-offs, still a member for every relay
+		s.relay(t, pos, a["who"]).leaving = true
 	case "down", "wake":
 		// down who=x: x answers nothing (paused or killed); wake who=x: it answers again
 		s.relay(t, pos, a["who"]).down = words[0] == "down"
@@ -432,6 +440,9 @@ func (s *sim) get(r *simRelay, key string) string {
 
 // putAt runs a Put on relay to, sent with view hash view.
 func (s *sim) putAt(to *simRelay, mode pb.PutRequest_Mode, it *item, base uint64, view uint64) string {
+	if mode == pb.PutRequest_HANDOFF && to.leaving {
+		return "views differ" // as peerServer.Put
+	}
 	in := *it
 	in.since, in.committed, in.written, in.prev = s.clock(to), time.Time{}, false, nil
 	st := s.slot(to, it.key)
@@ -479,6 +490,8 @@ func (s *sim) putAll(r *simRelay, to []string, mode pb.PutRequest_Mode, it *item
 		switch {
 		case res == "ok":
 			took = append(took, m)
+		case res == "error: "+errNoCopy.Error():
+			failed = errors.Join(failed, errNoCopy) // as Store.put
 		case strings.HasPrefix(res, "error"):
 			failed = errors.Join(failed, errors.New(res))
 		default:
@@ -507,6 +520,8 @@ func (s *sim) handoff(r *simRelay, key string, hold []string, force bool) string
 		return "not moved: alone"
 	}
 	fmt.Fprintf(&out, "next: %s\n", describe(next))
+	it = ru.handingOff(it)
+	st.it = it
 	took, refused, failed := s.putAll(r, ru.remote(next), pb.PutRequest_HANDOFF, next, 0, hold, &out)
 	res := ru.handedOff(it, next, took, refused, failed != nil, s.clock(r), s.mono)
 	if len(res.undo) > 0 {

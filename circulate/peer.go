@@ -73,7 +73,9 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 	res := s.rules.put(req.Mode, cur, in, req.Base, views.Refuses(req.View), s.cfg.Now())
 	switch {
 	case errors.Is(res.err, errNoCopy):
-		return nil, status.Error(codes.Unavailable, res.err.Error())
+		// It took nothing: the sender's write fails with nothing changed
+		// (see written), where a call that got no answer is in doubt.
+		return nil, status.Error(codes.FailedPrecondition, res.err.Error())
 	case res.err != nil:
 		return nil, status.Error(codes.InvalidArgument, res.err.Error())
 	case res.set && req.Mode == pb.PutRequest_UNDO:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,27 @@ func TestRelayCommandCirculate(t *testing.T) {
 		}
 	}()
 	for _, r := range relays {
-		waitFor(t, "http://"+r.admin+"/healthz") // ready once it sees another relay
+		// Ready once it sees another relay. A relay that could not start
+		// (an address taken meanwhile, say) ends with why, rather than
+		// leaving /healthz unanswered.
+		url := "http://" + r.admin + "/healthz"
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if resp, err := http.Get(url); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case err := <-r.done:
+				t.Fatalf("relay on %s ended before it was ready: %v", r.listen, err)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not answer 200", url)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 
 	gws := map[string]pb.GatewayClient{}
