@@ -27,7 +27,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/internal/bench/benchpb"
+	"github.com/scone-project/scone/internal/grpcframe"
 )
 
 // Config is what a bench runs. Start from DefaultConfig.
@@ -113,7 +115,8 @@ type Run struct {
 	Size      int
 	Round     int // from 1; 0 for a warmup
 	// Calls made; Errors among them failed (Unavailable of them with
-	// gRPC's Unavailable, the cluster's answer when an owner does not
+	// gRPC's Unavailable, or with the scone code in_doubt: the answers of
+	// a cluster or circulating relays when an owner or holder does not
 	// answer in time), Wrong replied with a state other than the session's
 	// (lost or stale).
 	Calls, Errors, Unavailable, Wrong int64
@@ -325,7 +328,7 @@ func measure(ctx context.Context, cfg *Config, c Contender, r *running, size, ro
 				switch {
 				case err != nil:
 					errs.Add(1)
-					if status.Code(err) == codes.Unavailable {
+					if status.Code(err) == codes.Unavailable || grpcframe.StatusCode(err) == scone.CodeInDoubt {
 						unavail.Add(1)
 					}
 					note(fmt.Errorf("session %s: %w", req.Session, err))

@@ -114,10 +114,12 @@ func testBench(t *testing.T, contenders []string) {
 	for _, r := range rep.Runs {
 		// On a loaded machine (CI, -race) a cluster node or a relay may
 		// not answer another within its timeout: the call fails
-		// Unavailable, nothing is lost, and the session starts over. Any
-		// other failure counts.
+		// Unavailable (nothing changed) or in_doubt (the write may still
+		// land), as documented, and the bench's session starts over, so
+		// nothing it checks is lost. Any other failure counts, and so
+		// does any wrong reply.
 		if (r.Contender == ClusterK2 || r.Contender == Circulate) && r.Errors > 0 && r.Errors == r.Unavailable {
-			t.Logf("%s size=%d round %d: %d of %d calls Unavailable (%s)", r.Contender, r.Size, r.Round, r.Errors, r.Calls, r.FirstError)
+			t.Logf("%s size=%d round %d: %d of %d calls Unavailable or in_doubt (%s)", r.Contender, r.Size, r.Round, r.Errors, r.Calls, r.FirstError)
 			r.Errors = 0
 		}
 		if r.Calls != calls || r.Errors != 0 || r.Wrong != 0 {
