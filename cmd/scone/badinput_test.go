@@ -17,6 +17,7 @@ import (
 	"github.com/scone-project/scone/examples/bookstore/shop"
 	"github.com/scone-project/scone/internal/badinput"
 	"github.com/scone-project/scone/internal/badinput/badgrpc"
+	"github.com/scone-project/scone/internal/daemontest"
 )
 
 // daemon is a process a test started.
@@ -106,14 +107,14 @@ func TestBadInputProcesses(t *testing.T) {
 	}
 	defer shopD.Close()
 
-	relayAddr, relayAdmin := freePort(t), freePort(t)
+	relayAddr, relayAdmin := daemontest.Addr(t), daemontest.Addr(t)
 	relayP := startDaemon(t, bin, dir, "relay", "relay", "--listen="+relayAddr, "--admin="+relayAdmin,
 		"--upstream="+shopD.Addrs(shop.RoleGateway)[0], "--identity-header=scone-client")
-	nodeAddr, nodeAdmin := freePort(t), freePort(t)
+	nodeAddr, nodeAdmin := daemontest.Addr(t), daemontest.Addr(t)
 	nodeP := startDaemon(t, bookstore, dir, "node", "node", "--name=n1", "--listen="+nodeAddr, "--admin="+nodeAdmin,
-		"--peer-listen=127.0.0.1:0", "--gossip="+freePort(t), "--keys="+keys, "--k=1", "--identity-header=scone-client")
-	waitFor(t, "http://"+relayAdmin+"/healthz")
-	waitFor(t, "http://"+nodeAdmin+"/healthz")
+		"--peer-listen=127.0.0.1:0", "--gossip="+daemontest.Addr(t), "--keys="+keys, "--k=1", "--identity-header=scone-client")
+	daemontest.WaitFor(t, "http://"+relayAdmin+"/healthz")
+	daemontest.WaitFor(t, "http://"+nodeAdmin+"/healthz")
 
 	type target struct {
 		d    *daemon
@@ -190,8 +191,8 @@ func TestBadInputProcesses(t *testing.T) {
 			t.Fatalf("%s exited during the corpus", tg.d.name)
 		}
 	}
-	waitFor(t, "http://"+relayAdmin+"/healthz")
-	waitFor(t, "http://"+nodeAdmin+"/healthz")
+	daemontest.WaitFor(t, "http://"+relayAdmin+"/healthz")
+	daemontest.WaitFor(t, "http://"+nodeAdmin+"/healthz")
 	if len(cases) < 30 {
 		t.Errorf("only %d gRPC cases in the corpus", len(cases))
 	}

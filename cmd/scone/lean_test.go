@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/scone-project/scone/internal/chaosctl"
+	"github.com/scone-project/scone/internal/daemontest"
 )
 
 // TestLeanDeps: the operator's binary links none of the lab's
@@ -48,7 +49,7 @@ func TestRelayIgnoresChaosClock(t *testing.T) {
 	if chaosctl.Enabled {
 		t.Skip("built with -tags sconechaos")
 	}
-	listen, admin, ctl := freePort(t), freePort(t), freePort(t)
+	listen, admin, ctl := daemontest.Addr(t), daemontest.Addr(t), daemontest.Addr(t)
 	t.Setenv(chaosctl.Env, ctl)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -56,7 +57,7 @@ func TestRelayIgnoresChaosClock(t *testing.T) {
 	go func() {
 		done <- runRelay(ctx, []string{"--listen=" + listen, "--admin=" + admin, "--upstream=127.0.0.1:1", "--identity-header=scone-client"}, &out)
 	}()
-	waitFor(t, "http://"+admin+"/healthz")
+	daemontest.WaitFor(t, "http://"+admin+"/healthz")
 	req, err := http.NewRequest(http.MethodPut, "http://"+ctl+"/skew?d=1h", nil)
 	if err != nil {
 		t.Fatal(err)

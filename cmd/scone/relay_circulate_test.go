@@ -17,6 +17,7 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/daemontest"
 )
 
 // TestRelayCommandCirculate runs three "scone relay --circulate" in front
@@ -40,10 +41,10 @@ func TestRelayCommandCirculate(t *testing.T) {
 	var relays []*daemon
 	var seed string
 	for i := range 3 {
-		r := &daemon{listen: freePort(t), admin: freePort(t), done: make(chan error, 1)}
-		gossip := freePort(t)
+		r := &daemon{listen: daemontest.Addr(t), admin: daemontest.Addr(t), done: make(chan error, 1)}
+		gossip := daemontest.Addr(t)
 		args := []string{"--circulate", "--name=relay-" + fmt.Sprint(i), "--listen=" + r.listen, "--admin=" + r.admin,
-			"--gossip=" + gossip, "--peer-listen=" + freePort(t), "--dwell=200ms",
+			"--gossip=" + gossip, "--peer-listen=" + daemontest.Addr(t), "--dwell=200ms",
 			"--upstream=" + strings.Join(d.Addrs(shop.RoleGateway), ","), "--identity-header=scone-client"}
 		if seed != "" {
 			args = append(args, "--seeds="+seed)
@@ -124,7 +125,7 @@ func TestRelayCommandCirculate(t *testing.T) {
 	}
 	served := map[string]bool{}
 	for _, r := range relays {
-		for name := range scrape(t, r.admin) { // and each scone_ family is documented
+		for name := range daemontest.Scrape(t, r.admin) { // and each scone_ family is documented
 			served[name] = true
 		}
 	}
@@ -135,13 +136,13 @@ func TestRelayCommandCirculate(t *testing.T) {
 			t.Errorf("no relay serves %s", name)
 		}
 	}
-	if body := get(t, "http://"+relays[0].admin+"/metrics"); !strings.Contains(body, "scone_circulate_members 3") {
+	if body := daemontest.Get(t, "http://"+relays[0].admin+"/metrics"); !strings.Contains(body, "scone_circulate_members 3") {
 		t.Errorf("/metrics: the relay does not see the 3 relays:\n%.3000s", body)
 	}
-	if snap := get(t, "http://"+relays[1].admin+"/debug/scone/snapshot"); !strings.Contains(snap, "circulating among 3 relays") {
+	if snap := daemontest.Get(t, "http://"+relays[1].admin+"/debug/scone/snapshot"); !strings.Contains(snap, "circulating among 3 relays") {
 		t.Errorf("/debug/scone/snapshot: %s", snap)
 	}
-	if body := get(t, "http://"+relays[1].admin+"/healthz"); body != "ok\n" {
+	if body := daemontest.Get(t, "http://"+relays[1].admin+"/healthz"); body != "ok\n" {
 		t.Errorf("/healthz with 3 relays for 2 copies: %q, want ok", body)
 	}
 
@@ -161,7 +162,7 @@ func TestRelayCommandCirculate(t *testing.T) {
 	// Two relays for two copies: both hold every client's copies, which no
 	// longer move. They serve, and /healthz warns.
 	for _, r := range relays[1:] {
-		body := get(t, "http://"+r.admin+"/healthz")
+		body := daemontest.Get(t, "http://"+r.admin+"/healthz")
 		if !strings.HasPrefix(body, "ok\nwarning: ") || !strings.Contains(body, "copies do not move: 2 live relays for 2 copies") {
 			t.Errorf("/healthz with 2 relays for 2 copies: %q, want ok and a warning", body)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/scone-project/scone"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/daemontest"
 )
 
 // TestRelayCommandHTTP runs "scone relay --transport=http" in front of the
@@ -29,7 +30,7 @@ func TestRelayCommandHTTP(t *testing.T) {
 	for _, r := range d.Replicas(shop.RoleGateway) {
 		ups = append(ups, r.HTTPAddr)
 	}
-	listen, admin := freePort(t), freePort(t)
+	listen, admin := daemontest.Addr(t), daemontest.Addr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out bytes.Buffer
@@ -37,7 +38,7 @@ func TestRelayCommandHTTP(t *testing.T) {
 		done <- runRelay(ctx, []string{"--transport=http", "--listen=" + listen, "--admin=" + admin,
 			"--upstream=" + strings.Join(ups, ","), "--identity-header=scone-client"}, &out)
 	}()
-	waitFor(t, "http://"+admin+"/healthz")
+	daemontest.WaitFor(t, "http://"+admin+"/healthz")
 
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -64,10 +65,10 @@ func TestRelayCommandHTTP(t *testing.T) {
 	if len(resp.Header.Values("Scone"))+len(resp.Cookies()) != 0 {
 		t.Fatalf("the client got SCONEs: %v", resp.Header)
 	}
-	if body := get(t, "http://"+admin+"/metrics"); !strings.Contains(body, `scone_relay_requests_total{code="200"} 3`) {
+	if body := daemontest.Get(t, "http://"+admin+"/metrics"); !strings.Contains(body, `scone_relay_requests_total{code="200"} 3`) {
 		t.Errorf("/metrics does not count the 3 requests relayed:\n%.2000s", body)
 	}
-	if snap := get(t, "http://"+admin+"/debug/scone/snapshot"); !strings.Contains(snap, "in this relay's memory: 1 clients") {
+	if snap := daemontest.Get(t, "http://"+admin+"/debug/scone/snapshot"); !strings.Contains(snap, "in this relay's memory: 1 clients") {
 		t.Errorf("/debug/scone/snapshot: %s", snap)
 	}
 	cancel()

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -16,19 +14,8 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
-	"github.com/scone-project/scone/internal/freeport"
+	"github.com/scone-project/scone/internal/daemontest"
 )
-
-// freePort returns a loopback address to start a daemon on: free for TCP
-// and UDP, and outside the ports the kernel gives outgoing connections, so
-// nothing takes it before the daemon binds it (internal/freeport).
-func freePort(t *testing.T) string {
-	addr, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
 
 // TestRelayCommand runs "scone relay" in front of the bookstore, relays a
 // session of a client without SCONE code, and scrapes /metrics and
@@ -41,7 +28,7 @@ func TestRelayCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	listen, admin := freePort(t), freePort(t)
+	listen, admin := daemontest.Addr(t), daemontest.Addr(t)
 	t.Setenv("SCONE_RELAY_ADMIN", admin)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -49,7 +36,7 @@ func TestRelayCommand(t *testing.T) {
 	go func() {
 		done <- runRelay(ctx, []string{"--listen=" + listen, "--upstream=" + strings.Join(d.Addrs(shop.RoleGateway), ","), "--identity-header=scone-client"}, &out)
 	}()
-	waitFor(t, "http://"+admin+"/healthz")
+	daemontest.WaitFor(t, "http://"+admin+"/healthz")
 
 	conn, err := grpc.NewClient(listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -68,12 +55,12 @@ func TestRelayCommand(t *testing.T) {
 		t.Fatalf("through scone relay: %v %v", v, err)
 	}
 
-	scrape(t, admin, "scone_relay_requests_total", "scone_relay_scones_stored_total",
+	daemontest.Scrape(t, admin, "scone_relay_requests_total", "scone_relay_scones_stored_total",
 		"scone_relay_scones_attached_total", "scone_relay_store_seconds", "go_goroutines")
-	if body := get(t, "http://"+admin+"/metrics"); !strings.Contains(body, `scone_relay_requests_total{code="OK"} 3`) {
+	if body := daemontest.Get(t, "http://"+admin+"/metrics"); !strings.Contains(body, `scone_relay_requests_total{code="OK"} 3`) {
 		t.Errorf("/metrics does not count the 3 calls relayed:\n%.2000s", body)
 	}
-	if snap := get(t, "http://"+admin+"/debug/scone/snapshot"); !strings.Contains(snap, "in this relay's memory: 1 clients") {
+	if snap := daemontest.Get(t, "http://"+admin+"/debug/scone/snapshot"); !strings.Contains(snap, "in this relay's memory: 1 clients") {
 		t.Errorf("/debug/scone/snapshot: %s", snap)
 	}
 	cancel()
@@ -132,22 +119,6 @@ func TestCommandFlags(t *testing.T) {
 	}
 }
 
-// waitFor waits until url answers 200, up to 10 s.
-func waitFor(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s did not answer", url)
-}
-
 // TestRelayRefusesWithoutIdentity: a relay given no way to authenticate
 // its clients (no --client-ca) and no explicit --identity-header refuses to
 // start, rather than trusting a name any caller could send.
@@ -161,16 +132,4 @@ func TestRelayRefusesWithoutIdentity(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--identity=cert-name") {
 		t.Fatalf("a bad --identity: %v", err)
 	}
-}
-
-// get returns the body of a GET of url.
-func get(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }

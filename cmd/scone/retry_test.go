@@ -18,6 +18,7 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/daemontest"
 )
 
 // TestRelayLosesNoCallWhenGatewayKilled runs three bookstore gateway
@@ -60,15 +61,15 @@ func TestRelayLosesNoCallWhenGatewayKilled(t *testing.T) {
 	gateways := make([]*daemon, 3)
 	addrs := make([]string, 3)
 	for i := range gateways {
-		addrs[i] = freePort(t)
+		addrs[i] = daemontest.Addr(t)
 		gateways[i] = startDaemon(t, bookstore, dir, fmt.Sprintf("gateway%d", i+1), "-role=gateway", "-listen="+addrs[i], "-keys="+keys,
 			"-cart="+backends.Addrs(shop.RoleCart)[0], "-inventory="+backends.Addrs(shop.RoleInventory)[0])
 		waitServing(t, addrs[i])
 	}
-	relayAddr, admin := freePort(t), freePort(t)
+	relayAddr, admin := daemontest.Addr(t), daemontest.Addr(t)
 	startDaemon(t, bin, dir, "relay", "relay", "--listen="+relayAddr, "--admin="+admin, "--upstream="+strings.Join(addrs, ","),
 		"--identity-header=scone-client", "--retry=/bookstore.v1.Gateway/")
-	waitFor(t, "http://"+admin+"/healthz")
+	daemontest.WaitFor(t, "http://"+admin+"/healthz")
 
 	conn, err := grpc.NewClient(relayAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -155,7 +156,7 @@ func TestRelayLosesNoCallWhenGatewayKilled(t *testing.T) {
 	if !gateways[0].alive() || !gateways[2].alive() {
 		t.Error("a gateway that was not killed has exited")
 	}
-	metrics := get(t, "http://"+admin+"/metrics")
+	metrics := daemontest.Get(t, "http://"+admin+"/metrics")
 	var retried []string
 	for l := range strings.Lines(metrics) {
 		if strings.HasPrefix(l, "scone_relay_retries_total{") {

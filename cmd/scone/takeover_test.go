@@ -16,6 +16,7 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/daemontest"
 	"github.com/scone-project/scone/internal/pki"
 )
 
@@ -69,16 +70,16 @@ func TestRelaySessionTakeoverRefused(t *testing.T) {
 	defer d.Close()
 
 	// No --client-ca and no --identity-header: the relay refuses to start.
-	out, err := exec.Command(bin, "relay", "--upstream="+d.Addrs(shop.RoleGateway)[0], "--listen="+freePort(t), "--admin="+freePort(t)).CombinedOutput()
+	out, err := exec.Command(bin, "relay", "--upstream="+d.Addrs(shop.RoleGateway)[0], "--listen="+daemontest.Addr(t), "--admin="+daemontest.Addr(t)).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "no way to name clients") {
 		t.Fatalf("a relay with no way to name clients: %v\n%s", err, out)
 	}
 
-	listen, admin := freePort(t), freePort(t)
+	listen, admin := daemontest.Addr(t), daemontest.Addr(t)
 	startDaemon(t, bin, dir, "relay", "relay", "--listen="+listen, "--admin="+admin,
 		"--upstream="+d.Addrs(shop.RoleGateway)[0],
 		"--tls-cert="+certFile, "--tls-key="+keyFile, "--client-ca="+caFile)
-	waitFor(t, "http://"+admin+"/healthz")
+	daemontest.WaitFor(t, "http://"+admin+"/healthz")
 
 	client := func(cn, uri string) pb.GatewayClient {
 		t.Helper()

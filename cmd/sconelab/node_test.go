@@ -23,6 +23,7 @@ import (
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/daemontest"
 	"github.com/scone-project/scone/internal/liveview"
 )
 
@@ -80,7 +81,7 @@ func TestNodeProcesses(t *testing.T) {
 		}
 	})
 	for i := range 4 {
-		p := &nodeProc{name: fmt.Sprintf("node-%d", i+1), listen: freePort(t), admin: freePort(t), gossip: freePort(t)}
+		p := &nodeProc{name: fmt.Sprintf("node-%d", i+1), listen: daemontest.Addr(t), admin: daemontest.Addr(t), gossip: daemontest.Addr(t)}
 		args := []string{"node", "--name=" + p.name, "--listen=" + p.listen, "--peer-listen=127.0.0.1:0",
 			"--gossip=" + p.gossip, "--admin=" + p.admin, "--keys=" + keys, "--k=2", "--log-level=debug",
 			"--identity-header=scone-client"} // sessions name themselves on 127.0.0.1
@@ -97,7 +98,7 @@ func TestNodeProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 		procs = append(procs, p)
-		waitFor(t, "http://"+p.admin+"/metrics")
+		daemontest.WaitFor(t, "http://"+p.admin+"/metrics")
 	}
 	waitMembers := func(live []*nodeProc) {
 		t.Helper()
@@ -227,7 +228,7 @@ func TestNodeProcesses(t *testing.T) {
 		}
 	}
 	t.Logf("%d calls, %d of unknown outcome (through the killed or paused node)", calls, unknown)
-	scrape(t, procs[0].admin, "scone_cluster_members", "scone_cluster_replication_seconds",
+	daemontest.Scrape(t, procs[0].admin, "scone_cluster_members", "scone_cluster_replication_seconds",
 		"scone_cluster_repair_backlog", "scone_cluster_records", "scone_cluster_writes_total",
 		"scone_hook_requests_total", "scone_hook_seconds", "process_cpu_seconds_total")
 	// The live view of a node: the members it sees and the records it holds.
@@ -246,7 +247,7 @@ func TestNodeProcesses(t *testing.T) {
 			t.Errorf("/debug/scone/ shows record %s on %v with %v", r.ID, r.Holders, r.SCONEs)
 		}
 	}
-	if page := get(t, "http://"+procs[0].admin+"/debug/scone/"); !strings.Contains(page, "<title>SCONE") {
+	if page := daemontest.Get(t, "http://"+procs[0].admin+"/debug/scone/"); !strings.Contains(page, "<title>SCONE") {
 		t.Errorf("/debug/scone/ does not serve the page:\n%.300s", page)
 	}
 }
