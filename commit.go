@@ -58,7 +58,8 @@ func (s *Sealer) restore(ctx context.Context, token []byte, want Expect, scope s
 	// Expected values first: open then keeps these strings, not copies.
 	st.sc.Service, st.sc.Scope = want.Service, scope
 	st.sc.Data = buf[:0]
-	o, err := s.open(ctx, &st.sc, token, want)
+	// The data stays where the body puts it: the State opens once.
+	o, err := s.openData(ctx, &st.sc, token, want, false)
 	if err != nil {
 		return nil, err
 	}

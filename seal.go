@@ -135,6 +135,14 @@ func (s *Sealer) check(sc *SCONE) error {
 //
 // open reuses sc.Data's storage; on error sc's contents are unspecified.
 func (s *Sealer) open(ctx context.Context, sc *SCONE, token []byte, want Expect) (opened, error) {
+	return s.openData(ctx, sc, token, want, true)
+}
+
+// openData is open; front moves the data to the start of sc.Data's storage,
+// for a caller that opens into the same storage again (without the move,
+// each open would leave less room). A caller that opens into storage once,
+// as restore does, saves the move.
+func (s *Sealer) openData(ctx context.Context, sc *SCONE, token []byte, want Expect, front bool) (opened, error) {
 	if len(token) > s.cfg.maxSize {
 		return opened{}, errCode(CodeTooLarge, "SCONE of "+strconv.Itoa(len(token))+
 			" bytes is over the budget of "+strconv.Itoa(s.cfg.maxSize))
@@ -149,7 +157,7 @@ func (s *Sealer) open(ctx context.Context, sc *SCONE, token []byte, want Expect)
 	if k == nil {
 		return opened{}, errCode(CodeUnknownKey, "no usable key with ID "+strconv.FormatUint(uint64(h.keyID), 10))
 	}
-	if err := s.decrypt(sc, k, token, &h); err != nil {
+	if err := s.decrypt(sc, k, token, &h, front); err != nil {
 		return opened{}, err
 	}
 	setString(&sc.Service, h.service)
@@ -204,8 +212,9 @@ func (s *Sealer) maxData() int {
 	return s.cfg.maxSize
 }
 
-// decrypt opens the envelope's body into sc, reusing sc.Data's storage.
-func (s *Sealer) decrypt(sc *SCONE, k *ringKey, token []byte, h *headerView) error {
+// decrypt opens the envelope's body into sc, reusing sc.Data's storage, at
+// its start if front is set.
+func (s *Sealer) decrypt(sc *SCONE, k *ringKey, token []byte, h *headerView, front bool) error {
 	nonce := token[h.end : h.end+nonceSize]
 	d, cached := k.x.openKey((*[prefixSize]byte)(nonce))
 	pt, err := d.aead.Open(sc.Data[:0], nonce[prefixSize:], token[h.end+nonceSize:], token[:h.end])
@@ -222,6 +231,10 @@ func (s *Sealer) decrypt(sc *SCONE, k *ringKey, token []byte, h *headerView) err
 	if flags&flagDeflate != 0 {
 		sc.Data, err = inflate(nil, data, s.maxData())
 		return err
+	}
+	if !front {
+		sc.Data = data
+		return nil
 	}
 	n := copy(pt, data) // move the data to the front of the buffer
 	sc.Data = pt[:n]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
@@ -25,11 +27,17 @@ import (
 type rmw struct {
 	pb.UnimplementedInventoryServer
 	size int
+	echo bool // send the request's unknown fields back, and nothing else
 }
 
 var benchBook = &pb.Book{Isbn: "9780441013593", Title: "Dune", PriceCents: 1099}
 
-func (r rmw) Lookup(ctx context.Context, _ *pb.LookupRequest) (*pb.Book, error) {
+func (r rmw) Lookup(ctx context.Context, req *pb.LookupRequest) (*pb.Book, error) {
+	if r.echo {
+		reply := &pb.Book{Isbn: benchBook.Isbn, Title: benchBook.Title, PriceCents: benchBook.PriceCents}
+		reply.ProtoReflect().SetUnknown(req.ProtoReflect().GetUnknown())
+		return reply, nil
+	}
 	if st, ok := scone.FromContext(ctx); ok && r.size > 0 {
 		st.Update(func(d []byte) []byte {
 			if len(d) != r.size {
@@ -52,6 +60,9 @@ type sessionKey struct{}
 //	state=256/metrics    the same with the server hook's metrics (WithMetrics)
 //	state=256/tracing    the same, traced: otelgrpc on both sides and the hook's spans, on an SDK tracer provider that samples every call
 //	state=4096           the same as state=256 with 4 KiB
+//	bytes=256, bytes=4096  plain gRPC carrying the bytes state=256 and state=4096 carry (the frame,
+//	                     as an unknown field of the request, echoed in the reply), without the hook
+//	                     or its cryptography: the limit the hook can reach
 //
 // state=256 is the hook without a tracer provider: no call span in the
 // context, so the hook records no span either.
@@ -67,8 +78,14 @@ func BenchmarkUnary(b *testing.B) {
 		{"state=256/metrics", 256, true, false},
 		{"state=256/tracing", 256, false, true},
 		{"state=4096", 4096, false, false},
+		{"bytes=256", 256, false, false},
+		{"bytes=4096", 4096, false, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
+			if strings.HasPrefix(bc.name, "bytes=") {
+				benchBytes(b, frameSize(b, bc.size))
+				return
+			}
 			var sopts []grpc.ServerOption
 			var dopts []grpc.DialOption
 			if bc.size > 0 {
@@ -89,6 +106,73 @@ func BenchmarkUnary(b *testing.B) {
 			}
 			benchUnary(b, bc.size, sopts, dopts)
 		})
+	}
+}
+
+// frameSize returns the length of the frame a reply carries for size bytes
+// of state, after a few calls of one session.
+func frameSize(b *testing.B, size int) int {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer(sconegrpc.ServerOptions(newSealer(b))...)
+	pb.RegisterInventoryServer(srv, rmw{size: size})
+	go srv.Serve(lis)
+	defer srv.Stop()
+	d := scone.NewDict()
+	conn, err := grpc.NewClient(lis.Addr().String(), append(sconegrpc.DialOptions(sconegrpc.WithHolder(d)),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	const method = "/bookstore.v1.Inventory/Lookup"
+	for range 3 {
+		if _, err := pb.NewInventoryClient(conn).Lookup(context.Background(), &pb.LookupRequest{Isbn: benchBook.Isbn}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	toks := d.Match(nil, method)
+	if len(toks) != 1 {
+		b.Fatalf("the holder keeps %d SCONEs, want 1", len(toks))
+	}
+	return protowire.SizeBytes(protowire.SizeTag(1) + protowire.SizeBytes(len(toks[0])))
+}
+
+// benchBytes is benchUnary without the hook, each request carrying n bytes
+// in an unknown field (as the frame field) that the server sends back.
+func benchBytes(b *testing.B, n int) {
+	field := protowire.AppendTag(nil, protowire.MaxValidNumber, protowire.BytesType)
+	field = protowire.AppendBytes(field, make([]byte, n-protowire.SizeVarint(uint64(n))))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	pb.RegisterInventoryServer(srv, rmw{echo: true})
+	go srv.Serve(lis)
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewInventoryClient(conn)
+	var failed atomic.Int64
+	b.SetParallelism(32)
+	b.ReportAllocs()
+	b.RunParallel(func(p *testing.PB) {
+		req := &pb.LookupRequest{Isbn: benchBook.Isbn}
+		req.ProtoReflect().SetUnknown(field)
+		for p.Next() {
+			if reply, err := c.Lookup(context.Background(), req); err != nil || len(reply.ProtoReflect().GetUnknown()) != len(field) {
+				failed.Add(1)
+			}
+		}
+	})
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d calls failed", n)
 	}
 }
 

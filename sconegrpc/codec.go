@@ -43,7 +43,7 @@ type outFrame struct {
 // release returns the frame's pooled buffer, once the frame is encoded.
 func (f *outFrame) release() {
 	if f.pooled != nil {
-		mem.DefaultBufferPool().Put(f.pooled)
+		wirePool.Put(f.pooled)
 		f.pooled = nil
 	}
 }
@@ -54,6 +54,11 @@ type bodyIn struct {
 	frame []byte
 	found bool
 }
+
+// minMessageBuf is the least capacity of a message buffer: over gRPC's
+// pooling threshold (mem.IsBelowBufferPoolingThreshold), so that it comes
+// back to the pool.
+const minMessageBuf = 1<<10 + 1
 
 type codec struct{ base encoding.CodecV2 }
 
@@ -81,9 +86,11 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	}
 	size := proto.Size(m)
 	total := grpcframe.BodyFieldSize(&out.frame.Frame) + size
-	// Always pooled: with the frame, messages are rarely small.
-	pool := mem.DefaultBufferPool()
-	buf := pool.Get(total)
+	// Always pooled: with the frame, messages are rarely small. gRPC gives
+	// the buffer back once it is written, if it is over its pooling
+	// threshold (mem.NewBuffer), which the buffer's capacity always is.
+	pool := wirePool
+	buf := pool.Get(max(total, minMessageBuf))
 	b := grpcframe.AppendBodyField((*buf)[:0], &out.frame.Frame)
 	out.frame.release()
 	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
@@ -127,8 +134,7 @@ func (c codec) unmarshalRequest(data mem.BufferSlice, v any) error {
 	if m == nil {
 		return c.base.Unmarshal(data, v)
 	}
-	pool := mem.DefaultBufferPool()
-	buf := data.MaterializeToBuffer(pool)
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b := buf.ReadOnlyData()
 	_, rest, ok := grpcframe.SplitBody(b)
@@ -141,7 +147,7 @@ func (c codec) unmarshalRequest(data mem.BufferSlice, v any) error {
 	r := m.ProtoReflect()
 	u := r.GetUnknown()
 	field := b[:len(b)-len(rest)]
-	p := pool.Get(len(field) + len(u))
+	p := wirePool.Get(len(field) + len(u))
 	r.SetUnknown(append(append((*p)[:0], field...), u...))
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
@@ -86,27 +85,26 @@ func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 	}
 	// The state is decrypted into a pooled buffer, given back once the reply
 	// is sealed (Exchange.Release).
-	pool := mem.DefaultBufferPool()
 	inSize := tokensSize(in.SCONEs)
 	data := noData
 	if inSize > 0 {
-		data = pool.Get(inSize)
+		data = dataPool.Get(inSize)
 	}
 	x, err := h.begin(ctx, info.FullMethod, &in, hooked, *data)
 	if spare != nil {
 		// The request's frame: Begin keeps none of its bytes.
 		b := new([]byte)
 		*b = spare
-		pool.Put(b)
+		wirePool.Put(b)
 	}
 	if err != nil {
-		putData(pool, data)
+		putData(data)
 		return nil, err
 	}
 	resp, herr := handler(x.Context(), req)
 	out, err := h.finish(x, herr, inSize)
 	x.Release()
-	putData(pool, data)
+	putData(data)
 	switch {
 	case err != nil:
 		return nil, err
@@ -130,9 +128,9 @@ func (h *server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 // noData stands for no data buffer, for a request that carries no SCONE.
 var noData = new([]byte)
 
-func putData(pool mem.BufferPool, data *[]byte) {
+func putData(data *[]byte) {
 	if data != noData {
-		pool.Put(data)
+		dataPool.Put(data)
 	}
 }
 
@@ -210,7 +208,7 @@ func (h *server) begin(ctx context.Context, method string, in *grpcframe.Frame, 
 // The new SCONE is sealed into a pooled buffer, about the size of the
 // request's SCONEs (inSize bytes): release the frame once it is encoded.
 func (h *server) finish(x *hook.Exchange, herr error, inSize int) (*bodyOut, error) {
-	out := &bodyOut{frame: outFrame{pooled: mem.DefaultBufferPool().Get(max(inSize+256, 1024))}}
+	out := &bodyOut{frame: outFrame{pooled: wirePool.Get(max(inSize+256, 1024))}}
 	f := &out.frame
 	span := h.trace.Start(x.Context(), hooktrace.Commit)
 	r, err := h.metrics.Finish(x, (*f.pooled)[:0], herr != nil)
