@@ -81,11 +81,11 @@ func TestPeerLink(t *testing.T) {
 			for i := range 64 {
 				wg.Go(func() {
 					key := fmt.Sprint("k", i)
-					if _, err := l.do(context.Background(), storeOp(key, uint64(i+1), 0, false)); err != nil {
+					if _, err := l.do(context.Background(), storeOp(key, uint64(i+1), 0, false), 0); err != nil {
 						errs <- err
 						return
 					}
-					r, err := l.do(context.Background(), &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: key}}})
+					r, err := l.do(context.Background(), &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: key}}}, 0)
 					if err != nil {
 						errs <- err
 						return
@@ -116,11 +116,11 @@ func TestPeerLinkStuck(t *testing.T) {
 	srv := stuck{opened: make(chan struct{}, 2)}
 	l := serveLink(t, srv, 100*time.Millisecond)
 	fetch := &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: "a"}}}
-	if _, err := l.do(context.Background(), fetch); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := l.do(context.Background(), fetch, 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("an operation the member never answers: %v, want DeadlineExceeded", err)
 	}
 	<-srv.opened
-	if _, err := l.do(context.Background(), fetch); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := l.do(context.Background(), fetch, 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("the next operation: %v, want DeadlineExceeded", err)
 	}
 	select {
