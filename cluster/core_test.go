@@ -118,15 +118,15 @@ type sim struct {
 }
 
 type simNode struct {
-	name   string
-	view   []string // sorted
-	gone   map[string]time.Time
+	name    string
+	view    []string // sorted
+	gone    map[string]time.Time
 	gen     uint64    // membership changes seen
 	changed time.Time // when its view last changed
-	agreed map[string]agreement
-	store  *store
-	paused bool
-	round  *simWrite // the write it is making, if any
+	agreed  map[string]agreement
+	store   *store
+	paused  bool
+	round   *simWrite // the write it is making, if any
 }
 
 // simWrite is a write a node is making.
