@@ -32,6 +32,9 @@ type Node struct {
 	m     *metrics
 
 	members *membership.Group[*peerLink] // the live members and the links to them
+	// group is members, for triggerRepair, which the group calls before
+	// Start returns.
+	group atomic.Pointer[membership.Group[*peerLink]]
 
 	repairNow chan struct{}
 	// changes counts the membership changes; settled is the count as of
@@ -75,6 +78,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n.members = g
+	n.group.Store(g)
 	n.done.Add(1)
 	go n.repairLoop()
 	return n, nil
@@ -184,11 +188,9 @@ type viewChange struct {
 
 // triggerRepair runs a repair pass soon, after a change of membership.
 func (n *Node) triggerRepair() {
-	n.changedMu.Lock()
-	if h := n.members.View().Hash; h != n.changed.hash {
-		n.changed = viewChange{hash: h, at: time.Now()}
+	if g := n.group.Load(); g != nil {
+		n.changedAt(g.View().Hash, time.Now())
 	}
-	n.changedMu.Unlock()
 	n.changes.Add(1)
 	select {
 	case n.repairNow <- struct{}{}:
@@ -196,13 +198,14 @@ func (n *Node) triggerRepair() {
 	}
 }
 
-// changedAt returns when this node came to see the view of hash h: now if
-// the change is not yet recorded (see triggerRepair).
+// changedAt returns when this node came to see the view of hash h, first
+// recording it at now if it is new: the group calls triggerRepair just
+// after each change, and a request may see the view first.
 func (n *Node) changedAt(h uint64, now time.Time) time.Time {
 	n.changedMu.Lock()
 	defer n.changedMu.Unlock()
 	if n.changed.hash != h {
-		return now
+		n.changed = viewChange{hash: h, at: now}
 	}
 	return n.changed.at
 }
