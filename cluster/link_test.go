@@ -129,3 +129,20 @@ func TestPeerLinkStuck(t *testing.T) {
 		t.Fatal("the link kept the stuck stream")
 	}
 }
+
+// TestLinkRefusesAnotherView: an operation decided in another view than
+// the node's now (its owners were chosen among other members) fails as
+// refused, errViewsDiffer, and is never sent.
+func TestLinkRefusesAnotherView(t *testing.T) {
+	opened := make(chan struct{}, 1)
+	l := serveLink(t, stuck{opened: opened}, 5*time.Second) // the node's view: 0
+	fetch := &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: "k"}}}
+	if _, err := l.do(context.Background(), fetch, 42); !errors.Is(err, errViewsDiffer) {
+		t.Fatalf("an operation of another view: %v, want errViewsDiffer", err)
+	}
+	select {
+	case <-opened:
+		t.Fatal("the operation of another view was sent")
+	default:
+	}
+}
