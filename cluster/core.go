@@ -312,6 +312,43 @@ func trust(self string, owners []string, degrade bool, lease time.Duration, s st
 	return true
 }
 
+// readFrom returns the members a node reads key's record from, for k
+// copies, in a view of members that last changed at changed: its owners,
+// the primary first; and, for the settle window after a change of the view
+// (a member joined, came back or left), every other member after them.
+//
+// When the view changes, a record's owners change with it, and a new owner
+// holds the record only once repair has copied it there: until then it
+// answers with an older record, or none, and a read of the owners alone
+// would serve that (a stale read, and a write built on it accepted by the
+// owners' compare-and-set, which a stale owner passes). Treating a join as
+// a departure (refusing the record for the window) would cost the window's
+// availability on every record that moved; reading the owners of the
+// previous view too (a union of views) needs the view the record was last
+// written in, which a node that was cut off never saw. Every member of the
+// view is a superset of both: a copy of the newest record is either still
+// on a member that held it (repair drops a copy only once every owner of
+// its view took it) or on an owner that took it from one, so the newest of
+// the members' answers is the newest record; all must answer, as for
+// owners. Writes still go to the owners of the view, made from that newest
+// record: an owner that missed writes catches up by compare-and-set, and a
+// stale read cannot be their base. The window must cover the repair that
+// follows the change (its pushes each end within the peer call timeout, or
+// are retried): after it, the owners hold the record.
+func readFrom(key string, k int, members []string, changed, now time.Time, window time.Duration) []string {
+	owners := Owners(key, members, k)
+	if now.Sub(changed) >= window {
+		return owners
+	}
+	out := slices.Clone(owners)
+	for _, m := range members {
+		if !slices.Contains(owners, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // The outcomes of a read from the owners: the labels of
 // scone_cluster_fetches_total.
 const (

@@ -24,7 +24,10 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected outputs of testd
 // comments. go test -run TestCoreScenarios -rewrite writes the outputs the
 // code gives (review the diff). The commands:
 //
-//	cluster nodes=A,B,… k=K lease=D [degrade]   nodes that all see each other
+//	cluster nodes=A,B,… k=K lease=D [settle=W] [degrade]
+//	                                            nodes that all see each other; reads
+//	                                            ask every member for W after a view
+//	                                            change (readFrom; default 0)
 //	owners key=KEY [of=NODE]                    a key's owners in NODE's view
 //	tick D                                      the clock moves on by D
 //	gone node=N [seen-by=A,…]                   they declare N dead (default: all others)
@@ -106,6 +109,7 @@ type sim struct {
 	start, now time.Time
 	k          int
 	lease      time.Duration
+	settle     time.Duration // the settle window of reads (readFrom)
 	degrade    bool
 	nodes      map[string]*simNode
 	names      []string
@@ -114,14 +118,15 @@ type sim struct {
 }
 
 type simNode struct {
-	name   string
-	view   []string // sorted
-	gone   map[string]time.Time
-	gen    uint64 // membership changes seen
-	agreed map[string]agreement
-	store  *store
-	paused bool
-	round  *simWrite // the write it is making, if any
+	name    string
+	view    []string // sorted
+	gone    map[string]time.Time
+	gen     uint64    // membership changes seen
+	changed time.Time // when its view last changed
+	agreed  map[string]agreement
+	store   *store
+	paused  bool
+	round   *simWrite // the write it is making, if any
 }
 
 // simWrite is a write a node is making.
@@ -262,6 +267,12 @@ func (s *sim) cluster(args map[string]string, bare []string) ([]string, error) {
 		return nil, err
 	}
 	s.lease, s.degrade = lease, slices.Contains(bare, "degrade")
+	s.settle = 0
+	if args["settle"] != "" {
+		if s.settle, err = time.ParseDuration(args["settle"]); err != nil {
+			return nil, err
+		}
+	}
 	s.names = strings.Split(args["nodes"], ",")
 	s.nodes = map[string]*simNode{}
 	for _, name := range s.names {
@@ -270,7 +281,11 @@ func (s *sim) cluster(args map[string]string, bare []string) ([]string, error) {
 			gone: map[string]time.Time{}, agreed: map[string]agreement{}, store: newStore(),
 		}
 	}
-	return []string{fmt.Sprintf("%d nodes, k=%d, lease %v, degrade %v", len(s.names), s.k, s.lease, s.degrade)}, nil
+	out := fmt.Sprintf("%d nodes, k=%d, lease %v, degrade %v", len(s.names), s.k, s.lease, s.degrade)
+	if s.settle > 0 {
+		out += fmt.Sprintf(", settle %v", s.settle)
+	}
+	return []string{out}, nil
 }
 
 // seers returns the nodes named in list (a,b,…), or all but except.
@@ -298,6 +313,7 @@ func (s *sim) membership(n *simNode, up bool, seenBy string) ([]string, error) {
 			o.gone[n.name] = s.now
 		}
 		o.gen++
+		o.changed = s.now
 		out = append(out, fmt.Sprintf("%s sees %s", o.name, strings.Join(o.view, " ")))
 	}
 	return out, nil
@@ -519,7 +535,11 @@ func (s *sim) read(n *simNode, key string) []string {
 	var found []*Record
 	failed := 0
 	var out []string
-	for _, o := range owners {
+	from := readFrom(key, s.k, n.view, n.changed, s.now, s.settle)
+	if len(from) > len(owners) {
+		out = append(out, "asks "+strings.Join(from, " ")+" (settle window)")
+	}
+	for _, o := range from {
 		on := s.nodes[o]
 		if o != n.name {
 			if ok, why := answers(on, n.view); !ok {

@@ -47,7 +47,7 @@ func TestClusterFailover(t *testing.T) {
 		}
 		var affected []string // the sessions the victim keeps a copy of
 		for _, cl := range clients {
-			if slices.Contains(survivors[0].node.owners(headerKey(cl), 2), victim.name) {
+			if slices.Contains(Owners(headerKey(cl), survivors[0].node.Members(), 2), victim.name) {
 				affected = append(affected, cl)
 			}
 		}

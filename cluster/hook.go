@@ -13,6 +13,7 @@ import (
 	"github.com/scone-project/scone/internal/hook"
 	"github.com/scone-project/scone/internal/hookmetrics"
 	"github.com/scone-project/scone/internal/hooktrace"
+	"github.com/scone-project/scone/internal/membership"
 	"github.com/scone-project/scone/sconegrpc"
 )
 
@@ -142,14 +143,17 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 	}
 	key := KeyOf(client)
 	k := n.cfg.k(service)
-	owners := n.owners(key, k)
+	// One view for the whole request: its owners are read and written in
+	// it, and refuse if they see another (see pending.view).
+	view := n.members.View()
+	owners := Owners(key, view.Members, k)
 	if len(owners) < k && (!n.cfg.Degrade || len(owners) == 0) {
 		return nil, scone.NewError(scone.CodeUnavailable,
 			fmt.Sprintf("%d live members, fewer than the %d copies this service needs", len(owners), k))
 	}
 	gen := n.changes.Load()
 	span := tr.Start(ctx, hooktrace.ClusterRd)
-	rec, err := n.read(ctx, key, owners)
+	rec, err := n.read(ctx, key, k, owners, view)
 	span.End(err, hooktrace.Holders.Int(len(owners)))
 	if err != nil {
 		return nil, err
@@ -158,12 +162,12 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 		// The client's record also holds the state of a service that asks
 		// for more copies: it keeps them.
 		k = rec.Copies
-		owners = n.owners(key, k)
+		owners = Owners(key, view.Members, k)
 		if len(owners) < k && (!n.cfg.Degrade || len(owners) == 0) {
 			return nil, scone.NewError(scone.CodeUnavailable,
 				fmt.Sprintf("%d live members, fewer than the %d copies this client's state needs", len(owners), k))
 		}
-		if rec, err = n.read(ctx, key, owners); err != nil {
+		if rec, err = n.read(ctx, key, k, owners, view); err != nil {
 			return nil, err
 		}
 	}
@@ -224,7 +228,7 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 		need = 1
 	}
 	wctx, span := tr.StartContext(ctx, hooktrace.ClusterWr)
-	copies, err := n.write(wctx, next, base, owners, need)
+	copies, err := n.write(wctx, next, base, owners, need, view.Hash)
 	span.End(err, hooktrace.Holders.Int(len(owners)), hooktrace.Copies.Int(copies), hooktrace.Count.Int(len(next.SCONEs)))
 	if err != nil {
 		return nil, err
@@ -239,12 +243,16 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 	return herr, nil
 }
 
-// read returns key's record: the node's own copy if it can vouch for it
-// (see trusted), else the newest of the owners'.
-func (n *Node) read(ctx context.Context, key string, owners []string) (*Record, error) {
+// read returns key's record for k copies, owned by owners in view: the
+// node's own copy if it can vouch for it (see trusted), else the newest of
+// the owners', or of every member's within the settle window after a
+// change of the view (see readFrom).
+func (n *Node) read(ctx context.Context, key string, k int, owners []string, view *membership.View) (*Record, error) {
 	if rec, ok := n.trusted(key, owners); ok {
 		n.m.fetches.WithLabelValues("local").Inc()
 		return rec, nil
 	}
-	return n.fetch(ctx, key, owners)
+	now := time.Now() // the monotonic clock, as the change's time
+	from := readFrom(key, k, view.Members, n.changedAt(view.Hash, now), now, n.settleWindow())
+	return n.fetch(ctx, key, from, view.Hash)
 }

@@ -81,11 +81,11 @@ func TestPeerLink(t *testing.T) {
 			for i := range 64 {
 				wg.Go(func() {
 					key := fmt.Sprint("k", i)
-					if _, err := l.do(context.Background(), storeOp(key, uint64(i+1), 0, false)); err != nil {
+					if _, err := l.do(context.Background(), storeOp(key, uint64(i+1), 0, false), 0); err != nil {
 						errs <- err
 						return
 					}
-					r, err := l.do(context.Background(), &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: key}}})
+					r, err := l.do(context.Background(), &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: key}}}, 0)
 					if err != nil {
 						errs <- err
 						return
@@ -116,16 +116,33 @@ func TestPeerLinkStuck(t *testing.T) {
 	srv := stuck{opened: make(chan struct{}, 2)}
 	l := serveLink(t, srv, 100*time.Millisecond)
 	fetch := &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: "a"}}}
-	if _, err := l.do(context.Background(), fetch); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := l.do(context.Background(), fetch, 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("an operation the member never answers: %v, want DeadlineExceeded", err)
 	}
 	<-srv.opened
-	if _, err := l.do(context.Background(), fetch); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := l.do(context.Background(), fetch, 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("the next operation: %v, want DeadlineExceeded", err)
 	}
 	select {
 	case <-srv.opened:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the link kept the stuck stream")
+	}
+}
+
+// TestLinkRefusesAnotherView: an operation decided in another view than
+// the node's now (its owners were chosen among other members) fails as
+// refused, errViewsDiffer, and is never sent.
+func TestLinkRefusesAnotherView(t *testing.T) {
+	opened := make(chan struct{}, 1)
+	l := serveLink(t, stuck{opened: opened}, 5*time.Second) // the node's view: 0
+	fetch := &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: "k"}}}
+	if _, err := l.do(context.Background(), fetch, 42); !errors.Is(err, errViewsDiffer) {
+		t.Fatalf("an operation of another view: %v, want errViewsDiffer", err)
+	}
+	select {
+	case <-opened:
+		t.Fatal("the operation of another view was sent")
+	default:
 	}
 }

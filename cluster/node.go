@@ -32,13 +32,21 @@ type Node struct {
 	m     *metrics
 
 	members *membership.Group[*peerLink] // the live members and the links to them
+	// group is members, for triggerRepair, which the group calls before
+	// Start returns.
+	group atomic.Pointer[membership.Group[*peerLink]]
 
 	repairNow chan struct{}
 	// changes counts the membership changes; settled is the count as of
 	// the last repair pass that left nothing to do.
 	changes, settled atomic.Uint64
-	stop             chan struct{}
-	done             sync.WaitGroup
+	// changed is the view as of the last change, and when it came (by the
+	// monotonic clock): reads consult every member for the settle window
+	// after it (see readFrom).
+	changedMu sync.Mutex
+	changed   viewChange
+	stop      chan struct{}
+	done      sync.WaitGroup
 }
 
 // New starts a node: it begins gossiping and joins cfg.Seeds. Serve its Peer
@@ -70,6 +78,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	n.members = g
+	n.group.Store(g)
 	n.done.Add(1)
 	go n.repairLoop()
 	return n, nil
@@ -137,7 +146,7 @@ func (n *Node) Leave(timeout time.Duration) error {
 			continue
 		}
 		for _, o := range Owners(key, others, max(1, rec.Copies)) {
-			if _, _, err := n.storeOn(context.Background(), o, rec, 0, true); err != nil {
+			if _, _, err := n.storeOn(context.Background(), o, rec, 0, true, 0); err != nil {
 				failed++
 			}
 		}
@@ -171,8 +180,17 @@ func KeyOf(client string) string {
 	return hex.EncodeToString(sum[:20])
 }
 
+// viewChange is a view of the members and when this node came to see it.
+type viewChange struct {
+	hash uint64
+	at   time.Time
+}
+
 // triggerRepair runs a repair pass soon, after a change of membership.
 func (n *Node) triggerRepair() {
+	if g := n.group.Load(); g != nil {
+		n.changedAt(g.View().Hash, time.Now())
+	}
 	n.changes.Add(1)
 	select {
 	case n.repairNow <- struct{}{}:
@@ -180,11 +198,32 @@ func (n *Node) triggerRepair() {
 	}
 }
 
-// fetch reads a client's record from its owners, in parallel, and decides
-// the read with newest: the newest record wins, and every owner must answer
-// (else CodeUnavailable). Until the cluster notices that an owner died, its
-// records are unavailable; then they have other owners.
-func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record, error) {
+// changedAt returns when this node came to see the view of hash h, first
+// recording it at now if it is new: the group calls triggerRepair just
+// after each change, and a request may see the view first.
+func (n *Node) changedAt(h uint64, now time.Time) time.Time {
+	n.changedMu.Lock()
+	defer n.changedMu.Unlock()
+	if n.changed.hash != h {
+		n.changed = viewChange{hash: h, at: now}
+	}
+	return n.changed.at
+}
+
+// settleWindow is how long after a change of the view a node reads a
+// record from every member, not only its owners (see readFrom): the peer
+// call timeout, within which every push of the repair pass that the change
+// starts ends (or fails, and is retried), plus that pass's start delay.
+func (n *Node) settleWindow() time.Duration { return n.cfg.Timeout + repairDelay }
+
+// fetch reads a client's record from owners (the owners of view, or every
+// member of it, see readFrom), in parallel, and decides the read with
+// newest: the newest record wins, and every one must answer (else
+// CodeUnavailable). Until the cluster notices that an owner died, its
+// records are unavailable; then they have other owners. A member that sees
+// other members than view refuses, and so does this node's link once its
+// own view changed (see pending.view).
+func (n *Node) fetch(ctx context.Context, key string, owners []string, view uint64) (*Record, error) {
 	type answer struct {
 		rec *Record
 		err error
@@ -194,7 +233,7 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 	answers := make(chan answer, len(owners))
 	for _, o := range owners {
 		go func() {
-			r, err := n.fetchFrom(ctx, o, key)
+			r, err := n.fetchFrom(ctx, o, key, view)
 			answers <- answer{r, err}
 		}()
 	}
@@ -218,12 +257,13 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string) (*Record,
 	return rec, nil
 }
 
-// write stores rec, made from version base, on its owners, as a writeRound
-// decides (to every owner at once; undos of a failed write), and returns
-// how many took it. It fails with CodeUnavailable or CodeConflict when
-// nothing changed, and with CodeInDoubt when an owner that may hold the
-// write did not confirm taking it back: the write may still land.
-func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int) (int, error) {
+// write stores rec, made from version base, on its owners in view (a view
+// hash; see pending.view), as a writeRound decides (to every owner at once;
+// undos of a failed write), and returns how many took it. It fails with
+// CodeUnavailable or CodeConflict when nothing changed, and with
+// CodeInDoubt when an owner that may hold the write did not confirm taking
+// it back: the write may still land.
+func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int, view uint64) (int, error) {
 	if n.settling(rec.Key, max(len(owners), rec.Copies)) {
 		n.m.writes.WithLabelValues(outcomeUnavailable).Inc()
 		return 0, scone.NewError(scone.CodeUnavailable, "an owner of the client's state left the group a moment ago; retry")
@@ -236,7 +276,7 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 	var again []string
 	send := func(o string) {
 		t := time.Now()
-		v, held, err := n.storeOn(ctx, o, rec, base, false)
+		v, held, err := n.storeOn(ctx, o, rec, base, false, view)
 		hooktrace.OwnerWrite(ctx, o, t, v.String(), err)
 		mu.Lock()
 		defer mu.Unlock()
@@ -322,11 +362,6 @@ func (n *Node) settling(key string, k int) bool {
 	return inLease(key, k, n.members.View().Members, n.members.Departures(now), now, n.cfg.Lease)
 }
 
-// owners returns the live owners of key for k copies.
-func (n *Node) owners(key string, k int) []string {
-	return Owners(key, n.members.View().Members, k)
-}
-
 // trusted returns this node's own copy of key's record when it can serve a
 // request without asking the other owners (see trust).
 func (n *Node) trusted(key string, owners []string) (*Record, bool) {
@@ -366,7 +401,7 @@ func (n *Node) repairLoop() {
 		case <-n.repairNow:
 			// Let a burst of membership events settle.
 			select {
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(repairDelay):
 			case <-n.stop:
 				return
 			}
@@ -377,13 +412,19 @@ func (n *Node) repairLoop() {
 	}
 }
 
+// repairDelay is how long a repair pass waits after a change of
+// membership, to let a burst of membership events settle.
+const repairDelay = 20 * time.Millisecond
+
 // repair copies every record the node holds to its owners, and hands over
 // the ones it no longer owns. Records are re-checked at the next pass if a
-// copy failed.
+// copy failed. The copies go in the view the owners were chosen in: once
+// the view changes, the pass's pushes fail, and the next pass copies them.
 func (n *Node) repair() {
 	start := time.Now()
 	gen := n.changes.Load()
-	members := n.Members()
+	view := n.members.View()
+	members := slices.Clone(view.Members)
 	if !slices.Contains(members, n.cfg.Name) {
 		return // not yet a member of its own view
 	}
@@ -404,7 +445,7 @@ func (n *Node) repair() {
 		a := plan[0]
 		failed := 0
 		for _, o := range a.PushTo {
-			v, _, err := n.storeOn(context.Background(), o, rec, 0, true)
+			v, _, err := n.storeOn(context.Background(), o, rec, 0, true, view.Hash)
 			switch {
 			case err != nil:
 				failed++

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -73,7 +74,12 @@ func (l *peerLink) agreement() agreement {
 
 // pending is one operation waiting for its reply.
 type pending struct {
-	op    *pb.Op
+	op *pb.Op
+	// view is the view hash the operation was decided in (its owners were
+	// chosen in it): it is sent only while this node's view is that one,
+	// and the member runs it only if it sees the same (0: the view when it
+	// is sent).
+	view  uint64
 	reply *pb.OpReply
 	err   error
 	done  chan struct{}
@@ -118,11 +124,12 @@ func newLink(conn *grpc.ClientConn, timeout, lease time.Duration, view func() ui
 	return l
 }
 
-// do runs one operation on the member, within the link's timeout.
-func (l *peerLink) do(ctx context.Context, op *pb.Op) (*pb.OpReply, error) {
+// do runs one operation, decided in view (see pending.view), on the
+// member, within the link's timeout.
+func (l *peerLink) do(ctx context.Context, op *pb.Op, view uint64) (*pb.OpReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	p := &pending{op: op, done: make(chan struct{})}
+	p := &pending{op: op, view: view, done: make(chan struct{})}
 	select {
 	case l.queue <- p:
 	case <-ctx.Done():
@@ -202,8 +209,25 @@ func (l *peerLink) send() {
 }
 
 // sendBatch sends one batch on the stream, opening one if there is none,
-// or in a Batch call if the member does not serve Stream.
+// or in a Batch call if the member does not serve Stream. An operation
+// decided in another view than this node's now fails, not sent, as if the
+// member had refused it (errViewsDiffer): its owners were chosen among
+// other members, and a member that answers it sees the members of now
+// (a node whose view grew as the others rejoined it would otherwise read
+// and write the owners of a view that no longer is).
 func (l *peerLink) sendBatch(batch []*pending) {
+	view := l.view()
+	batch = slices.DeleteFunc(batch, func(p *pending) bool {
+		if p.view == 0 || p.view == view {
+			return false
+		}
+		p.err = errViewsDiffer
+		close(p.done)
+		return true
+	})
+	if len(batch) == 0 {
+		return
+	}
 	req := &pb.BatchRequest{Ops: make([]*pb.Op, len(batch))}
 	for i, p := range batch {
 		req.Ops[i] = p.op
@@ -215,7 +239,7 @@ func (l *peerLink) sendBatch(batch []*pending) {
 		l.mu.Lock()
 		unary, st := l.unary, l.cur
 		l.mu.Unlock()
-		f := &flight{batch: batch, sent: time.Now(), view: l.view()}
+		f := &flight{batch: batch, sent: time.Now(), view: view}
 		req.View = f.view
 		if unary {
 			l.call(f, req)
@@ -341,21 +365,23 @@ func (l *peerLink) Close() error {
 // link returns the link to a live member, connecting on first use.
 func (n *Node) link(name string) (*peerLink, error) { return n.members.Peer(name) }
 
-// call runs one operation on another member.
-func (n *Node) call(ctx context.Context, member string, op *pb.Op) (*pb.OpReply, error) {
+// call runs one operation, decided in view (see pending.view), on another
+// member.
+func (n *Node) call(ctx context.Context, member string, op *pb.Op, view uint64) (*pb.OpReply, error) {
 	l, err := n.link(member)
 	if err != nil {
 		return nil, err
 	}
-	return l.do(ctx, op)
+	return l.do(ctx, op, view)
 }
 
-// fetchFrom reads key's record on one member (locally for this node).
-func (n *Node) fetchFrom(ctx context.Context, member, key string) (*Record, error) {
+// fetchFrom reads key's record on one member (locally for this node), in
+// view (see pending.view).
+func (n *Node) fetchFrom(ctx context.Context, member, key string, view uint64) (*Record, error) {
 	if member == n.cfg.Name {
 		return n.store.get(key), nil
 	}
-	r, err := n.call(ctx, member, &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: key}}})
+	r, err := n.call(ctx, member, &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: key}}}, view)
 	if err != nil {
 		return nil, err
 	}
@@ -366,14 +392,15 @@ func (n *Node) fetchFrom(ctx context.Context, member, key string) (*Record, erro
 	return fromPB(f.GetRecord()), nil
 }
 
-// storeOn writes a record on one member (locally for this node), and
-// returns the verdict and the version the member holds afterwards.
-func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uint64, repair bool) (Verdict, uint64, error) {
+// storeOn writes a record on one member (locally for this node), in view
+// (see pending.view), and returns the verdict and the version the member
+// holds afterwards.
+func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uint64, repair bool, view uint64) (Verdict, uint64, error) {
 	if member == n.cfg.Name {
 		v, rv := n.store.put(rec, base, repair)
 		return v, rv, nil
 	}
-	r, err := n.call(ctx, member, &pb.Op{Op: &pb.Op_Store{Store: &pb.StoreRequest{Record: toPB(rec), Base: base, Repair: repair}}})
+	r, err := n.call(ctx, member, &pb.Op{Op: &pb.Op_Store{Store: &pb.StoreRequest{Record: toPB(rec), Base: base, Repair: repair}}}, view)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -387,7 +414,7 @@ func (n *Node) undoOn(member string, rec *Record) bool {
 		return n.store.undo(rec.Key, rec.RV, rec.Stamp, n.cfg.Now()).settles(rec.RV)
 	}
 	op := &pb.Op{Op: &pb.Op_Undo{Undo: &pb.UndoRequest{Key: rec.Key, Rv: rec.RV, Stamp: rec.Stamp}}}
-	r, err := n.call(context.Background(), member, op)
+	r, err := n.call(context.Background(), member, op, 0)
 	if err != nil {
 		return false
 	}

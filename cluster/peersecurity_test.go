@@ -119,11 +119,11 @@ func TestPeerImpostorForeignCA(t *testing.T) {
 	ctx := context.Background()
 	for _, cl := range clients[:3] {
 		k := headerKey(cl)
-		if rec, err := imp.fetchFrom(ctx, c.nodes[0].name, k); err == nil {
+		if rec, err := imp.fetchFrom(ctx, c.nodes[0].name, k, 0); err == nil {
 			t.Fatalf("the impostor read %s's record from %s: %+v", cl, c.nodes[0].name, rec)
 		}
 		forged := &Record{Key: k, RV: 1 << 40, Stamp: time.Now().UnixNano(), SCONEs: [][]byte{[]byte("forged")}, Copies: 2}
-		if _, _, err := imp.storeOn(ctx, c.nodes[0].name, forged, 0, true); err == nil {
+		if _, _, err := imp.storeOn(ctx, c.nodes[0].name, forged, 0, true, 0); err == nil {
 			t.Fatalf("%s took the impostor's record for %s", c.nodes[0].name, cl)
 		}
 		for _, tn := range c.nodes {
@@ -140,7 +140,7 @@ func TestPeerImpostorForeignCA(t *testing.T) {
 	}
 	refused := 0
 	for i, cl := range clients {
-		if !slices.Contains(c.nodes[0].node.owners(headerKey(cl), 2), "impostor") {
+		if !slices.Contains(Owners(headerKey(cl), c.nodes[0].node.Members(), 2), "impostor") {
 			continue
 		}
 		refused++
