@@ -376,7 +376,7 @@ func (s *Store) put(ctx context.Context, member string, mode pb.PutRequest_Mode,
 	defer cancel()
 	r, err := c.Put(ctx, &pb.PutRequest{Mode: mode, Copy: it.toProto(), Base: base, View: s.viewHash()})
 	if status.Code(err) == codes.FailedPrecondition {
-		return nil, errNoCopy // it answered, and took nothing
+		return nil, fmt.Errorf("%s: %w", member, errNotTaken) // it answered, and took nothing
 	}
 	return r, err
 }
