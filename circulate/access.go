@@ -246,9 +246,10 @@ func (s *Store) forward(ctx context.Context, to string, req *pb.ApplyRequest) *p
 // write applies a reply on top of cur (nil: a new client), replicates the
 // result to the other holders, and keeps it; sl is locked. If a holder
 // refuses it, the holders that took it undo it, and the write fails with
-// nothing changed (conflict). If a holder does not answer, they undo it
-// too, but that holder may take it yet (the put may be held up in the
-// network): the write fails as in doubt.
+// nothing changed (conflict; unavailable if the holder only took nothing,
+// with no other write first: see written). If a holder does not answer,
+// they undo it too, but that holder may take it yet (the put may be held
+// up in the network): the write fails as in doubt.
 func (s *Store) write(ctx context.Context, sl *slot, cur *item, req *pb.ApplyRequest) error {
 	d := scone.NewDict(scone.WithDictLimits(s.cfg.MaxPerClient, s.cfg.MaxBytesPerClient), scone.WithDictClock(s.cfg.Now))
 	next := &item{key: req.Key, gen: 1, since: s.cfg.Now()}
@@ -376,7 +377,7 @@ func (s *Store) put(ctx context.Context, member string, mode pb.PutRequest_Mode,
 	defer cancel()
 	r, err := c.Put(ctx, &pb.PutRequest{Mode: mode, Copy: it.toProto(), Base: base, View: s.viewHash()})
 	if status.Code(err) == codes.FailedPrecondition {
-		return nil, errNoCopy // it answered, and took nothing
+		return nil, fmt.Errorf("%s: %w", member, errNotTaken) // it answered, and took nothing
 	}
 	return r, err
 }

@@ -347,13 +347,20 @@ func (r rules) put(mode pb.PutRequest_Mode, cur, in *item, base uint64, viewsDif
 		}
 		return putResult{reply: ok}
 	case pb.PutRequest_UPDATE:
-		if cur == nil {
-			// It lost its copy (it restarted): not a conflict, and the
-			// primary recreates the copy at its next hand-off.
-			return putResult{err: errNoCopy}
-		}
-		if cur.gen != base || cur.hop != in.hop {
+		switch {
+		case cur != nil && cur.gen > base:
+			// Another write came first: a conflict.
 			return putResult{reply: &pb.PutReply{}}
+		case cur == nil || cur.gen != base || cur.hop != in.hop:
+			// It holds no copy of the write's generation and hop: it
+			// lost its copy (it restarted; the primary recreates it at
+			// its next hand-off), or the sender is the primary of a hop
+			// whose hand-off has not reached this holder yet (it holds
+			// the hop before, or none). A relay of the next hop takes a
+			// hand-off's put, and then a write, while the put to the
+			// others is still on its way. No other write came first:
+			// not a conflict.
+			return putResult{err: errNoCopy}
 		}
 		next := *in
 		next.prev = cur.withoutPrev()
@@ -371,8 +378,14 @@ func (r rules) put(mode pb.PutRequest_Mode, cur, in *item, base uint64, viewsDif
 // write came first.
 var errRefused = errors.New("circulate: a holder refused the copy")
 
-// errNoCopy is an UPDATE on a relay that holds no copy to update.
-var errNoCopy = errors.New("circulate: this relay holds no copy to update")
+// errNotTaken is a Put a holder answered without taking it, where no
+// other write came first (FailedPrecondition on the wire): the sender's
+// write fails with nothing changed (see written), not as a conflict.
+var errNotTaken = errors.New("circulate: the holder took nothing")
+
+// errNoCopy is an UPDATE on a relay that holds no copy of the write's
+// generation and hop to update (see put).
+var errNoCopy = fmt.Errorf("%w: it holds no copy of that generation and hop", errNotTaken)
 
 // retires reports whether a Retire of gen and hop drops cur: it is not
 // newer.
@@ -432,10 +445,12 @@ func (r rules) holdersFor(k knowledge, key string) []string {
 // or did not answer (failed), after undoing it where it was taken (undone:
 // every one confirmed); nil if it succeeded. A holder the write was never
 // sent to (errNotSent: it is not a live relay) cannot take it later, nor
-// can one that answered that it holds no copy to update (errNoCopy: it
-// restarted): if those are the only failures and every undo was
-// confirmed, nothing changed, and the write fails Unavailable rather than
-// in doubt.
+// can one that answered that it took nothing (errNotTaken: it holds no
+// copy of the write's generation and hop, or the client's copy was busy
+// there): if those are the only failures and every undo was confirmed,
+// nothing changed, and the write fails Unavailable rather than in doubt.
+// Only a holder that refused because another write came first (refused)
+// makes it a conflict.
 func written(refused, failed error, undone bool) error {
 	if refused == nil && failed == nil {
 		return nil
@@ -444,8 +459,8 @@ func written(refused, failed error, undone bool) error {
 		failed = errors.Join(failed, errors.New("circulate: a holder that took the write did not confirm its undo"))
 	}
 	switch {
-	case failed != nil && every(failed, func(e error) bool { return errors.Is(e, errNotSent) || errors.Is(e, errNoCopy) }):
-		return scone.WrapError(scone.CodeUnavailable, "circulate: a holder of the client's copies is not a live relay, or holds none; nothing changed", failed)
+	case failed != nil && every(failed, func(e error) bool { return errors.Is(e, errNotSent) || errors.Is(e, errNotTaken) }):
+		return scone.WrapError(scone.CodeUnavailable, "circulate: a holder of the client's copies is not a live relay, or took nothing; nothing changed", failed)
 	case failed != nil:
 		return scone.WrapError(scone.CodeInDoubt, "circulate: a holder of the client's copies did not answer: it may hold the new state yet", failed)
 	}

@@ -490,8 +490,8 @@ func (s *sim) putAll(r *simRelay, to []string, mode pb.PutRequest_Mode, it *item
 		switch {
 		case res == "ok":
 			took = append(took, m)
-		case res == "error: "+errNoCopy.Error():
-			failed = errors.Join(failed, errNoCopy) // as Store.put
+		case strings.HasPrefix(res, "error: "+errNotTaken.Error()):
+			failed = errors.Join(failed, errNotTaken) // as Store.put
 		case strings.HasPrefix(res, "error"):
 			failed = errors.Join(failed, errors.New(res))
 		default:

@@ -70,8 +70,13 @@
 // if its copy still holds what the request carried (as hook.ApplyIfBase:
 // else CodeConflict), puts the new generation on the other holders on top
 // of the old one (compare-and-set), and keeps it once all have; if a
-// holder refuses, the holders that took it undo it and the write fails
-// with nothing changed (CodeConflict). If a holder, or the primary, does
+// holder refuses (it holds a newer generation: another write came first),
+// the holders that took it undo it and the write fails with nothing
+// changed (CodeConflict). A holder that took nothing otherwise (it holds
+// no copy of that generation and hop: it restarted, or the hand-off that
+// made the primary has not reached it yet; or its copy was busy) fails
+// the write with CodeUnavailable, nothing changed, once the others have
+// undone it. If a holder, or the primary, does
 // not answer, the write fails with CodeInDoubt: that relay may take it yet
 // (the request may be held up in the network), so its outcome is unknown.
 // A write is never sent to a relay that is not live in the sender's view:

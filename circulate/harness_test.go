@@ -188,6 +188,13 @@ func (g *group) waitMembers(want int) {
 // eventually retries f every 20 ms until it succeeds or d passes.
 func (g *group) eventually(d time.Duration, f func() error) {
 	g.t.Helper()
+	eventually(g.t, d, f)
+}
+
+// eventually retries f every 20 ms until it succeeds, and fails t with
+// f's last error if d passes first.
+func eventually(t testing.TB, d time.Duration, f func() error) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
 		err := f()
@@ -195,7 +202,7 @@ func (g *group) eventually(d time.Duration, f func() error) {
 			return
 		}
 		if time.Now().After(deadline) {
-			g.t.Fatalf("after %v: %v", d, err)
+			t.Fatalf("after %v: %v", d, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

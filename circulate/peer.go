@@ -3,6 +3,7 @@ package circulate
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -63,6 +64,11 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 	}
 	sl, err := s.lockSlot(wait, in.key)
 	switch {
+	case err != nil && req.Mode == pb.PutRequest_UPDATE && ctx.Err() == nil:
+		// Busy: it took nothing, and nothing says another write came
+		// first (its own hand-off of the client may hold the slot).
+		s.cfg.Logger.Debug("not taken: busy", "relay", s.cfg.Name, "key", short(in.key), "gen", in.gen, "hop", in.hop)
+		return nil, status.Error(codes.FailedPrecondition, fmt.Errorf("%w: the client's copy is busy", errNotTaken).Error())
 	case err != nil && req.Mode != pb.PutRequest_UNDO && ctx.Err() == nil:
 		return &pb.PutReply{}, nil // busy: refused, by a copy not yet settled
 	case err != nil:
@@ -72,9 +78,10 @@ func (p peerServer) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutReply, 
 	cur := sl.state().it
 	res := s.rules.put(req.Mode, cur, in, req.Base, views.Refuses(req.View), s.cfg.Now())
 	switch {
-	case errors.Is(res.err, errNoCopy):
+	case errors.Is(res.err, errNotTaken):
 		// It took nothing: the sender's write fails with nothing changed
 		// (see written), where a call that got no answer is in doubt.
+		s.cfg.Logger.Debug("not taken", "relay", s.cfg.Name, "key", short(in.key), "gen", in.gen, "hop", in.hop, "mode", req.Mode, "err", res.err)
 		return nil, status.Error(codes.FailedPrecondition, res.err.Error())
 	case res.err != nil:
 		return nil, status.Error(codes.InvalidArgument, res.err.Error())

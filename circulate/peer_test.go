@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/scone-project/scone"
 	pb "github.com/scone-project/scone/circulate/circulatepb"
@@ -48,6 +50,26 @@ func TestUpdatesKeepOneUndo(t *testing.T) {
 	put(pb.PutRequest_UNDO, 5, 0)
 	if it := s.slot("k").state().it; it == nil || it.gen != 4 || it.prev != nil {
 		t.Fatalf("after an undo: %+v, want generation 4 with nothing more to undo", it)
+	}
+}
+
+// TestBusyHolderTakesNoUpdate: a holder whose copy of the client is busy
+// (its own hand-off of it holds the slot) answers an UPDATE that it took
+// nothing (FailedPrecondition), not a refusal: nothing says another write
+// came first, and the sender's write fails Unavailable, not as a
+// conflict.
+func TestBusyHolderTakesNoUpdate(t *testing.T) {
+	s := loneStore(t, DefaultConfig().Lease, 2)
+	putCopy(t, s, "k")
+	sl := s.slot("k")
+	if err := sl.acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer sl.release()
+	_, err := (peerServer{s: s}).Put(t.Context(), &pb.PutRequest{Mode: pb.PutRequest_UPDATE, Base: 3,
+		Copy: &pb.Copy{Key: "k", Gen: 4, Hop: 1, Holders: []string{"r"}, Scones: [][]byte{sealed(t, time.Hour)}}})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("an UPDATE on a busy copy: %v, want FailedPrecondition", err)
 	}
 }
 
