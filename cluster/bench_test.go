@@ -38,7 +38,9 @@ import (
 // a call's time goes: the share of reads served from the node's own copy
 // (local-%), the mean time of a read of the owners (read-µs) and of a
 // write (write-µs), and the operations sent to other nodes per call
-// (peer-ops/call) and per message (ops/msg).
+// (peer-ops/call) and per message (ops/msg), and the changes of the
+// members' views during the run (view-changes: a node declared dead under
+// the load; 0 expected).
 func BenchmarkCluster(b *testing.B) {
 	value := strings.Repeat("s", 256)
 	b.Run("mode=client", func(b *testing.B) {
@@ -87,9 +89,20 @@ func benchCluster(b *testing.B, c *tcpCluster, value string) {
 	for _, tn := range c.nodes {
 		conns = append(conns, tn.conn)
 	}
+	var changes0 uint64
+	for _, tn := range c.nodes {
+		changes0 += tn.node.changes.Load()
+	}
 	benchCalls(b, conns, value, func(ctx context.Context, client string) context.Context {
 		return metadata.AppendToOutgoingContext(ctx, "scone-client", client)
 	})
+	var changes uint64
+	for _, tn := range c.nodes {
+		changes += tn.node.changes.Load()
+	}
+	// A busy node taken for dead under the load changes every node's
+	// view: there must be none.
+	b.ReportMetric(float64(changes-changes0), "view-changes")
 	var local, reads, ops, msgs, readSum, readN, writeSum, writeN float64
 	for _, tn := range c.nodes {
 		m := tn.node.m
