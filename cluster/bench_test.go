@@ -140,6 +140,7 @@ type holderKey struct{}
 // calls/s and p99 latency.
 func benchCalls(b *testing.B, conns []*grpc.ClientConn, value string, newClient func(context.Context, string) context.Context) {
 	var next, failed atomic.Int64
+	var firstErr atomic.Pointer[error]
 	var mu sync.Mutex
 	var lat []time.Duration
 	req := wrapperspb.String(value)
@@ -156,7 +157,9 @@ func benchCalls(b *testing.B, conns []*grpc.ClientConn, value string, newClient 
 		for pb.Next() {
 			t0 := time.Now()
 			if err := conn.Invoke(ctx, "/sconetest.Counter/Set", req, out); err != nil {
-				failed.Add(1)
+				if failed.Add(1) == 1 {
+					firstErr.Store(&err)
+				}
 			}
 			mine = append(mine, time.Since(t0))
 		}
@@ -167,7 +170,7 @@ func benchCalls(b *testing.B, conns []*grpc.ClientConn, value string, newClient 
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
 	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d calls failed", n, b.N)
+		b.Fatalf("%d of %d calls failed, the first with: %v", n, b.N, *firstErr.Load())
 	}
 	slices.Sort(lat)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
