@@ -38,7 +38,9 @@ import (
 // a call's time goes: the share of reads served from the node's own copy
 // (local-%), the mean time of a read of the owners (read-µs) and of a
 // write (write-µs), and the operations sent to other nodes per call
-// (peer-ops/call) and per message (ops/msg).
+// (peer-ops/call) and per message (ops/msg), and the changes of the
+// members' views during the run (view-changes: a node declared dead under
+// the load; 0 expected).
 func BenchmarkCluster(b *testing.B) {
 	value := strings.Repeat("s", 256)
 	b.Run("mode=client", func(b *testing.B) {
@@ -87,9 +89,29 @@ func benchCluster(b *testing.B, c *tcpCluster, value string) {
 	for _, tn := range c.nodes {
 		conns = append(conns, tn.conn)
 	}
+	// Start once the settle window after the cluster formed has passed:
+	// within it a read asks every member (see readFrom), which is the
+	// cost of a change of the view, not of a call.
+	var settled time.Time
+	for _, tn := range c.nodes {
+		n := tn.node
+		settled = later(settled, n.changedAt(n.members.View().Hash, time.Now()).Add(n.settleWindow()))
+	}
+	time.Sleep(time.Until(settled))
+	var changes0 uint64
+	for _, tn := range c.nodes {
+		changes0 += tn.node.changes.Load()
+	}
 	benchCalls(b, conns, value, func(ctx context.Context, client string) context.Context {
 		return metadata.AppendToOutgoingContext(ctx, "scone-client", client)
 	})
+	var changes uint64
+	for _, tn := range c.nodes {
+		changes += tn.node.changes.Load()
+	}
+	// A busy node taken for dead under the load changes every node's
+	// view: there must be none.
+	b.ReportMetric(float64(changes-changes0), "view-changes")
 	var local, reads, ops, msgs, readSum, readN, writeSum, writeN float64
 	for _, tn := range c.nodes {
 		m := tn.node.m
@@ -127,6 +149,7 @@ type holderKey struct{}
 // calls/s and p99 latency.
 func benchCalls(b *testing.B, conns []*grpc.ClientConn, value string, newClient func(context.Context, string) context.Context) {
 	var next, failed atomic.Int64
+	var firstErr atomic.Pointer[error]
 	var mu sync.Mutex
 	var lat []time.Duration
 	req := wrapperspb.String(value)
@@ -143,7 +166,9 @@ func benchCalls(b *testing.B, conns []*grpc.ClientConn, value string, newClient 
 		for pb.Next() {
 			t0 := time.Now()
 			if err := conn.Invoke(ctx, "/sconetest.Counter/Set", req, out); err != nil {
-				failed.Add(1)
+				if failed.Add(1) == 1 {
+					firstErr.Store(&err)
+				}
 			}
 			mine = append(mine, time.Since(t0))
 		}
@@ -154,7 +179,7 @@ func benchCalls(b *testing.B, conns []*grpc.ClientConn, value string, newClient 
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
 	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d calls failed", n, b.N)
+		b.Fatalf("%d of %d calls failed, the first with: %v", n, b.N, *firstErr.Load())
 	}
 	slices.Sort(lat)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
@@ -169,4 +194,11 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -83,9 +83,9 @@ func answerOf(v Verdict, err error) answer {
 type writeRound struct {
 	owners  []string
 	need    int
-	rv      uint64 // the write's version
-	answers map[string]answer
-	held    map[string]uint64 // the version each owner said it holds
+	rv      uint64       // the write's version
+	per     []ownerWrite // by the owner's place in owners
+	n       int          // owners that answered
 	retries int
 	took    int
 	touched []string // took the write, or may have
@@ -94,7 +94,14 @@ type writeRound struct {
 	outcome  string
 	reason   string
 	distrust bool // the primary holds a later version: this node's copy is behind
-	settled  map[string]bool
+}
+
+// ownerWrite is where one owner stands in a writeRound.
+type ownerWrite struct {
+	answered bool
+	answer   answer
+	held     uint64 // the version the owner said it holds
+	settled  bool   // its undo settled the write (see undone)
 }
 
 // maxRaceRetries bounds how many times a write is sent again to an owner
@@ -104,8 +111,7 @@ const maxRaceRetries = 3
 // newWriteRound starts the write of a record of version rv to owners (the
 // primary first), which needs need of them to take it.
 func newWriteRound(owners []string, need int, rv uint64) *writeRound {
-	return &writeRound{owners: owners, need: need, rv: rv, answers: map[string]answer{},
-		held: map[string]uint64{}, settled: map[string]bool{}}
+	return &writeRound{owners: owners, need: need, rv: rv, per: make([]ownerWrite, len(owners))}
 }
 
 // start returns the owners to send the write to: all of them.
@@ -118,33 +124,36 @@ func (w *writeRound) answer(owner string, a answer, held uint64) []string {
 	if w.decided {
 		return nil
 	}
-	if _, dup := w.answers[owner]; dup || !slices.Contains(w.owners, owner) {
+	i := slices.Index(w.owners, owner)
+	if i < 0 || w.per[i].answered {
 		return nil
 	}
-	w.answers[owner], w.held[owner] = a, held
+	w.per[i].answered, w.per[i].answer, w.per[i].held = true, a, held
+	w.n++
 	if a == tookIt {
 		w.took++
 	}
-	if a == tookIt || a == silent {
+	if (a == tookIt || a == silent) && !slices.Contains(w.touched, owner) {
 		w.touched = append(w.touched, owner)
 	}
-	if len(w.answers) < len(w.owners) {
+	if w.n < len(w.owners) {
 		return nil
 	}
 	conflict := false
-	for _, a := range w.answers {
-		conflict = conflict || a == conflicted
+	for _, p := range w.per {
+		conflict = conflict || p.answer == conflicted
 	}
 	// Without the primary, a write that needs more than one owner fails:
 	// the primary decides which of two racing writes may win. In degrade
 	// mode (need 1) the others may take it alone.
-	primary := w.answers[w.owners[0]]
+	primary := w.per[0].answer
 	if primary == tookIt && w.retries < maxRaceRetries {
 		var again []string
-		for _, o := range w.owners[1:] {
-			if w.answers[o] == conflicted && w.held[o] == w.rv {
+		for j, o := range w.owners[1:] {
+			if p := &w.per[j+1]; p.answer == conflicted && p.held == w.rv {
 				again = append(again, o)
-				delete(w.answers, o)
+				p.answered = false
+				w.n--
 			}
 		}
 		if len(again) > 0 {
@@ -188,7 +197,7 @@ func (w *writeRound) undos() []string {
 // answer, or see undoResult.settles).
 func (w *writeRound) undone(owner string, settles bool) {
 	if slices.Contains(w.touched, owner) {
-		w.settled[owner] = settles
+		w.per[slices.Index(w.owners, owner)].settled = settles
 	}
 }
 
@@ -216,7 +225,7 @@ func (w *writeRound) result() writeEnd {
 	}
 	end := writeEnd{outcome: w.outcome, failed: w.outcome, reason: w.reason}
 	for _, o := range w.touched {
-		if !w.settled[o] {
+		if !w.per[slices.Index(w.owners, o)].settled {
 			end.outcome = outcomeInDoubt
 		}
 	}

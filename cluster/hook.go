@@ -249,7 +249,7 @@ func (n *Node) serveState(ctx context.Context, s *scone.Sealer, m *hookmetrics.M
 // change of the view (see readFrom).
 func (n *Node) read(ctx context.Context, key string, k int, owners []string, view *membership.View) (*Record, error) {
 	if rec, ok := n.trusted(key, owners); ok {
-		n.m.fetches.WithLabelValues("local").Inc()
+		n.m.fetchBy[fetchLocal].Inc()
 		return rec, nil
 	}
 	now := time.Now() // the monotonic clock, as the change's time

@@ -18,6 +18,9 @@ type metrics struct {
 	rejoins     *prometheus.CounterVec
 	peerMsgs    prometheus.Counter
 	peerOps     prometheus.Counter
+	// fetchBy and writeBy are the counters of fetches and writes by
+	// outcome, looked up once.
+	fetchBy, writeBy map[string]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, records func() float64) *metrics {
@@ -70,5 +73,12 @@ func newMetrics(reg prometheus.Registerer, records func() float64) *metrics {
 	}
 	reg.MustRegister(m.members, m.records, m.replication, m.fetchTime, m.fetches, m.writes, m.undos, m.backlog, m.repairs, m.repairTime,
 		m.lost, m.rejoins, m.peerMsgs, m.peerOps)
+	m.fetchBy, m.writeBy = map[string]prometheus.Counter{}, map[string]prometheus.Counter{}
+	for _, o := range []string{fetchFound, fetchNew, fetchUnavailable, fetchLocal} {
+		m.fetchBy[o] = m.fetches.WithLabelValues(o)
+	}
+	for _, o := range []string{outcomeOK, outcomeConflict, outcomeUnavailable, outcomeInDoubt} {
+		m.writeBy[o] = m.writes.WithLabelValues(o)
+	}
 	return m
 }

@@ -63,11 +63,13 @@ func New(cfg Config) (*Node, error) {
 		stop:      make(chan struct{}),
 	}
 	n.m = newMetrics(n.reg, func() float64 { return float64(n.store.len()) })
-	n.peer = grpc.NewServer(append(membership.ServerOptions(cfg.PeerTLS), grpc.MaxRecvMsgSize(maxBatchBytes))...)
+	n.peer = grpc.NewServer(append(membership.ServerOptions(cfg.PeerTLS), grpc.MaxRecvMsgSize(maxBatchBytes),
+		grpc.InitialWindowSize(peerWindow), grpc.InitialConnWindowSize(peerWindow))...)
 	pb.RegisterPeerServer(n.peer, peerServer{n: n})
 	mcfg := cfg.membership()
 	mcfg.DialOptions = []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxBatchBytes), grpc.MaxCallSendMsgSize(maxBatchBytes)),
+		grpc.WithInitialWindowSize(peerWindow), grpc.WithInitialConnWindowSize(peerWindow),
 	}
 	mcfg.OnChange = n.triggerRepair
 	mcfg.Metrics = membership.Metrics{Members: n.m.members, Lost: n.m.lost, Rejoins: n.m.rejoins}
@@ -83,6 +85,13 @@ func New(cfg Config) (*Node, error) {
 	go n.repairLoop()
 	return n, nil
 }
+
+// peerWindow is the HTTP/2 flow-control window of the peer connections,
+// set rather than estimated: gRPC's estimate (BDP) sends a ping, and its
+// answer, about every round trip on a busy connection, two more frames
+// for each batch of operations on a peer link. 4 MiB covers a round trip
+// of a LAN at several GB/s; a batch larger than it flows in parts.
+const peerWindow = 4 << 20
 
 // ServePeer serves the Peer service (the other nodes' reads and writes) on
 // lis until Close.
@@ -224,33 +233,36 @@ func (n *Node) settleWindow() time.Duration { return n.cfg.Timeout + repairDelay
 // other members than view refuses, and so does this node's link once its
 // own view changed (see pending.view).
 func (n *Node) fetch(ctx context.Context, key string, owners []string, view uint64) (*Record, error) {
-	type answer struct {
-		rec *Record
-		err error
-	}
 	start := time.Now()
 	defer func() { n.m.fetchTime.Observe(time.Since(start).Seconds()) }()
-	answers := make(chan answer, len(owners))
-	for _, o := range owners {
-		go func() {
-			r, err := n.fetchFrom(ctx, o, key, view)
-			answers <- answer{r, err}
-		}()
+	// Every other owner's read leaves at once; this node's own copy is
+	// read while they are on their way.
+	ops := make([]started, len(owners))
+	for i, o := range owners {
+		if o != n.cfg.Name {
+			ops[i] = n.startOn(ctx, o, fetchOp(key), view)
+		}
 	}
-	var found []*Record
+	found := make([]*Record, 0, len(owners))
 	var failed error
 	nfailed := 0
-	for range owners {
-		a := <-answers
-		if a.err != nil {
-			failed = a.err
+	for i, o := range owners {
+		var rec *Record
+		var err error
+		if o == n.cfg.Name {
+			rec = n.store.get(key)
+		} else {
+			rec, err = fetched(ops[i].wait(ctx))
+		}
+		if err != nil {
+			failed = err
 			nfailed++
 			continue
 		}
-		found = append(found, a.rec)
+		found = append(found, rec)
 	}
 	rec, outcome := newest(found, nfailed)
-	n.m.fetches.WithLabelValues(outcome).Inc()
+	n.m.fetchBy[outcome].Inc()
 	if outcome == fetchUnavailable {
 		return nil, scone.WrapError(scone.CodeUnavailable, "an owner of the client's state did not answer", failed)
 	}
@@ -265,26 +277,22 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string, view uint
 // it back: the write may still land.
 func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int, view uint64) (int, error) {
 	if n.settling(rec.Key, max(len(owners), rec.Copies)) {
-		n.m.writes.WithLabelValues(outcomeUnavailable).Inc()
+		n.m.writeBy[outcomeUnavailable].Inc()
 		return 0, scone.NewError(scone.CodeUnavailable, "an owner of the client's state left the group a moment ago; retry")
 	}
 	start := time.Now()
 	defer func() { n.m.replication.Observe(time.Since(start).Seconds()) }()
 	w := newWriteRound(owners, need, rec.RV)
-	var mu sync.Mutex
 	var cause error // the last error of an owner, for the failure's cause
-	var again []string
-	send := func(o string) {
-		t := time.Now()
-		v, held, err := n.storeOn(ctx, o, rec, base, false, view)
+	answer := func(o string, t time.Time, v Verdict, held uint64, err error) []string {
 		hooktrace.OwnerWrite(ctx, o, t, v.String(), err)
-		mu.Lock()
-		defer mu.Unlock()
 		if err != nil {
 			cause = err
 		}
-		again = append(again, w.answer(o, answerOf(v, err), held)...)
+		return w.answer(o, answerOf(v, err), held)
 	}
+	op := storeRecordOp(rec, base, false)
+	ops := make([]started, len(owners))
 	for try, to := 0, w.start(); len(to) > 0; try++ {
 		if try > 0 {
 			// A rival write holds an owner: give its writer the time to
@@ -296,17 +304,25 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 				t.Stop()
 			}
 		}
-		again = nil
-		var wg sync.WaitGroup
-		for _, o := range to {
+		// The write leaves for every other owner at once; this node
+		// writes its own copy while they are on their way.
+		t := time.Now()
+		for i, o := range to {
 			if o != n.cfg.Name {
-				wg.Go(func() { send(o) })
+				ops[i] = n.startOn(ctx, o, op, view)
 			}
 		}
+		var again []string
 		if slices.Contains(to, n.cfg.Name) {
-			send(n.cfg.Name) // while the others' are on their way
+			v, held := n.store.put(rec, base, false)
+			again = append(again, answer(n.cfg.Name, t, v, held, nil)...)
 		}
-		wg.Wait()
+		for i, o := range to {
+			if o != n.cfg.Name {
+				v, held, err := storedBy(ops[i].wait(ctx))
+				again = append(again, answer(o, t, v, held, err)...)
+			}
+		}
 		to = again
 	}
 	if w.distrust {
@@ -335,7 +351,7 @@ func (n *Node) failWrite(w *writeRound, rec *Record, cause error) (int, error) {
 	}
 	wg.Wait()
 	end := w.result()
-	n.m.writes.WithLabelValues(end.outcome).Inc()
+	n.m.writeBy[end.outcome].Inc()
 	var err *scone.Error
 	switch end.failed {
 	case "":

@@ -83,6 +83,9 @@ type pending struct {
 	reply *pb.OpReply
 	err   error
 	done  chan struct{}
+	// deadline is when the operation fails if no reply has come (the
+	// link's timeout from its start).
+	deadline time.Time
 }
 
 // flight is a batch sent, waiting for its reply.
@@ -127,22 +130,60 @@ func newLink(conn *grpc.ClientConn, timeout, lease time.Duration, view func() ui
 // do runs one operation, decided in view (see pending.view), on the
 // member, within the link's timeout.
 func (l *peerLink) do(ctx context.Context, op *pb.Op, view uint64) (*pb.OpReply, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	p := &pending{op: op, view: view, done: make(chan struct{})}
+	p, err := l.start(ctx, op, view)
+	if err != nil {
+		return nil, err
+	}
+	return l.wait(ctx, p)
+}
+
+// start queues one operation, decided in view (see pending.view), for the
+// member; wait returns its reply. A request starts its operations on every
+// member at once and then waits for each in turn, with no goroutine of its
+// own per operation.
+func (l *peerLink) start(ctx context.Context, op *pb.Op, view uint64) (*pending, error) {
+	p := &pending{op: op, view: view, done: make(chan struct{}), deadline: time.Now().Add(l.timeout)}
 	select {
 	case l.queue <- p:
+		return p, nil
+	default:
+	}
+	// The queue is full: wait for room, within the link's timeout.
+	t := time.NewTimer(l.timeout)
+	defer t.Stop()
+	select {
+	case l.queue <- p:
+		return p, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-t.C:
+		return nil, context.DeadlineExceeded
 	case <-l.stop:
 		return nil, errLinkClosed
 	}
+}
+
+// wait waits for the reply to an operation start queued, until the link's
+// timeout from its start.
+func (l *peerLink) wait(ctx context.Context, p *pending) (*pb.OpReply, error) {
+	select {
+	case <-p.done:
+		return p.reply, p.err
+	default:
+	}
+	// One timer, not a context per operation: the operation's reply, or
+	// the end of the request, or the timeout, whichever comes first.
+	t := time.NewTimer(time.Until(p.deadline))
+	defer t.Stop()
 	select {
 	case <-p.done:
 		return p.reply, p.err
 	case <-ctx.Done():
 		l.kick()
 		return nil, ctx.Err()
+	case <-t.C:
+		l.kick()
+		return nil, context.DeadlineExceeded
 	case <-l.stop:
 		return nil, errLinkClosed
 	}
@@ -368,20 +409,44 @@ func (n *Node) link(name string) (*peerLink, error) { return n.members.Peer(name
 // call runs one operation, decided in view (see pending.view), on another
 // member.
 func (n *Node) call(ctx context.Context, member string, op *pb.Op, view uint64) (*pb.OpReply, error) {
-	l, err := n.link(member)
-	if err != nil {
-		return nil, err
-	}
-	return l.do(ctx, op, view)
+	return n.startOn(ctx, member, op, view).wait(ctx)
 }
 
-// fetchFrom reads key's record on one member (locally for this node), in
-// view (see pending.view).
-func (n *Node) fetchFrom(ctx context.Context, member, key string, view uint64) (*Record, error) {
-	if member == n.cfg.Name {
-		return n.store.get(key), nil
+// started is an operation started on another member (startOn): its reply
+// is to wait for.
+type started struct {
+	l   *peerLink
+	p   *pending
+	err error // the operation could not start
+}
+
+// startOn starts one operation, decided in view (see pending.view), on
+// another member.
+func (n *Node) startOn(ctx context.Context, member string, op *pb.Op, view uint64) started {
+	l, err := n.link(member)
+	if err != nil {
+		return started{err: err}
 	}
-	r, err := n.call(ctx, member, &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: key}}}, view)
+	p, err := l.start(ctx, op, view)
+	return started{l: l, p: p, err: err}
+}
+
+// wait returns the member's reply to the operation.
+func (s started) wait(ctx context.Context) (*pb.OpReply, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	return s.l.wait(ctx, s.p)
+}
+
+func fetchOp(key string) *pb.Op { return &pb.Op{Op: &pb.Op_Fetch{Fetch: &pb.FetchRequest{Key: key}}} }
+
+func storeRecordOp(rec *Record, base uint64, repair bool) *pb.Op {
+	return &pb.Op{Op: &pb.Op_Store{Store: &pb.StoreRequest{Record: toPB(rec), Base: base, Repair: repair}}}
+}
+
+// fetched is the record a member's reply to a fetch holds (nil if none).
+func fetched(r *pb.OpReply, err error) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -392,6 +457,24 @@ func (n *Node) fetchFrom(ctx context.Context, member, key string, view uint64) (
 	return fromPB(f.GetRecord()), nil
 }
 
+// storedBy is the verdict of a member's reply to a store, and the version it
+// holds afterwards.
+func storedBy(r *pb.OpReply, err error) (Verdict, uint64, error) {
+	if err != nil {
+		return 0, 0, err
+	}
+	return Verdict(r.GetStore().GetVerdict()), r.GetStore().GetRv(), nil
+}
+
+// fetchFrom reads key's record on one member (locally for this node), in
+// view (see pending.view).
+func (n *Node) fetchFrom(ctx context.Context, member, key string, view uint64) (*Record, error) {
+	if member == n.cfg.Name {
+		return n.store.get(key), nil
+	}
+	return fetched(n.call(ctx, member, fetchOp(key), view))
+}
+
 // storeOn writes a record on one member (locally for this node), in view
 // (see pending.view), and returns the verdict and the version the member
 // holds afterwards.
@@ -400,11 +483,7 @@ func (n *Node) storeOn(ctx context.Context, member string, rec *Record, base uin
 		v, rv := n.store.put(rec, base, repair)
 		return v, rv, nil
 	}
-	r, err := n.call(ctx, member, &pb.Op{Op: &pb.Op_Store{Store: &pb.StoreRequest{Record: toPB(rec), Base: base, Repair: repair}}}, view)
-	if err != nil {
-		return 0, 0, err
-	}
-	return Verdict(r.GetStore().GetVerdict()), r.GetStore().GetRv(), nil
+	return storedBy(n.call(ctx, member, storeRecordOp(rec, base, repair), view))
 }
 
 // undoOn takes back a write of rec on one member (locally for this node),
@@ -481,8 +560,9 @@ func (p peerServer) run(req *pb.BatchRequest) (*pb.BatchReply, error) {
 		return &pb.BatchReply{View: own, Refused: true}, nil
 	}
 	out := &pb.BatchReply{Replies: make([]*pb.OpReply, len(req.GetOps())), View: own}
+	replies := make([]pb.OpReply, len(req.GetOps())) // one allocation for the batch
 	for i, op := range req.GetOps() {
-		var r pb.OpReply
+		r := &replies[i]
 		switch x := op.GetOp().(type) {
 		case *pb.Op_Fetch:
 			f := &pb.FetchReply{}
@@ -509,7 +589,7 @@ func (p peerServer) run(req *pb.BatchRequest) (*pb.BatchReply, error) {
 		default:
 			return nil, status.Errorf(codes.InvalidArgument, "operation %d is of an unknown kind", i)
 		}
-		out.Replies[i] = &r
+		out.Replies[i] = r
 	}
 	return out, nil
 }

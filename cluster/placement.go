@@ -1,9 +1,6 @@
 package cluster
 
-import (
-	"hash/fnv"
-	"slices"
-)
+import "slices"
 
 // Owners returns the k members that keep the SCONEs of key, by rendezvous
 // (highest random weight) hashing: each member's weight is a hash of the
@@ -16,13 +13,11 @@ func Owners(key string, members []string, k int) []string {
 		name  string
 		score uint64
 	}
-	s := make([]scored, len(members))
-	for i, m := range members {
-		h := fnv.New64a()
-		h.Write([]byte(m))
-		h.Write([]byte{0})
-		h.Write([]byte(key))
-		s[i] = scored{m, mix(h.Sum64())}
+	var buf [16]scored // no allocation for clusters of up to 16 members
+	s := buf[:0]
+	for _, m := range members {
+		h := fnv64a(fnv64a(fnv64a(fnvOffset, m), "\x00"), key)
+		s = append(s, scored{m, mix(h)})
 	}
 	slices.SortFunc(s, func(a, b scored) int {
 		switch {
@@ -42,6 +37,21 @@ func Owners(key string, members []string, k int) []string {
 		out = append(out, x.name)
 	}
 	return out
+}
+
+// FNV-1a, 64 bits (as hash/fnv's New64a, without its allocation).
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnv64a continues the FNV-1a hash h over s.
+func fnv64a(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
 }
 
 // mix finishes a hash (the splitmix64 finaliser), so that FNV's weak low

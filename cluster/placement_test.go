@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"fmt"
+	"hash/fnv"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -77,6 +79,18 @@ func TestOwnersMinimalMovement(t *testing.T) {
 			if !slices.Contains(after, o) && o != gone {
 				t.Fatalf("key %s moved to a member other than the new one", key)
 			}
+		}
+	}
+}
+
+// TestFNV64a pins the inlined FNV-1a to hash/fnv's: the owners of every
+// record depend on it, on every node, of every version.
+func TestFNV64a(t *testing.T) {
+	for _, in := range []string{"", "a", "node-0\x00" + KeyOf("client-1"), strings.Repeat("xyz", 50)} {
+		h := fnv.New64a()
+		h.Write([]byte(in))
+		if got, want := fnv64a(fnvOffset, in), h.Sum64(); got != want {
+			t.Errorf("fnv64a(%q) = %x, want %x", in, got, want)
 		}
 	}
 }

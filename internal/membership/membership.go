@@ -294,11 +294,14 @@ func (g *Group[P]) Joined(name string) (time.Time, bool) {
 func (g *Group[P]) Departures(now time.Time) map[string]time.Time {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := map[string]time.Time{}
+	var out map[string]time.Time // nil, and no allocation, when none
 	for name, at := range g.departed {
 		if now.Sub(at) >= g.cfg.Lease {
 			delete(g.departed, name)
 			continue
+		}
+		if out == nil {
+			out = make(map[string]time.Time, len(g.departed))
 		}
 		out[name] = at
 	}
