@@ -728,18 +728,27 @@ func (s *session) resolve(ctx context.Context, gw shopper) bool {
 
 // read gets the cart, retrying while servers come back (10 s at most).
 func (s *session) read(ctx context.Context, gw shopper) (*pb.CartView, bool) {
-	deadline := time.Now().Add(10 * time.Second)
+	start := time.Now()
+	deadline := start.Add(10 * time.Second)
+	var tries []string // the failed attempts, for the problem
 	for ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		v, _, _, err := gw.call(cctx, op{kind: opGet})
+		t := time.Now()
+		v, _, servedBy, err := gw.call(cctx, op{kind: opGet})
 		cancel()
 		s.calls.Add(1)
 		s.reads++
 		if err == nil {
 			return v, true
 		}
+		if servedBy == "" {
+			servedBy = "?"
+		}
+		tries = append(tries, fmt.Sprintf("%s@%.1fs: %v after %.1fs", servedBy,
+			t.Sub(start).Seconds(), status.Code(err), time.Since(t).Seconds()))
 		if time.Now().After(deadline) {
-			s.problem("cart unreadable for 10 s: " + err.Error())
+			s.problem(fmt.Sprintf("cart unreadable for 10 s: %v (attempts from %s: %s)", err,
+				start.UTC().Format("15:04:05.000"), strings.Join(tries, ", ")))
 			return nil, false
 		}
 		time.Sleep(50 * time.Millisecond)

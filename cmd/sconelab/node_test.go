@@ -115,15 +115,17 @@ func TestNodeProcesses(t *testing.T) {
 	waitMembers(procs)
 
 	var addrs []string
+	names := map[string]string{}
 	for _, p := range procs {
 		addrs = append(addrs, p.listen)
+		names[p.listen] = p.name
 	}
 	conn, err := shop.DialReplicas(addrs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	gw := &grpcShopper{gw: pb.NewGatewayClient(conn)}
+	gw := &grpcShopper{gw: pb.NewGatewayClient(conn), names: names}
 	sessions := make([]*session, 6)
 	for i := range sessions {
 		sessions[i] = &session{id: i + 1, rng: rand.New(rand.NewPCG(7, uint64(i+1))), model: newCartModel(), dict: scone.NewDict(), timeout: time.Second}
