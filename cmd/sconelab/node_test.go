@@ -175,11 +175,23 @@ func TestNodeProcesses(t *testing.T) {
 	// SIGSTOP: calls through the paused node hang until the client gives
 	// up; the others go on without it; when it resumes, its late writes
 	// must not overwrite what the others wrote meanwhile.
+	//
+	// The node resumes after 3 s (long enough to be declared dead), while
+	// the sessions go on, not after them: a stopped process's connections
+	// stay ready, so the client's round robin keeps sending it a share of
+	// the calls for as long as it is stopped. Were it stopped until the
+	// sessions' steps ended, a session could spend its whole 10 s budget
+	// for reading its cart on calls that happened to go to the stopped
+	// node, which measures the client's balancing, not the cluster. Any
+	// call the live nodes fail is still a failure.
 	procs[2].cmd.Process.Signal(syscall.SIGSTOP)
-	paused := time.Now()
+	resumed := make(chan struct{})
+	time.AfterFunc(3*time.Second, func() {
+		procs[2].cmd.Process.Signal(syscall.SIGCONT)
+		close(resumed)
+	})
 	steps(8)
-	time.Sleep(3*time.Second - time.Since(paused)) // long enough to be declared dead
-	procs[2].cmd.Process.Signal(syscall.SIGCONT)
+	<-resumed
 	waitMembers(live)
 	steps(5)
 
