@@ -2,6 +2,7 @@ package sconehttp
 
 import (
 	"encoding/base64"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -274,8 +275,11 @@ func (p *cookiePolicy) replyCookies(r *hook.Reply, secure bool, now time.Time, c
 				" bytes is over the cookie budget of "+strconv.Itoa(p.budget)+
 				" (enable compression in the Sealer, or use the header carrier)")
 		}
-		// Expiries are whole milliseconds: measure from now's millisecond.
-		c.MaxAge = max(1, int(h.Expires.Sub(now.Truncate(time.Millisecond)).Seconds()))
+		// Max-Age is whole seconds, rounded up: the cookie may outlive
+		// the SCONE by under a second (which the server then refuses as
+		// expired), never the other way round, however long after the
+		// seal now is.
+		c.MaxAge = max(1, int(math.Ceil(h.Expires.Sub(now).Seconds())))
 		out = append(out, c)
 		set[c.Name+"\x00"+c.Path] = true
 	}

@@ -153,6 +153,21 @@ func TestCookieScope(t *testing.T) {
 	}
 }
 
+// TestMaxAgeRoundsUp: however long after the seal the reply's cookies are
+// written (here every reading of the clock moves it on by 7 ms, as on a
+// loaded machine), Max-Age is rounded up, so the cookie never ends before
+// its SCONE does.
+func TestMaxAgeRoundsUp(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Now()}
+	tick := func() time.Time { clk.Advance(7 * time.Millisecond); return clk.Now() }
+	srv := shopServer(t, newSealer(t, scone.WithClock(tick), scone.WithTTL(time.Minute)))
+	resp, _ := get(t, jarClient(t), srv.URL+"/shop/visit")
+	if sc := resp.Header.Get("Set-Cookie"); !strings.Contains(sc, "Max-Age=60;") {
+		t.Fatalf("Set-Cookie %q: want Max-Age=60", sc)
+	}
+}
+
 // TestExpiry: the cookie's Max-Age is the SCONE's lifetime, and a SCONE
 // sent after its expiry is refused (401, expired), not silently reset.
 func TestExpiry(t *testing.T) {
