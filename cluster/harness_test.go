@@ -23,6 +23,9 @@ import (
 type counter struct {
 	// gate, if set, runs in Add before the state changes (to hold a call).
 	gate func(op string)
+	// served, if set, runs once the node has served a call, its state
+	// written or not.
+	served func(method string)
 }
 
 func (c *counter) add(ctx context.Context, op string) (string, error) {
@@ -158,7 +161,16 @@ func (c *testCluster) start(name string) *testNode {
 		c.t.Fatalf("starting %s: %v", name, err)
 	}
 	tn := &testNode{node: n, ctr: &counter{}}
-	tn.svc = grpc.NewServer(n.ServerOptions(c.sealer)...)
+	after := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		if f := tn.ctr.served; f != nil {
+			f(info.FullMethod)
+		}
+		return resp, err
+	}
+	// after runs around the cluster's hook: it sees the call end once the
+	// state is written.
+	tn.svc = grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(after)}, n.ServerOptions(c.sealer)...)...)
 	tn.svc.RegisterService(counterDesc, tn.ctr)
 	tn.svc.RegisterService(counterService("sconetest.Other"), tn.ctr)
 	// The node is listed as live before it serves its Peer service: no
@@ -253,6 +265,13 @@ func (c *testCluster) eventually(d time.Duration, f func() error) {
 // call calls a counter method on a node as client ("Add", or with its
 // service "sconetest.Other/Add").
 func (c *testCluster) call(node, client, method, op string) (string, metadata.MD, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return c.callContext(ctx, node, client, method, op)
+}
+
+// callContext is call, within ctx.
+func (c *testCluster) callContext(ctx context.Context, node, client, method, op string) (string, metadata.MD, error) {
 	c.mu.Lock()
 	conn := c.conns[node]
 	if conn == nil {
@@ -267,8 +286,6 @@ func (c *testCluster) call(node, client, method, op string) (string, metadata.MD
 		c.conns[node] = conn
 	}
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
 	if client != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "scone-client", client)
 	}

@@ -275,7 +275,21 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string, view uint
 // CodeUnavailable or CodeConflict when nothing changed, and with
 // CodeInDoubt when an owner that may hold the write did not confirm taking
 // it back: the write may still land.
+//
+// A write is not abandoned when its caller goes away (the client cancelled
+// the call, or its deadline passed): once it has left for the owners, it
+// ends as their answers decide, within the peer call timeout. A client
+// that gives up on a call reads its state at once, and may read it from
+// an owner that took the write; a write given up on then would be taken
+// back (undo) under that read, which saw a state that then disappears. A
+// caller gone before the write leaves sends nothing: the call changes
+// nothing, as the client, which gets no reply, may already have read.
 func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int, view uint64) (int, error) {
+	if err := ctx.Err(); err != nil {
+		n.m.writeBy[outcomeUnavailable].Inc()
+		return 0, scone.WrapError(scone.CodeUnavailable, "the caller went away before the new state was written; nothing changed", err)
+	}
+	ctx = context.WithoutCancel(ctx)
 	if n.settling(rec.Key, max(len(owners), rec.Copies)) {
 		n.m.writeBy[outcomeUnavailable].Inc()
 		return 0, scone.NewError(scone.CodeUnavailable, "an owner of the client's state left the group a moment ago; retry")
@@ -297,12 +311,7 @@ func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []str
 		if try > 0 {
 			// A rival write holds an owner: give its writer the time to
 			// take it back (see writeRound).
-			t := time.NewTimer(time.Millisecond << try)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-			}
+			time.Sleep(time.Millisecond << try)
 		}
 		// The write leaves for every other owner at once; this node
 		// writes its own copy while they are on their way.

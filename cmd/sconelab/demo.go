@@ -183,6 +183,7 @@ func (d *demo) run(ctx context.Context) error {
 			model: newCartModel(),
 			dict:  scone.NewDict(),
 			errs:  &d.errs,
+			start: d.start,
 		})
 	}
 	if cfg.ui != "" {
@@ -535,7 +536,8 @@ func (d *demo) ticker(ctx context.Context) {
 
 func (d *demo) summary() error {
 	var calls, ok, refused, aborted, unknown, cut, wrong, reads, applied, lost int64
-	var problems []string
+	type lostOne struct{ what, calls string }
+	var problems []lostOne
 	for _, s := range d.sessions {
 		calls += s.calls.Load()
 		ok += s.ok
@@ -547,8 +549,12 @@ func (d *demo) summary() error {
 		reads += s.reads
 		applied += s.applied
 		lost += int64(len(s.problems))
-		for _, p := range s.problems {
-			problems = append(problems, fmt.Sprintf("session %d: %s", s.id, p))
+		for i, p := range s.problems {
+			l := lostOne{what: fmt.Sprintf("session %d: %s", s.id, p)}
+			if i < len(s.lastCalls) {
+				l.calls = strings.Join(s.lastCalls[i], "; ")
+			}
+			problems = append(problems, l)
 		}
 	}
 	for i, p := range problems {
@@ -556,7 +562,10 @@ func (d *demo) summary() error {
 			d.say("... and %d more", len(problems)-20)
 			break
 		}
-		d.say("LOST %s", p)
+		d.say("LOST %s", p.what)
+		if p.calls != "" {
+			d.say("     its last calls, oldest first: %s", p.calls)
+		}
 	}
 	// Every call is in exactly one of these parts, so they add up to
 	// calls; the parts that are zero are left out.
@@ -616,7 +625,13 @@ type session struct {
 	pending          *op           // a call whose outcome is not known yet
 	problems         []string      // what disagreed with the model (see problem)
 	lost             atomic.Int64  // len(problems), for readers on other goroutines
-	errs             *codeCounts   // failed calls by code, shared by the sessions
+	// history is the session's last calls (see note), and lastCalls the
+	// history as each problem was found: the LOST lines show it, so an
+	// operator sees which calls led to a state that disagrees.
+	history   []string
+	lastCalls [][]string
+	start     time.Time   // when the demo started, for the history's times
+	errs      *codeCounts // failed calls by code, shared by the sessions
 	// tell, if set, narrates an operation: session 1's first few.
 	tell func(o op, servedBy string, err error)
 }
@@ -624,7 +639,53 @@ type session struct {
 // problem records a reply or state that disagrees with the model.
 func (s *session) problem(p string) {
 	s.problems = append(s.problems, p)
+	s.lastCalls = append(s.lastCalls, slices.Clone(s.history))
 	s.lost.Add(1)
+}
+
+// historyLen is how many of its last calls a session remembers.
+const historyLen = 8
+
+// note records one call in the session's history: when it started, the
+// operation, the node or replica that served it, how long it took, and its
+// outcome, with the changes the gateway counted if it replied (changes < 0
+// if not) and what the session concluded from it (what).
+func (s *session) note(at time.Time, o op, servedBy string, err error, changes int64, what string) {
+	if servedBy == "" {
+		servedBy = "?"
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = status.Code(err).String()
+	}
+	if changes >= 0 {
+		outcome += fmt.Sprintf(", %d changes", changes)
+	}
+	if what != "" {
+		outcome += ", " + what
+	}
+	var t float64
+	if !s.start.IsZero() {
+		t = at.Sub(s.start).Seconds()
+	}
+	s.history = append(s.history, fmt.Sprintf("%.2fs %s via %s in %.0fms: %s", t, o, servedBy,
+		float64(time.Since(at).Microseconds())/1000, outcome))
+	if len(s.history) > historyLen {
+		s.history = slices.Delete(s.history, 0, len(s.history)-historyLen)
+	}
+}
+
+// changesOf is the count of changes a reply shows, or -1 if none.
+func changesOf(v *pb.CartView, o *pb.Order, err error) int64 {
+	switch {
+	case err != nil:
+		return -1
+	case o != nil:
+		return int64(o.GetOperations())
+	case v != nil:
+		return int64(v.GetOperations())
+	}
+	return -1
 }
 
 // shop makes operations until ctx is done.
@@ -647,11 +708,17 @@ func (s *session) do(ctx context.Context, gw shopper, o op) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	t := time.Now()
 	view, order, servedBy, err := gw.call(cctx, o)
 	s.calls.Add(1)
 	code := status.Code(err)
 	// stopped: the end of shopping cut the call short.
 	stopped := ctx.Err() != nil && (code == codes.DeadlineExceeded || code == codes.Canceled)
+	what := ""
+	if stopped {
+		what = "cut short when shopping stopped"
+	}
+	s.note(t, o, servedBy, err, changesOf(view, order, err), what)
 	if err != nil && code != want && !stopped && s.errs != nil {
 		s.errs.add(code.String()) // not a refusal the model predicts
 	}
@@ -711,13 +778,15 @@ func (s *session) resolve(ctx context.Context, gw shopper) bool {
 	o := *s.pending
 	s.pending = nil
 	if s.model.checkView(v) == "" {
-		return true // it had not taken effect
+		s.history[len(s.history)-1] += fmt.Sprintf(": the %s had not taken effect", o.kind)
+		return true
 	}
 	if s.model.expectError(o) == codes.OK {
 		after := s.model.clone()
 		after.apply(o)
 		if after.checkView(v) == "" {
 			s.model, s.applied = after, s.applied+1
+			s.history[len(s.history)-1] += fmt.Sprintf(": the %s had taken effect", o.kind)
 			return true
 		}
 	}
@@ -738,6 +807,7 @@ func (s *session) read(ctx context.Context, gw shopper) (*pb.CartView, bool) {
 		cancel()
 		s.calls.Add(1)
 		s.reads++
+		s.note(t, op{kind: opGet}, servedBy, err, changesOf(v, nil, err), "a read that checks")
 		if err == nil {
 			return v, true
 		}
