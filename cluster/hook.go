@@ -33,7 +33,11 @@ import (
 // (it did not answer: the write may be held up in the network, and land
 // later), the call fails with DeadlineExceeded (code in_doubt): the outcome
 // is unknown, as when a server dies mid-call, and the next read shows it.
-// Calls that name no client run without state.
+// A call whose client goes away (cancels it, or its deadline passes) while
+// its new state is written is not cut short: the write ends as the owners
+// answer, so a read the client makes at once never sees a change that is
+// then taken back; a call whose client went away before the write changes
+// nothing. Calls that name no client run without state.
 //
 // The hook records the scone_hook_* metrics, with the transport label
 // "cluster", in the node's registry (Metrics).

@@ -279,11 +279,12 @@ func (n *Node) fetch(ctx context.Context, key string, owners []string, view uint
 // A write is not abandoned when its caller goes away (the client cancelled
 // the call, or its deadline passed): once it has left for the owners, it
 // ends as their answers decide, within the peer call timeout. A client
-// that gives up on a call reads its state at once, and may read it from
-// an owner that took the write; a write given up on then would be taken
-// back (undo) under that read, which saw a state that then disappears. A
-// caller gone before the write leaves sends nothing: the call changes
-// nothing, as the client, which gets no reply, may already have read.
+// that gives up on a call may read its state at once, from an owner that
+// took the write: a write given up on then would be taken back (undo)
+// under that read, which would have seen a state that then disappears
+// (TestWriteOfCallerGone). A caller gone before the write leaves sends
+// nothing: the call changes nothing, as the client, which gets no reply,
+// may already have read.
 func (n *Node) write(ctx context.Context, rec *Record, base uint64, owners []string, need int, view uint64) (int, error) {
 	if err := ctx.Err(); err != nil {
 		n.m.writeBy[outcomeUnavailable].Inc()

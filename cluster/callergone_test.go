@@ -14,10 +14,10 @@ import (
 // write used to stop waiting for the owners when the caller went away,
 // fail, and take itself back (undo) on the owners that took it, after the
 // read had seen it there: the read showed the change, the next read did
-// not. sconelab demo --mode=cluster found it as a session whose checkout,
-// cut short at the end of shopping and then read as applied, was gone from
-// its final state. Now a write ends as the owners answer, and a read that
-// saw it keeps seeing it.
+// not. It explains the one failure of TestDemoCluster under load: a
+// session's checkout, cut short when shopping stopped and then read as
+// applied, was gone from its final state (RELIABILITY.md, Findings). Now a
+// write ends as the owners answer, and a read that saw it keeps seeing it.
 func TestWriteOfCallerGone(t *testing.T) {
 	c := newTestCluster(t, 4, 2, nil)
 	const client = "gone-client"
