@@ -44,9 +44,9 @@ func TestWriteOfCallerGone(t *testing.T) {
 		}
 		_, _, err := c.callContext(ctx, writer, client, "Add", op)
 		cancel()
-		if err == nil {
-			t.Fatalf("%s: a call the client cancelled succeeded", op)
-		}
+		// The reply may beat the cancel to the client: the call then
+		// succeeded, and so must the reads below show.
+		acked := err == nil
 		first, _, err := c.call(reader, client, "Get", "")
 		if err != nil {
 			t.Fatalf("%s: reading through %s at once: %v", op, reader, err)
@@ -61,13 +61,13 @@ func TestWriteOfCallerGone(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: reading through %s once %s served the call: %v", op, reader, writer, err)
 		}
-		if strings.Contains(first, op+",") {
+		if acked || strings.Contains(first, op+",") {
 			seen++
 			if !strings.Contains(then, op+",") {
-				t.Fatalf("%s, cancelled by its client on %s: a read through %s saw it (%q), and once %s finished the call it was gone (%q)",
-					op, writer, reader, first, writer, then)
+				t.Fatalf("%s, cancelled by its client on %s (acknowledged: %v): a read through %s saw it (%q), and once %s finished the call it was gone (%q)",
+					op, writer, acked, reader, first, writer, then)
 			}
 		}
 	}
-	t.Logf("%d of 24 cancelled writes were seen by the read that followed", seen)
+	t.Logf("%d of 24 cancelled writes were seen by the read that followed, or acknowledged", seen)
 }
