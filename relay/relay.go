@@ -97,8 +97,15 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Serve serves gRPC on lis until Stop.
-func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
+// Serve serves gRPC on lis until Stop or GracefulStop, and then returns
+// nil, as it does if the server was stopped before Serve began (a shutdown
+// that came first is not an error).
+func (s *Server) Serve(lis net.Listener) error {
+	if err := s.grpc.Serve(lis); !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
+}
 
 // Stop stops at once: open calls fail. The store is not closed.
 func (s *Server) Stop() {

@@ -413,3 +413,25 @@ func TestBadSCONEFromUpstream(t *testing.T) {
 		})
 	}
 }
+
+// TestServeAfterStop: a relay stopped before Serve began (a shutdown that
+// won the race with the start) returns nil from Serve, as one stopped
+// while serving does, and closes the listener.
+func TestServeAfterStop(t *testing.T) {
+	r, err := relay.New(relayConfig([]string{"127.0.0.1:1"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.GracefulStop()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Serve(lis); err != nil {
+		t.Fatalf("Serve after GracefulStop: %v, want nil", err)
+	}
+	if c, err := net.Dial("tcp", lis.Addr().String()); err == nil {
+		c.Close()
+		t.Errorf("the listener still accepts connections")
+	}
+}
