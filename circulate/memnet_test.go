@@ -163,6 +163,21 @@ func TestQueryBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := cluster.KeyOf("zed")
+	// The write hands the copies on to relays that held none: until that
+	// hand-off ends, the relay it left may still hold its copy too. Wait
+	// for the two copies to settle before cutting their holders off.
+	eventually(t, 10*time.Second, func() error {
+		held := 0
+		for _, s := range g.stores {
+			if _, ok := s.Copies()[key]; ok {
+				held++
+			}
+		}
+		if held != 2 {
+			return fmt.Errorf("%d relays hold a copy of zed's SCONEs, want 2", held)
+		}
+		return nil
+	})
 	var asker *circulate.Store
 	for _, s := range g.stores {
 		if _, ok := s.Copies()[key]; ok {
