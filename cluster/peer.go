@@ -92,7 +92,8 @@ type pending struct {
 type flight struct {
 	batch []*pending
 	sent  time.Time
-	view  uint64 // this node's view hash when it was sent
+	due   time.Time // the earliest deadline of its operations
+	view  uint64    // this node's view hash when it was sent
 }
 
 // peerStream is one Peer.Stream to the member, and the batches sent on it
@@ -189,11 +190,14 @@ func (l *peerLink) wait(ctx context.Context, p *pending) (*pb.OpReply, error) {
 	}
 }
 
-// kick breaks the stream if the oldest batch on it has waited for its
-// reply longer than the link's timeout: the member or the connection is
-// stuck, and the batches after it would wait as long. The operations in
-// flight fail (their writers count them as not answered), and the next
-// batch opens a new stream.
+// kick breaks the stream if the oldest batch on it is still unanswered at
+// the deadline of one of its operations (the link's timeout from when the
+// operation was started, not from when the batch left: on a loaded node
+// the two differ by the time the operation waited in the queue, and an
+// operation that timed out must not leave the stream in use): the member
+// or the connection is stuck, and the batches after it would wait as long.
+// The operations in flight fail (their writers count them as not
+// answered), and the next batch opens a new stream.
 func (l *peerLink) kick() {
 	l.mu.Lock()
 	st := l.cur
@@ -202,7 +206,7 @@ func (l *peerLink) kick() {
 		return
 	}
 	st.mu.Lock()
-	stale := len(st.inflight) > 0 && time.Since(st.inflight[0].sent) >= l.timeout
+	stale := len(st.inflight) > 0 && !time.Now().Before(st.inflight[0].due)
 	st.broken = st.broken || stale
 	st.mu.Unlock()
 	if !stale {
@@ -270,8 +274,12 @@ func (l *peerLink) sendBatch(batch []*pending) {
 		return
 	}
 	req := &pb.BatchRequest{Ops: make([]*pb.Op, len(batch))}
+	due := batch[0].deadline
 	for i, p := range batch {
 		req.Ops[i] = p.op
+		if p.deadline.Before(due) {
+			due = p.deadline
+		}
 	}
 	// A stream that breaks between its opening and the push is replaced
 	// once; then the batch fails with the cause.
@@ -280,7 +288,7 @@ func (l *peerLink) sendBatch(batch []*pending) {
 		l.mu.Lock()
 		unary, st := l.unary, l.cur
 		l.mu.Unlock()
-		f := &flight{batch: batch, sent: time.Now(), view: view}
+		f := &flight{batch: batch, sent: time.Now(), due: due, view: view}
 		req.View = f.view
 		if unary {
 			l.call(f, req)
