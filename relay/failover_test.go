@@ -3,7 +3,6 @@ package relay_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	pb "github.com/scone-project/scone/examples/bookstore/bookstorepb"
 	"github.com/scone-project/scone/examples/bookstore/shop"
+	"github.com/scone-project/scone/internal/daemontest"
 	"github.com/scone-project/scone/relay"
 )
 
@@ -173,19 +173,14 @@ func leaderKilled(t *testing.T, bin string, sig os.Signal, bound time.Duration) 
 // client URLs.
 func startNATSProcesses(t *testing.T, bin string, n int) (map[string]*exec.Cmd, []string) {
 	t.Helper()
-	free := func() int {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port
-	}
-	clientPorts, routePorts := make([]int, n), make([]int, n)
+	// Ports below the ephemeral range (see internal/freeport): a port the
+	// kernel gave and took back could be a client connection's by the time
+	// a server binds it, and the cluster would never form.
+	clientAddrs, routeAddrs := make([]string, n), make([]string, n)
 	var routes []string
 	for i := range n {
-		clientPorts[i], routePorts[i] = free(), free()
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", routePorts[i]))
+		clientAddrs[i], routeAddrs[i] = daemontest.Addr(t), daemontest.Addr(t)
+		routes = append(routes, "nats://"+routeAddrs[i])
 	}
 	procs := make(map[string]*exec.Cmd)
 	var urls []string
@@ -193,21 +188,34 @@ func startNATSProcesses(t *testing.T, bin string, n int) (map[string]*exec.Cmd, 
 		dir := t.TempDir()
 		name := fmt.Sprintf("n%d", i+1)
 		conf := fmt.Sprintf(`server_name: %s
-listen: 127.0.0.1:%d
+listen: %s
 jetstream { store_dir: %q }
-cluster { name: scone, listen: 127.0.0.1:%d, routes: [%s] }
-`, name, clientPorts[i], dir, routePorts[i], strings.Join(routes, ", "))
+cluster { name: scone, listen: %s, routes: [%s] }
+`, name, clientAddrs[i], dir, routeAddrs[i], strings.Join(routes, ", "))
 		path := filepath.Join(dir, "nats.conf")
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		logf, err := os.Create(filepath.Join(dir, "nats.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		cmd := exec.Command(bin, "-c", path)
+		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+			logf.Close()
+			if t.Failed() {
+				b, _ := os.ReadFile(logf.Name())
+				t.Logf("log of nats-server %s:\n%s", name, b)
+			}
+		})
 		procs[name] = cmd
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
+		urls = append(urls, "nats://"+clientAddrs[i])
 	}
 	return procs, urls
 }

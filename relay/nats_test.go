@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scone-project/scone/internal/daemontest"
 	"github.com/scone-project/scone/relay"
 )
 
@@ -53,18 +55,16 @@ func runNATS(t testing.TB, opts *server.Options) *server.Server {
 // startNATSCluster runs n NATS servers with JetStream clustered on loopback.
 func startNATSCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
+	// Route ports below the ephemeral range (see internal/freeport): a port
+	// the kernel gave and took back could be a connection's by the time
+	// the server binds it.
 	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
 	var routes []*url.URL
-	for _, p := range ports {
-		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	for i := range ports {
+		addr := daemontest.Addr(t)
+		_, port, _ := net.SplitHostPort(addr)
+		ports[i], _ = strconv.Atoi(port)
+		routes = append(routes, &url.URL{Scheme: "nats", Host: addr})
 	}
 	var servers []*server.Server
 	for i := range n {
