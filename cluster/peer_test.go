@@ -91,7 +91,8 @@ func TestPeerBatch(t *testing.T) {
 }
 
 // FuzzPeerBatch feeds the Peer protocol arbitrary batches: any input is
-// answered or refused, never a panic, and what a node holds afterwards is
+// answered, refused whole (a batch of another view: nothing runs) or
+// refused as invalid, never a panic, and what a node holds afterwards is
 // what a fetch returns.
 func FuzzPeerBatch(f *testing.F) {
 	seed, _ := proto.Marshal(&pb.BatchRequest{Ops: []*pb.Op{
@@ -112,6 +113,14 @@ func FuzzPeerBatch(f *testing.F) {
 		if err != nil {
 			if status.Code(err) != codes.InvalidArgument {
 				t.Fatalf("error %v is not InvalidArgument", err)
+			}
+			return
+		}
+		if resp.GetRefused() {
+			// The sender named another view than the node's: no
+			// operation ran, and none is answered.
+			if len(resp.GetReplies()) != 0 || len(n.store.keys()) != 0 {
+				t.Fatalf("a refused batch: %d replies, %d records held; want none", len(resp.GetReplies()), len(n.store.keys()))
 			}
 			return
 		}
