@@ -18,7 +18,15 @@ func BenchmarkClusterNodes(b *testing.B) {
 	value := strings.Repeat("s", 256)
 	for _, n := range []int{2, 4, 8} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			benchCluster(b, newTCPCluster(b, n, 2), value)
+			c := newTCPCluster(b, n, 2)
+			benchCluster(b, c, value)
+			// The figures are of n nodes only if none was taken for dead
+			// under the load and left the view.
+			for _, tn := range c.nodes {
+				if got := len(tn.node.Members()); got != n {
+					b.Fatalf("%s sees %d members after the run, want %d: the figures are of a smaller cluster", tn.name, got, n)
+				}
+			}
 		})
 	}
 }
