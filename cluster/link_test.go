@@ -62,6 +62,16 @@ func serveLink(t *testing.T, srv pb.PeerServer, timeout time.Duration) *peerLink
 	return l
 }
 
+// do runs one operation, decided in view (see pending.view), on the
+// member, within the link's timeout.
+func (l *peerLink) do(ctx context.Context, op *pb.Op, view uint64) (*pb.OpReply, error) {
+	p, err := l.start(ctx, op, view)
+	if err != nil {
+		return nil, err
+	}
+	return l.wait(ctx, p)
+}
+
 // TestPeerLink runs concurrent operations on a link, over a stream to a
 // current node and over Batch calls to a node that does not serve Stream:
 // each operation gets its own reply.

@@ -128,16 +128,6 @@ func newLink(conn *grpc.ClientConn, timeout, lease time.Duration, view func() ui
 	return l
 }
 
-// do runs one operation, decided in view (see pending.view), on the
-// member, within the link's timeout.
-func (l *peerLink) do(ctx context.Context, op *pb.Op, view uint64) (*pb.OpReply, error) {
-	p, err := l.start(ctx, op, view)
-	if err != nil {
-		return nil, err
-	}
-	return l.wait(ctx, p)
-}
-
 // start queues one operation, decided in view (see pending.view), for the
 // member; wait returns its reply. A request starts its operations on every
 // member at once and then waits for each in turn, with no goroutine of its
@@ -472,15 +462,6 @@ func storedBy(r *pb.OpReply, err error) (Verdict, uint64, error) {
 		return 0, 0, err
 	}
 	return Verdict(r.GetStore().GetVerdict()), r.GetStore().GetRv(), nil
-}
-
-// fetchFrom reads key's record on one member (locally for this node), in
-// view (see pending.view).
-func (n *Node) fetchFrom(ctx context.Context, member, key string, view uint64) (*Record, error) {
-	if member == n.cfg.Name {
-		return n.store.get(key), nil
-	}
-	return fetched(n.call(ctx, member, fetchOp(key), view))
 }
 
 // storeOn writes a record on one member (locally for this node), in view

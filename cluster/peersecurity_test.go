@@ -119,7 +119,7 @@ func TestPeerImpostorForeignCA(t *testing.T) {
 	ctx := context.Background()
 	for _, cl := range clients[:3] {
 		k := headerKey(cl)
-		if rec, err := imp.fetchFrom(ctx, c.nodes[0].name, k, 0); err == nil {
+		if rec, err := fetched(imp.call(ctx, c.nodes[0].name, fetchOp(k), 0)); err == nil {
 			t.Fatalf("the impostor read %s's record from %s: %+v", cl, c.nodes[0].name, rec)
 		}
 		forged := &Record{Key: k, RV: 1 << 40, Stamp: time.Now().UnixNano(), SCONEs: [][]byte{[]byte("forged")}, Copies: 2}
